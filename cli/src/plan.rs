@@ -1,0 +1,59 @@
+//! `tozai plan`: what a push of a commit range would trigger.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use tozai::adapters::git::Git2Changes;
+use tozai::config::Config;
+use tozai::plan::Push;
+use tozai::refs::RefName;
+
+use crate::report;
+
+pub struct Options {
+    pub config: PathBuf,
+    pub repo: PathBuf,
+    pub region: Option<String>,
+    pub reference: Option<String>,
+    pub json: bool,
+    pub range: String,
+}
+
+pub fn run(o: Options) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&o.config)?;
+    let region = match o.region {
+        Some(name) => match config.region(&name) {
+            Some(r) => r,
+            None => bail!(
+                "unknown region {name:?} (the regions in {} are {})",
+                config.origin,
+                report::region_names(&config)
+            ),
+        },
+        None => config.primary(),
+    };
+    let git = Git2Changes::open(&o.repo)?;
+    let reference = match o.reference {
+        Some(r) => r.parse::<RefName>()?,
+        None => git
+            .current_branch()?
+            .context("HEAD is not on a branch: name the pushed branch or tag with --ref")?,
+    };
+    let (before, after) = git.resolve_range(&o.range)?;
+    let push = Push {
+        repository: region.repository.to_string(),
+        region: region.name.clone(),
+        reference,
+        before,
+        after,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    let plan = runtime.block_on(tozai::service::plan_push(&config, &git, push))?;
+    if o.json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        print!("{}", report::plan(&config, &plan));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,169 @@
+//! Readable reports for people; `--json` prints the library's types instead.
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use tozai::config::{Config, MIRROR_ACTION};
+use tozai::plan::{Decisions, Plan, TargetDecision};
+use tozai::rules::Match;
+
+/// How many paths a report lists before it summarises.
+const SHOWN: usize = 20;
+
+pub fn region_names(config: &Config) -> String {
+    let names: Vec<&str> = config.regions.iter().map(|r| r.name.as_str()).collect();
+    names.join(", ")
+}
+
+/// One line about the config.
+pub fn summary(config: &Config) -> String {
+    let (p, s) = (config.primary(), config.standby());
+    format!(
+        "{}: primary {} ({}, {}), standby {} ({}, {}); {} pipeline targets; {} rule tests",
+        config.origin,
+        p.name,
+        p.aws_region,
+        p.repository,
+        s.name,
+        s.aws_region,
+        s.repository,
+        config.targets.len(),
+        config.tests.len()
+    )
+}
+
+pub fn set(actions: &BTreeSet<String>) -> String {
+    if actions.is_empty() {
+        "(nothing)".to_owned()
+    } else {
+        actions.iter().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Why an action was or was not taken, in one line.
+pub fn why(d: &Decisions, action: &str) -> String {
+    if action == MIRROR_ACTION {
+        return explain(
+            d.sync.mirror,
+            d.sync.reason.describe(),
+            &d.sync.matches,
+            &d.sync.excluded,
+        );
+    }
+    let found = d
+        .pipelines
+        .iter()
+        .chain(&d.after_mirror)
+        .find(|p| p.target == action);
+    match found {
+        Some(p) => explain(p.start, p.reason.describe(), &p.matches, &p.excluded),
+        None if !d.sync.mirror => {
+            "its region is reached only through the mirror, which was not taken".to_owned()
+        }
+        None => "it is not a target of the regions this push reaches".to_owned(),
+    }
+}
+
+fn explain(taken: bool, reason: &str, matches: &[Match], excluded: &[Match]) -> String {
+    let mut s = reason.to_owned();
+    if let Some(m) = matches.first().filter(|_| taken) {
+        let _ = write!(s, " ({} matched {:?})", m.path, m.pattern.as_ref());
+    } else if let Some(m) = excluded.first() {
+        let _ = write!(s, " ({} excluded by {:?})", m.path, m.pattern.as_ref());
+    }
+    s
+}
+
+pub fn plan(config: &Config, plan: &Plan) -> String {
+    let mut out = String::new();
+    let push = &plan.push;
+    let range = match &push.before {
+        Some(b) => format!("{}..{}", b.short(), push.after.short()),
+        None => format!("(no base)..{}", push.after.short()),
+    };
+    let _ = writeln!(
+        out,
+        "push to {} {} {}  ({})",
+        push.region, push.reference, range, push.repository
+    );
+    let _ = writeln!(out, "{} changed paths", plan.changed.len());
+    for c in plan.changed.iter().take(SHOWN) {
+        let _ = writeln!(out, "  {c}");
+    }
+    more(&mut out, plan.changed.len());
+
+    let d = &plan.decisions;
+    let _ = writeln!(out);
+    match &d.sync.to {
+        Some(to) => {
+            let verdict = if d.sync.mirror { "MIRROR" } else { "no mirror" };
+            let _ = writeln!(out, "{verdict} to {to}: {}", d.sync.reason.describe());
+            matches(&mut out, &d.sync.matches, &d.sync.excluded);
+        }
+        None => {
+            let _ = writeln!(out, "no mirror: {}", d.sync.reason.describe());
+        }
+    }
+    targets(
+        &mut out,
+        &format!("pipelines in {}", push.region),
+        &d.pipelines,
+    );
+    if let Some(to) = d.sync.to.as_ref().filter(|_| d.sync.mirror) {
+        targets(
+            &mut out,
+            &format!("after the mirror, pipelines in {to}"),
+            &d.after_mirror,
+        );
+    }
+    let _ = config;
+    out
+}
+
+fn targets(out: &mut String, title: &str, list: &[TargetDecision]) {
+    let _ = writeln!(out, "\n{title}:");
+    if list.is_empty() {
+        let _ = writeln!(out, "  (no targets)");
+    }
+    for t in list {
+        let verdict = if t.start { "START" } else { "skip " };
+        let _ = writeln!(
+            out,
+            "  {verdict} {} ({} {}): {}",
+            t.target,
+            t.kind,
+            t.name,
+            t.reason.describe()
+        );
+        matches(out, &t.matches, &t.excluded);
+    }
+}
+
+fn matches(out: &mut String, matched: &[Match], excluded: &[Match]) {
+    for m in matched.iter().take(SHOWN) {
+        let _ = writeln!(
+            out,
+            "      {}  matched {:?} ({})",
+            m.path,
+            m.pattern.as_ref(),
+            m.rule
+        );
+    }
+    more(out, matched.len());
+    for m in excluded.iter().take(SHOWN) {
+        let _ = writeln!(
+            out,
+            "      {}  excluded by {:?} ({})",
+            m.path,
+            m.pattern.as_ref(),
+            m.rule
+        );
+    }
+    more(out, excluded.len());
+}
+
+fn more(out: &mut String, n: usize) {
+    if n > SHOWN {
+        let _ = writeln!(out, "      ... and {} more (--json lists all)", n - SHOWN);
+    }
+}

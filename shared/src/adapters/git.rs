@@ -1,0 +1,154 @@
+//! [`Git2Changes`]: the [`ChangeSource`] port over a local git repository, with git2.
+//!
+//! Changes are a tree-to-tree diff with rename detection (git's defaults: 50% similarity,
+//! up to 1,000 candidates), so a rename reports both paths. Submodule (gitlink) updates
+//! and mode-only changes are modifications; paths are raw bytes, so names that are not
+//! UTF-8 never panic.
+
+use std::path::{Path, PathBuf};
+
+use git2::{Delta, DiffFindOptions, DiffOptions, ErrorCode, Oid, Repository};
+
+use crate::change::{Change, ChangeKind, RepoPath};
+use crate::ports::{ChangeError, ChangeSource};
+use crate::refs::{CommitId, RefName};
+
+/// A local git repository as a source of changes.
+#[derive(Debug, Clone)]
+pub struct Git2Changes {
+    dir: PathBuf,
+}
+
+impl Git2Changes {
+    /// Opens the repository at (or above) `dir`.
+    pub fn open(dir: &Path) -> Result<Self, ChangeError> {
+        let repo = Repository::discover(dir).map_err(|e| ChangeError::NotARepository {
+            repository: dir.display().to_string(),
+            source: Box::new(e),
+        })?;
+        let dir = repo.path().to_owned();
+        Ok(Self { dir })
+    }
+
+    fn repo(&self) -> Result<Repository, ChangeError> {
+        Repository::open(&self.dir).map_err(|e| self.backend("cannot open the repository", e))
+    }
+
+    fn name(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    fn backend(&self, context: &str, e: git2::Error) -> ChangeError {
+        ChangeError::Backend {
+            repository: self.name(),
+            context: context.to_owned(),
+            transient: false,
+            source: Box::new(e),
+        }
+    }
+
+    fn unknown(&self, spec: &str) -> ChangeError {
+        ChangeError::UnknownRevision {
+            repository: self.name(),
+            spec: spec.to_owned(),
+        }
+    }
+
+    /// Resolves `A..B` to (A, B), or one commit C to (C's first parent, C); a root
+    /// commit has no base.
+    pub fn resolve_range(&self, spec: &str) -> Result<(Option<CommitId>, CommitId), ChangeError> {
+        let repo = self.repo()?;
+        let commit = |s: &str| -> Result<Oid, ChangeError> {
+            let obj = repo.revparse_single(s).map_err(|_| self.unknown(s))?;
+            let c = obj.peel_to_commit().map_err(|_| self.unknown(s))?;
+            Ok(c.id())
+        };
+        let id = |oid: Oid| -> CommitId { oid.to_string().parse().expect("git2 gives hex ids") };
+        if spec.contains("...") {
+            return Err(self.unknown(spec));
+        }
+        if let Some((a, b)) = spec.split_once("..") {
+            let a = if a.is_empty() { "HEAD" } else { a };
+            let b = if b.is_empty() { "HEAD" } else { b };
+            return Ok((Some(id(commit(a)?)), id(commit(b)?)));
+        }
+        let after = commit(spec)?;
+        let c = repo.find_commit(after).map_err(|_| self.unknown(spec))?;
+        let before = c.parent_ids().next();
+        Ok((before.map(id), id(after)))
+    }
+
+    /// The branch checked out, if any.
+    pub fn current_branch(&self) -> Result<Option<RefName>, ChangeError> {
+        let repo = self.repo()?;
+        let head = match repo.head() {
+            Ok(h) => h,
+            Err(e) if matches!(e.code(), ErrorCode::UnbornBranch | ErrorCode::NotFound) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(self.backend("cannot read HEAD", e)),
+        };
+        if !head.is_branch() {
+            return Ok(None);
+        }
+        Ok(head.name().ok().and_then(|n| n.parse().ok()))
+    }
+
+    /// The changes from `before` to `after`, synchronously.
+    pub fn changes_between(
+        &self,
+        before: Option<&CommitId>,
+        after: &CommitId,
+    ) -> Result<Vec<Change>, ChangeError> {
+        let repo = self.repo()?;
+        let tree = |c: &CommitId| -> Result<git2::Tree<'_>, ChangeError> {
+            let oid = Oid::from_str(c.as_str()).map_err(|_| self.unknown(c.as_str()))?;
+            repo.find_commit(oid)
+                .and_then(|commit| commit.tree())
+                .map_err(|_| self.unknown(c.as_str()))
+        };
+        let new = tree(after)?;
+        let old = before.map(tree).transpose()?;
+        let mut opts = DiffOptions::new();
+        opts.include_typechange(true);
+        let mut diff = repo
+            .diff_tree_to_tree(old.as_ref(), Some(&new), Some(&mut opts))
+            .map_err(|e| self.backend("cannot diff the commits", e))?;
+        let mut find = DiffFindOptions::new();
+        find.renames(true).rename_threshold(50).rename_limit(1000);
+        diff.find_similar(Some(&mut find))
+            .map_err(|e| self.backend("cannot detect renames", e))?;
+        let mut out = Vec::with_capacity(diff.deltas().len());
+        for delta in diff.deltas() {
+            let old_path = delta.old_file().path_bytes().map(RepoPath::from_bytes);
+            let new_path = delta.new_file().path_bytes().map(RepoPath::from_bytes);
+            let (kind, path, old) = match delta.status() {
+                Delta::Added => (ChangeKind::Added, new_path, None),
+                Delta::Deleted => (ChangeKind::Deleted, old_path, None),
+                Delta::Renamed => (ChangeKind::Renamed, new_path, old_path),
+                Delta::Copied => (ChangeKind::Copied, new_path, old_path),
+                Delta::Modified | Delta::Typechange => (ChangeKind::Modified, new_path, None),
+                // Unmodified, ignored, untracked, unreadable and conflicted do not occur
+                // in a tree-to-tree diff.
+                _ => continue,
+            };
+            let Some(path) = path else { continue };
+            out.push(Change {
+                path,
+                old_path: old,
+                kind,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl ChangeSource for Git2Changes {
+    fn changes(
+        &self,
+        before: Option<&CommitId>,
+        after: &CommitId,
+    ) -> impl Future<Output = Result<Vec<Change>, ChangeError>> + Send {
+        std::future::ready(self.changes_between(before, after))
+    }
+}

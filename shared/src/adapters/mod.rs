@@ -1,0 +1,4 @@
+//! Adapters: the ports over real technology. Named after the technology they use.
+
+#[cfg(feature = "git")]
+pub mod git;

@@ -1,0 +1,695 @@
+//! `tozai.toml`: regions, the sync rule, pipeline targets and rule tests.
+//!
+//! The file is parsed once, checked whole, and its globs compiled at start-up, so a bad
+//! rule fails when it is deployed, not on the next push. Unknown keys are refused. Every
+//! error names the file and the line, or the value at fault.
+//!
+//! Roles are one line: `primary = "tokyo"`; the standby is the other of the two regions.
+//! Nothing else in the file says which region is which (the sync rule is keyed by the
+//! region that receives the mirror), so a failover is that one line.
+//!
+//! ```
+//! let config = tozai::config::Config::parse(r#"
+//!     primary = "tokyo"
+//!     [regions.tokyo]
+//!     aws_region = "ap-northeast-1"
+//!     repository = "core-infra"
+//!     [regions.osaka]
+//!     aws_region = "ap-northeast-3"
+//!     repository = "core-infra"
+//!     [sync]
+//!     branches = ["main"]
+//!     [sync.to.osaka]
+//!     paths = ["common/**", "secondary/**"]
+//!     [sync.to.tokyo]
+//!     paths = ["common/**", "primary/**"]
+//! "#, "tozai.toml".as_ref())?;
+//! assert_eq!(config.standby().name, "osaka");
+//! # Ok::<(), tozai::config::ConfigError>(())
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+use crate::change::{Change, ChangeKind, RepoPath};
+use crate::location::{Location, check_aws_region};
+use crate::refs::RefName;
+use crate::rules::{NameFilter, PathRule, RuleSet, compile_glob};
+
+/// The action name a rule test uses for "mirror to the standby".
+pub const MIRROR_ACTION: &str = "mirror";
+
+/// A config that could not be read or is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// TOML syntax, a wrong type, a missing or unknown key (toml's message names the line).
+    #[error("{origin}: {message}")]
+    Syntax { origin: String, message: String },
+    /// A value that parses but is wrong.
+    #[error("{origin}:{line}:{column}: {message}")]
+    Invalid {
+        origin: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// One region: a name of the user's choosing, its AWS region and its repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Region {
+    pub name: String,
+    pub aws_region: String,
+    pub repository: Location,
+}
+
+/// Which branches and tags are mirrored at all. Paths are per receiving region, in the
+/// rule set under the name [`sync_rule_name`].
+#[derive(Debug, Clone)]
+pub struct SyncRule {
+    pub branches: NameFilter,
+    pub tags: NameFilter,
+}
+
+/// The name of the sync rule for mirrors into `region`: `sync.to.REGION`.
+pub fn sync_rule_name(region: &str) -> String {
+    format!("sync.to.{region}")
+}
+
+/// What a pipeline target starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetKind {
+    /// A CodePipeline (V2) pipeline, its source action pinned to the judged commit.
+    CodePipeline {
+        pipeline: String,
+        source_action: String,
+    },
+    /// A CodeBuild project, built at the judged commit.
+    CodeBuild { project: String },
+}
+
+impl TargetKind {
+    /// `codepipeline` or `codebuild`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::CodePipeline { .. } => "codepipeline",
+            Self::CodeBuild { .. } => "codebuild",
+        }
+    }
+
+    /// The pipeline or project name.
+    pub fn resource(&self) -> &str {
+        match self {
+            Self::CodePipeline { pipeline, .. } => pipeline,
+            Self::CodeBuild { project } => project,
+        }
+    }
+}
+
+/// A pipeline or build that a region starts when its files change. Its paths are in the
+/// rule set under the target's name.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub region: String,
+    pub kind: TargetKind,
+    pub branches: NameFilter,
+    /// Tags that start this target; empty (the default) means tags never start it.
+    pub tags: NameFilter,
+}
+
+/// A user's path-rule test: a push of these changes should cause exactly these actions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleTest {
+    pub name: String,
+    /// The region the push lands in (default: the primary).
+    pub region: String,
+    pub reference: RefName,
+    pub changes: Vec<Change>,
+    /// `mirror` and the names of the targets expected to start, in any region.
+    pub expect: BTreeSet<String>,
+}
+
+/// A whole, checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was read from, for messages.
+    pub origin: String,
+    /// The primary region's name.
+    pub primary: String,
+    /// The branch new branches are compared with (default `main`).
+    pub base_branch: String,
+    /// Exactly two regions, the primary first.
+    pub regions: Vec<Region>,
+    pub sync: SyncRule,
+    pub targets: Vec<Target>,
+    pub tests: Vec<RuleTest>,
+    /// Every path rule: `sync.to.REGION` for each region and one per target.
+    pub rules: RuleSet,
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Checks config text; `origin` names it in errors and anchors relative paths.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let shown = origin.display().to_string();
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            origin: shown.clone(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        let base = origin.parent().unwrap_or(Path::new("."));
+        Checker {
+            text,
+            origin: shown,
+        }
+        .check(raw, base)
+    }
+
+    /// The primary region.
+    pub fn primary(&self) -> &Region {
+        &self.regions[0]
+    }
+
+    /// The standby region.
+    pub fn standby(&self) -> &Region {
+        &self.regions[1]
+    }
+
+    /// The region with this name.
+    pub fn region(&self, name: &str) -> Option<&Region> {
+        self.regions.iter().find(|r| r.name == name)
+    }
+
+    /// The region a mirror from `region` goes to, if `region` is the primary.
+    pub fn mirror_destination(&self, region: &str) -> Option<&Region> {
+        (region == self.primary).then(|| self.standby())
+    }
+
+    /// The targets deployed in `region`.
+    pub fn targets_in<'a>(&'a self, region: &'a str) -> impl Iterator<Item = &'a Target> {
+        self.targets.iter().filter(move |t| t.region == region)
+    }
+}
+
+// ---- raw, as written ----
+
+type S = Spanned<String>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    primary: S,
+    base_branch: Option<S>,
+    regions: Spanned<BTreeMap<String, Spanned<RawRegion>>>,
+    sync: Spanned<RawSync>,
+    #[serde(default)]
+    pipeline: Vec<Spanned<RawPipeline>>,
+    #[serde(default)]
+    test: Vec<Spanned<RawTest>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegion {
+    aws_region: S,
+    repository: S,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    branches: Vec<S>,
+    tags: Option<Vec<S>>,
+    #[serde(default)]
+    to: BTreeMap<String, Spanned<RawPaths>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPaths {
+    #[serde(default)]
+    paths: Vec<S>,
+    #[serde(default)]
+    exclude: Vec<S>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    name: S,
+    region: S,
+    codepipeline: Option<S>,
+    codebuild: Option<S>,
+    source_action: Option<S>,
+    branches: Vec<S>,
+    #[serde(default)]
+    paths: Vec<S>,
+    #[serde(default)]
+    exclude: Vec<S>,
+    #[serde(default)]
+    tags: Vec<S>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTest {
+    name: S,
+    region: Option<S>,
+    #[serde(rename = "ref")]
+    reference: Option<S>,
+    changes: Vec<Spanned<RawChange>>,
+    expect: Vec<S>,
+}
+
+/// A changed path in a rule test: `"path"` (modified) or
+/// `{ path = "...", change = "renamed", old_path = "..." }`.
+struct RawChange {
+    path: String,
+    change: Option<String>,
+    old_path: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawChange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawChange;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a path, or a table { path, change, old_path }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawChange, E> {
+                Ok(RawChange {
+                    path: v.to_owned(),
+                    change: None,
+                    old_path: None,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawChange, A::Error> {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Table {
+                    path: String,
+                    change: Option<String>,
+                    old_path: Option<String>,
+                }
+                let t = Table::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawChange {
+                    path: t.path,
+                    change: t.change,
+                    old_path: t.old_path,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// ---- checking ----
+
+struct Checker<'a> {
+    text: &'a str,
+    origin: String,
+}
+
+impl Checker<'_> {
+    fn err(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+        let upto = &self.text[..span.start.min(self.text.len())];
+        let line = upto.matches('\n').count() + 1;
+        let column = upto.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        ConfigError::Invalid {
+            origin: self.origin.clone(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+
+    fn check(&self, raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+        // Regions: exactly two, valid names, the primary among them.
+        let region_span = raw.regions.span();
+        let raw_regions = raw.regions.into_inner();
+        if raw_regions.len() != 2 {
+            return Err(self.err(
+                region_span,
+                format!(
+                    "expected exactly two regions (a primary and a standby), found {}",
+                    raw_regions.len()
+                ),
+            ));
+        }
+        let mut regions = Vec::new();
+        for (name, region) in raw_regions {
+            let span = region.span();
+            let region = region.into_inner();
+            check_name(&name, "region").map_err(|m| self.err(span.clone(), m))?;
+            check_aws_region(region.aws_region.get_ref())
+                .map_err(|m| self.err(region.aws_region.span(), m))?;
+            let repository = Location::parse(
+                region.repository.get_ref(),
+                region.aws_region.get_ref(),
+                base,
+            )
+            .map_err(|e| self.err(region.repository.span(), e.to_string()))?;
+            regions.push(Region {
+                name,
+                aws_region: region.aws_region.into_inner(),
+                repository,
+            });
+        }
+        let names: Vec<String> = regions.iter().map(|r| r.name.clone()).collect();
+        let known = |s: &S| -> Result<String, ConfigError> {
+            if names.iter().any(|n| n == s.get_ref()) {
+                Ok(s.get_ref().clone())
+            } else {
+                Err(self.err(
+                    s.span(),
+                    format!(
+                        "unknown region {:?} (the regions are {})",
+                        s.get_ref(),
+                        names.join(", ")
+                    ),
+                ))
+            }
+        };
+        let primary = known(&raw.primary)?;
+        regions.sort_by_key(|r| r.name != primary);
+
+        let base_branch = match raw.base_branch {
+            Some(b) => {
+                RefName::branch(b.get_ref()).map_err(|e| self.err(b.span(), e.to_string()))?;
+                b.into_inner()
+            }
+            None => "main".to_owned(),
+        };
+
+        // The sync rule.
+        let sync_span = raw.sync.span();
+        let sync = raw.sync.into_inner();
+        if sync.branches.is_empty() {
+            return Err(self.err(
+                sync_span.clone(),
+                "sync.branches is empty: name the branches to mirror, e.g. [\"main\"]",
+            ));
+        }
+        let tags = sync
+            .tags
+            .unwrap_or_else(|| vec![Spanned::new(0..0, "**".to_owned())]);
+        let sync_rule = SyncRule {
+            branches: self.filter("sync.branches", &sync.branches)?,
+            tags: self.filter("sync.tags", &tags)?,
+        };
+        let mut path_rules = Vec::new();
+        for (to, paths) in &sync.to {
+            if !names.contains(to) {
+                return Err(self.err(
+                    paths.span(),
+                    format!(
+                        "sync.to.{to} names an unknown region (the regions are {})",
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+        for region in &names {
+            let rule = sync_rule_name(region);
+            let Some(paths) = sync.to.get(region) else {
+                return Err(self.err(
+                    sync_span.clone(),
+                    format!(
+                        "[{rule}] is missing: say which paths a push must change to be mirrored into {region} (needed whenever {region} is the standby, so a failover stays a one-line change)"
+                    ),
+                ));
+            };
+            if paths.get_ref().paths.is_empty() {
+                return Err(self.err(
+                    paths.span(),
+                    format!("{rule} has no paths: a sync rule needs at least one path pattern (\"**\" mirrors every change)"),
+                ));
+            }
+            path_rules.push(self.path_rule(
+                &rule,
+                &paths.get_ref().paths,
+                &paths.get_ref().exclude,
+            )?);
+        }
+
+        // Pipeline targets.
+        let mut targets: Vec<Target> = Vec::new();
+        for p in raw.pipeline {
+            let span = p.span();
+            let p = p.into_inner();
+            let name = p.name.get_ref();
+            check_name(name, "pipeline target").map_err(|m| self.err(p.name.span(), m))?;
+            if name == MIRROR_ACTION {
+                return Err(self.err(p.name.span(), "\"mirror\" is reserved for the sync action in rule tests: choose another target name"));
+            }
+            if targets.iter().any(|t| &t.name == name) {
+                return Err(self.err(
+                    p.name.span(),
+                    format!("duplicate pipeline target name {name:?}"),
+                ));
+            }
+            let region = known(&p.region)?;
+            let kind = match (p.codepipeline, p.codebuild) {
+                (Some(pipeline), None) => {
+                    check_resource(pipeline.get_ref(), 100, "pipeline")
+                        .map_err(|m| self.err(pipeline.span(), m))?;
+                    let source_action = match p.source_action {
+                        Some(a) => {
+                            check_resource(a.get_ref(), 100, "source action")
+                                .map_err(|m| self.err(a.span(), m))?;
+                            a.into_inner()
+                        }
+                        None => "Source".to_owned(),
+                    };
+                    TargetKind::CodePipeline {
+                        pipeline: pipeline.into_inner(),
+                        source_action,
+                    }
+                }
+                (None, Some(project)) => {
+                    if let Some(a) = p.source_action {
+                        return Err(self.err(
+                            a.span(),
+                            "source_action applies to codepipeline targets only",
+                        ));
+                    }
+                    check_resource(project.get_ref(), 255, "CodeBuild project")
+                        .map_err(|m| self.err(project.span(), m))?;
+                    TargetKind::CodeBuild {
+                        project: project.into_inner(),
+                    }
+                }
+                _ => {
+                    return Err(self.err(
+                        span,
+                        format!("pipeline target {name:?} needs exactly one of codepipeline = \"...\" or codebuild = \"...\""),
+                    ));
+                }
+            };
+            if p.branches.is_empty() && p.tags.is_empty() {
+                return Err(self.err(
+                    p.name.span(),
+                    format!(
+                        "pipeline target {name:?} has no branches and no tags: it could never start"
+                    ),
+                ));
+            }
+            if p.paths.is_empty() {
+                return Err(self.err(p.name.span(), format!("pipeline target {name:?} has no paths: name the paths whose changes start it (\"**\" for any change)")));
+            }
+            path_rules.push(self.path_rule(name, &p.paths, &p.exclude)?);
+            targets.push(Target {
+                name: name.clone(),
+                region,
+                kind,
+                branches: self.filter(&format!("{name}.branches"), &p.branches)?,
+                tags: self.filter(&format!("{name}.tags"), &p.tags)?,
+            });
+        }
+        let rules = RuleSet::new(path_rules).map_err(|e| ConfigError::Syntax {
+            origin: self.origin.clone(),
+            message: e.to_string(),
+        })?;
+
+        // Rule tests.
+        let mut tests: Vec<RuleTest> = Vec::new();
+        for t in raw.test {
+            let t = t.into_inner();
+            let name = t.name.get_ref().clone();
+            if name.trim().is_empty() {
+                return Err(self.err(t.name.span(), "a rule test needs a name"));
+            }
+            if tests.iter().any(|x| x.name == name) {
+                return Err(self.err(t.name.span(), format!("duplicate rule test name {name:?}")));
+            }
+            let region = match &t.region {
+                Some(r) => known(r)?,
+                None => primary.clone(),
+            };
+            let reference = match &t.reference {
+                Some(r) => r
+                    .get_ref()
+                    .parse::<RefName>()
+                    .map_err(|e| self.err(r.span(), e.to_string()))?,
+                None => RefName::Branch(base_branch.clone()),
+            };
+            if t.changes.is_empty() {
+                return Err(self.err(t.name.span(), format!("rule test {name:?} has no changes")));
+            }
+            let mut changes = Vec::new();
+            for c in &t.changes {
+                changes.push(self.change(c)?);
+            }
+            let mut expect = BTreeSet::new();
+            for e in &t.expect {
+                let action = e.get_ref();
+                if action != MIRROR_ACTION && !targets.iter().any(|t| &t.name == action) {
+                    let mut known: Vec<&str> = vec![MIRROR_ACTION];
+                    known.extend(targets.iter().map(|t| t.name.as_str()));
+                    return Err(self.err(
+                        e.span(),
+                        format!(
+                            "unknown action {action:?} in rule test {name:?} (known: {})",
+                            known.join(", ")
+                        ),
+                    ));
+                }
+                expect.insert(action.clone());
+            }
+            tests.push(RuleTest {
+                name,
+                region,
+                reference,
+                changes,
+                expect,
+            });
+        }
+
+        Ok(Config {
+            origin: self.origin.clone(),
+            primary,
+            base_branch,
+            regions,
+            sync: sync_rule,
+            targets,
+            tests,
+            rules,
+        })
+    }
+
+    fn path_rule(&self, rule: &str, include: &[S], exclude: &[S]) -> Result<PathRule, ConfigError> {
+        for g in include.iter().chain(exclude) {
+            compile_glob(rule, g.get_ref()).map_err(|e| self.err(g.span(), e.to_string()))?;
+        }
+        Ok(
+            PathRule::new(rule, include.iter().map(|g| g.get_ref().clone()))
+                .excluding(exclude.iter().map(|g| g.get_ref().clone())),
+        )
+    }
+
+    fn filter(&self, rule: &str, patterns: &[S]) -> Result<NameFilter, ConfigError> {
+        for g in patterns {
+            compile_glob(rule, g.get_ref()).map_err(|e| self.err(g.span(), e.to_string()))?;
+        }
+        let texts: Vec<String> = patterns.iter().map(|g| g.get_ref().clone()).collect();
+        NameFilter::new(rule, &texts).map_err(|e| ConfigError::Syntax {
+            origin: self.origin.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    fn change(&self, c: &Spanned<RawChange>) -> Result<Change, ConfigError> {
+        let span = c.span();
+        let c = c.get_ref();
+        let bad = |m: String| self.err(span.clone(), m);
+        if c.path.is_empty() || c.path.starts_with('/') {
+            return Err(bad(format!(
+                "changed path {:?} must be relative to the repository root",
+                c.path
+            )));
+        }
+        let kind = match &c.change {
+            None => ChangeKind::Modified,
+            Some(k) => ChangeKind::from_name(k).ok_or_else(|| {
+                bad(format!(
+                    "unknown change {k:?} (use added, modified, deleted, renamed or copied)"
+                ))
+            })?,
+        };
+        let needs_old = matches!(kind, ChangeKind::Renamed | ChangeKind::Copied);
+        match (&c.old_path, needs_old) {
+            (None, true) => {
+                return Err(bad(format!(
+                    "a {kind} change of {:?} needs old_path",
+                    c.path
+                )));
+            }
+            (Some(_), false) => {
+                return Err(bad(format!(
+                    "old_path is only for renamed or copied changes, not {kind}"
+                )));
+            }
+            _ => {}
+        }
+        Ok(Change {
+            path: RepoPath::from(c.path.as_str()),
+            old_path: c.old_path.as_deref().map(RepoPath::from),
+            kind,
+        })
+    }
+}
+
+/// Names of regions and targets: a letter or digit, then letters, digits, `-` or `_`.
+fn check_name(name: &str, what: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid {what} name {name:?}: use 1-64 letters, digits, '-' or '_', starting with a letter or digit"
+        ))
+    }
+}
+
+/// AWS resource names: 1..=max of letters, digits, `.`, `@`, `-`, `_`.
+fn check_resource(name: &str, max: usize, what: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= max
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'@' | b'-' | b'_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("invalid {what} name {name:?}"))
+    }
+}

@@ -1,0 +1,295 @@
+//! Where a repository lives: CodeCommit, another git URL, or a local path.
+//!
+//! | written as | means |
+//! |---|---|
+//! | `core-infra` | the CodeCommit repository `core-infra` in the region's own AWS region |
+//! | `codecommit::ap-northeast-3://core-infra` | CodeCommit, region given (git-remote-codecommit's spelling) |
+//! | `codecommit://core-infra` | CodeCommit in the region's own AWS region |
+//! | `https://git-codecommit.ap-northeast-3.amazonaws.com/v1/repos/core-infra` | CodeCommit over HTTPS |
+//! | `https://git.example.com/infra.git`, `http://127.0.0.1:8080/x` | another git server |
+//! | `./repos/tokyo`, `/srv/git/infra.git`, `file:///srv/git/infra.git` | a local repository (relative paths are relative to the config file) |
+//!
+//! A bare word is a CodeCommit name; anything with a `/` is a path. SSH URLs are refused:
+//! tozai authenticates to CodeCommit with IAM over HTTPS and keeps no static credentials.
+//!
+//! ```
+//! use std::path::Path;
+//! use tozai::location::Location;
+//! let loc = Location::parse("core-infra", "ap-northeast-3", Path::new("/etc/tozai")).unwrap();
+//! assert_eq!(loc.to_string(), "codecommit::ap-northeast-3://core-infra");
+//! let url = "https://git-codecommit.ap-northeast-1.amazonaws.com/v1/repos/core-infra";
+//! assert_eq!(Location::parse(url, "ap-northeast-3", Path::new("/")).unwrap(),
+//!            Location::CodeCommit { region: "ap-northeast-1".into(), name: "core-infra".into() });
+//! ```
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Why a location was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid repository location {location:?}: {reason}")]
+pub struct LocationError {
+    pub location: String,
+    pub reason: String,
+}
+
+/// A repository location.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Location {
+    /// A CodeCommit repository, reached with IAM-signed HTTPS.
+    CodeCommit { region: String, name: String },
+    /// Any other http(s) git URL.
+    Url(String),
+    /// A repository on this machine.
+    Local(PathBuf),
+}
+
+impl Location {
+    /// Parses a location; `default_region` is used for bare CodeCommit names, `base` for
+    /// relative paths.
+    pub fn parse(text: &str, default_region: &str, base: &Path) -> Result<Self, LocationError> {
+        let fail = |reason: &str| LocationError {
+            location: text.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if text.is_empty() {
+            return Err(fail("it is empty"));
+        }
+        if text.chars().any(char::is_control) {
+            return Err(fail("it contains a control character"));
+        }
+        if let Some(rest) = text.strip_prefix("codecommit::") {
+            let (region, name) = rest
+                .split_once("://")
+                .ok_or_else(|| fail("expected codecommit::REGION://NAME"))?;
+            check_aws_region(region).map_err(|r| fail(&r))?;
+            check_codecommit_name(name).map_err(|r| fail(&r))?;
+            return Ok(Self::CodeCommit {
+                region: region.to_owned(),
+                name: name.to_owned(),
+            });
+        }
+        if let Some(name) = text.strip_prefix("codecommit://") {
+            if name.contains('@') {
+                return Err(fail(
+                    "AWS profiles in locations are not supported: use the AWS_PROFILE environment variable",
+                ));
+            }
+            check_codecommit_name(name).map_err(|r| fail(&r))?;
+            return Ok(Self::CodeCommit {
+                region: default_region.to_owned(),
+                name: name.to_owned(),
+            });
+        }
+        if let Some(path) = text.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(fail("a file:// URL needs an absolute path"));
+            }
+            return Ok(Self::Local(PathBuf::from(path)));
+        }
+        if text.starts_with("https://") || text.starts_with("http://") {
+            return Ok(parse_codecommit_url(text)
+                .transpose()
+                .map_err(|r| fail(&r))?
+                .unwrap_or_else(|| Self::Url(text.to_owned())));
+        }
+        if text.starts_with("ssh://") || text.starts_with("git@") || text.starts_with("git://") {
+            return Err(fail(
+                "SSH and git:// are not supported: tozai reaches CodeCommit with IAM-signed HTTPS and keeps no static credentials",
+            ));
+        }
+        if text.contains("://") {
+            return Err(fail(
+                "unknown scheme: use https://, codecommit::, file:// or a path",
+            ));
+        }
+        if text.starts_with('~') {
+            return Err(fail("'~' is not expanded: write the path in full"));
+        }
+        if text.contains('/') || text.starts_with('.') {
+            return Ok(Self::Local(base.join(text)));
+        }
+        check_codecommit_name(text).map_err(|r| fail(&r))?;
+        Ok(Self::CodeCommit {
+            region: default_region.to_owned(),
+            name: text.to_owned(),
+        })
+    }
+
+    /// The repository's short name: the CodeCommit name, or the last part of a URL or path.
+    pub fn name(&self) -> String {
+        match self {
+            Self::CodeCommit { name, .. } => name.clone(),
+            Self::Url(url) => url
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or(url)
+                .trim_end_matches(".git")
+                .to_owned(),
+            Self::Local(p) => p
+                .file_name()
+                .map(|n| n.to_string_lossy().trim_end_matches(".git").to_owned())
+                .unwrap_or_else(|| p.display().to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::CodeCommit { region, name } => write!(f, "codecommit::{region}://{name}"),
+            Self::Url(url) => f.write_str(url),
+            Self::Local(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// `Some` when the URL is CodeCommit's own git endpoint.
+fn parse_codecommit_url(url: &str) -> Option<Result<Location, String>> {
+    let rest = url.strip_prefix("https://")?;
+    let (host, path) = rest.split_once('/')?;
+    let region = host
+        .strip_prefix("git-codecommit.")?
+        .strip_suffix(".amazonaws.com")?;
+    let name = path.strip_prefix("v1/repos/")?;
+    Some(
+        check_aws_region(region)
+            .and_then(|()| check_codecommit_name(name))
+            .map(|()| Location::CodeCommit {
+                region: region.to_owned(),
+                name: name.to_owned(),
+            }),
+    )
+}
+
+/// Checks the shape of an AWS region name (`ap-northeast-1`, `us-gov-west-1`).
+pub fn check_aws_region(region: &str) -> Result<(), String> {
+    let parts: Vec<&str> = region.split('-').collect();
+    let ok = parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].len() <= 2
+        && !parts[parts.len() - 1].is_empty()
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{region:?} is not an AWS region name (like ap-northeast-1)"
+        ))
+    }
+}
+
+/// CodeCommit's repository name rules: 1-100 of letters, digits, `.`, `_`, `-`; not
+/// ending in `.git`.
+pub fn check_codecommit_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && !name.ends_with(".git")
+        && name != "."
+        && name != "..";
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a CodeCommit repository name (1-100 letters, digits, '.', '_' or '-', not ending in .git)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Location, LocationError> {
+        Location::parse(s, "ap-northeast-1", Path::new("/cfg"))
+    }
+
+    #[test]
+    fn locations_table() {
+        let cc = |r: &str, n: &str| Location::CodeCommit {
+            region: r.into(),
+            name: n.into(),
+        };
+        let rows = [
+            ("core-infra", cc("ap-northeast-1", "core-infra")),
+            (
+                "codecommit::ap-northeast-3://core",
+                cc("ap-northeast-3", "core"),
+            ),
+            ("codecommit://core", cc("ap-northeast-1", "core")),
+            (
+                "https://git-codecommit.us-east-1.amazonaws.com/v1/repos/r",
+                cc("us-east-1", "r"),
+            ),
+            (
+                "http://127.0.0.1:8080/v1/repos/r",
+                Location::Url("http://127.0.0.1:8080/v1/repos/r".into()),
+            ),
+            (
+                "./repos/tokyo",
+                Location::Local("/cfg/./repos/tokyo".into()),
+            ),
+            ("/srv/git/x.git", Location::Local("/srv/git/x.git".into())),
+            ("file:///srv/x", Location::Local("/srv/x".into())),
+        ];
+        for (input, want) in rows {
+            assert_eq!(parse(input).unwrap(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn bad_locations_say_why() {
+        let rows = [
+            ("", "empty"),
+            ("git@github.com:a/b.git", "SSH"),
+            ("ssh://host/x", "SSH"),
+            ("codecommit::tokyo://x", "not an AWS region"),
+            (
+                "codecommit::ap-northeast-1://a b",
+                "not a CodeCommit repository name",
+            ),
+            ("codecommit://me@repo", "profiles"),
+            ("ftp://x/y", "unknown scheme"),
+            ("~/x", "'~'"),
+            ("repo.git", "not a CodeCommit repository name"),
+            (
+                "https://git-codecommit.ap-northeast-1.amazonaws.com/v1/repos/",
+                "not a CodeCommit",
+            ),
+            ("a\nb", "control"),
+        ];
+        for (input, why) in rows {
+            let err = parse(input).unwrap_err().to_string();
+            assert!(err.contains(why), "{input:?}: {err}");
+            assert!(err.contains(&format!("{input:?}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn regions_shape() {
+        for ok in [
+            "ap-northeast-1",
+            "ap-northeast-3",
+            "us-gov-west-1",
+            "eu-central-2",
+        ] {
+            assert!(check_aws_region(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "tokyo",
+            "ap-northeast",
+            "AP-NORTHEAST-1",
+            "ap-northeast-123",
+            "a-b-1",
+        ] {
+            assert!(check_aws_region(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! The plan for one push: whether to mirror it, and which pipeline targets to start.
+//!
+//! Pure: it takes the config, the push and its changed paths, and returns decisions with
+//! their explanations. Precedence, for each action:
+//!
+//! 1. the reference filter: a branch must match the rule's `branches`; a tag must match
+//!    `sync.tags` to be mirrored (all tags by default) and a target's `tags` to start it
+//!    (none by default: tags never start pipelines unless a target opts in);
+//! 2. mirroring goes from the primary to the standby only: a push to the standby is never
+//!    mirrored back;
+//! 3. a tag that passes its filter is mirrored whatever it changed (tags are mirrored);
+//! 4. otherwise at least one changed path (either path of a rename) must be selected by
+//!    the action's path rule, excludes first.
+//!
+//! When the plan mirrors, `after_mirror` holds the standby's targets judged on the same
+//! changes: what the standby's judge will start once the mirror lands.
+//!
+//! ```
+//! use tozai::{change::Change, config::Config, plan::decide, refs::RefName};
+//! # let config = Config::parse(include_str!("../../examples/tozai.toml"), "examples/tozai.toml".as_ref())?;
+//! let main = RefName::branch("main").unwrap();
+//! let d = decide(&config, "tokyo", &main, &[Change::modified("secondary/templates/dr.yaml")]).unwrap();
+//! assert!(d.sync.mirror);
+//! assert!(d.pipelines.iter().all(|p| !p.start));      // nothing for Tokyo
+//! assert!(d.after_mirror.iter().any(|p| p.start));    // Osaka deploys
+//! # Ok::<(), tozai::config::ConfigError>(())
+//! ```
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::change::Change;
+use crate::config::{Config, MIRROR_ACTION, Target, sync_rule_name};
+use crate::refs::{CommitId, RefName};
+use crate::rules::{Judgement, Match, NameFilter, RuleOutcome};
+
+/// A push to one region's repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Push {
+    pub repository: String,
+    pub region: String,
+    #[serde(rename = "ref")]
+    pub reference: RefName,
+    pub before: Option<CommitId>,
+    pub after: CommitId,
+}
+
+/// Why an action was or was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// At least one changed path was selected by the rule.
+    PathsMatched,
+    /// A tag selected by `sync.tags` is mirrored whatever it changed.
+    TagPolicy,
+    /// No changed path matched the rule's patterns.
+    NoPathMatched,
+    /// Paths matched, but excludes removed all of them.
+    AllExcluded,
+    /// The push changed no paths.
+    NothingChanged,
+    /// The branch is not in the rule's `branches`.
+    BranchNotSelected,
+    /// The tag is not in the rule's `tags`.
+    TagNotSelected,
+    /// The push landed in the standby: mirroring goes from the primary only.
+    PushToStandby,
+}
+
+impl Reason {
+    /// One sentence for reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::PathsMatched => "changed paths match its rule",
+            Self::TagPolicy => "tags are mirrored",
+            Self::NoPathMatched => "no changed path matches its rule",
+            Self::AllExcluded => "every matching path is excluded",
+            Self::NothingChanged => "the push changed no paths",
+            Self::BranchNotSelected => "the branch is not one of its branches",
+            Self::TagNotSelected => "the tag is not one of its tags",
+            Self::PushToStandby => {
+                "the push landed in the standby; mirroring goes from the primary only"
+            }
+        }
+    }
+}
+
+/// Whether to mirror the push to the standby.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncDecision {
+    pub mirror: bool,
+    /// The region the mirror goes to (none for a push to the standby).
+    pub to: Option<String>,
+    pub reason: Reason,
+    pub matches: Vec<Match>,
+    pub excluded: Vec<Match>,
+}
+
+/// Whether to start one pipeline target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetDecision {
+    pub target: String,
+    pub region: String,
+    /// `codepipeline` or `codebuild`.
+    pub kind: &'static str,
+    /// The pipeline or project name.
+    pub name: String,
+    pub start: bool,
+    pub reason: Reason,
+    pub matches: Vec<Match>,
+    pub excluded: Vec<Match>,
+}
+
+/// The decisions for one push.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decisions {
+    pub sync: SyncDecision,
+    /// The targets of the region that received the push.
+    pub pipelines: Vec<TargetDecision>,
+    /// When mirrored: the standby's targets, judged on the same changes.
+    pub after_mirror: Vec<TargetDecision>,
+}
+
+impl Decisions {
+    /// The actions taken: `mirror` and the names of the targets started, in any region.
+    pub fn actions(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        if self.sync.mirror {
+            out.insert(MIRROR_ACTION.to_owned());
+        }
+        for p in self.pipelines.iter().chain(&self.after_mirror) {
+            if p.start {
+                out.insert(p.target.clone());
+            }
+        }
+        out
+    }
+}
+
+/// A push with its changes and decisions: what `tozai plan` prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    #[serde(flatten)]
+    pub push: Push,
+    pub changed: Vec<Change>,
+    #[serde(flatten)]
+    pub decisions: Decisions,
+}
+
+/// A push named a region the config does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown region {region:?} (the regions are {known})")]
+pub struct UnknownRegion {
+    pub region: String,
+    pub known: String,
+}
+
+impl Plan {
+    pub fn new(config: &Config, push: Push, changed: Vec<Change>) -> Result<Self, UnknownRegion> {
+        let decisions = decide(config, &push.region, &push.reference, &changed)?;
+        Ok(Self {
+            push,
+            changed,
+            decisions,
+        })
+    }
+}
+
+/// Decides every action for a push of `changes` to `reference` in `region`.
+pub fn decide(
+    config: &Config,
+    region: &str,
+    reference: &RefName,
+    changes: &[Change],
+) -> Result<Decisions, UnknownRegion> {
+    if config.region(region).is_none() {
+        return Err(UnknownRegion {
+            region: region.to_owned(),
+            known: config
+                .regions
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    let mut judged = config.rules.judge(changes);
+    let empty = changes.is_empty();
+
+    let sync = match config.mirror_destination(region) {
+        None => SyncDecision {
+            mirror: false,
+            to: None,
+            reason: Reason::PushToStandby,
+            matches: Vec::new(),
+            excluded: Vec::new(),
+        },
+        Some(to) => {
+            let outcome = judged.take(&sync_rule_name(&to.name)).unwrap_or_default();
+            let (filter, tag) = match reference {
+                RefName::Branch(_) => (&config.sync.branches, false),
+                RefName::Tag(_) => (&config.sync.tags, true),
+            };
+            let (mirror, reason) = match filter.first_match(reference.short()) {
+                None if tag => (false, Reason::TagNotSelected),
+                None => (false, Reason::BranchNotSelected),
+                Some(_) if tag => (true, Reason::TagPolicy),
+                Some(_) => by_paths(&outcome, empty),
+            };
+            SyncDecision {
+                mirror,
+                to: Some(to.name.clone()),
+                reason,
+                matches: outcome.matches,
+                excluded: outcome.excluded,
+            }
+        }
+    };
+
+    let pipelines = judge_targets(config, region, reference, &mut judged, empty);
+    let after_mirror = match (&sync.to, sync.mirror) {
+        (Some(to), true) => judge_targets(config, to, reference, &mut judged, empty),
+        _ => Vec::new(),
+    };
+    Ok(Decisions {
+        sync,
+        pipelines,
+        after_mirror,
+    })
+}
+
+fn by_paths(outcome: &RuleOutcome, empty: bool) -> (bool, Reason) {
+    if outcome.selected() {
+        (true, Reason::PathsMatched)
+    } else if empty {
+        (false, Reason::NothingChanged)
+    } else if outcome.excluded.is_empty() {
+        (false, Reason::NoPathMatched)
+    } else {
+        (false, Reason::AllExcluded)
+    }
+}
+
+fn judge_targets(
+    config: &Config,
+    region: &str,
+    reference: &RefName,
+    judged: &mut Judgement,
+    empty: bool,
+) -> Vec<TargetDecision> {
+    config
+        .targets_in(region)
+        .map(|t| {
+            let outcome = judged.take(&t.name).unwrap_or_default();
+            let (start, reason) = match ref_filter(t, reference).first_match(reference.short()) {
+                None if reference.is_tag() => (false, Reason::TagNotSelected),
+                None => (false, Reason::BranchNotSelected),
+                Some(_) => by_paths(&outcome, empty),
+            };
+            TargetDecision {
+                target: t.name.clone(),
+                region: t.region.clone(),
+                kind: t.kind.label(),
+                name: t.kind.resource().to_owned(),
+                start,
+                reason,
+                matches: outcome.matches,
+                excluded: outcome.excluded,
+            }
+        })
+        .collect()
+}
+
+fn ref_filter<'a>(target: &'a Target, reference: &RefName) -> &'a NameFilter {
+    match reference {
+        RefName::Branch(_) => &target.branches,
+        RefName::Tag(_) => &target.tags,
+    }
+}

@@ -53,7 +53,7 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
     if o.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {
-        print!("{}", report::plan(&config, &plan));
+        print!("{}", report::plan(&plan));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -74,7 +74,7 @@ fn explain(taken: bool, reason: &str, matches: &[Match], excluded: &[Match]) -> 
     s
 }
 
-pub fn plan(config: &Config, plan: &Plan) -> String {
+pub fn plan(plan: &Plan) -> String {
     let mut out = String::new();
     let push = &plan.push;
     let range = match &push.before {
@@ -86,7 +86,8 @@ pub fn plan(config: &Config, plan: &Plan) -> String {
         "push to {} {} {}  ({})",
         push.region, push.reference, range, push.repository
     );
-    let _ = writeln!(out, "{} changed paths", plan.changed.len());
+    let n = plan.changed.len();
+    let _ = writeln!(out, "{n} changed path{}", if n == 1 { "" } else { "s" });
     for c in plan.changed.iter().take(SHOWN) {
         let _ = writeln!(out, "  {c}");
     }
@@ -116,7 +117,6 @@ pub fn plan(config: &Config, plan: &Plan) -> String {
             &d.after_mirror,
         );
     }
-    let _ = config;
     out
 }
 

@@ -693,3 +693,290 @@ fn check_resource(name: &str, max: usize, what: &str) -> Result<(), String> {
         Err(format!("invalid {what} name {name:?}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+primary = "tokyo"
+[regions.tokyo]
+aws_region = "ap-northeast-1"
+repository = "core-infra"
+[regions.osaka]
+aws_region = "ap-northeast-3"
+repository = "core-infra"
+[sync]
+branches = ["main"]
+[sync.to.osaka]
+paths = ["common/**", "secondary/**"]
+[sync.to.tokyo]
+paths = ["common/**", "primary/**"]
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/tozai/tozai.toml"))
+    }
+
+    #[test]
+    fn example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tozai.toml");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.primary().name, "tokyo");
+        assert_eq!(c.standby().name, "osaka");
+        assert_eq!(c.targets.len(), 2);
+        assert!(c.tests.len() >= 8);
+    }
+
+    #[test]
+    fn failover_is_one_line() {
+        let c = parse(&BASE.replace("primary = \"tokyo\"", "primary = \"osaka\"")).unwrap();
+        assert_eq!(c.primary().name, "osaka");
+        assert_eq!(c.standby().name, "tokyo");
+        assert_eq!(c.mirror_destination("osaka").unwrap().name, "tokyo");
+        assert!(c.mirror_destination("tokyo").is_none());
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(BASE).unwrap();
+        assert_eq!(c.base_branch, "main");
+        assert_eq!(
+            c.sync.tags.patterns().collect::<Vec<_>>(),
+            ["**"],
+            "all tags mirrored"
+        );
+        assert_eq!(
+            c.primary().repository,
+            Location::CodeCommit {
+                region: "ap-northeast-1".into(),
+                name: "core-infra".into()
+            }
+        );
+    }
+
+    #[test]
+    fn relative_local_paths_are_relative_to_the_config() {
+        let c = parse(&BASE.replacen(
+            "repository = \"core-infra\"",
+            "repository = \"./repos/tokyo\"",
+            1,
+        ))
+        .unwrap();
+        assert_eq!(
+            c.primary().repository,
+            Location::Local("/etc/tozai/./repos/tokyo".into())
+        );
+    }
+
+    const PIPE: &str = r#"
+[[pipeline]]
+name = "tokyo-core"
+region = "tokyo"
+codepipeline = "deploy"
+branches = ["main"]
+paths = ["common/**"]
+"#;
+
+    /// Each row: what is appended to (or replaced in) the base config, the line the error
+    /// must point at (0: a syntax error, checked by toml's own message), and words it must say.
+    #[test]
+    fn bad_configs_name_the_line_and_the_value() {
+        let rows: Vec<(&str, String, usize, &[&str])> = vec![
+            (
+                "unknown key",
+                BASE.replace(
+                    "primary = \"tokyo\"",
+                    "primary = \"tokyo\"\ncolour = \"red\"",
+                ),
+                0,
+                &["unknown field", "colour", "line 3"],
+            ),
+            ("malformed", format!("{BASE}[sync\n"), 0, &["line 15"]),
+            (
+                "wrong type",
+                BASE.replace("branches = [\"main\"]", "branches = \"main\""),
+                0,
+                &["branches", "line 10"],
+            ),
+            (
+                "unknown primary",
+                BASE.replace("primary = \"tokyo\"", "primary = \"nagoya\""),
+                2,
+                &["unknown region \"nagoya\"", "tokyo"],
+            ),
+            (
+                "invalid glob",
+                BASE.replace("\"secondary/**\"", "\"common/[\""),
+                12,
+                &["\"common/[\"", "sync.to.osaka"],
+            ),
+            (
+                "misplaced **",
+                BASE.replace("\"secondary/**\"", "\"**.yaml\""),
+                12,
+                &["\"**.yaml\"", "whole path component"],
+            ),
+            (
+                "sync without paths",
+                BASE.replace("paths = [\"common/**\", \"secondary/**\"]", "paths = []"),
+                11,
+                &["sync.to.osaka has no paths"],
+            ),
+            (
+                "missing sync.to",
+                BASE.replace(
+                    "[sync.to.tokyo]\npaths = [\"common/**\", \"primary/**\"]\n",
+                    "",
+                ),
+                9,
+                &["[sync.to.tokyo] is missing", "failover"],
+            ),
+            (
+                "sync.to unknown",
+                format!("{BASE}[sync.to.nagoya]\npaths = [\"x/**\"]\n"),
+                15,
+                &["sync.to.nagoya", "unknown region"],
+            ),
+            (
+                "three regions",
+                format!(
+                    "{BASE}[regions.nagoya]\naws_region = \"ap-northeast-1\"\nrepository = \"x\"\n"
+                ),
+                3,
+                &["exactly two regions", "found 3"],
+            ),
+            (
+                "bad aws region",
+                BASE.replace("\"ap-northeast-3\"", "\"osaka-1\""),
+                7,
+                &["\"osaka-1\"", "not an AWS region"],
+            ),
+            (
+                "bad repository",
+                BASE.replacen("\"core-infra\"", "\"git@host:x.git\"", 1),
+                5,
+                &["git@host:x.git", "SSH"],
+            ),
+            (
+                "pipeline unknown region",
+                format!(
+                    "{BASE}{}",
+                    PIPE.replace("region = \"tokyo\"", "region = \"nagoya\"")
+                ),
+                18,
+                &["unknown region \"nagoya\""],
+            ),
+            (
+                "duplicate pipelines",
+                format!("{BASE}{PIPE}{PIPE}"),
+                24,
+                &["duplicate pipeline target name \"tokyo-core\""],
+            ),
+            (
+                "pipeline and build",
+                format!(
+                    "{BASE}{}",
+                    PIPE.replace(
+                        "codepipeline = \"deploy\"",
+                        "codepipeline = \"d\"\ncodebuild = \"b\""
+                    )
+                ),
+                16,
+                &["exactly one of codepipeline"],
+            ),
+            (
+                "pipeline without paths",
+                format!(
+                    "{BASE}{}",
+                    PIPE.replace("paths = [\"common/**\"]", "paths = []")
+                ),
+                17,
+                &["\"tokyo-core\" has no paths"],
+            ),
+            (
+                "reserved name",
+                format!(
+                    "{BASE}{}",
+                    PIPE.replace("name = \"tokyo-core\"", "name = \"mirror\"")
+                ),
+                17,
+                &["reserved"],
+            ),
+            (
+                "bad target name",
+                format!(
+                    "{BASE}{}",
+                    PIPE.replace("name = \"tokyo-core\"", "name = \"a b\"")
+                ),
+                17,
+                &["invalid pipeline target name \"a b\""],
+            ),
+            (
+                "test unknown action",
+                format!(
+                    "{BASE}{PIPE}[[test]]\nname = \"t\"\nchanges = [\"a\"]\nexpect = [\"osaka-core\"]\n"
+                ),
+                25,
+                &["unknown action \"osaka-core\"", "tokyo-core"],
+            ),
+            (
+                "test rename without old",
+                format!(
+                    "{BASE}[[test]]\nname = \"t\"\nchanges = [{{ path = \"a\", change = \"renamed\" }}]\nexpect = []\n"
+                ),
+                17,
+                &["needs old_path"],
+            ),
+            (
+                "test bad change",
+                format!(
+                    "{BASE}[[test]]\nname = \"t\"\nchanges = [{{ path = \"a\", change = \"moved\" }}]\nexpect = []\n"
+                ),
+                17,
+                &["unknown change \"moved\""],
+            ),
+            (
+                "test bad ref",
+                format!(
+                    "{BASE}[[test]]\nname = \"t\"\nref = \"refs/pull/1\"\nchanges = [\"a\"]\nexpect = []\n"
+                ),
+                17,
+                &["refs/pull/1"],
+            ),
+            (
+                "test no changes",
+                format!("{BASE}[[test]]\nname = \"t\"\nchanges = []\nexpect = []\n"),
+                16,
+                &["has no changes"],
+            ),
+            (
+                "duplicate tests",
+                format!(
+                    "{BASE}[[test]]\nname = \"t\"\nchanges = [\"a\"]\nexpect = []\n[[test]]\nname = \"t\"\nchanges = [\"a\"]\nexpect = []\n"
+                ),
+                20,
+                &["duplicate rule test name \"t\""],
+            ),
+        ];
+        for (what, text, line, words) in rows {
+            let err = parse(&text)
+                .err()
+                .unwrap_or_else(|| panic!("{what}: accepted"));
+            let shown = err.to_string();
+            assert!(
+                shown.starts_with("/etc/tozai/tozai.toml"),
+                "{what}: {shown}"
+            );
+            if line > 0 {
+                assert!(
+                    shown.starts_with(&format!("/etc/tozai/tozai.toml:{line}:")),
+                    "{what}: expected line {line}: {shown}"
+                );
+            }
+            for w in words {
+                assert!(shown.contains(w), "{what}: {shown:?} lacks {w:?}");
+            }
+        }
+    }
+}

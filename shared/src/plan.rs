@@ -278,3 +278,186 @@ fn ref_filter<'a>(target: &'a Target, reference: &RefName) -> &'a NameFilter {
         RefName::Tag(_) => &target.tags,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn example() -> Config {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tozai.toml");
+        Config::load(&path).unwrap()
+    }
+
+    fn d(region: &str, reference: &str, changes: &[Change]) -> Decisions {
+        decide(&example(), region, &reference.parse().unwrap(), changes).unwrap()
+    }
+
+    fn target<'a>(list: &'a [TargetDecision], name: &str) -> &'a TargetDecision {
+        list.iter().find(|t| t.target == name).unwrap()
+    }
+
+    #[test]
+    fn common_change_mirrors_and_starts_both_regions() {
+        let d = d(
+            "tokyo",
+            "main",
+            &[Change::modified("common/templates/vpc.yaml")],
+        );
+        assert!(d.sync.mirror);
+        assert_eq!(d.sync.to.as_deref(), Some("osaka"));
+        assert_eq!(d.sync.reason, Reason::PathsMatched);
+        assert_eq!(d.sync.matches[0].rule.as_ref(), "sync.to.osaka");
+        assert!(target(&d.pipelines, "tokyo-core").start);
+        assert!(target(&d.after_mirror, "osaka-core").start);
+        assert_eq!(d.pipelines.len(), 1, "only the pushed region's targets");
+    }
+
+    #[test]
+    fn primary_only_change_is_not_mirrored() {
+        let d = d(
+            "tokyo",
+            "main",
+            &[Change::modified("primary/templates/root.yaml")],
+        );
+        assert!(!d.sync.mirror);
+        assert_eq!(d.sync.reason, Reason::NoPathMatched);
+        assert!(d.after_mirror.is_empty());
+        assert!(target(&d.pipelines, "tokyo-core").start);
+    }
+
+    #[test]
+    fn excluded_paths_are_reported_with_their_exclude() {
+        let d = d("tokyo", "main", &[Change::modified("common/README.md")]);
+        assert!(!d.sync.mirror);
+        assert_eq!(d.sync.reason, Reason::AllExcluded);
+        assert_eq!(d.sync.excluded[0].pattern.as_ref(), "**/*.md");
+        let t = target(&d.pipelines, "tokyo-core");
+        assert_eq!((t.start, t.reason), (false, Reason::AllExcluded));
+    }
+
+    #[test]
+    fn branch_filters_apply_per_action() {
+        let d = d(
+            "tokyo",
+            "release/2024-04",
+            &[Change::modified("common/a.yaml")],
+        );
+        assert!(d.sync.mirror, "release/* is mirrored");
+        let t = target(&d.pipelines, "tokyo-core");
+        assert_eq!((t.start, t.reason), (false, Reason::BranchNotSelected));
+        // matches are still explained even when the branch filter says no
+        assert!(!t.matches.is_empty());
+        let f = self::d("tokyo", "feature/x", &[Change::modified("common/a.yaml")]);
+        assert_eq!(
+            (f.sync.mirror, f.sync.reason),
+            (false, Reason::BranchNotSelected)
+        );
+    }
+
+    #[test]
+    fn tags_are_mirrored_whatever_they_change_and_start_only_opted_in_targets() {
+        let d = d(
+            "tokyo",
+            "refs/tags/v2.0.0",
+            &[Change::modified("common/notes.md")],
+        );
+        assert_eq!((d.sync.mirror, d.sync.reason), (true, Reason::TagPolicy));
+        let t = target(&d.pipelines, "tokyo-core");
+        assert_eq!((t.start, t.reason), (false, Reason::TagNotSelected));
+        // osaka opted in, but the tag changed only excluded docs
+        let o = target(&d.after_mirror, "osaka-core");
+        assert_eq!((o.start, o.reason), (false, Reason::AllExcluded));
+        let other = self::d(
+            "tokyo",
+            "refs/tags/nightly",
+            &[Change::modified("common/a.yaml")],
+        );
+        assert_eq!(
+            (other.sync.mirror, other.sync.reason),
+            (false, Reason::TagNotSelected)
+        );
+    }
+
+    #[test]
+    fn a_push_to_the_standby_is_never_mirrored_back() {
+        let d = d("osaka", "main", &[Change::modified("common/a.yaml")]);
+        assert_eq!(
+            (d.sync.mirror, d.sync.reason),
+            (false, Reason::PushToStandby)
+        );
+        assert_eq!(d.sync.to, None);
+        assert!(target(&d.pipelines, "osaka-core").start);
+        assert!(d.pipelines.iter().all(|t| t.region == "osaka"));
+    }
+
+    #[test]
+    fn after_a_failover_the_mirror_reverses() {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tozai.toml"),
+        )
+        .unwrap()
+        .replace("primary = \"tokyo\"", "primary = \"osaka\"");
+        let c = Config::parse(&text, Path::new("tozai.toml")).unwrap();
+        let main = RefName::branch("main").unwrap();
+        let d = decide(
+            &c,
+            "osaka",
+            &main,
+            &[Change::modified("primary/templates/root.yaml")],
+        )
+        .unwrap();
+        assert_eq!(d.sync.to.as_deref(), Some("tokyo"));
+        assert!(d.sync.mirror, "Tokyo, now the standby, needs primary/");
+        assert!(target(&d.after_mirror, "tokyo-core").start);
+        let from_tokyo = decide(&c, "tokyo", &main, &[Change::modified("common/a.yaml")]).unwrap();
+        assert_eq!(from_tokyo.sync.reason, Reason::PushToStandby);
+    }
+
+    #[test]
+    fn an_empty_push_starts_nothing() {
+        let d = d("tokyo", "main", &[]);
+        assert_eq!(
+            (d.sync.mirror, d.sync.reason),
+            (false, Reason::NothingChanged)
+        );
+        assert!(d.actions().is_empty());
+    }
+
+    #[test]
+    fn unknown_region_is_an_error_naming_it() {
+        let e = decide(&example(), "nagoya", &RefName::branch("main").unwrap(), &[]).unwrap_err();
+        assert!(e.to_string().contains("\"nagoya\""), "{e}");
+    }
+
+    #[test]
+    fn plan_json_has_the_documented_shape() {
+        let push = Push {
+            repository: "codecommit::ap-northeast-1://core-infra".into(),
+            region: "tokyo".into(),
+            reference: RefName::branch("main").unwrap(),
+            before: None,
+            after: "f485fcc95a795517f279d0a877227e51208b0dfc".parse().unwrap(),
+        };
+        let plan = Plan::new(
+            &example(),
+            push,
+            vec![Change::renamed("primary/q.yaml", "common/q.yaml")],
+        )
+        .unwrap();
+        let v = serde_json::to_value(&plan).unwrap();
+        assert_eq!(v["ref"], "refs/heads/main");
+        assert_eq!(v["before"], serde_json::Value::Null);
+        assert_eq!(v["changed"][0]["path"], "common/q.yaml");
+        assert_eq!(v["changed"][0]["old_path"], "primary/q.yaml");
+        assert_eq!(v["changed"][0]["change"], "renamed");
+        assert_eq!(v["sync"]["mirror"], true);
+        assert_eq!(v["sync"]["matches"][0]["rule"], "sync.to.osaka");
+        assert_eq!(v["sync"]["matches"][0]["pattern"], "common/**");
+        assert_eq!(v["pipelines"][0]["kind"], "codepipeline");
+        assert_eq!(v["pipelines"][0]["name"], "core-infra-deploy");
+        assert_eq!(v["pipelines"][0]["start"], true);
+        assert_eq!(v["pipelines"][0]["reason"], "paths_matched");
+        assert_eq!(v["after_mirror"][0]["region"], "osaka");
+    }
+}

@@ -130,11 +130,7 @@ fn check_component_chain(whole: &str, short: &str) -> Result<(), RefError> {
     if short.chars().any(|c| c.is_control() || c == ' ') {
         return bad("contains a space or a control character");
     }
-    if let Some(c) = short
-        .chars()
-        .find(|c| matches!(c, '~' | '^' | ':' | '?' | '*' | '[' | '\\'))
-    {
-        let _ = c;
+    if short.contains(['~', '^', ':', '?', '*', '[', '\\']) {
         return bad("contains one of ~ ^ : ? * [ \\");
     }
     if short.contains("..") {

@@ -1,9 +1,11 @@
 //! `tozai`: test path rules, and plan what a push would trigger.
 //!
-//! Exit codes: 0 success; 1 a check failed (a rule test, later drift); 2 a usage, config
-//! or input error (the message names what was wrong).
+//! Exit codes: 0 success; 1 a check failed (a rule test, a diverged or rejected ref); 2 a
+//! usage, config or input error (the message names what was wrong); 3 an operation failed
+//! (network, authentication, git server).
 
 mod check;
+mod mirror;
 mod plan;
 mod report;
 
@@ -64,12 +66,65 @@ enum Command {
         /// The commits: A..B, or one commit.
         range: String,
     },
+    /// Replicate branches and tags to the standby, fast-forward only.
+    ///
+    /// With -c, from the config's primary to its standby, for the branches and tags its
+    /// sync rule names; or from --from to --to. A standby ref that is not an ancestor of the
+    /// source's is reported DIVERGED and left alone (--force overwrites it); the others still
+    /// sync. Exit 1 when any ref is diverged or rejected.
+    Mirror {
+        /// The config file (mirror its primary to its standby).
+        #[arg(short, long, value_name = "FILE", conflicts_with_all = ["from", "to"])]
+        config: Option<PathBuf>,
+        /// The source repository: codecommit::REGION://NAME, an https URL, or a path.
+        #[arg(long, value_name = "LOC", requires = "to")]
+        from: Option<String>,
+        /// The target (standby) repository.
+        #[arg(long, value_name = "LOC", requires = "from")]
+        to: Option<String>,
+        /// Only these refs (repeatable): a branch or glob (`main`, `release/*`),
+        /// `refs/heads/GLOB` or `refs/tags/GLOB`.
+        #[arg(long = "ref", value_name = "REF_OR_GLOB")]
+        refs: Vec<String>,
+        /// Show what would change; push nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Overwrite diverged standby refs (and delete refs made on the standby).
+        #[arg(long)]
+        force: bool,
+        /// The cache of source repositories (default: the user's cache directory).
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
+        /// Print JSON instead of a report.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Exit code for a check that ran and failed.
 pub const EXIT_FAILED: u8 = 1;
 /// Exit code for usage, config and input errors.
 pub const EXIT_ERROR: u8 = 2;
+/// Exit code for an operation that failed (network, authentication, git server).
+pub const EXIT_OPERATION: u8 = 3;
+
+/// Marks an error as an operation failure (exit 3) rather than bad input (exit 2).
+#[derive(Debug)]
+pub struct OperationFailed(anyhow::Error);
+
+impl OperationFailed {
+    pub fn wrap(e: impl Into<anyhow::Error>) -> anyhow::Error {
+        anyhow::Error::new(Self(e.into()))
+    }
+}
+
+impl std::fmt::Display for OperationFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for OperationFailed {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -78,7 +133,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("tozai: error: {e:#}");
-            ExitCode::from(EXIT_ERROR)
+            if e.is::<OperationFailed>() {
+                ExitCode::from(EXIT_OPERATION)
+            } else {
+                ExitCode::from(EXIT_ERROR)
+            }
         }
     }
 }
@@ -100,6 +159,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             reference,
             json,
             range,
+        }),
+        Command::Mirror {
+            config,
+            from,
+            to,
+            refs,
+            dry_run,
+            force,
+            cache,
+            json,
+        } => mirror::run(mirror::Options {
+            config,
+            from,
+            to,
+            refs,
+            dry_run,
+            force,
+            cache,
+            json,
         }),
     }
 }

@@ -2,3 +2,5 @@
 
 #[cfg(feature = "git")]
 pub mod git;
+#[cfg(feature = "git")]
+pub mod git_mirror;

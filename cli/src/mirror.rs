@@ -1,0 +1,215 @@
+//! `tozai mirror`: replicate branches and tags to the standby.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use tozai::adapters::git_mirror::Git2Mirror;
+use tozai::config::Config;
+use tozai::location::Location;
+use tozai::mirror::{MirrorOutcome, RefSelection, RefStatus};
+use tozai::ports::{Mirror, MirrorRequest, TransferProgress};
+
+pub struct Options {
+    pub config: Option<PathBuf>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub refs: Vec<String>,
+    pub dry_run: bool,
+    pub force: bool,
+    pub cache: Option<PathBuf>,
+    pub json: bool,
+}
+
+pub fn run(o: Options) -> anyhow::Result<ExitCode> {
+    let (source, target, selection) = match (&o.config, &o.from, &o.to) {
+        (Some(path), None, None) => {
+            let config = Config::load(path)?;
+            let selection = if o.refs.is_empty() {
+                RefSelection {
+                    branches: Some(config.sync.branches.clone()),
+                    tags: Some(config.sync.tags.clone()),
+                }
+            } else {
+                RefSelection::from_args(&o.refs)?
+            };
+            (
+                config.primary().repository.clone(),
+                config.standby().repository.clone(),
+                selection,
+            )
+        }
+        (None, Some(from), Some(to)) => (
+            parse_location(from, "--from")?,
+            parse_location(to, "--to")?,
+            RefSelection::from_args(&o.refs)?,
+        ),
+        _ => bail!("give either -c tozai.toml (primary to standby) or both --from and --to"),
+    };
+    let request = MirrorRequest {
+        source: tozai::remote::plain(&source)?,
+        target: tozai::remote::plain(&target)?,
+        selection,
+        force: o.force,
+        dry_run: o.dry_run,
+    };
+    let mirror = Git2Mirror::new(o.cache.unwrap_or_else(Git2Mirror::default_cache_root));
+    let bar = progress_bar();
+    let on_progress = |p: TransferProgress| {
+        if let Some(bar) = &bar {
+            let (what, objects, total, bytes) = match p {
+                TransferProgress::Fetch {
+                    objects,
+                    total,
+                    bytes,
+                } => ("fetch", objects, total, bytes),
+                TransferProgress::Push {
+                    objects,
+                    total,
+                    bytes,
+                } => ("push", objects, total, bytes),
+            };
+            bar.set_length(total);
+            bar.set_position(objects);
+            bar.set_message(format!("{what} {}", human_bytes(bytes)));
+        }
+    };
+    let outcome = mirror
+        .mirror(&request, Some(&on_progress))
+        .map_err(crate::OperationFailed::wrap)?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if o.json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    } else {
+        print!("{}", report(&outcome));
+    }
+    Ok(if outcome.in_sync() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(crate::EXIT_FAILED)
+    })
+}
+
+fn parse_location(text: &str, flag: &str) -> anyhow::Result<Location> {
+    let region = std::env::var("AWS_REGION")
+        .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+        .unwrap_or_default();
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let location = Location::parse(text, &region, &cwd).with_context(|| flag.to_owned())?;
+    if let Location::CodeCommit { region, .. } = &location
+        && region.is_empty()
+    {
+        bail!(
+            "{flag} {text:?}: a bare CodeCommit name needs a region: write codecommit::REGION://{text} or set AWS_REGION"
+        );
+    }
+    Ok(location)
+}
+
+fn progress_bar() -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} objects")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+fn short(id: &tozai::refs::CommitId) -> &str {
+    id.short()
+}
+
+/// The readable report.
+pub fn report(o: &MirrorOutcome) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let verb = if o.dry_run { "would mirror" } else { "mirror" };
+    let _ = writeln!(out, "{verb} {} -> {}", o.source, o.target);
+    let mut unchanged = 0;
+    for r in &o.refs {
+        let name = r.reference.full();
+        let line = match &r.status {
+            RefStatus::Unchanged { .. } => {
+                unchanged += 1;
+                continue;
+            }
+            RefStatus::Created { new } => format!("created   {name} at {}", short(new)),
+            RefStatus::Updated { old, new, forced } => format!(
+                "updated   {name} {}..{}{}",
+                short(old),
+                short(new),
+                if *forced { " (forced)" } else { "" }
+            ),
+            RefStatus::Deleted { old } => format!("deleted   {name} (was {})", short(old)),
+            RefStatus::Diverged {
+                source: Some(s),
+                standby,
+            } => format!(
+                "DIVERGED  {name}: standby at {} is not an ancestor of the source's {}; left alone (--force overwrites)",
+                short(standby),
+                short(s)
+            ),
+            RefStatus::Diverged {
+                source: None,
+                standby,
+            } => format!(
+                "DIVERGED  {name}: only on the standby (at {}), made there; left alone (--force deletes)",
+                short(standby)
+            ),
+            RefStatus::Kept { standby, reason } => {
+                format!("kept      {name} at {}: {reason}", short(standby))
+            }
+            RefStatus::Rejected { reason } => format!("REJECTED  {name}: {reason}"),
+        };
+        let _ = writeln!(out, "  {line}");
+    }
+    if unchanged > 0 {
+        let _ = writeln!(
+            out,
+            "  unchanged {unchanged} ref{}",
+            if unchanged == 1 { "" } else { "s" }
+        );
+    }
+    let counts: Vec<String> = o.counts().iter().map(|(k, v)| format!("{v} {k}")).collect();
+    let _ = writeln!(
+        out,
+        "{}; sent {} objects, {} in {:.2} s",
+        if counts.is_empty() {
+            "no refs selected".to_owned()
+        } else {
+            counts.join(", ")
+        },
+        o.objects_sent,
+        human_bytes(o.bytes_sent),
+        o.elapsed.as_secs_f64()
+    );
+    if !o.in_sync() {
+        let _ = writeln!(
+            out,
+            "the standby is NOT in step: see DIVERGED/REJECTED above"
+        );
+    }
+    out
+}

@@ -1,0 +1,607 @@
+//! [`Git2Mirror`]: the [`Mirror`] port with git2.
+//!
+//! Each run:
+//! 1. locks this source's cache (one bare repository per source location under the cache
+//!    directory; a missing or corrupt cache is rebuilt, never fatal);
+//! 2. fetches the source's branches and tags into it, explicitly (CodeCommit does not
+//!    auto-follow tags), pruning what the source deleted, so only new objects travel;
+//! 3. lists the target's refs and plans every selected ref ([`plan_refs`]): fast-forward
+//!    only unless forced;
+//! 4. pushes explicit refspecs (git2 takes no globs), at most 4,000 per push, checking in
+//!    `push_negotiation` that each target ref still has the value the plan read. A ref
+//!    that moved aborts the push before anything is sent, and the run re-reads and
+//!    re-plans (bounded);
+//! 5. reads every ref's result from `push_update_reference` (git2's `push` returns `Ok`
+//!    even when the server refuses a ref): a refusal is reported `rejected` with the
+//!    server's reason, and the other refs still land.
+//!
+//! Credentials come from the remote's [`GitCredentials`] on each request, through git2's
+//! credentials callback, which gives up after a bounded number of attempts. Nothing is put
+//! in URLs, logs or on disk. Network failures are retried with backoff; others are not.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use git2::{
+    AutotagOption, Cred, Direction, ErrorClass, ErrorCode, FetchOptions, Oid, PushOptions,
+    RemoteCallbacks, Repository,
+};
+
+use crate::mirror::{
+    History, MirrorOptions, MirrorOutcome, RefAction, RefMap, RefResult, RefStatus, RefStep,
+    plan_refs,
+};
+use crate::ports::{GitRemote, Mirror, MirrorError, MirrorRequest, TransferProgress};
+use crate::refs::{CommitId, RefName};
+
+/// At most this many ref updates go in one push (CodeCommit's limit per push).
+pub const MAX_REFS_PER_PUSH: usize = 4000;
+/// The credentials callback gives up after this many calls for one operation.
+const MAX_AUTH_ATTEMPTS: u32 = 3;
+/// Attempts for an operation that fails on the network.
+const NETWORK_ATTEMPTS: u32 = 4;
+/// Re-plans when the standby moved under us.
+const PLAN_ATTEMPTS: u32 = 4;
+
+/// Mirrors with git2, keeping a cache of each source under `cache_root`.
+#[derive(Debug, Clone)]
+pub struct Git2Mirror {
+    cache_root: PathBuf,
+}
+
+impl Git2Mirror {
+    pub fn new(cache_root: impl Into<PathBuf>) -> Self {
+        Self {
+            cache_root: cache_root.into(),
+        }
+    }
+
+    /// `$XDG_CACHE_HOME/tozai`, else `$HOME/.cache/tozai`, else a directory under the
+    /// system's temporary directory.
+    pub fn default_cache_root() -> PathBuf {
+        let env = |k| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        env("XDG_CACHE_HOME")
+            .or_else(|| env("HOME").map(|h| h.join(".cache")))
+            .unwrap_or_else(std::env::temp_dir)
+            .join("tozai")
+    }
+
+    /// The cache repository of a source.
+    pub fn cache_dir(&self, source: &GitRemote) -> PathBuf {
+        let readable: String = source
+            .shown
+            .chars()
+            .rev()
+            .take(48)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.cache_root.join(format!(
+            "{readable}-{:016x}.git",
+            fnv1a(source.url.as_bytes())
+        ))
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl Mirror for Git2Mirror {
+    fn mirror(
+        &self,
+        request: &MirrorRequest,
+        progress: Option<&dyn Fn(TransferProgress)>,
+    ) -> Result<MirrorOutcome, MirrorError> {
+        let started = Instant::now();
+        let dir = self.cache_dir(&request.source);
+        let _lock = lock_cache(&dir)?;
+        let repo = fetch_into_cache(&dir, &request.source, progress)?;
+        let source_refs = local_refs(&repo, &dir)?;
+        let history = RepoHistory(&repo);
+
+        let mut moved = String::new();
+        for _ in 0..PLAN_ATTEMPTS {
+            let (target_refs, default) = list_remote(&repo, &request.target)?;
+            let options = MirrorOptions {
+                force: request.force,
+                standby_default: default,
+            };
+            let steps = plan_refs(
+                &source_refs,
+                &target_refs,
+                &request.selection,
+                &history,
+                &options,
+            );
+            let mut outcome = MirrorOutcome {
+                source: request.source.shown.clone(),
+                target: request.target.shown.clone(),
+                dry_run: request.dry_run,
+                refs: Vec::new(),
+                objects_sent: 0,
+                bytes_sent: 0,
+                elapsed: Duration::ZERO,
+            };
+            if request.dry_run {
+                outcome.refs = steps
+                    .iter()
+                    .map(|s| RefResult {
+                        reference: s.reference.clone(),
+                        status: RefStatus::from_action(&s.action),
+                    })
+                    .collect();
+                outcome.elapsed = started.elapsed();
+                return Ok(outcome);
+            }
+            match push_steps(&repo, &request.target, &steps, progress, &mut outcome)? {
+                PushResult::Done => {
+                    outcome.elapsed = started.elapsed();
+                    log_outcome(&outcome);
+                    return Ok(outcome);
+                }
+                PushResult::Moved(refs) => {
+                    tracing::warn!(target = %request.target.shown, refs = %refs, "standby refs moved since they were read; re-planning");
+                    moved = refs;
+                }
+            }
+        }
+        Err(MirrorError::Contended {
+            refs: moved,
+            attempts: PLAN_ATTEMPTS,
+        })
+    }
+}
+
+fn log_outcome(outcome: &MirrorOutcome) {
+    for r in &outcome.refs {
+        if !matches!(r.status, RefStatus::Unchanged { .. }) {
+            tracing::info!(target = %outcome.target, reference = %r.reference, status = ?r.status, "mirrored ref");
+        }
+    }
+}
+
+// ---- the cache ----
+
+/// An exclusive lock on a cache, released when dropped.
+struct CacheLock(#[allow(dead_code)] File);
+
+fn lock_cache(dir: &Path) -> Result<CacheLock, MirrorError> {
+    let cache_err = |context, e: std::io::Error| MirrorError::Cache {
+        path: dir.to_owned(),
+        context,
+        source: Box::new(e),
+    };
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)
+        .map_err(|e| cache_err("cannot create the cache directory", e))?;
+    let file = File::create(dir.with_extension("lock"))
+        .map_err(|e| cache_err("cannot create the lock file", e))?;
+    file.lock()
+        .map_err(|e| cache_err("cannot lock the cache", e))?;
+    Ok(CacheLock(file))
+}
+
+fn open_or_init(dir: &Path) -> Result<Repository, MirrorError> {
+    if let Ok(repo) = Repository::open_bare(dir)
+        && repo.is_bare()
+        && repo.references().is_ok()
+    {
+        return Ok(repo);
+    }
+    rebuild(dir)
+}
+
+fn rebuild(dir: &Path) -> Result<Repository, MirrorError> {
+    if dir.exists() {
+        tracing::warn!(cache = %dir.display(), "cache unusable; rebuilding it");
+        std::fs::remove_dir_all(dir).map_err(|e| MirrorError::Cache {
+            path: dir.to_owned(),
+            context: "cannot remove the unusable cache",
+            source: Box::new(e),
+        })?;
+    }
+    Repository::init_bare(dir).map_err(|e| MirrorError::Cache {
+        path: dir.to_owned(),
+        context: "cannot create the cache repository",
+        source: Box::new(e),
+    })
+}
+
+/// Fetches every branch and tag of the source into the cache and prunes what the source
+/// no longer has. A cache that turns out to be corrupt is rebuilt once.
+fn fetch_into_cache(
+    dir: &Path,
+    source: &GitRemote,
+    progress: Option<&dyn Fn(TransferProgress)>,
+) -> Result<Repository, MirrorError> {
+    let repo = open_or_init(dir)?;
+    match fetch(&repo, source, progress) {
+        Err(MirrorError::Git { .. }) if dir.exists() => {
+            drop(repo);
+            let repo = rebuild(dir)?;
+            fetch(&repo, source, progress)?;
+            Ok(repo)
+        }
+        Err(e) => Err(e),
+        Ok(()) => Ok(repo),
+    }
+}
+
+fn fetch(
+    repo: &Repository,
+    source: &GitRemote,
+    progress: Option<&dyn Fn(TransferProgress)>,
+) -> Result<(), MirrorError> {
+    with_network_retries(source, "fetching from the source", || {
+        let auth = AuthState::default();
+        let mut callbacks = RemoteCallbacks::new();
+        auth.install(&mut callbacks, source);
+        if let Some(p) = progress {
+            callbacks.transfer_progress(move |s| {
+                p(TransferProgress::Fetch {
+                    objects: s.received_objects() as u64,
+                    total: s.total_objects() as u64,
+                    bytes: s.received_bytes() as u64,
+                });
+                true
+            });
+        }
+        let mut options = FetchOptions::new();
+        options
+            .remote_callbacks(callbacks)
+            .download_tags(AutotagOption::None)
+            .update_fetchhead(false);
+        let mut remote = repo
+            .remote_anonymous(&source.url)
+            .map_err(|e| (e, auth.failed()))?;
+        remote
+            .fetch(
+                &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
+                Some(&mut options),
+                None,
+            )
+            .map_err(|e| (e, auth.failed()))?;
+        // Prune: the cache keeps exactly the source's branches and tags.
+        let advertised: Vec<String> = remote
+            .list()
+            .map_err(|e| (e, false))?
+            .iter()
+            .map(|h| h.name().to_owned())
+            .collect();
+        prune_to(repo, &advertised).map_err(|e| (e, false))
+    })
+}
+
+fn prune_to(repo: &Repository, advertised: &[String]) -> Result<(), git2::Error> {
+    let mut stale = Vec::new();
+    for r in repo.references()? {
+        let r = r?;
+        if let Ok(name) = r.name()
+            && (name.starts_with("refs/heads/") || name.starts_with("refs/tags/"))
+            && !advertised.iter().any(|a| a == name)
+        {
+            stale.push(name.to_owned());
+        }
+    }
+    for name in stale {
+        repo.find_reference(&name)?.delete()?;
+    }
+    Ok(())
+}
+
+/// The cache's branches and tags (which are the source's, after a fetch).
+fn local_refs(repo: &Repository, dir: &Path) -> Result<RefMap, MirrorError> {
+    let err = |e: git2::Error| MirrorError::Cache {
+        path: dir.to_owned(),
+        context: "cannot read the cache's refs",
+        source: Box::new(e),
+    };
+    let mut out = RefMap::new();
+    for r in repo.references().map_err(err)? {
+        let r = r.map_err(err)?;
+        let (Ok(name), Some(oid)) = (r.name(), r.target()) else {
+            continue;
+        };
+        if let Some(parsed) = parse_ref(name) {
+            out.insert(parsed, to_id(oid));
+        }
+    }
+    Ok(out)
+}
+
+/// A branch or tag name as tozai accepts it; other refs (and names git would refuse) are
+/// skipped with a warning.
+fn parse_ref(name: &str) -> Option<RefName> {
+    if !(name.starts_with("refs/heads/") || name.starts_with("refs/tags/")) || name.ends_with("^{}")
+    {
+        return None;
+    }
+    match name.parse() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(reference = name, error = %e, "skipping a ref tozai cannot mirror");
+            None
+        }
+    }
+}
+
+fn to_id(oid: Oid) -> CommitId {
+    oid.to_string().parse().expect("git2 ids are hexadecimal")
+}
+
+fn to_oid(id: &CommitId) -> Oid {
+    Oid::from_str(id.as_str()).expect("CommitId is hexadecimal")
+}
+
+struct RepoHistory<'r>(&'r Repository);
+
+impl History for RepoHistory<'_> {
+    fn is_ancestor(&self, ancestor: &CommitId, descendant: &CommitId) -> bool {
+        let (a, d) = (to_oid(ancestor), to_oid(descendant));
+        a == d || self.0.graph_descendant_of(d, a).unwrap_or(false)
+    }
+    fn contains(&self, id: &CommitId) -> bool {
+        self.0
+            .odb()
+            .map(|odb| odb.exists(to_oid(id)))
+            .unwrap_or(false)
+    }
+}
+
+// ---- the target ----
+
+/// The target's branches and tags, and its default branch.
+fn list_remote(
+    repo: &Repository,
+    target: &GitRemote,
+) -> Result<(RefMap, Option<RefName>), MirrorError> {
+    with_network_retries(target, "listing the target's refs", || {
+        let auth = AuthState::default();
+        let mut callbacks = RemoteCallbacks::new();
+        auth.install(&mut callbacks, target);
+        let mut remote = repo.remote_anonymous(&target.url).map_err(|e| (e, false))?;
+        let connection = remote
+            .connect_auth(Direction::Push, Some(callbacks), None)
+            .map_err(|e| (e, auth.failed()))?;
+        let mut refs = RefMap::new();
+        for head in connection.list().map_err(|e| (e, false))? {
+            if let Some(r) = parse_ref(head.name()) {
+                refs.insert(r, to_id(head.oid()));
+            }
+        }
+        let default = connection
+            .default_branch()
+            .ok()
+            .and_then(|b| b.as_str().ok().and_then(|s| s.parse().ok()));
+        Ok((refs, default))
+    })
+}
+
+enum PushResult {
+    Done,
+    /// These standby refs no longer had the values the plan read: nothing was pushed.
+    Moved(String),
+}
+
+fn push_steps(
+    repo: &Repository,
+    target: &GitRemote,
+    steps: &[RefStep],
+    progress: Option<&dyn Fn(TransferProgress)>,
+    outcome: &mut MirrorOutcome,
+) -> Result<PushResult, MirrorError> {
+    let pushing: Vec<&RefStep> = steps.iter().filter(|s| s.action.pushes()).collect();
+    let mut statuses: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for batch in pushing.chunks(MAX_REFS_PER_PUSH) {
+        let refspecs: Vec<String> = batch
+            .iter()
+            .map(|s| {
+                let name = s.reference.full();
+                match s.action {
+                    RefAction::Delete { .. } => format!(":{name}"),
+                    _ => format!("+{name}:{name}"),
+                }
+            })
+            .collect();
+        let expected: BTreeMap<String, Oid> = batch
+            .iter()
+            .map(|s| {
+                let old = s.action.expected_old().map_or(Oid::ZERO_SHA1, to_oid);
+                (s.reference.full(), old)
+            })
+            .collect();
+        let moved = RefCell::new(Vec::<String>::new());
+        let reported = RefCell::new(BTreeMap::<String, Option<String>>::new());
+        let sent = Cell::new((0u64, 0u64));
+        let result = with_network_retries(target, "pushing to the target", || {
+            moved.borrow_mut().clear();
+            let auth = AuthState::default();
+            let mut callbacks = RemoteCallbacks::new();
+            auth.install(&mut callbacks, target);
+            callbacks.push_negotiation(|updates| {
+                // `src` is the value the target has now; it must be what the plan read.
+                for u in updates {
+                    let name = String::from_utf8_lossy(u.dst_refname_bytes()).into_owned();
+                    if expected.get(&name).is_some_and(|&want| want != u.src()) {
+                        moved.borrow_mut().push(name);
+                    }
+                }
+                if moved.borrow().is_empty() {
+                    Ok(())
+                } else {
+                    Err(git2::Error::from_str(
+                        "standby refs moved since they were read",
+                    ))
+                }
+            });
+            callbacks.push_update_reference(|name, status| {
+                reported
+                    .borrow_mut()
+                    .insert(name.to_owned(), status.map(str::to_owned));
+                Ok(())
+            });
+            callbacks.push_transfer_progress(|current, total, bytes| {
+                sent.set((total as u64, bytes as u64));
+                if let Some(p) = progress {
+                    p(TransferProgress::Push {
+                        objects: current as u64,
+                        total: total as u64,
+                        bytes: bytes as u64,
+                    });
+                }
+            });
+            let mut options = PushOptions::new();
+            options.remote_callbacks(callbacks);
+            let mut remote = repo.remote_anonymous(&target.url).map_err(|e| (e, false))?;
+            match remote.push(&refspecs, Some(&mut options)) {
+                Ok(()) => Ok(()),
+                // A veto from our own negotiation check is not a network error: stop here.
+                Err(_) if !moved.borrow().is_empty() => Ok(()),
+                Err(e) => Err((e, auth.failed())),
+            }
+        });
+        result?;
+        let moved = moved.into_inner();
+        if !moved.is_empty() {
+            return Ok(PushResult::Moved(moved.join(", ")));
+        }
+        let (objects, bytes) = sent.get();
+        outcome.objects_sent += objects;
+        outcome.bytes_sent += bytes;
+        statuses.extend(reported.into_inner());
+    }
+    outcome.refs = steps
+        .iter()
+        .map(|s| {
+            let status = if s.action.pushes() {
+                match statuses.get(&s.reference.full()) {
+                    Some(None) => RefStatus::from_action(&s.action),
+                    Some(Some(reason)) => RefStatus::Rejected {
+                        reason: reason.clone(),
+                    },
+                    None => RefStatus::Rejected {
+                        reason: "the server reported no result for this ref".into(),
+                    },
+                }
+            } else {
+                RefStatus::from_action(&s.action)
+            };
+            RefResult {
+                reference: s.reference.clone(),
+                status,
+            }
+        })
+        .collect();
+    Ok(PushResult::Done)
+}
+
+// ---- credentials and retries ----
+
+/// Counts credential requests for one operation and gives up after a few.
+#[derive(Default)]
+struct AuthState {
+    calls: std::rc::Rc<Cell<u32>>,
+    gave_up: std::rc::Rc<Cell<bool>>,
+}
+
+impl AuthState {
+    fn install(&self, callbacks: &mut RemoteCallbacks<'_>, remote: &GitRemote) {
+        let calls = self.calls.clone();
+        let gave_up = self.gave_up.clone();
+        let provider = remote.credentials.clone();
+        callbacks.credentials(move |_url, _user, _allowed| {
+            let n = calls.get() + 1;
+            calls.set(n);
+            let Some(provider) = provider.as_ref() else {
+                gave_up.set(true);
+                return Err(git2::Error::from_str(
+                    "the server asked for credentials and this location has none",
+                ));
+            };
+            if n > MAX_AUTH_ATTEMPTS {
+                gave_up.set(true);
+                return Err(git2::Error::from_str("credentials refused"));
+            }
+            let login = provider.login().map_err(|e| {
+                gave_up.set(true);
+                git2::Error::from_str(&e)
+            })?;
+            Cred::userpass_plaintext(&login.username, &login.password)
+        });
+    }
+
+    fn failed(&self) -> bool {
+        self.gave_up.get()
+    }
+}
+
+/// Runs `op`, retrying network failures with backoff; maps errors to [`MirrorError`].
+/// `op` returns the git2 error and whether authentication gave up.
+fn with_network_retries<T>(
+    remote: &GitRemote,
+    context: &'static str,
+    mut op: impl FnMut() -> Result<T, (git2::Error, bool)>,
+) -> Result<T, MirrorError> {
+    let mut delay = Duration::from_millis(250);
+    for attempt in 1..=NETWORK_ATTEMPTS {
+        let (e, auth_failed) = match op() {
+            Ok(v) => return Ok(v),
+            Err(failure) => failure,
+        };
+        if auth_failed || is_auth_error(&e) {
+            return Err(MirrorError::AuthenticationFailed {
+                location: remote.shown.clone(),
+                detail: e.message().to_owned(),
+            });
+        }
+        if !is_transient(&e) {
+            return Err(MirrorError::Git {
+                location: remote.shown.clone(),
+                context,
+                source: Box::new(e),
+            });
+        }
+        if attempt == NETWORK_ATTEMPTS {
+            return Err(MirrorError::Unreachable {
+                location: remote.shown.clone(),
+                context,
+                source: Box::new(e),
+            });
+        }
+        tracing::warn!(location = %remote.shown, attempt, error = %e, "network error; retrying");
+        std::thread::sleep(delay);
+        delay *= 2;
+    }
+    unreachable!("the loop returns")
+}
+
+fn is_auth_error(e: &git2::Error) -> bool {
+    e.code() == ErrorCode::Auth
+        || e.message().contains("status code: 401")
+        || e.message().contains("status code: 403")
+}
+
+fn is_transient(e: &git2::Error) -> bool {
+    matches!(
+        e.class(),
+        ErrorClass::Net | ErrorClass::Os | ErrorClass::Ssl
+    ) || e.message().contains("status code: 5")
+}

@@ -1,0 +1,553 @@
+//! Mirroring: what to do with each branch and tag so the standby matches the source,
+//! without ever silently rewinding it.
+//!
+//! [`plan_refs`] is pure. It compares the source's refs with the standby's and decides,
+//! ref by ref:
+//!
+//! | source | standby | decision |
+//! |---|---|---|
+//! | X | (none) | create X |
+//! | X | X | unchanged |
+//! | X (branch) | an ancestor of X | update (fast-forward) |
+//! | X (branch) | not an ancestor of X | **diverged**: left alone, reported (`force`: overwritten) |
+//! | X (tag) | Y | **diverged**: tags do not move (`force`: overwritten) |
+//! | (none) | a commit the source once had | delete: deleted at the source |
+//! | (none) | a commit the source never had | **diverged**: made on the standby, left alone (`force`: deleted) |
+//! | (none) | the standby's default branch | kept: CodeCommit refuses to delete it |
+//!
+//! Only `refs/heads/*` and `refs/tags/*` are considered, and of those only the ones the
+//! [`RefSelection`] selects; refs outside the selection are never touched. Each update
+//! carries the standby value it was planned against, so a ref that moves between reading
+//! and pushing is refused rather than clobbered.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use tozai::mirror::{plan_refs, History, RefAction, RefSelection, MirrorOptions};
+//! use tozai::refs::{CommitId, RefName};
+//!
+//! struct Linear; // a history where "1" < "2" < "3"
+//! impl History for Linear {
+//!     fn is_ancestor(&self, a: &CommitId, d: &CommitId) -> bool { a.as_str() <= d.as_str() }
+//!     fn contains(&self, _: &CommitId) -> bool { true }
+//! }
+//! let id = |c: char| c.to_string().repeat(40).parse::<CommitId>().unwrap();
+//! let main = RefName::branch("main").unwrap();
+//! let source = BTreeMap::from([(main.clone(), id('3'))]);
+//! let standby = BTreeMap::from([(main.clone(), id('1'))]);
+//! let steps = plan_refs(&source, &standby, &RefSelection::all(), &Linear, &MirrorOptions::default());
+//! assert_eq!(steps[0].action, RefAction::Update { old: id('1'), new: id('3'), forced: false });
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::refs::{CommitId, RefName};
+use crate::rules::{GlobError, NameFilter};
+
+/// The refs of one repository: name to object id (a commit, or an annotated tag object).
+pub type RefMap = BTreeMap<RefName, CommitId>;
+
+/// What the planner needs to know about the source's history.
+pub trait History {
+    /// True when `ancestor` is `descendant` or one of its ancestors.
+    fn is_ancestor(&self, ancestor: &CommitId, descendant: &CommitId) -> bool;
+    /// True when the source's history has this object (it came from the source).
+    fn contains(&self, id: &CommitId) -> bool;
+}
+
+/// Which refs a mirror touches.
+#[derive(Debug, Clone, Default)]
+pub struct RefSelection {
+    /// Branch short names; `None` selects every branch.
+    pub branches: Option<NameFilter>,
+    /// Tag short names; `None` selects every tag.
+    pub tags: Option<NameFilter>,
+}
+
+impl RefSelection {
+    /// Every branch and every tag.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// From `--ref` arguments: `refs/heads/GLOB` and bare `GLOB` select branches,
+    /// `refs/tags/GLOB` tags. With any argument, what is not named is not selected.
+    pub fn from_args(args: &[String]) -> Result<Self, GlobError> {
+        if args.is_empty() {
+            return Ok(Self::all());
+        }
+        let mut branches = Vec::new();
+        let mut tags = Vec::new();
+        for a in args {
+            if let Some(t) = a.strip_prefix("refs/tags/") {
+                tags.push(t.to_owned());
+            } else if let Some(b) = a.strip_prefix("refs/heads/") {
+                branches.push(b.to_owned());
+            } else if a.starts_with("refs/") {
+                return Err(GlobError {
+                    rule: "--ref".into(),
+                    glob: a.clone(),
+                    reason: "only refs/heads/... and refs/tags/... are mirrored".into(),
+                });
+            } else {
+                branches.push(a.clone());
+            }
+        }
+        Ok(Self {
+            branches: Some(NameFilter::new("--ref", &branches)?),
+            tags: Some(NameFilter::new("--ref", &tags)?),
+        })
+    }
+
+    pub fn selects(&self, r: &RefName) -> bool {
+        let filter = match r {
+            RefName::Branch(_) => &self.branches,
+            RefName::Tag(_) => &self.tags,
+        };
+        filter
+            .as_ref()
+            .is_none_or(|f| f.first_match(r.short()).is_some())
+    }
+}
+
+/// Options that change what the planner may do.
+#[derive(Debug, Clone, Default)]
+pub struct MirrorOptions {
+    /// Overwrite diverged refs (and delete refs made on the standby).
+    pub force: bool,
+    /// The standby's default branch, which is never deleted.
+    pub standby_default: Option<RefName>,
+}
+
+/// What to do with one ref.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum RefAction {
+    Create {
+        new: CommitId,
+    },
+    Update {
+        old: CommitId,
+        new: CommitId,
+        forced: bool,
+    },
+    Delete {
+        old: CommitId,
+        forced: bool,
+    },
+    Unchanged {
+        at: CommitId,
+    },
+    /// Left alone: the standby has something the source does not lead to.
+    Diverged {
+        source: Option<CommitId>,
+        standby: CommitId,
+    },
+    /// Left alone: the standby's default branch cannot be deleted.
+    Kept {
+        standby: CommitId,
+    },
+}
+
+impl RefAction {
+    /// True when the action pushes something.
+    pub fn pushes(&self) -> bool {
+        matches!(
+            self,
+            Self::Create { .. } | Self::Update { .. } | Self::Delete { .. }
+        )
+    }
+
+    /// The standby value this action was planned against (`None`: the ref must not exist).
+    pub fn expected_old(&self) -> Option<&CommitId> {
+        match self {
+            Self::Create { .. } => None,
+            Self::Update { old, .. } | Self::Delete { old, .. } => Some(old),
+            Self::Unchanged { at } => Some(at),
+            Self::Diverged { standby, .. } | Self::Kept { standby } => Some(standby),
+        }
+    }
+}
+
+/// One ref and what to do with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefStep {
+    #[serde(rename = "ref")]
+    pub reference: RefName,
+    #[serde(flatten)]
+    pub action: RefAction,
+}
+
+/// Plans every selected ref, in name order.
+pub fn plan_refs(
+    source: &RefMap,
+    standby: &RefMap,
+    selection: &RefSelection,
+    history: &impl History,
+    options: &MirrorOptions,
+) -> Vec<RefStep> {
+    let names: BTreeSet<&RefName> = source.keys().chain(standby.keys()).collect();
+    names
+        .into_iter()
+        .filter(|r| selection.selects(r))
+        .map(|r| {
+            let action = decide_ref(r, source.get(r), standby.get(r), history, options);
+            RefStep {
+                reference: r.clone(),
+                action,
+            }
+        })
+        .collect()
+}
+
+fn decide_ref(
+    r: &RefName,
+    source: Option<&CommitId>,
+    standby: Option<&CommitId>,
+    history: &impl History,
+    options: &MirrorOptions,
+) -> RefAction {
+    match (source, standby) {
+        (Some(s), None) => RefAction::Create { new: s.clone() },
+        (Some(s), Some(t)) if s == t => RefAction::Unchanged { at: t.clone() },
+        (Some(s), Some(t)) => {
+            let fast_forward = !r.is_tag() && history.is_ancestor(t, s);
+            if fast_forward || options.force {
+                RefAction::Update {
+                    old: t.clone(),
+                    new: s.clone(),
+                    forced: !fast_forward,
+                }
+            } else {
+                RefAction::Diverged {
+                    source: Some(s.clone()),
+                    standby: t.clone(),
+                }
+            }
+        }
+        (None, Some(t)) => {
+            if options.standby_default.as_ref() == Some(r) {
+                RefAction::Kept { standby: t.clone() }
+            } else if history.contains(t) || options.force {
+                RefAction::Delete {
+                    old: t.clone(),
+                    forced: !history.contains(t),
+                }
+            } else {
+                RefAction::Diverged {
+                    source: None,
+                    standby: t.clone(),
+                }
+            }
+        }
+        (None, None) => unreachable!("names come from the two maps"),
+    }
+}
+
+/// What happened to one ref.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum RefStatus {
+    Created {
+        new: CommitId,
+    },
+    Updated {
+        old: CommitId,
+        new: CommitId,
+        forced: bool,
+    },
+    Deleted {
+        old: CommitId,
+    },
+    Unchanged {
+        at: CommitId,
+    },
+    Diverged {
+        source: Option<CommitId>,
+        standby: CommitId,
+    },
+    Kept {
+        standby: CommitId,
+        reason: String,
+    },
+    Rejected {
+        reason: String,
+    },
+}
+
+impl RefStatus {
+    /// The status an action has once the server accepted it (or when nothing was pushed).
+    pub fn from_action(action: &RefAction) -> Self {
+        match action.clone() {
+            RefAction::Create { new } => Self::Created { new },
+            RefAction::Update { old, new, forced } => Self::Updated { old, new, forced },
+            RefAction::Delete { old, .. } => Self::Deleted { old },
+            RefAction::Unchanged { at } => Self::Unchanged { at },
+            RefAction::Diverged { source, standby } => Self::Diverged { source, standby },
+            RefAction::Kept { standby } => Self::Kept {
+                standby,
+                reason: "the standby's default branch is never deleted".into(),
+            },
+        }
+    }
+
+    /// Diverged or rejected: the standby is not in step for this ref.
+    pub fn is_problem(&self) -> bool {
+        matches!(self, Self::Diverged { .. } | Self::Rejected { .. })
+    }
+}
+
+/// One ref's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefResult {
+    #[serde(rename = "ref")]
+    pub reference: RefName,
+    #[serde(flatten)]
+    pub status: RefStatus,
+}
+
+/// The result of one mirror run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MirrorOutcome {
+    pub source: String,
+    pub target: String,
+    pub dry_run: bool,
+    pub refs: Vec<RefResult>,
+    pub objects_sent: u64,
+    pub bytes_sent: u64,
+    #[serde(serialize_with = "millis")]
+    pub elapsed: Duration,
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+impl MirrorOutcome {
+    /// True when every selected ref is in step (nothing diverged or rejected).
+    pub fn in_sync(&self) -> bool {
+        !self.refs.iter().any(|r| r.status.is_problem())
+    }
+
+    /// How many refs have each status, for a one-line summary.
+    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
+        let mut out = BTreeMap::new();
+        for r in &self.refs {
+            let key = match r.status {
+                RefStatus::Created { .. } => "created",
+                RefStatus::Updated { .. } => "updated",
+                RefStatus::Deleted { .. } => "deleted",
+                RefStatus::Unchanged { .. } => "unchanged",
+                RefStatus::Diverged { .. } => "diverged",
+                RefStatus::Kept { .. } => "kept",
+                RefStatus::Rejected { .. } => "rejected",
+            };
+            *out.entry(key).or_default() += 1;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A history given as (ancestor, descendant) pairs over one-letter commits.
+    struct Pairs(&'static [(char, char)], &'static str);
+    impl History for Pairs {
+        fn is_ancestor(&self, a: &CommitId, d: &CommitId) -> bool {
+            let (a, d) = (first(a), first(d));
+            a == d || self.0.contains(&(a, d))
+        }
+        fn contains(&self, id: &CommitId) -> bool {
+            self.1.contains(first(id))
+        }
+    }
+    fn first(id: &CommitId) -> char {
+        id.as_str().chars().next().unwrap()
+    }
+    fn id(c: char) -> CommitId {
+        c.to_string().repeat(40).parse().unwrap()
+    }
+    fn map(refs: &[(&str, char)]) -> RefMap {
+        refs.iter()
+            .map(|(r, c)| (r.parse().unwrap(), id(*c)))
+            .collect()
+    }
+
+    // a <- b <- c on main; d is a rewrite of b (force-push); e exists only on the standby
+    const H: Pairs = Pairs(&[('a', 'b'), ('a', 'c'), ('b', 'c'), ('a', 'd')], "abcd");
+
+    fn plan(
+        src: &[(&str, char)],
+        stb: &[(&str, char)],
+        opts: MirrorOptions,
+    ) -> Vec<(String, RefAction)> {
+        plan_refs(&map(src), &map(stb), &RefSelection::all(), &H, &opts)
+            .into_iter()
+            .map(|s| (s.reference.full(), s.action))
+            .collect()
+    }
+
+    #[test]
+    fn decisions_table() {
+        let d = MirrorOptions::default;
+        type Refs = Vec<(&'static str, char)>;
+        let rows: Vec<(&str, Refs, Refs, RefAction)> = vec![
+            (
+                "create",
+                vec![("main", 'c')],
+                vec![],
+                RefAction::Create { new: id('c') },
+            ),
+            (
+                "unchanged",
+                vec![("main", 'c')],
+                vec![("main", 'c')],
+                RefAction::Unchanged { at: id('c') },
+            ),
+            (
+                "fast-forward",
+                vec![("main", 'c')],
+                vec![("main", 'a')],
+                RefAction::Update {
+                    old: id('a'),
+                    new: id('c'),
+                    forced: false,
+                },
+            ),
+            (
+                "source rewound",
+                vec![("main", 'a')],
+                vec![("main", 'c')],
+                RefAction::Diverged {
+                    source: Some(id('a')),
+                    standby: id('c'),
+                },
+            ),
+            (
+                "force-pushed",
+                vec![("main", 'd')],
+                vec![("main", 'c')],
+                RefAction::Diverged {
+                    source: Some(id('d')),
+                    standby: id('c'),
+                },
+            ),
+            (
+                "standby pushed to",
+                vec![("main", 'c')],
+                vec![("main", 'e')],
+                RefAction::Diverged {
+                    source: Some(id('c')),
+                    standby: id('e'),
+                },
+            ),
+            (
+                "deleted at source",
+                vec![],
+                vec![("feature", 'b')],
+                RefAction::Delete {
+                    old: id('b'),
+                    forced: false,
+                },
+            ),
+            (
+                "made on standby",
+                vec![],
+                vec![("hotfix", 'e')],
+                RefAction::Diverged {
+                    source: None,
+                    standby: id('e'),
+                },
+            ),
+            (
+                "tag moved",
+                vec![("refs/tags/v1", 'c')],
+                vec![("refs/tags/v1", 'a')],
+                RefAction::Diverged {
+                    source: Some(id('c')),
+                    standby: id('a'),
+                },
+            ),
+        ];
+        for (what, src, stb, want) in rows {
+            let got = plan(&src, &stb, d());
+            assert_eq!(got.len(), 1, "{what}");
+            assert_eq!(got[0].1, want, "{what}");
+        }
+    }
+
+    #[test]
+    fn force_overwrites_diverged_refs() {
+        let f = || MirrorOptions {
+            force: true,
+            standby_default: None,
+        };
+        assert_eq!(
+            plan(&[("main", 'd')], &[("main", 'c')], f())[0].1,
+            RefAction::Update {
+                old: id('c'),
+                new: id('d'),
+                forced: true
+            }
+        );
+        assert_eq!(
+            plan(&[], &[("hotfix", 'e')], f())[0].1,
+            RefAction::Delete {
+                old: id('e'),
+                forced: true
+            }
+        );
+    }
+
+    #[test]
+    fn the_standby_default_branch_is_never_deleted() {
+        let opts = MirrorOptions {
+            force: true,
+            standby_default: Some(RefName::branch("main").unwrap()),
+        };
+        assert_eq!(
+            plan(&[], &[("main", 'c')], opts)[0].1,
+            RefAction::Kept { standby: id('c') }
+        );
+    }
+
+    #[test]
+    fn unselected_refs_are_never_touched() {
+        let sel = RefSelection::from_args(&["main".into(), "refs/tags/v*".into()]).unwrap();
+        let steps = plan_refs(
+            &map(&[
+                ("main", 'c'),
+                ("feature", 'c'),
+                ("refs/tags/v1", 'a'),
+                ("refs/tags/x", 'a'),
+            ]),
+            &map(&[("old", 'b')]),
+            &sel,
+            &H,
+            &MirrorOptions::default(),
+        );
+        let names: Vec<String> = steps.iter().map(|s| s.reference.full()).collect();
+        assert_eq!(names, ["refs/heads/main", "refs/tags/v1"]);
+    }
+
+    #[test]
+    fn ref_args_outside_heads_and_tags_are_refused() {
+        let e = RefSelection::from_args(&["refs/notes/*".into()]).unwrap_err();
+        assert!(e.to_string().contains("refs/notes/*"), "{e}");
+    }
+
+    #[test]
+    fn expected_old_is_what_the_plan_read() {
+        assert_eq!(RefAction::Create { new: id('a') }.expected_old(), None);
+        let u = RefAction::Update {
+            old: id('a'),
+            new: id('b'),
+            forced: false,
+        };
+        assert_eq!(u.expected_old(), Some(&id('a')));
+    }
+}

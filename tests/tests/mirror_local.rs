@@ -1,0 +1,332 @@
+//! The mirror over local repositories: what it does to each ref, checked with the real git
+//! CLI (`git fsck` on the standby, `git for-each-ref` equal to the source's).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tempfile::TempDir;
+use tozai::adapters::git_mirror::Git2Mirror;
+use tozai::mirror::{MirrorOutcome, RefSelection, RefStatus};
+use tozai::ports::{GitRemote, Mirror, MirrorRequest};
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@tozai.invalid"])
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+struct World {
+    _tmp: TempDir,
+    src: PathBuf,
+    dst: PathBuf,
+    cache: PathBuf,
+}
+
+impl World {
+    fn new() -> Self {
+        let tmp = TempDir::new().unwrap();
+        let src = tmp.path().join("src");
+        let dst = tmp.path().join("dst.git");
+        std::fs::create_dir(&src).unwrap();
+        git(&src, &["init", "-q", "-b", "main"]);
+        git(
+            tmp.path(),
+            &["init", "-q", "--bare", "-b", "main", "dst.git"],
+        );
+        let cache = tmp.path().join("cache");
+        Self {
+            _tmp: tmp,
+            src,
+            dst,
+            cache,
+        }
+    }
+
+    fn commit(&self, file: &str, text: &str) -> String {
+        let path = self.src.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        git(&self.src, &["add", "-A"]);
+        git(
+            &self.src,
+            &["commit", "-q", "-m", &format!("change {file}")],
+        );
+        git(&self.src, &["rev-parse", "HEAD"]).trim().to_owned()
+    }
+
+    fn request(&self, force: bool, dry_run: bool) -> MirrorRequest {
+        let remote = |p: &Path| GitRemote {
+            url: p.display().to_string(),
+            shown: p.display().to_string(),
+            credentials: None,
+        };
+        MirrorRequest {
+            source: remote(&self.src),
+            target: remote(&self.dst),
+            selection: RefSelection::all(),
+            force,
+            dry_run,
+        }
+    }
+
+    fn mirror_with(&self, request: &MirrorRequest) -> MirrorOutcome {
+        Git2Mirror::new(&self.cache).mirror(request, None).unwrap()
+    }
+
+    fn mirror(&self) -> MirrorOutcome {
+        self.mirror_with(&self.request(false, false))
+    }
+
+    fn refs(dir: &Path) -> String {
+        git(
+            dir,
+            &[
+                "for-each-ref",
+                "--format=%(objectname) %(refname)",
+                "refs/heads",
+                "refs/tags",
+            ],
+        )
+    }
+
+    /// The standby is sound and has exactly the source's branches and tags.
+    fn assert_in_step(&self) {
+        git(&self.dst, &["fsck", "--no-progress", "--strict"]);
+        assert_eq!(Self::refs(&self.dst), Self::refs(&self.src));
+    }
+}
+
+fn status<'a>(o: &'a MirrorOutcome, name: &str) -> &'a RefStatus {
+    &o.refs
+        .iter()
+        .find(|r| r.reference.full() == name)
+        .unwrap_or_else(|| panic!("{name} not in {o:?}"))
+        .status
+}
+
+#[test]
+fn first_mirror_then_incremental_then_nothing() {
+    let w = World::new();
+    let c1 = w.commit("common/a.yaml", "a");
+    let o = w.mirror();
+    assert!(
+        matches!(status(&o, "refs/heads/main"), RefStatus::Created { new } if new.as_str() == c1)
+    );
+    w.assert_in_step();
+
+    let c2 = w.commit("secondary/b.yaml", "b");
+    let o = w.mirror();
+    match status(&o, "refs/heads/main") {
+        RefStatus::Updated { old, new, forced } => {
+            assert_eq!(
+                (old.as_str(), new.as_str(), *forced),
+                (c1.as_str(), c2.as_str(), false)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    w.assert_in_step();
+
+    let o = w.mirror();
+    assert!(
+        o.refs
+            .iter()
+            .all(|r| matches!(r.status, RefStatus::Unchanged { .. })),
+        "{o:?}"
+    );
+    assert_eq!(o.objects_sent, 0, "a second run pushes nothing");
+    assert!(o.in_sync());
+}
+
+#[test]
+fn new_and_deleted_branches() {
+    let w = World::new();
+    w.commit("a", "a");
+    git(&w.src, &["branch", "feature/x"]);
+    w.mirror();
+    w.assert_in_step();
+    git(&w.src, &["branch", "-D", "feature/x"]);
+    let o = w.mirror();
+    assert!(matches!(
+        status(&o, "refs/heads/feature/x"),
+        RefStatus::Deleted { .. }
+    ));
+    w.assert_in_step();
+}
+
+#[test]
+fn lightweight_and_annotated_tags() {
+    let w = World::new();
+    w.commit("a", "a");
+    git(&w.src, &["tag", "v1"]);
+    git(&w.src, &["tag", "-a", "v2", "-m", "release 2"]);
+    let o = w.mirror();
+    assert!(matches!(
+        status(&o, "refs/tags/v1"),
+        RefStatus::Created { .. }
+    ));
+    assert!(matches!(
+        status(&o, "refs/tags/v2"),
+        RefStatus::Created { .. }
+    ));
+    w.assert_in_step();
+    assert_eq!(
+        git(&w.dst, &["cat-file", "-t", "v2"]).trim(),
+        "tag",
+        "annotated tag kept"
+    );
+    git(&w.src, &["tag", "-d", "v1"]);
+    let o = w.mirror();
+    assert!(matches!(
+        status(&o, "refs/tags/v1"),
+        RefStatus::Deleted { .. }
+    ));
+    w.assert_in_step();
+}
+
+#[test]
+fn a_force_pushed_source_leaves_the_standby_alone_unless_forced() {
+    let w = World::new();
+    w.commit("a", "a");
+    let before = w.commit("b", "b");
+    w.mirror();
+    git(&w.src, &["reset", "-q", "--hard", "HEAD~1"]);
+    let rewritten = w.commit("c", "c");
+    let o = w.mirror();
+    assert!(!o.in_sync());
+    match status(&o, "refs/heads/main") {
+        RefStatus::Diverged { source, standby } => {
+            assert_eq!(source.as_ref().unwrap().as_str(), rewritten);
+            assert_eq!(standby.as_str(), before);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        git(&w.dst, &["rev-parse", "main"]).trim(),
+        before,
+        "not rewound"
+    );
+
+    let o = w.mirror_with(&w.request(true, false));
+    assert!(matches!(
+        status(&o, "refs/heads/main"),
+        RefStatus::Updated { forced: true, .. }
+    ));
+    w.assert_in_step();
+}
+
+#[test]
+fn a_moved_tag_is_diverged() {
+    let w = World::new();
+    w.commit("a", "a");
+    git(&w.src, &["tag", "v1"]);
+    w.mirror();
+    w.commit("b", "b");
+    git(&w.src, &["tag", "-f", "v1"]);
+    let o = w.mirror();
+    assert!(matches!(
+        status(&o, "refs/tags/v1"),
+        RefStatus::Diverged { .. }
+    ));
+    assert!(
+        matches!(status(&o, "refs/heads/main"), RefStatus::Updated { .. }),
+        "others still sync"
+    );
+}
+
+#[test]
+fn a_branch_made_on_the_standby_is_reported_not_deleted() {
+    let w = World::new();
+    w.commit("a", "a");
+    w.mirror();
+    let tmp = TempDir::new().unwrap();
+    let clone = tmp.path().join("w");
+    git(tmp.path(), &["clone", "-q", w.dst.to_str().unwrap(), "w"]);
+    git(&clone, &["checkout", "-q", "-b", "hotfix"]);
+    git(
+        &clone,
+        &["commit", "-q", "--allow-empty", "-m", "made on the standby"],
+    );
+    git(&clone, &["push", "-q", "origin", "hotfix"]);
+    let o = w.mirror();
+    assert!(matches!(
+        status(&o, "refs/heads/hotfix"),
+        RefStatus::Diverged { source: None, .. }
+    ));
+    git(&w.dst, &["rev-parse", "--verify", "hotfix"]);
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let w = World::new();
+    w.commit("a", "a");
+    let o = w.mirror_with(&w.request(false, true));
+    assert!(o.dry_run);
+    assert!(matches!(
+        status(&o, "refs/heads/main"),
+        RefStatus::Created { .. }
+    ));
+    assert_eq!(World::refs(&w.dst), "", "nothing pushed");
+}
+
+#[test]
+fn selection_limits_what_is_touched() {
+    let w = World::new();
+    w.commit("a", "a");
+    git(&w.src, &["branch", "feature"]);
+    git(&w.src, &["tag", "v1"]);
+    let mut req = w.request(false, false);
+    req.selection = RefSelection::from_args(&["main".into()]).unwrap();
+    let o = w.mirror_with(&req);
+    assert_eq!(o.refs.len(), 1);
+    let got = World::refs(&w.dst);
+    assert!(
+        got.contains("refs/heads/main") && !got.contains("feature") && !got.contains("v1"),
+        "{got}"
+    );
+}
+
+#[test]
+fn unicode_and_non_utf8_file_names_survive() {
+    let w = World::new();
+    w.commit("共通/テンプレート/東京.yaml", "a");
+    w.commit("common/with space.yaml", "b");
+    use std::os::unix::ffi::OsStrExt;
+    let raw = w.src.join(std::ffi::OsStr::from_bytes(b"caf\xe9.yaml"));
+    std::fs::write(raw, "c").unwrap();
+    git(&w.src, &["add", "-A"]);
+    git(&w.src, &["commit", "-q", "-m", "latin-1 name"]);
+    w.mirror();
+    w.assert_in_step();
+}
+
+#[test]
+fn a_corrupt_cache_is_rebuilt() {
+    let w = World::new();
+    w.commit("a", "a");
+    w.mirror();
+    let mirror = Git2Mirror::new(&w.cache);
+    let dir = mirror.cache_dir(&w.request(false, false).source);
+    assert!(dir.exists(), "the cache is where cache_dir says");
+    std::fs::write(dir.join("HEAD"), "garbage").unwrap();
+    std::fs::remove_dir_all(dir.join("objects")).unwrap();
+    w.commit("b", "b");
+    let o = w.mirror();
+    assert!(
+        matches!(status(&o, "refs/heads/main"), RefStatus::Updated { .. }),
+        "{o:?}"
+    );
+    w.assert_in_step();
+}

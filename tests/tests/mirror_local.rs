@@ -330,3 +330,49 @@ fn a_corrupt_cache_is_rebuilt() {
     );
     w.assert_in_step();
 }
+
+#[test]
+fn two_mirrors_on_one_cache_take_turns_and_converge() {
+    let w = World::new();
+    for i in 0..5 {
+        w.commit(&format!("f{i}"), "x");
+    }
+    let request = w.request(false, false);
+    let outcomes: Vec<MirrorOutcome> = std::thread::scope(|s| {
+        let a = s.spawn(|| Git2Mirror::new(&w.cache).mirror(&request, None).unwrap());
+        let b = s.spawn(|| Git2Mirror::new(&w.cache).mirror(&request, None).unwrap());
+        vec![a.join().unwrap(), b.join().unwrap()]
+    });
+    // One created main, the other found it already there.
+    let created = outcomes
+        .iter()
+        .filter(|o| matches!(status(o, "refs/heads/main"), RefStatus::Created { .. }))
+        .count();
+    assert_eq!(created, 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(MirrorOutcome::in_sync));
+    w.assert_in_step();
+}
+
+#[test]
+fn many_refs_are_pushed_in_batches_and_all_arrive() {
+    let w = World::new();
+    w.commit("a", "a");
+    let head = git(&w.src, &["rev-parse", "HEAD"]).trim().to_owned();
+    let mut stdin = String::new();
+    for i in 0..4500 {
+        stdin.push_str(&format!("create refs/heads/b/{i:04} {head}\n"));
+    }
+    let mut child = Command::new("git")
+        .arg("-C")
+        .arg(&w.src)
+        .args(["update-ref", "--stdin"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+    let o = w.mirror();
+    assert_eq!(o.counts().get("created"), Some(&4501));
+    w.assert_in_step();
+}

@@ -13,6 +13,7 @@
 pub mod adapters;
 pub mod change;
 pub mod config;
+pub mod git_auth;
 pub mod location;
 pub mod mirror;
 pub mod plan;

@@ -370,9 +370,34 @@ fn many_refs_are_pushed_in_batches_and_all_arrive() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     assert!(child.wait().unwrap().success());
     let o = w.mirror();
     assert_eq!(o.counts().get("created"), Some(&4501));
+    w.assert_in_step();
+}
+
+#[test]
+fn an_unreachable_source_fails_clearly_and_keeps_the_cache() {
+    let w = World::new();
+    w.commit("a", "a");
+    w.mirror();
+    let req = w.request(false, false);
+    let cache_dir = Git2Mirror::new(&w.cache).cache_dir(&req.source);
+    let objects = || git(&cache_dir, &["count-objects", "-v"]);
+    let before = objects();
+    let away = w.src.with_extension("away");
+    std::fs::rename(&w.src, &away).unwrap();
+    let err = Git2Mirror::new(&w.cache).mirror(&req, None).unwrap_err();
+    std::fs::rename(&away, &w.src).unwrap();
+    let text = format!("{err}");
+    assert!(text.contains(&req.source.shown), "{text}");
+    assert_eq!(objects(), before, "the cache was not thrown away");
+    w.mirror();
     w.assert_in_step();
 }

@@ -234,7 +234,8 @@ fn fetch_into_cache(
 ) -> Result<Repository, MirrorError> {
     let repo = open_or_init(dir)?;
     match fetch(&repo, source, progress) {
-        Err(MirrorError::Git { .. }) if dir.exists() => {
+        Err(e) if is_cache_corruption(&e) => {
+            tracing::warn!(cache = %dir.display(), error = %e, "cache corrupt; rebuilding it");
             drop(repo);
             let repo = rebuild(dir)?;
             fetch(&repo, source, progress)?;
@@ -243,6 +244,27 @@ fn fetch_into_cache(
         Err(e) => Err(e),
         Ok(()) => Ok(repo),
     }
+}
+
+/// True when a fetch failed because the local cache is damaged (not the network, not the
+/// remote): only then is the cache thrown away.
+fn is_cache_corruption(e: &MirrorError) -> bool {
+    let MirrorError::Git { source, .. } = e else {
+        return false;
+    };
+    source.downcast_ref::<git2::Error>().is_some_and(|g| {
+        matches!(
+            g.class(),
+            ErrorClass::Odb
+                | ErrorClass::Object
+                | ErrorClass::Reference
+                | ErrorClass::Repository
+                | ErrorClass::Index
+                | ErrorClass::Zlib
+                | ErrorClass::Indexer
+                | ErrorClass::Filesystem
+        )
+    })
 }
 
 fn fetch(

@@ -48,7 +48,7 @@ pub const MIRROR_ACTION: &str = "mirror";
 /// A config that could not be read or is not valid.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}")]
     Read {
         path: PathBuf,
         #[source]

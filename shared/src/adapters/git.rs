@@ -1,7 +1,8 @@
 //! [`Git2Changes`]: the [`ChangeSource`] port over a local git repository, with git2.
 //!
-//! Changes are a tree-to-tree diff with rename detection (git's defaults: 50% similarity,
-//! up to 1,000 candidates), so a rename reports both paths. Submodule (gitlink) updates
+//! Changes are a tree-to-tree diff with rename detection (git's defaults: 50% similarity
+//! among up to 1,000 candidates; beyond that, exact renames only, up to 20,000), so a
+//! rename reports both paths. Submodule (gitlink) updates
 //! and mode-only changes are modifications; paths are raw bytes, so names that are not
 //! UTF-8 never panic.
 
@@ -12,6 +13,11 @@ use git2::{Delta, DiffFindOptions, DiffOptions, ErrorCode, Oid, Repository};
 use crate::change::{Change, ChangeKind, RepoPath};
 use crate::ports::{ChangeError, ChangeSource};
 use crate::refs::{CommitId, RefName};
+
+/// git's `diff.renameLimit`: content-similarity rename detection among this many files.
+const INEXACT_RENAME_LIMIT: usize = 1000;
+/// Exact (same content) rename detection among this many files at most.
+const EXACT_RENAME_LIMIT: usize = 20_000;
 
 /// A local git repository as a source of changes.
 #[derive(Debug, Clone)]
@@ -114,8 +120,24 @@ impl Git2Changes {
         let mut diff = repo
             .diff_tree_to_tree(old.as_ref(), Some(&new), Some(&mut opts))
             .map_err(|e| self.backend("cannot diff the commits", e))?;
+        // Like git: similar-content renames among up to 1,000 candidates; past that, exact
+        // renames only (cheap: ids are compared), so a large move is still paired.
+        let (added, deleted) = diff.deltas().fold((0usize, 0usize), |(a, d), delta| {
+            match delta.status() {
+                Delta::Added => (a + 1, d),
+                Delta::Deleted => (a, d + 1),
+                _ => (a, d),
+            }
+        });
+        let candidates = added.max(deleted);
         let mut find = DiffFindOptions::new();
-        find.renames(true).rename_threshold(50).rename_limit(1000);
+        find.renames(true).rename_threshold(50);
+        if candidates <= INEXACT_RENAME_LIMIT {
+            find.rename_limit(INEXACT_RENAME_LIMIT);
+        } else {
+            find.exact_match_only(true)
+                .rename_limit(candidates.min(EXACT_RENAME_LIMIT));
+        }
         diff.find_similar(Some(&mut find))
             .map_err(|e| self.backend("cannot detect renames", e))?;
         let mut out = Vec::with_capacity(diff.deltas().len());

@@ -182,6 +182,41 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// AWS access, built only when one of the locations is CodeCommit: the default credential
+/// chain and `TOZAI_CODECOMMIT_ENDPOINT`, with a runtime to resolve credentials on.
+pub fn aws_access(
+    locations: &[&tozai::location::Location],
+) -> anyhow::Result<Option<(tokio::runtime::Runtime, tozai::remote::AwsAccess)>> {
+    use tozai::location::Location;
+    if !locations
+        .iter()
+        .any(|l| matches!(l, Location::CodeCommit { .. }))
+    {
+        return Ok(None);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let config = runtime.block_on(aws_config::load_defaults(
+        aws_config::BehaviorVersion::latest(),
+    ));
+    let provider = config.credentials_provider().ok_or_else(|| {
+        OperationFailed::wrap(anyhow::anyhow!(
+            "no AWS credentials provider is configured (environment, profile, SSO, container or instance role)"
+        ))
+    })?;
+    let endpoint_override = std::env::var(tozai::git_auth::ENDPOINT_OVERRIDE_ENV)
+        .ok()
+        .filter(|v| !v.is_empty());
+    Ok(Some((
+        runtime,
+        tozai::remote::AwsAccess {
+            provider,
+            endpoint_override,
+        },
+    )))
+}
+
 fn init_logging(verbose: u8) {
     let level = match verbose {
         0 => "warn",

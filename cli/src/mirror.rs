@@ -48,9 +48,18 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
         ),
         _ => bail!("give either -c tozai.toml (primary to standby) or both --from and --to"),
     };
+    let aws = crate::aws_access(&[&source, &target])?;
+    let remote = |location: &Location| -> anyhow::Result<tozai::ports::GitRemote> {
+        Ok(match &aws {
+            Some((runtime, access)) => runtime
+                .block_on(access.remote(location))
+                .map_err(crate::OperationFailed::wrap)?,
+            None => tozai::remote::plain(location)?,
+        })
+    };
     let request = MirrorRequest {
-        source: tozai::remote::plain(&source)?,
-        target: tozai::remote::plain(&target)?,
+        source: remote(&source)?,
+        target: remote(&target)?,
         selection,
         force: o.force,
         dry_run: o.dry_run,

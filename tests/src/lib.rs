@@ -6,6 +6,8 @@
 //! so results do not depend on the machine. A git command that fails is a panic showing the
 //! command and its standard error.
 
+pub mod server;
+
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;

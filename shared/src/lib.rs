@@ -4,11 +4,15 @@
 //! This library is the one code path behind the Lambdas and the `tozai` CLI:
 //!
 //! - the domain, pure: [`change`] (what a push changed), [`refs`] (branch, tag and commit
-//!   names), [`rules`] (the path-rule dialect and engine), [`config`] (`tozai.toml`),
-//!   [`plan`] (what a push triggers, explained) and [`ruletest`] (the users' rule tests);
+//!   names), [`location`] (where a repository lives), [`rules`] (the path-rule dialect and
+//!   engine), [`config`] (`tozai.toml`), [`plan`] (what a push triggers, explained),
+//!   [`ruletest`] (the users' rule tests), [`mirror`] (what to do with each ref, never
+//!   rewinding) and [`git_auth`] (CodeCommit's SigV4 git password);
 //! - [`ports`]: the capabilities the domain needs from outside, as traits;
 //! - [`adapters`]: those capabilities over real technology (git2 behind the `git`
-//!   feature, so the judges need not link libgit2).
+//!   feature, so the judges need not link libgit2), and [`remote`], which turns locations
+//!   into signed git remotes (AWS credentials behind the `aws` feature);
+//! - [`service`]: the use cases the Lambdas and the CLI share.
 
 pub mod adapters;
 pub mod change;

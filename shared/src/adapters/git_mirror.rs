@@ -15,7 +15,7 @@
 //!    even when the server refuses a ref): a refusal is reported `rejected` with the
 //!    server's reason, and the other refs still land.
 //!
-//! Credentials come from the remote's [`GitCredentials`] on each request, through git2's
+//! Credentials come from the remote's [`GitCredentials`](crate::ports::GitCredentials) on each request, through git2's
 //! credentials callback, which gives up after a bounded number of attempts. Nothing is put
 //! in URLs, logs or on disk. Network failures are retried with backoff; others are not.
 

@@ -122,13 +122,13 @@ impl Git2Changes {
             .map_err(|e| self.backend("cannot diff the commits", e))?;
         // Like git: similar-content renames among up to 1,000 candidates; past that, exact
         // renames only (cheap: ids are compared), so a large move is still paired.
-        let (added, deleted) = diff.deltas().fold((0usize, 0usize), |(a, d), delta| {
-            match delta.status() {
-                Delta::Added => (a + 1, d),
-                Delta::Deleted => (a, d + 1),
-                _ => (a, d),
-            }
-        });
+        let (added, deleted) =
+            diff.deltas()
+                .fold((0usize, 0usize), |(a, d), delta| match delta.status() {
+                    Delta::Added => (a + 1, d),
+                    Delta::Deleted => (a, d + 1),
+                    _ => (a, d),
+                });
         let candidates = added.max(deleted);
         let mut find = DiffFindOptions::new();
         find.renames(true).rename_threshold(50);

@@ -30,13 +30,13 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
         for action in r.missing() {
             println!(
                 "          {action} not taken: {}",
-                report::why(&r.decisions, action)
+                report::why(&config, &r.decisions, action)
             );
         }
         for action in r.unexpected() {
             println!(
                 "          {action} taken: {}",
-                report::why(&r.decisions, action)
+                report::why(&config, &r.decisions, action)
             );
         }
     }

@@ -3,8 +3,8 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
-use tozai::config::{Config, MIRROR_ACTION};
-use tozai::plan::{Decisions, Plan, TargetDecision};
+use tozai::config::{Config, MIRROR_ACTION, sync_rule_name};
+use tozai::plan::{Decisions, Plan, Reason, TargetDecision};
 use tozai::rules::Match;
 
 /// How many paths a report lists before it summarises.
@@ -19,7 +19,7 @@ pub fn region_names(config: &Config) -> String {
 pub fn summary(config: &Config) -> String {
     let (p, s) = (config.primary(), config.standby());
     format!(
-        "{}: primary {} ({}, {}), standby {} ({}, {}); {} pipeline targets; {} rule tests",
+        "{}: primary {} ({}, {}), standby {} ({}, {}); {}; {}",
         config.origin,
         p.name,
         p.aws_region,
@@ -27,9 +27,13 @@ pub fn summary(config: &Config) -> String {
         s.name,
         s.aws_region,
         s.repository,
-        config.targets.len(),
-        config.tests.len()
+        plural(config.targets.len(), "pipeline target"),
+        plural(config.tests.len(), "rule test")
     )
+}
+
+fn plural(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
 pub fn set(actions: &BTreeSet<String>) -> String {
@@ -40,12 +44,18 @@ pub fn set(actions: &BTreeSet<String>) -> String {
     }
 }
 
-/// Why an action was or was not taken, in one line.
-pub fn why(d: &Decisions, action: &str) -> String {
+/// Why an action was or was not taken, in one line, naming the path and pattern that
+/// decided it, or the patterns that nothing matched.
+pub fn why(config: &Config, d: &Decisions, action: &str) -> String {
     if action == MIRROR_ACTION {
+        let rule = d.sync.to.as_deref().map(sync_rule_name);
+        let branches = config.sync.branches.patterns().collect::<Vec<_>>();
+        let tags = config.sync.tags.patterns().collect::<Vec<_>>();
         return explain(
-            d.sync.mirror,
-            d.sync.reason.describe(),
+            config,
+            rule.as_deref(),
+            (&branches, &tags),
+            (d.sync.mirror, d.sync.reason),
             &d.sync.matches,
             &d.sync.excluded,
         );
@@ -55,21 +65,52 @@ pub fn why(d: &Decisions, action: &str) -> String {
         .iter()
         .chain(&d.after_mirror)
         .find(|p| p.target == action);
-    match found {
-        Some(p) => explain(p.start, p.reason.describe(), &p.matches, &p.excluded),
-        None if !d.sync.mirror => {
+    match (found, config.targets.iter().find(|t| t.name == action)) {
+        (Some(p), Some(t)) => {
+            let branches = t.branches.patterns().collect::<Vec<_>>();
+            let tags = t.tags.patterns().collect::<Vec<_>>();
+            explain(
+                config,
+                Some(&p.target),
+                (&branches, &tags),
+                (p.start, p.reason),
+                &p.matches,
+                &p.excluded,
+            )
+        }
+        _ if !d.sync.mirror => {
             "its region is reached only through the mirror, which was not taken".to_owned()
         }
-        None => "it is not a target of the regions this push reaches".to_owned(),
+        _ => "it is not a target of the regions this push reaches".to_owned(),
     }
 }
 
-fn explain(taken: bool, reason: &str, matches: &[Match], excluded: &[Match]) -> String {
-    let mut s = reason.to_owned();
+fn explain(
+    config: &Config,
+    rule: Option<&str>,
+    (branches, tags): (&[&str], &[&str]),
+    (taken, reason): (bool, Reason),
+    matches: &[Match],
+    excluded: &[Match],
+) -> String {
+    let mut s = reason.describe().to_owned();
+    let list = |v: &[&str]| {
+        if v.is_empty() {
+            "none".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
     if let Some(m) = matches.first().filter(|_| taken) {
         let _ = write!(s, " ({} matched {:?})", m.path, m.pattern.as_ref());
     } else if let Some(m) = excluded.first() {
         let _ = write!(s, " ({} excluded by {:?})", m.path, m.pattern.as_ref());
+    } else if reason == Reason::BranchNotSelected {
+        let _ = write!(s, " (its branches: {})", list(branches));
+    } else if reason == Reason::TagNotSelected {
+        let _ = write!(s, " (its tags: {})", list(tags));
+    } else if let Some((include, _)) = rule.and_then(|r| config.rules.patterns(r)) {
+        let _ = write!(s, " (its paths: {})", list(&include));
     }
     s
 }

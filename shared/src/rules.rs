@@ -194,6 +194,20 @@ impl RuleSet {
         })
     }
 
+    /// The include and exclude patterns of the rule with this name.
+    pub fn patterns(&self, rule: &str) -> Option<(Vec<&str>, Vec<&str>)> {
+        let index = self.names.iter().position(|n| n.as_ref() == rule)? as u32;
+        let (mut include, mut exclude) = (Vec::new(), Vec::new());
+        for p in self.patterns.iter().filter(|p| p.rule == index) {
+            if p.exclude {
+                exclude.push(p.text.as_ref());
+            } else {
+                include.push(p.text.as_ref());
+            }
+        }
+        Some((include, exclude))
+    }
+
     /// The rule names, in the order given.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.names.iter().map(|n| n.as_ref())

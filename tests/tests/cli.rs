@@ -103,6 +103,17 @@ expect = ["mirror"]
 name = "a common change deploys Osaka only"
 changes = ["common/templates/vpc.yaml"]
 expect = ["mirror", "osaka-core"]
+
+[[test]]
+name = "a tools change deploys Tokyo"
+changes = ["tools/deploy.sh"]
+expect = ["tokyo-core"]
+
+[[test]]
+name = "a feature branch deploys Tokyo"
+ref = "feature/x"
+changes = ["common/templates/vpc.yaml"]
+expect = ["tokyo-core"]
 "#;
     let s = Scratch::new();
     s.write("tozai.toml", &config);
@@ -136,7 +147,21 @@ expect = ["mirror", "osaka-core"]
     assert!(why.contains("common/templates/vpc.yaml"), "{why}");
     assert!(why.contains("\"common/**\""), "{why}");
 
-    assert!(out.contains("2 of 3 rule tests FAIL"), "{out}");
+    // nothing matched: the rule's path patterns are named, so the fix is visible
+    let tools = section(out, "FAIL  a tools change deploys Tokyo");
+    let why = line_with(tools, "tokyo-core not taken");
+    assert!(why.contains("no changed path matches"), "{why}");
+    assert!(
+        why.contains("common/**") && why.contains("primary/**"),
+        "{why}"
+    );
+
+    // the branch filter said no: its branches are named
+    let feature = section(out, "FAIL  a feature branch deploys Tokyo");
+    let why = line_with(feature, "tokyo-core not taken");
+    assert!(why.contains("its branches: main"), "{why}");
+
+    assert!(out.contains("4 of 5 rule tests FAIL"), "{out}");
 }
 
 /// The lines of `out` from the one starting with `title` (after indentation) to the next

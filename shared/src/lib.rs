@@ -17,6 +17,7 @@
 pub mod adapters;
 pub mod change;
 pub mod config;
+pub mod event;
 pub mod git_auth;
 pub mod location;
 pub mod mirror;

@@ -113,12 +113,17 @@ impl Mirror for Git2Mirror {
         let started = Instant::now();
         let dir = self.cache_dir(&request.source);
         let _lock = lock_cache(&dir)?;
-        let repo = fetch_into_cache(&dir, &request.source, progress)?;
-        let source_refs = local_refs(&repo, &dir)?;
-        let history = RepoHistory(&repo);
+        let mut repo = fetch_into_cache(&dir, &request.source, progress)?;
 
         let mut moved = String::new();
-        for _ in 0..PLAN_ATTEMPTS {
+        for attempt in 0..PLAN_ATTEMPTS {
+            if attempt > 0 {
+                // The standby moved under us, perhaps by a concurrent mirror of a newer
+                // source state: read both sides again, never planning from a stale source.
+                repo = fetch_into_cache(&dir, &request.source, progress)?;
+            }
+            let source_refs = local_refs(&repo, &dir)?;
+            let history = RepoHistory(&repo);
             let (target_refs, default) = list_remote(&repo, &request.target)?;
             let options = MirrorOptions {
                 force: request.force,

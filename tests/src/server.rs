@@ -18,6 +18,11 @@
 //! | a path that is not `/v1/repos/NAME/...` | 404 |
 //! | a valid login | whatever `git http-backend` answers (404 for a missing repository) |
 //!
+//! A test hook, opt-in per repository ([`GitServer::after_next_push_advertisement`]): a script
+//! that runs once, just after the server has computed its answer to a pusher's
+//! `GET .../info/refs?service=git-receive-pack` and before it sends it, so the client plans
+//! against refs that have already moved.
+//!
 //! A signature is accepted for any region in the server's list ([`DEFAULT_REGIONS`] unless
 //! given): the password does not carry the region, so the server tries each. The signed host
 //! is the request's `Host` without the port, so sign for host `127.0.0.1`.
@@ -71,6 +76,8 @@ const LIFETIME_SECS: u32 = 600;
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Ports tried when another process takes the chosen one first.
 const PORT_ATTEMPTS: u32 = 5;
+/// The file name of the after-advertisement test hook in a served repository.
+pub const AFTER_ADVERTISE_HOOK: &str = "tozai-after-advertise";
 /// The realm of the 401 answer.
 pub const REALM: &str = "tozai-test";
 
@@ -200,6 +207,25 @@ impl GitServer {
             String::from_utf8_lossy(&out.stderr)
         );
         path
+    }
+
+    /// Installs `script` (a shell script body, run by `/bin/sh` in the bare repository with
+    /// `GIT_DIR` set and the git executable in `$TOZAI_GIT`) to run once, the next time a
+    /// pusher reads repository `name`'s refs: after the server computed the advertisement,
+    /// before sending it. Returns the path the hook is renamed to when it has run
+    /// (`<repo>/tozai-after-advertise.ran`), which exists only once it ran.
+    pub fn after_next_push_advertisement(&self, name: &str, script: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let repo = self.repos_root.join(name);
+        assert!(repo.is_dir(), "no repository {}", repo.display());
+        let hook = repo.join(AFTER_ADVERTISE_HOOK);
+        let ran = repo.join(format!("{AFTER_ADVERTISE_HOOK}.ran"));
+        let _ = fs::remove_file(&ran);
+        fs::write(&hook, format!("#!/bin/sh\nset -e\n{script}\n"))
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", hook.display()));
+        fs::set_permissions(&hook, fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", hook.display()));
+        ran
     }
 
     /// The process id of lighttpd, while it runs (its parent is the `timeout` watchdog).

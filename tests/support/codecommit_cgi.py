@@ -32,6 +32,15 @@ Configuration: the JSON file named by the environment variable ``TOZAI_CODECOMMI
 A signature is accepted when it is valid for any of ``regions``. A key configured with a
 session token requires that token in the username; a key without one refuses any token.
 Decisions are logged to stderr (lighttpd's error log) without secrets.
+
+A test hook, opt-in per repository: when the bare repository holds an executable file
+``tozai-after-advertise`` and the request is ``GET .../info/refs?service=git-receive-pack``
+(a pusher reading the refs it will push against), the CGI runs ``git http-backend`` with its
+answer captured, renames the hook to ``tozai-after-advertise.ran`` (so it runs once, even
+with concurrent requests), runs it, and only then sends the captured answer. The client
+thus plans against refs the hook has already changed: a ref moved between read and push,
+deterministically. The hook runs in the repository with ``GIT_DIR`` set to it and the git
+executable in ``TOZAI_GIT``; its output goes to the log, never into the answer.
 """
 
 import base64
@@ -41,6 +50,7 @@ import hmac
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 
@@ -48,6 +58,7 @@ REALM = "tozai-test"
 CONFIG_ENV = "TOZAI_CODECOMMIT_STANDIN"
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 PASSWORD_RE = re.compile(r"^([0-9]{8}T[0-9]{6})Z([0-9a-f]{64})$")
+AFTER_ADVERTISE_HOOK = "tozai-after-advertise"
 
 
 def log(message):
@@ -189,7 +200,49 @@ def main():
         "REMOTE_USER": key_id,
     })
     git = config["git"]
+    repo_dir = os.path.join(config["repos_root"], name)
+    if wants_hook_after_advertise(repo_dir, name, path_info):
+        advertise_then_run_hook(git, env, repo_dir)
+        sys.exit(0)
     os.execve(git, [git, "http-backend"], env)
+
+
+def wants_hook_after_advertise(repo_dir, name, path_info):
+    hook = os.path.join(repo_dir, AFTER_ADVERTISE_HOOK)
+    query = os.environ.get("QUERY_STRING", "").split("&")
+    return (os.environ.get("REQUEST_METHOD") == "GET"
+            and path_info == "/%s/info/refs" % name
+            and "service=git-receive-pack" in query
+            and os.path.isfile(hook) and os.access(hook, os.X_OK))
+
+
+def advertise_then_run_hook(git, env, repo_dir):
+    """The test hook (see the module doc): answer computed, hook run, answer sent."""
+    answer = subprocess.run(
+        [git, "http-backend"], env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, check=False)
+    hook = os.path.join(repo_dir, AFTER_ADVERTISE_HOOK)
+    ran = hook + ".ran"
+    try:
+        os.rename(hook, ran)
+    except FileNotFoundError:
+        ran = None  # another request took it first
+    if ran is not None:
+        hook_env = {
+            "PATH": os.environ.get("PATH", os.defpath),
+            "GIT_DIR": repo_dir,
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "TOZAI_GIT": git,
+        }
+        result = subprocess.run(
+            [ran], cwd=repo_dir, env=hook_env, stdin=subprocess.DEVNULL,
+            stdout=sys.stderr.fileno(), stderr=sys.stderr.fileno(), check=False)
+        log("%s ran after the receive-pack advertisement of %s: exit %d"
+            % (AFTER_ADVERTISE_HOOK, repo_dir, result.returncode))
+    out = sys.stdout.buffer
+    out.write(answer.stdout)
+    out.flush()
 
 
 if __name__ == "__main__":

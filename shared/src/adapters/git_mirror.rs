@@ -457,9 +457,13 @@ fn push_steps(
             .collect();
         let moved = RefCell::new(Vec::<String>::new());
         let reported = RefCell::new(BTreeMap::<String, Option<String>>::new());
+        // What the server printed (`remote: ...`): a hook's reason for refusing a ref.
+        let server_said = RefCell::new(String::new());
         let sent = Cell::new((0u64, 0u64));
         let result = with_network_retries(target, "pushing to the target", || {
             moved.borrow_mut().clear();
+            reported.borrow_mut().clear();
+            server_said.borrow_mut().clear();
             let auth = AuthState::default();
             let mut callbacks = RemoteCallbacks::new();
             auth.install(&mut callbacks, target);
@@ -478,6 +482,13 @@ fn push_steps(
                         "standby refs moved since they were read",
                     ))
                 }
+            });
+            callbacks.sideband_progress(|text| {
+                let mut said = server_said.borrow_mut();
+                if said.len() < MAX_SERVER_MESSAGE {
+                    said.push_str(&String::from_utf8_lossy(text));
+                }
+                true
             });
             callbacks.push_update_reference(|name, status| {
                 reported
@@ -513,7 +524,14 @@ fn push_steps(
         let (objects, bytes) = sent.get();
         outcome.objects_sent += objects;
         outcome.bytes_sent += bytes;
-        statuses.extend(reported.into_inner());
+        let said = server_message(&server_said.into_inner());
+        statuses.extend(reported.into_inner().into_iter().map(|(name, status)| {
+            let status = status.map(|s| match &said {
+                Some(said) => format!("{s}: {said}"),
+                None => s,
+            });
+            (name, status)
+        }));
     }
     outcome.refs = steps
         .iter()
@@ -538,6 +556,31 @@ fn push_steps(
         })
         .collect();
     Ok(PushResult::Done)
+}
+
+/// At most this much of what the server prints is kept, for rejected refs' reasons.
+const MAX_SERVER_MESSAGE: usize = 2048;
+
+/// The server's printed lines, trimmed and joined; progress chatter ("Resolving deltas")
+/// and carriage-return updates are dropped.
+fn server_message(raw: &str) -> Option<String> {
+    let lines: Vec<&str> = raw
+        .split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .filter(|l| !l.contains("Resolving deltas") && !l.contains("Counting objects"))
+        .collect();
+    (!lines.is_empty()).then(|| {
+        let mut joined = lines.join("; ");
+        if joined.len() > MAX_SERVER_MESSAGE {
+            let mut cut = MAX_SERVER_MESSAGE;
+            while !joined.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            joined.truncate(cut);
+        }
+        joined
+    })
 }
 
 // ---- credentials and retries ----

@@ -507,7 +507,14 @@ fn push_steps(
                 }
             });
             let mut options = PushOptions::new();
-            options.remote_callbacks(callbacks);
+            // Delta search for the pack uses every core (git2's default is one thread).
+            // libgit2 connects, builds the whole pack, then posts it on the same connection;
+            // a server that drops idle connections meanwhile would fail the push, so each
+            // request gets a connection of its own.
+            options
+                .remote_callbacks(callbacks)
+                .packbuilder_parallelism(0)
+                .custom_headers(&["Connection: close"]);
             let mut remote = repo.remote_anonymous(&target.url).map_err(|e| (e, false))?;
             match remote.push(&refspecs, Some(&mut options)) {
                 Ok(()) => Ok(()),

@@ -88,6 +88,19 @@ impl Location {
             return Ok(Self::Local(PathBuf::from(path)));
         }
         if text.starts_with("https://") || text.starts_with("http://") {
+            let authority = text
+                .split("://")
+                .nth(1)
+                .unwrap_or("")
+                .split('/')
+                .next()
+                .unwrap_or("");
+            if authority.contains('@') {
+                return Err(LocationError {
+                    location: "(a URL with credentials, not shown)".to_owned(),
+                    reason: "credentials in URLs are refused: tozai keeps no static git credentials (CodeCommit uses IAM-signed logins)".to_owned(),
+                });
+            }
             return Ok(parse_codecommit_url(text)
                 .transpose()
                 .map_err(|r| fail(&r))?
@@ -265,6 +278,10 @@ mod tests {
             ),
             ("a\nb", "control"),
         ];
+        let secret = "https://user:s3cret@git.example.com/x.git";
+        let err = parse(secret).unwrap_err().to_string();
+        assert!(err.contains("credentials in URLs are refused"), "{err}");
+        assert!(!err.contains("s3cret"), "the secret is never echoed: {err}");
         for (input, why) in rows {
             let err = parse(input).unwrap_err().to_string();
             assert!(err.contains(why), "{input:?}: {err}");

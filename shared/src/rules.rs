@@ -37,10 +37,11 @@
 //!     PathRule::new("tokyo", ["common/**", "primary/**"]).excluding(["**/*.md"]),
 //!     PathRule::new("osaka", ["common/**", "secondary/**"]).excluding(["**/*.md"]),
 //! ])?;
-//! let judged = rules.judge(&[
+//! let changes = [
 //!     Change::modified("secondary/templates/dns.yaml"),
 //!     Change::modified("common/README.md"),
-//! ]);
+//! ];
+//! let judged = rules.judge(&changes);
 //! let osaka = judged.outcome("osaka").unwrap();
 //! assert!(osaka.selected());
 //! assert_eq!(osaka.matches[0].pattern.as_ref(), "secondary/**");
@@ -121,38 +122,91 @@ impl RuleOutcome {
 }
 
 /// The outcome of every rule of a [`RuleSet`] for one list of changes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Judgement {
-    names: Vec<Arc<str>>,
-    outcomes: Vec<RuleOutcome>,
+///
+/// Explanations are kept compact (which path, which pattern) and become [`Match`] values
+/// when an outcome is read, so judging many paths stays cheap.
+#[derive(Debug, Clone)]
+pub struct Judgement<'c> {
+    rules: &'c RuleSet,
+    changes: &'c [Change],
+    outcomes: Vec<Compact>,
 }
 
-impl Judgement {
-    /// The outcome of the rule with this name.
-    pub fn outcome(&self, rule: &str) -> Option<&RuleOutcome> {
-        let i = self.names.iter().position(|n| n.as_ref() == rule)?;
-        Some(&self.outcomes[i])
+/// One rule's selections and exclusions as (judged path, pattern position in the rule).
+#[derive(Debug, Clone, Default)]
+struct Compact {
+    matches: Vec<(u32, u32)>,
+    excluded: Vec<(u32, u32)>,
+}
+
+impl Judgement<'_> {
+    fn index(&self, rule: &str) -> Option<usize> {
+        self.rules.names.iter().position(|n| n.as_ref() == rule)
+    }
+
+    /// True when the rule with this name selected at least one path.
+    pub fn selected(&self, rule: &str) -> Option<bool> {
+        Some(!self.outcomes[self.index(rule)?].matches.is_empty())
+    }
+
+    /// The outcome of the rule with this name, with its explanations.
+    pub fn outcome(&self, rule: &str) -> Option<RuleOutcome> {
+        let i = self.index(rule)?;
+        Some(self.expand(i, &self.outcomes[i]))
     }
 
     /// Takes the outcome of the rule with this name out of the judgement.
     pub fn take(&mut self, rule: &str) -> Option<RuleOutcome> {
-        let i = self.names.iter().position(|n| n.as_ref() == rule)?;
-        Some(std::mem::take(&mut self.outcomes[i]))
+        let i = self.index(rule)?;
+        let compact = std::mem::take(&mut self.outcomes[i]);
+        Some(self.expand(i, &compact))
+    }
+
+    fn expand(&self, rule: usize, compact: &Compact) -> RuleOutcome {
+        let name = &self.rules.names[rule];
+        let patterns = &self.rules.rule_patterns[rule];
+        let to_match = |&(path, pos): &(u32, u32)| {
+            let change = &self.changes[(path / 2) as usize];
+            let path = if path % 2 == 0 {
+                &change.path
+            } else {
+                change.old_path.as_ref().expect("odd indices are old paths")
+            };
+            Match {
+                rule: Arc::clone(name),
+                pattern: Arc::clone(&patterns[pos as usize]),
+                path: path.clone(),
+            }
+        };
+        RuleOutcome {
+            matches: compact.matches.iter().map(to_match).collect(),
+            excluded: compact.excluded.iter().map(to_match).collect(),
+        }
     }
 }
 
-#[derive(Debug, Clone)]
-struct Pattern {
+/// One use of a distinct glob: by which rule, as include or exclude, at which position in
+/// that rule's patterns (includes first, then excludes).
+#[derive(Debug, Clone, Copy)]
+struct Use {
     rule: u32,
-    text: Arc<str>,
+    position: u32,
     exclude: bool,
 }
 
 /// Compiled rules, judged together in one pass over the paths.
+///
+/// A glob several rules share (`**/*.md` in every exclude list, say) is compiled and
+/// matched once.
 #[derive(Debug, Clone)]
 pub struct RuleSet {
     names: Vec<Arc<str>>,
-    patterns: Vec<Pattern>,
+    /// Each rule's patterns: includes in order, then excludes in order.
+    rule_patterns: Vec<Vec<Arc<str>>>,
+    /// Each rule's number of includes (the first ones in `rule_patterns`).
+    include_counts: Vec<usize>,
+    /// For each distinct glob in the set, who uses it.
+    uses: Vec<Vec<Use>>,
     set: GlobSet,
 }
 
@@ -162,25 +216,36 @@ impl RuleSet {
     /// Compiles the rules; the first bad pattern is an error naming its rule.
     pub fn new(rules: impl IntoIterator<Item = PathRule>) -> Result<Self, GlobError> {
         let mut names = Vec::new();
-        let mut patterns = Vec::new();
+        let mut rule_patterns = Vec::new();
+        let mut include_counts = Vec::new();
+        let mut uses: Vec<Vec<Use>> = Vec::new();
+        let mut distinct: std::collections::HashMap<String, usize> = Default::default();
         let mut builder = GlobSetBuilder::new();
         for rule in rules {
             let index = u32::try_from(names.len()).expect("fewer than 4 billion rules");
-            let name: Arc<str> = Arc::from(rule.name.as_str());
             let tagged = rule
                 .include
                 .iter()
                 .map(|p| (p, false))
                 .chain(rule.exclude.iter().map(|p| (p, true)));
-            for (text, exclude) in tagged {
-                builder.add(compile_glob(&rule.name, text)?);
-                patterns.push(Pattern {
+            let mut patterns = Vec::new();
+            for (position, (text, exclude)) in tagged.enumerate() {
+                let glob = compile_glob(&rule.name, text)?;
+                let slot = *distinct.entry(text.clone()).or_insert_with(|| {
+                    builder.add(glob);
+                    uses.push(Vec::new());
+                    uses.len() - 1
+                });
+                uses[slot].push(Use {
                     rule: index,
-                    text: Arc::from(text.as_str()),
+                    position: position as u32,
                     exclude,
                 });
+                patterns.push(Arc::from(text.as_str()));
             }
-            names.push(name);
+            names.push(Arc::from(rule.name.as_str()));
+            rule_patterns.push(patterns);
+            include_counts.push(rule.include.len());
         }
         let set = builder.build().map_err(|e| GlobError {
             rule: String::new(),
@@ -189,23 +254,21 @@ impl RuleSet {
         })?;
         Ok(Self {
             names,
-            patterns,
+            rule_patterns,
+            include_counts,
+            uses,
             set,
         })
     }
 
     /// The include and exclude patterns of the rule with this name.
     pub fn patterns(&self, rule: &str) -> Option<(Vec<&str>, Vec<&str>)> {
-        let index = self.names.iter().position(|n| n.as_ref() == rule)? as u32;
-        let (mut include, mut exclude) = (Vec::new(), Vec::new());
-        for p in self.patterns.iter().filter(|p| p.rule == index) {
-            if p.exclude {
-                exclude.push(p.text.as_ref());
-            } else {
-                include.push(p.text.as_ref());
-            }
+        let i = self.names.iter().position(|n| n.as_ref() == rule)?;
+        let (include, exclude) = self.rule_patterns[i].split_at(self.include_counts[i]);
+        fn texts(v: &[Arc<str>]) -> Vec<&str> {
+            v.iter().map(|p| p.as_ref()).collect()
         }
-        Some((include, exclude))
+        Some((texts(include), texts(exclude)))
     }
 
     /// The rule names, in the order given.
@@ -214,60 +277,56 @@ impl RuleSet {
     }
 
     /// Judges every changed path (both paths of a rename) against every rule.
-    pub fn judge(&self, changes: &[Change]) -> Judgement {
+    pub fn judge<'c>(&'c self, changes: &'c [Change]) -> Judgement<'c> {
         let n = self.names.len();
-        let mut outcomes = vec![RuleOutcome::default(); n];
+        let mut outcomes = vec![Compact::default(); n];
+        // Per rule, for the current path: the first include and exclude position seen.
         let mut first_include = vec![NONE; n];
         let mut first_exclude = vec![NONE; n];
         let mut touched: Vec<u32> = Vec::new();
         let mut hits: Vec<usize> = Vec::new();
-        for path in changes.iter().flat_map(Change::judged_paths) {
-            let candidate = Candidate::new(path.as_path());
-            self.set.matches_candidate_into(&candidate, &mut hits);
-            // `hits` is sorted, so the first hit of a rule is its first pattern in order.
-            for &hit in &hits {
-                let pattern = &self.patterns[hit];
-                let rule = pattern.rule as usize;
-                let slot = if pattern.exclude {
-                    &mut first_exclude[rule]
-                } else {
-                    &mut first_include[rule]
-                };
-                if *slot == NONE {
-                    if first_include[rule] == NONE && first_exclude[rule] == NONE {
-                        touched.push(pattern.rule);
+        for (i, change) in changes.iter().enumerate() {
+            let judged = std::iter::once((0u32, &change.path))
+                .chain(change.old_path.as_ref().map(|p| (1u32, p)));
+            for (which, path) in judged {
+                let id = u32::try_from(i).expect("fewer than 2 billion changes") * 2 + which;
+                let candidate = Candidate::new(path.as_path());
+                self.set.matches_candidate_into(&candidate, &mut hits);
+                for &hit in &hits {
+                    for u in &self.uses[hit] {
+                        let rule = u.rule as usize;
+                        if first_include[rule] == NONE && first_exclude[rule] == NONE {
+                            touched.push(u.rule);
+                        }
+                        let slot = if u.exclude {
+                            &mut first_exclude[rule]
+                        } else {
+                            &mut first_include[rule]
+                        };
+                        // positions, not glob ids, so "first" follows the rule's own order
+                        *slot = (*slot).min(u.position);
                     }
-                    let slot = if pattern.exclude {
-                        &mut first_exclude[rule]
+                }
+                for &rule in &touched {
+                    let rule = rule as usize;
+                    let (inc, exc) = (first_include[rule], first_exclude[rule]);
+                    first_include[rule] = NONE;
+                    first_exclude[rule] = NONE;
+                    if inc == NONE {
+                        continue; // only an exclude matched: nothing was removed
+                    }
+                    if exc == NONE {
+                        outcomes[rule].matches.push((id, inc));
                     } else {
-                        &mut first_include[rule]
-                    };
-                    *slot = hit as u32;
+                        outcomes[rule].excluded.push((id, exc));
+                    }
                 }
+                touched.clear();
             }
-            for &rule in &touched {
-                let rule = rule as usize;
-                let (inc, exc) = (first_include[rule], first_exclude[rule]);
-                first_include[rule] = NONE;
-                first_exclude[rule] = NONE;
-                if inc == NONE {
-                    continue; // only an exclude matched: nothing was removed
-                }
-                let (list, pattern) = if exc == NONE {
-                    (&mut outcomes[rule].matches, inc)
-                } else {
-                    (&mut outcomes[rule].excluded, exc)
-                };
-                list.push(Match {
-                    rule: Arc::clone(&self.names[rule]),
-                    pattern: Arc::clone(&self.patterns[pattern as usize].text),
-                    path: path.clone(),
-                });
-            }
-            touched.clear();
         }
         Judgement {
-            names: self.names.clone(),
+            rules: self,
+            changes,
             outcomes,
         }
     }
@@ -465,12 +524,13 @@ mod tests {
             PathRule::new("osaka", ["common/**", "secondary/**"]).excluding(["**/*.md"])
         ])
         .unwrap();
-        let j = rules.judge(&[
+        let changes = [
             Change::modified("secondary/a.yaml"),
             Change::modified("common/b.yaml"),
             Change::modified("common/notes.md"),
             Change::modified("primary/c.yaml"),
-        ]);
+        ];
+        let j = rules.judge(&changes);
         let o = j.outcome("osaka").unwrap();
         let got: Vec<(&str, String)> = o
             .matches
@@ -494,8 +554,9 @@ mod tests {
     fn an_exclude_alone_removes_nothing() {
         let rules =
             RuleSet::new([PathRule::new("r", ["common/**"]).excluding(["**/*.md"])]).unwrap();
-        let j = rules.judge(&[Change::modified("docs/x.md")]);
-        assert_eq!(j.outcome("r").unwrap(), &RuleOutcome::default());
+        let changes = [Change::modified("docs/x.md")];
+        let j = rules.judge(&changes);
+        assert_eq!(j.outcome("r").unwrap(), RuleOutcome::default());
     }
 
     fn seed_rules() -> RuleSet {
@@ -508,7 +569,9 @@ mod tests {
 
     #[test]
     fn rename_out_of_primary_into_common_triggers_both_regions() {
-        let j = seed_rules().judge(&[Change::renamed("primary/a.yaml", "common/a.yaml")]);
+        let rules = seed_rules();
+        let changes = [Change::renamed("primary/a.yaml", "common/a.yaml")];
+        let j = rules.judge(&changes);
         assert!(j.outcome("tokyo").unwrap().selected());
         let osaka = j.outcome("osaka").unwrap();
         assert_eq!(osaka.matches.len(), 1);
@@ -519,7 +582,9 @@ mod tests {
 
     #[test]
     fn rename_counts_old_and_new_path() {
-        let j = seed_rules().judge(&[Change::renamed("secondary/a.yaml", "docs/a.yaml")]);
+        let rules = seed_rules();
+        let changes = [Change::renamed("secondary/a.yaml", "docs/a.yaml")];
+        let j = rules.judge(&changes);
         assert!(
             j.outcome("osaka").unwrap().selected(),
             "old path still concerns osaka"
@@ -529,7 +594,9 @@ mod tests {
 
     #[test]
     fn deleting_a_secondary_file_triggers_the_standby() {
-        let j = seed_rules().judge(&[Change::deleted("secondary/templates/dr.yaml")]);
+        let rules = seed_rules();
+        let changes = [Change::deleted("secondary/templates/dr.yaml")];
+        let j = rules.judge(&changes);
         assert!(j.outcome("osaka").unwrap().selected());
         assert!(!j.outcome("tokyo").unwrap().selected());
     }
@@ -538,11 +605,12 @@ mod tests {
     fn non_utf8_paths_match_by_bytes_without_panic() {
         let rules = seed_rules();
         let path = RepoPath::from_bytes(b"common/caf\xe9.yaml");
-        let j = rules.judge(&[Change {
+        let changes = [Change {
             path,
             old_path: None,
             kind: ChangeKind::Added,
-        }]);
+        }];
+        let j = rules.judge(&changes);
         let m = &j.outcome("tokyo").unwrap().matches[0];
         assert_eq!(m.path.as_bytes(), b"common/caf\xe9.yaml");
         assert_eq!(m.path.to_string(), "common/caf\u{fffd}.yaml");
@@ -579,6 +647,28 @@ mod tests {
         for ok in ["{**/a,b}", "[*][*]", "a/\\*\\*b", "**", "**/x", "x/**"] {
             assert!(compile_glob("r", ok).is_ok(), "{ok}");
         }
+    }
+
+    #[test]
+    fn shared_globs_keep_each_rules_own_order() {
+        let rules = RuleSet::new([
+            PathRule::new("one", ["**/*.yaml", "common/**"]),
+            PathRule::new("two", ["common/**", "**/*.yaml"]).excluding(["**/*.md"]),
+            PathRule::new("three", ["docs/**"]).excluding(["**/*.md"]),
+        ])
+        .unwrap();
+        let changes = [Change::modified("common/x.yaml"), Change::modified("docs/a.md")];
+        let j = rules.judge(&changes);
+        assert_eq!(j.outcome("one").unwrap().matches[0].pattern.as_ref(), "**/*.yaml");
+        assert_eq!(j.outcome("two").unwrap().matches[0].pattern.as_ref(), "common/**");
+        let three = j.outcome("three").unwrap();
+        assert!(three.matches.is_empty());
+        assert_eq!(three.excluded[0].pattern.as_ref(), "**/*.md");
+        assert_eq!(three.excluded[0].path.to_string(), "docs/a.md");
+        assert_eq!(
+            rules.patterns("two").unwrap(),
+            (vec!["common/**", "**/*.yaml"], vec!["**/*.md"])
+        );
     }
 
     #[test]

@@ -657,10 +657,19 @@ mod tests {
             PathRule::new("three", ["docs/**"]).excluding(["**/*.md"]),
         ])
         .unwrap();
-        let changes = [Change::modified("common/x.yaml"), Change::modified("docs/a.md")];
+        let changes = [
+            Change::modified("common/x.yaml"),
+            Change::modified("docs/a.md"),
+        ];
         let j = rules.judge(&changes);
-        assert_eq!(j.outcome("one").unwrap().matches[0].pattern.as_ref(), "**/*.yaml");
-        assert_eq!(j.outcome("two").unwrap().matches[0].pattern.as_ref(), "common/**");
+        assert_eq!(
+            j.outcome("one").unwrap().matches[0].pattern.as_ref(),
+            "**/*.yaml"
+        );
+        assert_eq!(
+            j.outcome("two").unwrap().matches[0].pattern.as_ref(),
+            "common/**"
+        );
         let three = j.outcome("three").unwrap();
         assert!(three.matches.is_empty());
         assert_eq!(three.excluded[0].pattern.as_ref(), "**/*.md");

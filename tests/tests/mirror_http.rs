@@ -23,6 +23,7 @@ use tozai::git_auth::Credentials;
 use tozai::location::Location;
 use tozai::mirror::{MirrorOutcome, RefSelection, RefStatus};
 use tozai::ports::{GitRemote, Mirror, MirrorError, MirrorRequest, TransferProgress};
+use tozai_tests::mirror::{git, refs, refs_named, status};
 use tozai_tests::server::{AwsCli, GitServer, Request};
 use tozai_tests::{GitRepo, Run, Sandbox, tozai_bin};
 
@@ -61,50 +62,6 @@ fn location(name: &str) -> Location {
     }
 }
 
-/// git on a bare repository (or any directory), with no user or system configuration.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@tozai.invalid"])
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?} in {} failed: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `%(objectname) %(refname)` of every branch and tag, one a line.
-fn refs(dir: &Path) -> String {
-    git(
-        dir,
-        &[
-            "for-each-ref",
-            "--format=%(objectname) %(refname)",
-            "refs/heads",
-            "refs/tags",
-        ],
-    )
-}
-
-/// The lines of [`refs`] whose ref is in `names`.
-fn refs_named(dir: &Path, names: &[&str]) -> String {
-    refs(dir)
-        .lines()
-        .filter(|l| names.iter().any(|n| l.ends_with(&format!(" {n}"))))
-        .map(|l| format!("{l}\n"))
-        .collect()
-}
-
 fn rev(dir: &Path, rev: &str) -> String {
     git(dir, &["rev-parse", "--verify", rev]).trim().to_owned()
 }
@@ -121,15 +78,6 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(len);
     out
-}
-
-/// The status of ref `name` in an outcome.
-fn status<'a>(o: &'a MirrorOutcome, name: &str) -> &'a RefStatus {
-    &o.refs
-        .iter()
-        .find(|r| r.reference.full() == name)
-        .unwrap_or_else(|| panic!("{name} not in {o:#?}"))
-        .status
 }
 
 /// An error and its sources, for failure messages.
@@ -262,8 +210,7 @@ impl World {
 
     /// The standby is sound and has exactly the source's branches and tags.
     fn assert_in_step(&self) {
-        self.fsck_standby();
-        assert_eq!(refs(&self.dst), refs(&self.src), "standby vs source");
+        tozai_tests::mirror::assert_in_step(&self.src, &self.dst);
     }
 
     /// The standby is sound and has the source's value for each of `names`.

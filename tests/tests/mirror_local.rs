@@ -8,24 +8,7 @@ use tempfile::TempDir;
 use tozai::adapters::git_mirror::Git2Mirror;
 use tozai::mirror::{MirrorOutcome, RefSelection, RefStatus};
 use tozai::ports::{GitRemote, Mirror, MirrorRequest};
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@tozai.invalid"])
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use tozai_tests::mirror::{assert_in_step, git, refs, status};
 
 struct World {
     _tmp: TempDir,
@@ -89,31 +72,10 @@ impl World {
         self.mirror_with(&self.request(false, false))
     }
 
-    fn refs(dir: &Path) -> String {
-        git(
-            dir,
-            &[
-                "for-each-ref",
-                "--format=%(objectname) %(refname)",
-                "refs/heads",
-                "refs/tags",
-            ],
-        )
-    }
-
     /// The standby is sound and has exactly the source's branches and tags.
     fn assert_in_step(&self) {
-        git(&self.dst, &["fsck", "--no-progress", "--strict"]);
-        assert_eq!(Self::refs(&self.dst), Self::refs(&self.src));
+        assert_in_step(&self.src, &self.dst);
     }
-}
-
-fn status<'a>(o: &'a MirrorOutcome, name: &str) -> &'a RefStatus {
-    &o.refs
-        .iter()
-        .find(|r| r.reference.full() == name)
-        .unwrap_or_else(|| panic!("{name} not in {o:?}"))
-        .status
 }
 
 #[test]
@@ -278,7 +240,7 @@ fn dry_run_changes_nothing() {
         status(&o, "refs/heads/main"),
         RefStatus::Created { .. }
     ));
-    assert_eq!(World::refs(&w.dst), "", "nothing pushed");
+    assert_eq!(refs(&w.dst), "", "nothing pushed");
 }
 
 #[test]
@@ -291,7 +253,7 @@ fn selection_limits_what_is_touched() {
     req.selection = RefSelection::from_args(&["main".into()]).unwrap();
     let o = w.mirror_with(&req);
     assert_eq!(o.refs.len(), 1);
-    let got = World::refs(&w.dst);
+    let got = refs(&w.dst);
     assert!(
         got.contains("refs/heads/main") && !got.contains("feature") && !got.contains("v1"),
         "{got}"

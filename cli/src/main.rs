@@ -48,57 +48,14 @@ enum Command {
     /// Show what a push of a commit range would trigger: the mirror and each pipeline.
     ///
     /// RANGE is A..B, or one commit (compared with its first parent).
-    Plan {
-        #[command(flatten)]
-        config: ConfigArg,
-        /// The local git repository holding the commits.
-        #[arg(long, value_name = "DIR", default_value = ".")]
-        repo: PathBuf,
-        /// The region receiving the push (default: the primary).
-        #[arg(long, value_name = "NAME")]
-        region: Option<String>,
-        /// The branch or tag pushed (default: the branch checked out).
-        #[arg(long = "ref", value_name = "REF")]
-        reference: Option<String>,
-        /// Print JSON instead of a report.
-        #[arg(long)]
-        json: bool,
-        /// The commits: A..B, or one commit.
-        range: String,
-    },
+    Plan(plan::Options),
     /// Replicate branches and tags to the standby, fast-forward only.
     ///
     /// With -c, from the config's primary to its standby, for the branches and tags its
     /// sync rule names; or from --from to --to. A standby ref that is not an ancestor of the
     /// source's is reported DIVERGED and left alone (--force overwrites it); the others still
     /// sync. Exit 1 when any ref is diverged or rejected.
-    Mirror {
-        /// The config file (mirror its primary to its standby).
-        #[arg(short, long, value_name = "FILE", conflicts_with_all = ["from", "to"])]
-        config: Option<PathBuf>,
-        /// The source repository: codecommit::REGION://NAME, an https URL, or a path.
-        #[arg(long, value_name = "LOC", requires = "to")]
-        from: Option<String>,
-        /// The target (standby) repository.
-        #[arg(long, value_name = "LOC", requires = "from")]
-        to: Option<String>,
-        /// Only these refs (repeatable): a branch or glob (`main`, `release/*`),
-        /// `refs/heads/GLOB` or `refs/tags/GLOB`.
-        #[arg(long = "ref", value_name = "REF_OR_GLOB")]
-        refs: Vec<String>,
-        /// Show what would change; push nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Overwrite diverged standby refs (and delete refs made on the standby).
-        #[arg(long)]
-        force: bool,
-        /// The cache of source repositories (default: the user's cache directory).
-        #[arg(long, value_name = "DIR")]
-        cache: Option<PathBuf>,
-        /// Print JSON instead of a report.
-        #[arg(long)]
-        json: bool,
-    },
+    Mirror(mirror::Options),
 }
 
 /// Exit code for a check that ran and failed.
@@ -145,40 +102,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check { config } => check::run(&config.config),
-        Command::Plan {
-            config,
-            repo,
-            region,
-            reference,
-            json,
-            range,
-        } => plan::run(plan::Options {
-            config: config.config,
-            repo,
-            region,
-            reference,
-            json,
-            range,
-        }),
-        Command::Mirror {
-            config,
-            from,
-            to,
-            refs,
-            dry_run,
-            force,
-            cache,
-            json,
-        } => mirror::run(mirror::Options {
-            config,
-            from,
-            to,
-            refs,
-            dry_run,
-            force,
-            cache,
-            json,
-        }),
+        Command::Plan(options) => plan::run(options),
+        Command::Mirror(options) => mirror::run(options),
     }
 }
 

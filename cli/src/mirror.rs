@@ -12,14 +12,32 @@ use tozai::location::Location;
 use tozai::mirror::{MirrorOutcome, RefSelection, RefStatus};
 use tozai::ports::{Mirror, MirrorRequest, TransferProgress};
 
+#[derive(clap::Args)]
 pub struct Options {
+    /// The config file (mirror its primary to its standby).
+    #[arg(short, long, value_name = "FILE", conflicts_with_all = ["from", "to"])]
     pub config: Option<PathBuf>,
+    /// The source repository: codecommit::REGION://NAME, an https URL, or a path.
+    #[arg(long, value_name = "LOC", requires = "to")]
     pub from: Option<String>,
+    /// The target (standby) repository.
+    #[arg(long, value_name = "LOC", requires = "from")]
     pub to: Option<String>,
+    /// Only these refs (repeatable): a branch or glob (`main`, `release/*`),
+    /// `refs/heads/GLOB` or `refs/tags/GLOB`.
+    #[arg(long = "ref", value_name = "REF_OR_GLOB")]
     pub refs: Vec<String>,
+    /// Show what would change; push nothing.
+    #[arg(long)]
     pub dry_run: bool,
+    /// Overwrite diverged standby refs (and delete refs made on the standby).
+    #[arg(long)]
     pub force: bool,
+    /// The cache of source repositories (default: the user's cache directory).
+    #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
+    /// Print JSON instead of a report.
+    #[arg(long)]
     pub json: bool,
 }
 

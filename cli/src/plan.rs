@@ -11,12 +11,24 @@ use tozai::refs::RefName;
 
 use crate::report;
 
+#[derive(clap::Args)]
 pub struct Options {
+    /// The config file.
+    #[arg(short, long, value_name = "FILE", default_value = "tozai.toml")]
     pub config: PathBuf,
+    /// The local git repository holding the commits.
+    #[arg(long, value_name = "DIR", default_value = ".")]
     pub repo: PathBuf,
+    /// The region receiving the push (default: the primary).
+    #[arg(long, value_name = "NAME")]
     pub region: Option<String>,
+    /// The branch or tag pushed (default: the branch checked out).
+    #[arg(long = "ref", value_name = "REF")]
     pub reference: Option<String>,
+    /// Print JSON instead of a report.
+    #[arg(long)]
     pub json: bool,
+    /// The commits: A..B, or one commit.
     pub range: String,
 }
 

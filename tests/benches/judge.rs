@@ -12,6 +12,7 @@
 use std::collections::HashSet;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+use tozai_tests::timing::Stats;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use tozai::change::Change;
@@ -215,21 +216,6 @@ fn expected(rules: &[PathRule], paths: &[String], includes: &GlobSet) -> Vec<Exp
 }
 
 /// Median and minimum of the timed runs.
-struct Stats {
-    median: Duration,
-    min: Duration,
-}
-
-impl Stats {
-    fn of(mut times: Vec<Duration>) -> Self {
-        times.sort();
-        Self {
-            median: times[times.len() / 2],
-            min: times[0],
-        }
-    }
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }

@@ -24,6 +24,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use tozai_tests::timing::Stats;
 
 const FILES: usize = 100_000;
 const WARMUP: usize = 2;
@@ -254,21 +255,6 @@ fn timed(cmd: &mut Command) -> Duration {
 }
 
 /// Median and minimum of the timed runs.
-struct Stats {
-    median: Duration,
-    min: Duration,
-}
-
-impl Stats {
-    fn of(mut times: Vec<Duration>) -> Self {
-        times.sort();
-        Self {
-            median: times[times.len() / 2],
-            min: times[0],
-        }
-    }
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1e3)
 }

@@ -8,6 +8,7 @@
 
 pub mod mirror;
 pub mod server;
+pub mod timing;
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;

@@ -163,7 +163,7 @@ impl Mirror for Git2Mirror {
                     return Ok(outcome);
                 }
                 PushResult::Moved(refs) => {
-                    tracing::warn!(target = %request.target.shown, refs = %refs, "standby refs moved since they were read; re-planning");
+                    tracing::warn!(standby = %request.target.shown, refs = %refs, "standby refs moved since they were read; re-planning");
                     moved = refs;
                 }
             }
@@ -178,7 +178,7 @@ impl Mirror for Git2Mirror {
 fn log_outcome(outcome: &MirrorOutcome) {
     for r in &outcome.refs {
         if !matches!(r.status, RefStatus::Unchanged { .. }) {
-            tracing::info!(target = %outcome.target, reference = %r.reference, status = ?r.status, "mirrored ref");
+            tracing::info!(standby = %outcome.target, reference = %r.reference, status = ?r.status, "mirrored ref");
         }
     }
 }

@@ -359,6 +359,21 @@ pub struct Run {
 }
 
 impl Run {
+    /// Runs `cmd` to completion, named `shown` in failure messages.
+    pub fn of(mut cmd: Command, shown: String) -> Self {
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+        Self {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            shown,
+        }
+    }
+}
+
+impl Run {
     /// Asserts the exit code, showing everything the run printed otherwise.
     pub fn expect_code(&self, code: i32) -> &Self {
         assert_eq!(
@@ -412,16 +427,7 @@ where
         .env_remove("RUST_LIB_BACKTRACE")
         .env_remove("TOZAI_LOG")
         .env("NO_COLOR", "1");
-    let shown = format!("tozai {args:?} (in {})", cwd.display());
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        shown,
-    }
+    Run::of(cmd, format!("tozai {args:?} (in {})", cwd.display()))
 }
 
 /// The workspace root (where `examples/` is).

@@ -252,16 +252,7 @@ impl World {
         if let Some(token) = &credentials.session_token {
             cmd.env("AWS_SESSION_TOKEN", token);
         }
-        let shown = format!("tozai {args:?}");
-        let out = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
-        Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            shown,
-        }
+        Run::of(cmd, format!("tozai {args:?}"))
     }
 
     /// `git ls-remote --heads --tags` of repository `name`, as a CodeCommit user runs it:

@@ -19,6 +19,9 @@ pub mod change;
 pub mod config;
 pub mod event;
 pub mod git_auth;
+pub mod judge;
+#[cfg(feature = "aws")]
+pub mod lambda;
 pub mod location;
 pub mod mirror;
 pub mod plan;

@@ -101,6 +101,25 @@ impl RefSelection {
         })
     }
 
+    /// Exactly one branch or tag (its name taken literally, not as a glob).
+    pub fn exactly(reference: &RefName) -> Self {
+        let one = |name: &str| {
+            NameFilter::new("ref", &[globset::escape(name)])
+                .expect("an escaped name is a valid glob")
+        };
+        let none = || NameFilter::new("ref", &[]).expect("an empty filter is valid");
+        match reference {
+            RefName::Branch(b) => Self {
+                branches: Some(one(b)),
+                tags: Some(none()),
+            },
+            RefName::Tag(t) => Self {
+                branches: Some(none()),
+                tags: Some(one(t)),
+            },
+        }
+    }
+
     pub fn selects(&self, r: &RefName) -> bool {
         let filter = match r {
             RefName::Branch(_) => &self.branches,
@@ -352,6 +371,24 @@ impl MirrorOutcome {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn exactly_takes_the_name_literally() {
+        for name in ["main", "feature/[x]*?{a,b}", "a**b", "release/1.0"] {
+            let b = RefName::branch(name).unwrap();
+            let only = RefSelection::exactly(&b);
+            assert!(only.selects(&b), "{name}");
+            assert!(!only.selects(&RefName::tag(name).unwrap()), "{name}");
+            assert!(
+                !only.selects(&RefName::branch("feature/x").unwrap()),
+                "{name}"
+            );
+            assert!(
+                !only.selects(&RefName::branch("mainline").unwrap()),
+                "{name}"
+            );
+        }
+    }
+
     use super::*;
 
     /// A history given as (ancestor, descendant) pairs over one-letter commits.

@@ -164,3 +164,148 @@ pub trait Mirror {
         progress: Option<&dyn Fn(TransferProgress)>,
     ) -> Result<crate::mirror::MirrorOutcome, MirrorError>;
 }
+
+/// Why a store, a starter or an event bus call failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{service}: {context}")]
+pub struct ServiceError {
+    /// What was called (`DynamoDB table tozai-checkpoints`, `EventBridge bus default`...).
+    pub service: String,
+    pub context: String,
+    /// True when trying again later may succeed (throttling, a network error, a busy
+    /// pipeline).
+    pub transient: bool,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ServiceError {
+    pub fn new(service: impl Into<String>, context: impl Into<String>, transient: bool) -> Self {
+        Self {
+            service: service.into(),
+            context: context.into(),
+            transient,
+            source: None,
+        }
+    }
+
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+}
+
+/// Commit ancestry in one repository, for choosing diff bases.
+pub trait Ancestry {
+    /// The best common ancestor of `a` and `b`; `None` when their histories are unrelated.
+    fn merge_base(
+        &self,
+        a: &CommitId,
+        b: &CommitId,
+    ) -> impl Future<Output = Result<Option<CommitId>, ChangeError>> + Send;
+
+    /// The commit `branch` points at now; `None` when there is no such branch.
+    fn branch_head(
+        &self,
+        branch: &str,
+    ) -> impl Future<Output = Result<Option<CommitId>, ChangeError>> + Send;
+}
+
+/// What a consumer (the sync, or one pipeline target) last handled on one ref.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Checkpoint {
+    pub commit: CommitId,
+    /// Bumped by every save: a save names the version it read (optimistic locking).
+    pub version: u64,
+}
+
+/// The state of one (target, commit) start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This invocation holds the start: start it, then [`CheckpointStore::record_start`].
+    Won,
+    /// Already started; the run's id.
+    Started(String),
+    /// Another invocation is starting it now (its lease has not run out).
+    InProgress,
+}
+
+/// The durable store of checkpoints and start records (DynamoDB in AWS). Every write is
+/// conditional, so concurrent invocations never lose each other's updates.
+pub trait CheckpointStore {
+    /// The checkpoint of `consumer` on `reference` of `repository`.
+    fn load(
+        &self,
+        consumer: &str,
+        repository: &str,
+        reference: &crate::refs::RefName,
+    ) -> impl Future<Output = Result<Option<Checkpoint>, ServiceError>> + Send;
+
+    /// Moves the checkpoint to `commit` if it is still `expected` (`None`: still absent).
+    /// `Ok(false)`: it moved meanwhile, nothing was written.
+    fn save(
+        &self,
+        consumer: &str,
+        repository: &str,
+        reference: &crate::refs::RefName,
+        commit: &CommitId,
+        expected: Option<&Checkpoint>,
+    ) -> impl Future<Output = Result<bool, ServiceError>> + Send;
+
+    /// Claims the start of `target` at `commit`, before starting it. A claim whose holder
+    /// did not record a start within `lease` may be taken over.
+    fn claim_start(
+        &self,
+        target: &str,
+        commit: &CommitId,
+        lease: std::time::Duration,
+    ) -> impl Future<Output = Result<Claim, ServiceError>> + Send;
+
+    /// Records that the claimed start happened, with the run's id.
+    fn record_start(
+        &self,
+        target: &str,
+        commit: &CommitId,
+        run_id: &str,
+    ) -> impl Future<Output = Result<(), ServiceError>> + Send;
+}
+
+/// One start of a pipeline or build, pinned to a commit.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StartRequest {
+    /// The target's name in the config.
+    pub target: String,
+    /// `codepipeline` or `codebuild`.
+    pub kind: &'static str,
+    /// The pipeline or project.
+    pub name: String,
+    /// The CodePipeline source action pinned to the commit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_action: Option<String>,
+    pub commit: CommitId,
+    #[serde(rename = "ref")]
+    pub reference: crate::refs::RefName,
+    /// Pipeline variables (name, value).
+    pub variables: Vec<(String, String)>,
+    /// The same for every attempt at this (target, commit): `clientRequestToken` or
+    /// `idempotencyToken`.
+    pub token: String,
+}
+
+/// Starts pipelines and builds.
+pub trait Starter {
+    /// Starts it; the execution or build id.
+    fn start(
+        &self,
+        request: &StartRequest,
+    ) -> impl Future<Output = Result<String, ServiceError>> + Send;
+}
+
+/// Publishes tozai's own events (`Sync Requested`, `Sync Completed`, `Sync Failed`).
+pub trait EventSink {
+    fn publish(
+        &self,
+        detail_type: &str,
+        detail: &serde_json::Value,
+    ) -> impl Future<Output = Result<(), ServiceError>> + Send;
+}

@@ -174,3 +174,67 @@ impl ChangeSource for Git2Changes {
         std::future::ready(self.changes_between(before, after))
     }
 }
+
+impl Git2Changes {
+    fn oid(&self, id: &CommitId) -> Result<Oid, ChangeError> {
+        Oid::from_str(id.as_str()).map_err(|_| self.unknown(id.as_str()))
+    }
+
+    /// The best common ancestor of two commits, `None` when unrelated.
+    pub fn merge_base_of(
+        &self,
+        a: &CommitId,
+        b: &CommitId,
+    ) -> Result<Option<CommitId>, ChangeError> {
+        let repo = self.repo()?;
+        let (oa, ob) = (self.oid(a)?, self.oid(b)?);
+        for (id, oid) in [(a, oa), (b, ob)] {
+            repo.find_commit(oid)
+                .map_err(|_| self.unknown(id.as_str()))?;
+        }
+        match repo.merge_base(oa, ob) {
+            Ok(base) => Ok(Some(commit_id(base)?)),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(self.backend("cannot compute a merge base", e)),
+        }
+    }
+
+    /// The commit `branch` points at, `None` when there is no such branch.
+    pub fn branch_head_of(&self, branch: &str) -> Result<Option<CommitId>, ChangeError> {
+        let repo = self.repo()?;
+        let name = format!("refs/heads/{branch}");
+        match repo.refname_to_id(&name) {
+            Ok(oid) => Ok(Some(commit_id(oid)?)),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(self.backend("cannot read a branch", e)),
+        }
+    }
+}
+
+fn commit_id(oid: Oid) -> Result<CommitId, ChangeError> {
+    oid.to_string()
+        .parse()
+        .map_err(|e: crate::refs::RefError| ChangeError::Backend {
+            repository: String::new(),
+            context: "git returned an invalid commit id".to_owned(),
+            transient: false,
+            source: Box::new(e),
+        })
+}
+
+impl crate::ports::Ancestry for Git2Changes {
+    fn merge_base(
+        &self,
+        a: &CommitId,
+        b: &CommitId,
+    ) -> impl Future<Output = Result<Option<CommitId>, ChangeError>> + Send {
+        std::future::ready(self.merge_base_of(a, b))
+    }
+
+    fn branch_head(
+        &self,
+        branch: &str,
+    ) -> impl Future<Output = Result<Option<CommitId>, ChangeError>> + Send {
+        std::future::ready(self.branch_head_of(branch))
+    }
+}

@@ -4,3 +4,5 @@
 pub mod git;
 #[cfg(feature = "git")]
 pub mod git_mirror;
+#[cfg(feature = "aws")]
+pub mod aws;

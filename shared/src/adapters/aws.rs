@@ -1,0 +1,731 @@
+//! The ports over AWS's APIs (the `aws` feature): CodeCommit for changes and ancestry,
+//! DynamoDB for checkpoints and start records, CodePipeline and CodeBuild for starts,
+//! EventBridge for tozai's own events.
+//!
+//! Each adapter takes an SDK client built by the caller (`aws_config` in the binaries,
+//! `endpoint_url` pointed at a local stand-in in tests), so nothing here has a test-only
+//! path. Errors keep the AWS error code and say whether a retry may help: throttling,
+//! timeouts and network failures are transient; a missing pipeline is not.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_smithy_types_error::ProvideErrorMetadata;
+
+use crate::change::{Change, ChangeKind, RepoPath};
+use crate::ports::{
+    Ancestry, ChangeError, ChangeSource, Checkpoint, CheckpointStore, Claim, EventSink,
+    ServiceError, StartRequest, Starter,
+};
+use crate::refs::{CommitId, RefName};
+
+mod aws_smithy_types_error {
+    pub use aws_sdk_codecommit::error::ProvideErrorMetadata;
+}
+
+type SdkError<E> =
+    aws_sdk_codecommit::error::SdkError<E, aws_sdk_codecommit::config::http::HttpResponse>;
+
+/// Error codes that mean "try again later".
+const TRANSIENT_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "ProvisionedThroughputExceededException",
+    "InternalServerError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "InternalServerException",
+    "TransactionConflictException",
+    "LimitExceededException",
+    "ConcurrentPipelineExecutionsLimitExceededException",
+    "AccountLimitExceededException",
+];
+
+/// The AWS error code of a failed call (`None` for network and timeout errors), and
+/// whether it is transient.
+fn classify<E: ProvideErrorMetadata>(err: &SdkError<E>) -> (Option<String>, bool) {
+    match err {
+        SdkError::ServiceError(s) => {
+            let code = s.err().code().map(str::to_owned);
+            let transient = code
+                .as_deref()
+                .is_some_and(|c| TRANSIENT_CODES.contains(&c))
+                || s.raw().status().as_u16() >= 500;
+            (code, transient)
+        }
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            (None, true)
+        }
+        _ => (err.code().map(str::to_owned), false),
+    }
+}
+
+/// One line for an SDK error: its code and message, or the transport failure.
+fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(err: &SdkError<E>) -> String {
+    match err {
+        SdkError::ServiceError(s) => format!(
+            "{}: {}",
+            s.err().code().unwrap_or("unknown error"),
+            s.err().message().unwrap_or("(no message)")
+        ),
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        }
+    }
+}
+
+fn service_error<E>(service: &str, context: String, err: SdkError<E>) -> ServiceError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let (_, transient) = classify(&err);
+    let context = format!("{context}: {}", describe(&err));
+    ServiceError::new(service, context, transient).with_source(err)
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------- CodeCommit
+
+/// One CodeCommit repository as a [`ChangeSource`] (GetDifferences, every page) and as
+/// [`Ancestry`] (GetMergeOptions, GetBranch).
+#[derive(Debug, Clone)]
+pub struct CodeCommitRepo {
+    client: aws_sdk_codecommit::Client,
+    repository: String,
+}
+
+impl CodeCommitRepo {
+    pub fn new(client: aws_sdk_codecommit::Client, repository: impl Into<String>) -> Self {
+        Self {
+            client,
+            repository: repository.into(),
+        }
+    }
+
+    fn error<E>(&self, context: &str, spec: &str, err: SdkError<E>) -> ChangeError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let (code, transient) = classify(&err);
+        match code.as_deref() {
+            Some(
+                "CommitDoesNotExistException"
+                | "CommitIdDoesNotExistException"
+                | "InvalidCommitException"
+                | "InvalidCommitIdException",
+            ) => ChangeError::UnknownRevision {
+                repository: self.repository.clone(),
+                spec: spec.to_owned(),
+            },
+            _ => ChangeError::Backend {
+                repository: format!("CodeCommit repository {}", self.repository),
+                context: format!("{context}: {}", describe(&err)),
+                transient,
+                source: Box::new(err),
+            },
+        }
+    }
+
+    /// Every difference from `before` to `after`, page after page until the last.
+    pub async fn differences(
+        &self,
+        before: Option<&CommitId>,
+        after: &CommitId,
+    ) -> Result<Vec<Change>, ChangeError> {
+        let spec = match before {
+            Some(b) => format!("{b}..{after}"),
+            None => after.to_string(),
+        };
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .get_differences()
+                .repository_name(&self.repository)
+                .set_before_commit_specifier(before.map(|b| b.to_string()))
+                .after_commit_specifier(after.as_str())
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| self.error("GetDifferences failed", &spec, e))?;
+            for d in page.differences() {
+                out.push(self.change(d)?);
+            }
+            match page.next_token() {
+                Some(next) if !next.is_empty() => token = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    fn change(&self, d: &aws_sdk_codecommit::types::Difference) -> Result<Change, ChangeError> {
+        let path = |blob: Option<&aws_sdk_codecommit::types::BlobMetadata>| {
+            blob.and_then(|b| b.path())
+                .filter(|p| !p.is_empty())
+                .map(|p| RepoPath::from_bytes(p.as_bytes()))
+        };
+        let (before, after) = (path(d.before_blob()), path(d.after_blob()));
+        let change = match (before, after) {
+            (None, Some(a)) => Change::new(ChangeKind::Added, a),
+            (Some(b), None) => Change::new(ChangeKind::Deleted, b),
+            (Some(b), Some(a)) if a == b => Change::new(ChangeKind::Modified, a),
+            (Some(b), Some(a)) => Change {
+                path: a,
+                old_path: Some(b),
+                kind: ChangeKind::Renamed,
+            },
+            (None, None) => {
+                return Err(ChangeError::Backend {
+                    repository: format!("CodeCommit repository {}", self.repository),
+                    context: "GetDifferences returned a difference with no path".to_owned(),
+                    transient: false,
+                    source: "difference without beforeBlob.path or afterBlob.path".into(),
+                });
+            }
+        };
+        Ok(change)
+    }
+}
+
+impl ChangeSource for CodeCommitRepo {
+    fn changes(
+        &self,
+        before: Option<&CommitId>,
+        after: &CommitId,
+    ) -> impl Future<Output = Result<Vec<Change>, ChangeError>> + Send {
+        self.differences(before, after)
+    }
+}
+
+impl CodeCommitRepo {
+    async fn merge_base_once(
+        &self,
+        source: &CommitId,
+        destination: &CommitId,
+    ) -> Result<Result<CommitId, String>, ChangeError> {
+        let spec = format!("{source}...{destination}");
+        match self
+            .client
+            .get_merge_options()
+            .repository_name(&self.repository)
+            .source_commit_specifier(source.as_str())
+            .destination_commit_specifier(destination.as_str())
+            .send()
+            .await
+        {
+            Ok(out) => out
+                .base_commit_id()
+                .parse()
+                .map(Ok)
+                .map_err(|e: crate::refs::RefError| ChangeError::Backend {
+                    repository: format!("CodeCommit repository {}", self.repository),
+                    context: "GetMergeOptions returned an invalid baseCommitId".to_owned(),
+                    transient: false,
+                    source: Box::new(e),
+                }),
+            Err(err) => {
+                let (code, transient) = classify(&err);
+                let unknown = matches!(
+                    code.as_deref(),
+                    Some("CommitDoesNotExistException" | "RepositoryDoesNotExistException")
+                );
+                if transient || unknown {
+                    return Err(self.error("GetMergeOptions failed", &spec, err));
+                }
+                Ok(Err(describe(&err)))
+            }
+        }
+    }
+}
+
+impl Ancestry for CodeCommitRepo {
+    /// GetMergeOptions's `baseCommitId`. CodeCommit documents no answer for commits that
+    /// are already merged or unrelated, so both orders are tried; when neither gives a
+    /// base, there is none (the caller then falls back, failing open).
+    async fn merge_base(
+        &self,
+        a: &CommitId,
+        b: &CommitId,
+    ) -> Result<Option<CommitId>, ChangeError> {
+        let first = match self.merge_base_once(b, a).await? {
+            Ok(base) => return Ok(Some(base)),
+            Err(why) => why,
+        };
+        match self.merge_base_once(a, b).await? {
+            Ok(base) => Ok(Some(base)),
+            Err(second) => {
+                tracing::warn!(
+                    repository = %self.repository, %a, %b, first, second,
+                    "CodeCommit gave no merge base"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    async fn branch_head(&self, branch: &str) -> Result<Option<CommitId>, ChangeError> {
+        match self
+            .client
+            .get_branch()
+            .repository_name(&self.repository)
+            .branch_name(branch)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let Some(id) = out.branch().and_then(|b| b.commit_id()) else {
+                    return Ok(None);
+                };
+                id.parse()
+                    .map(Some)
+                    .map_err(|e: crate::refs::RefError| ChangeError::Backend {
+                        repository: format!("CodeCommit repository {}", self.repository),
+                        context: "GetBranch returned an invalid commitId".to_owned(),
+                        transient: false,
+                        source: Box::new(e),
+                    })
+            }
+            Err(err) if classify(&err).0.as_deref() == Some("BranchDoesNotExistException") => {
+                Ok(None)
+            }
+            Err(err) => Err(self.error("GetBranch failed", branch, err)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- DynamoDB
+
+/// Checkpoints and start records in one DynamoDB table whose partition key is the string
+/// attribute `pk`. Items:
+///
+/// - checkpoint: `pk = ["checkpoint", CONSUMER, REPOSITORY, REF]` (a JSON array, so no name
+///   can collide with another), `commit`, `version`, `updated_at`;
+/// - start: `pk = ["start", TARGET, COMMIT]`, `state` (`starting` or `started`),
+///   `lease_until`, `run_id`, and `expires_at` for the table's TTL (90 days).
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+/// How long start records are kept (the table's TTL attribute is `expires_at`).
+const START_RECORD_DAYS: u64 = 90;
+
+impl DynamoStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn service(&self) -> String {
+        format!("DynamoDB table {}", self.table)
+    }
+
+    fn checkpoint_key(consumer: &str, repository: &str, reference: &RefName) -> String {
+        serde_json::json!(["checkpoint", consumer, repository, reference.full()]).to_string()
+    }
+
+    fn start_key(target: &str, commit: &CommitId) -> String {
+        serde_json::json!(["start", target, commit.as_str()]).to_string()
+    }
+
+    async fn get(
+        &self,
+        key: &str,
+    ) -> Result<Option<std::collections::HashMap<String, AttributeValue>>, ServiceError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(key.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| service_error(&self.service(), format!("GetItem {key}"), e))?;
+        Ok(out.item)
+    }
+
+    fn invalid(&self, key: &str, what: &str) -> ServiceError {
+        ServiceError::new(self.service(), format!("item {key}: {what}"), false)
+    }
+}
+
+fn string<'a>(
+    item: &'a std::collections::HashMap<String, AttributeValue>,
+    name: &str,
+) -> Option<&'a str> {
+    item.get(name)?.as_s().ok().map(String::as_str)
+}
+
+fn is_condition_failure<E: ProvideErrorMetadata>(err: &SdkError<E>) -> bool {
+    classify(err).0.as_deref() == Some("ConditionalCheckFailedException")
+}
+
+impl CheckpointStore for DynamoStore {
+    async fn load(
+        &self,
+        consumer: &str,
+        repository: &str,
+        reference: &RefName,
+    ) -> Result<Option<Checkpoint>, ServiceError> {
+        let key = Self::checkpoint_key(consumer, repository, reference);
+        let Some(item) = self.get(&key).await? else {
+            return Ok(None);
+        };
+        let commit = string(&item, "commit")
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| self.invalid(&key, "no valid commit"))?;
+        let version = item
+            .get("version")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| self.invalid(&key, "no valid version"))?;
+        Ok(Some(Checkpoint { commit, version }))
+    }
+
+    async fn save(
+        &self,
+        consumer: &str,
+        repository: &str,
+        reference: &RefName,
+        commit: &CommitId,
+        expected: Option<&Checkpoint>,
+    ) -> Result<bool, ServiceError> {
+        let key = Self::checkpoint_key(consumer, repository, reference);
+        let version = expected.map_or(1, |e| e.version + 1);
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", AttributeValue::S(key.clone()))
+            .item("commit", AttributeValue::S(commit.to_string()))
+            .item("version", AttributeValue::N(version.to_string()))
+            .item("updated_at", AttributeValue::N(now_secs().to_string()));
+        put = match expected {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(e) => put
+                .condition_expression("#v = :v")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":v", AttributeValue::N(e.version.to_string())),
+        };
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(err) if is_condition_failure(&err) => Ok(false),
+            Err(err) => Err(service_error(
+                &self.service(),
+                format!("PutItem {key}"),
+                err,
+            )),
+        }
+    }
+
+    async fn claim_start(
+        &self,
+        target: &str,
+        commit: &CommitId,
+        lease: Duration,
+    ) -> Result<Claim, ServiceError> {
+        let key = Self::start_key(target, commit);
+        let now = now_secs();
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", AttributeValue::S(key.clone()))
+            .item("state", AttributeValue::S("starting".into()))
+            .item(
+                "lease_until",
+                AttributeValue::N((now + lease.as_secs()).to_string()),
+            )
+            .item(
+                "expires_at",
+                AttributeValue::N((now + START_RECORD_DAYS * 86_400).to_string()),
+            )
+            .condition_expression("attribute_not_exists(pk) OR (#s = :starting AND #l < :now)")
+            .expression_attribute_names("#s", "state")
+            .expression_attribute_names("#l", "lease_until")
+            .expression_attribute_values(":starting", AttributeValue::S("starting".into()))
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(Claim::Won),
+            Err(err) if is_condition_failure(&err) => {
+                let item = self.get(&key).await?.unwrap_or_default();
+                match (string(&item, "state"), string(&item, "run_id")) {
+                    (Some("started"), Some(id)) => Ok(Claim::Started(id.to_owned())),
+                    _ => Ok(Claim::InProgress),
+                }
+            }
+            Err(err) => Err(service_error(
+                &self.service(),
+                format!("PutItem {key}"),
+                err,
+            )),
+        }
+    }
+
+    async fn record_start(
+        &self,
+        target: &str,
+        commit: &CommitId,
+        run_id: &str,
+    ) -> Result<(), ServiceError> {
+        let key = Self::start_key(target, commit);
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(key.clone()))
+            .update_expression("SET #s = :started, run_id = :id, started_at = :now")
+            .expression_attribute_names("#s", "state")
+            .expression_attribute_values(":started", AttributeValue::S("started".into()))
+            .expression_attribute_values(":id", AttributeValue::S(run_id.to_owned()))
+            .expression_attribute_values(":now", AttributeValue::N(now_secs().to_string()))
+            .send()
+            .await
+            .map_err(|e| service_error(&self.service(), format!("UpdateItem {key}"), e))?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- CodePipeline, CodeBuild
+
+/// Starts CodePipeline executions and CodeBuild builds.
+#[derive(Debug, Clone)]
+pub struct AwsStarter {
+    codepipeline: aws_sdk_codepipeline::Client,
+    codebuild: aws_sdk_codebuild::Client,
+    /// Waits between attempts while a pipeline answers `ConflictException`.
+    conflict_backoff: Vec<Duration>,
+}
+
+impl AwsStarter {
+    pub fn new(
+        codepipeline: aws_sdk_codepipeline::Client,
+        codebuild: aws_sdk_codebuild::Client,
+    ) -> Self {
+        Self {
+            codepipeline,
+            codebuild,
+            conflict_backoff: [1, 2, 4, 8].map(Duration::from_secs).to_vec(),
+        }
+    }
+
+    /// Sets the waits between attempts after a `ConflictException` (their number is the
+    /// number of retries).
+    pub fn with_conflict_backoff(mut self, waits: Vec<Duration>) -> Self {
+        self.conflict_backoff = waits;
+        self
+    }
+
+    async fn start_pipeline(
+        &self,
+        r: &StartRequest,
+        source_action: &str,
+    ) -> Result<String, ServiceError> {
+        use aws_sdk_codepipeline::types::{
+            PipelineVariable, SourceRevisionOverride, SourceRevisionType,
+        };
+        let service = format!("CodePipeline pipeline {}", r.name);
+        let invalid = |e: aws_sdk_codepipeline::error::BuildError| {
+            ServiceError::new(&service, format!("invalid request: {e}"), false)
+        };
+        let revision = SourceRevisionOverride::builder()
+            .action_name(source_action)
+            .revision_type(SourceRevisionType::CommitId)
+            .revision_value(r.commit.as_str())
+            .build()
+            .map_err(invalid)?;
+        let variables = r
+            .variables
+            .iter()
+            .map(|(n, v)| PipelineVariable::builder().name(n).value(v).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid)?;
+        let mut waits = self.conflict_backoff.iter();
+        loop {
+            let sent = self
+                .codepipeline
+                .start_pipeline_execution()
+                .name(&r.name)
+                .client_request_token(&r.token)
+                .source_revisions(revision.clone())
+                .set_variables(Some(variables.clone()))
+                .send()
+                .await;
+            match sent {
+                Ok(out) => {
+                    return out
+                        .pipeline_execution_id()
+                        .map(str::to_owned)
+                        .ok_or_else(|| {
+                            ServiceError::new(
+                                &service,
+                                "StartPipelineExecution returned no id",
+                                false,
+                            )
+                        });
+                }
+                Err(err) => {
+                    let (code, _) = classify(&err);
+                    match code.as_deref() {
+                        Some("ConflictException") => {
+                            if let Some(wait) = waits.next() {
+                                tracing::info!(pipeline = %r.name, ?wait, "pipeline busy (ConflictException): retrying");
+                                tokio::time::sleep(*wait).await;
+                                continue;
+                            }
+                            let mut e = service_error(
+                                &service,
+                                "StartPipelineExecution kept answering ConflictException".into(),
+                                err,
+                            );
+                            e.transient = true;
+                            return Err(e);
+                        }
+                        Some("PipelineNotFoundException") => {
+                            return Err(service_error(
+                                &service,
+                                "the pipeline does not exist (check the config's codepipeline name and region)".into(),
+                                err,
+                            ));
+                        }
+                        _ => {
+                            return Err(service_error(
+                                &service,
+                                "StartPipelineExecution failed".into(),
+                                err,
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn start_build(&self, r: &StartRequest) -> Result<String, ServiceError> {
+        use aws_sdk_codebuild::types::{EnvironmentVariable, EnvironmentVariableType};
+        let service = format!("CodeBuild project {}", r.name);
+        let variables = r
+            .variables
+            .iter()
+            .map(|(n, v)| {
+                EnvironmentVariable::builder()
+                    .name(n)
+                    .value(v)
+                    .r#type(EnvironmentVariableType::Plaintext)
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ServiceError::new(&service, format!("invalid request: {e}"), false))?;
+        let out = self
+            .codebuild
+            .start_build()
+            .project_name(&r.name)
+            .source_version(r.commit.as_str())
+            .idempotency_token(&r.token)
+            .set_environment_variables_override(Some(variables))
+            .send()
+            .await
+            .map_err(|err| {
+                let context = match classify(&err).0.as_deref() {
+                    Some("ResourceNotFoundException") => {
+                        "the project does not exist (check the config's codebuild name and region)"
+                    }
+                    _ => "StartBuild failed",
+                };
+                service_error(&service, context.into(), err)
+            })?;
+        out.build_value()
+            .and_then(|b| b.id())
+            .map(str::to_owned)
+            .ok_or_else(|| ServiceError::new(&service, "StartBuild returned no build id", false))
+    }
+}
+
+impl Starter for AwsStarter {
+    async fn start(&self, request: &StartRequest) -> Result<String, ServiceError> {
+        match &request.source_action {
+            Some(action) if request.kind == "codepipeline" => {
+                self.start_pipeline(request, action).await
+            }
+            _ => self.start_build(request).await,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- EventBridge
+
+/// Publishes tozai's events (source `tozai`) on an EventBridge bus.
+#[derive(Debug, Clone)]
+pub struct EventBridgeSink {
+    client: aws_sdk_eventbridge::Client,
+    bus: String,
+}
+
+impl EventBridgeSink {
+    pub fn new(client: aws_sdk_eventbridge::Client, bus: impl Into<String>) -> Self {
+        Self {
+            client,
+            bus: bus.into(),
+        }
+    }
+}
+
+impl EventSink for EventBridgeSink {
+    async fn publish(
+        &self,
+        detail_type: &str,
+        detail: &serde_json::Value,
+    ) -> Result<(), ServiceError> {
+        use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+        let service = format!("EventBridge bus {}", self.bus);
+        let entry = PutEventsRequestEntry::builder()
+            .event_bus_name(&self.bus)
+            .source(crate::event::TOZAI_SOURCE)
+            .detail_type(detail_type)
+            .detail(detail.to_string())
+            .build();
+        let out = self
+            .client
+            .put_events()
+            .entries(entry)
+            .send()
+            .await
+            .map_err(|e| service_error(&service, format!("PutEvents {detail_type}"), e))?;
+        if out.failed_entry_count() > 0 {
+            let entry = out.entries().first();
+            let code = entry.and_then(|e| e.error_code()).unwrap_or("unknown");
+            let message = entry.and_then(|e| e.error_message()).unwrap_or("");
+            return Err(ServiceError::new(
+                service,
+                format!("PutEvents {detail_type} was refused: {code} {message}"),
+                TRANSIENT_CODES.contains(&code),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,922 @@
+//! The judges' use cases: what the sync-judge, the pipeline-judge and the mirror Lambdas do
+//! with one event, over the ports. The Lambdas are thin wrappers around these functions,
+//! and `tozai demo` and `tozai replay` call the same ones.
+//!
+//! CodeCommit's events are best effort, unordered and delivered at least once, so no event
+//! is trusted to carry the whole truth. Each consumer (the sync, and each pipeline target)
+//! keeps a checkpoint per repository and ref: the last commit it handled. The diff base
+//! ([`choose_base`]) is:
+//!
+//! 1. the checkpoint, when it is an ancestor of the new commit (so a lost or coalesced
+//!    event's changes are still in the diff);
+//! 2. nothing to do, when the new commit is the checkpoint or one of its ancestors (a
+//!    duplicate, or an event overtaken by a newer one: never a rollback);
+//! 3. otherwise the event's old commit (a force-push, or no checkpoint yet);
+//! 4. for a new branch, its merge base with the config's base branch;
+//! 5. with no usable base, every file of the commit counts as changed (fail open, logged).
+//!
+//! Pipeline starts happen at most once per (target, commit): a claim in the checkpoint
+//! store is written before the start, the start carries a token derived from the target
+//! and the commit, and the start's id is recorded after it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::change::Change;
+use crate::config::{Config, Region, Target};
+use crate::event::{Inbound, RefChange, RefChanged, SYNC_REQUESTED, SyncRequested};
+use crate::location::Location;
+use crate::plan::{Reason, SyncDecision, TargetDecision, decide};
+use crate::ports::{
+    Ancestry, ChangeError, ChangeSource, CheckpointStore, Claim, EventSink, ServiceError,
+    StartRequest, Starter,
+};
+use crate::refs::{CommitId, RefName};
+
+/// The checkpoint consumer name of the sync.
+pub const SYNC_CONSUMER: &str = "sync";
+/// How long a claimed start may stay unrecorded before another invocation takes it over.
+pub const START_LEASE: Duration = Duration::from_secs(120);
+/// Attempts at moving a checkpoint that other invocations keep moving.
+const SAVE_ATTEMPTS: u32 = 5;
+/// CodePipeline's limit on a variable's value.
+const VARIABLE_MAX: usize = 1000;
+
+/// The checkpoint consumer name of a pipeline target.
+pub fn target_consumer(target: &str) -> String {
+    format!("target:{target}")
+}
+
+/// The start token of (target, commit): the same for every attempt, different for every
+/// pair; matches `^[a-zA-Z0-9-]+$` and is at most 128 characters (CodePipeline's
+/// `clientRequestToken`, CodeBuild's `idempotencyToken`).
+pub fn start_token(target: &str, commit: &CommitId) -> String {
+    let digest = Sha256::digest(target.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("tozai-{hex}-{}", commit.as_str())
+}
+
+/// Why a judge could not finish. The Lambda returns it as an error, so the event is
+/// retried (then goes to the on-failure destination, which raises an alarm).
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeError {
+    #[error(transparent)]
+    Changes(#[from] ChangeError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error(transparent)]
+    Event(#[from] crate::event::EventError),
+    #[error("{0}")]
+    Config(String),
+    /// Some targets failed to start; the others were started and recorded.
+    #[error("{failed} of {total} starts failed: {details}")]
+    Starts {
+        failed: usize,
+        total: usize,
+        details: String,
+        transient: bool,
+    },
+    #[error(transparent)]
+    Mirror(#[from] crate::ports::MirrorError),
+}
+
+impl JudgeError {
+    /// True when a retry may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Changes(e) => e.is_transient(),
+            Self::Service(e) => e.transient,
+            Self::Starts { transient, .. } => *transient,
+            Self::Mirror(e) => e.is_transient(),
+            Self::Event(_) | Self::Config(_) => false,
+        }
+    }
+}
+
+/// Why a diff base was chosen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "why")]
+pub enum BaseWhy {
+    /// The consumer's checkpoint, an ancestor of the new commit.
+    Checkpoint,
+    /// The event's old commit; `checkpoint` says why the checkpoint was not used.
+    EventBefore { checkpoint: &'static str },
+    /// A new branch: its merge base with the base branch.
+    MergeBase { branch: String },
+    /// No usable base: every file counts as changed.
+    WholeTree { because: &'static str },
+}
+
+/// The diff base for one consumer, or that it has nothing to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BaseChoice {
+    Diff {
+        base: Option<CommitId>,
+        why: BaseWhy,
+    },
+    /// The new commit is the checkpoint or an ancestor of it: already handled.
+    AlreadyHandled { checkpoint: CommitId },
+}
+
+/// Chooses the diff base of one consumer (see the module's documentation).
+pub async fn choose_base(
+    history: &impl Ancestry,
+    checkpoint: Option<&CommitId>,
+    event: &RefChange,
+    after: &CommitId,
+    reference: &RefName,
+    base_branch: &str,
+) -> Result<BaseChoice, ChangeError> {
+    let mut unusable = "there is none yet";
+    if let Some(cp) = checkpoint {
+        if cp == after {
+            return Ok(BaseChoice::AlreadyHandled {
+                checkpoint: cp.clone(),
+            });
+        }
+        match history.merge_base(cp, after).await? {
+            Some(base) if &base == cp => {
+                return Ok(BaseChoice::Diff {
+                    base: Some(cp.clone()),
+                    why: BaseWhy::Checkpoint,
+                });
+            }
+            Some(base) if &base == after => {
+                return Ok(BaseChoice::AlreadyHandled {
+                    checkpoint: cp.clone(),
+                });
+            }
+            Some(_) => unusable = "it is not an ancestor of the new commit (a force-push?)",
+            None => unusable = "it shares no history with the new commit",
+        }
+    }
+    if let Some(before) = event.before() {
+        return Ok(BaseChoice::Diff {
+            base: Some(before.clone()),
+            why: BaseWhy::EventBefore {
+                checkpoint: unusable,
+            },
+        });
+    }
+    let because = match reference {
+        RefName::Tag(_) => "a new tag is judged on its whole tree",
+        RefName::Branch(b) if b == base_branch => "the base branch itself is new",
+        RefName::Branch(_) => match history.branch_head(base_branch).await? {
+            None => "the base branch does not exist",
+            Some(head) => match history.merge_base(&head, after).await? {
+                Some(base) => {
+                    return Ok(BaseChoice::Diff {
+                        base: Some(base),
+                        why: BaseWhy::MergeBase {
+                            branch: base_branch.to_owned(),
+                        },
+                    });
+                }
+                None => "the new branch shares no history with the base branch",
+            },
+        },
+    };
+    Ok(BaseChoice::Diff {
+        base: None,
+        why: BaseWhy::WholeTree { because },
+    })
+}
+
+/// The one structured record every invocation logs (and returns).
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionRecord {
+    pub function: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// The region (config name) whose repository the event is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// The event's old commit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<CommitId>,
+    /// The event's new commit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<CommitId>,
+    /// Set when the event was acknowledged without acting: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignored: Option<String>,
+    /// Each diff made: its base, why, and how many paths changed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub diffs: Vec<DiffRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncRecord>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<serde_json::Value>,
+}
+
+impl DecisionRecord {
+    fn new(function: &'static str) -> Self {
+        Self {
+            function,
+            event_id: None,
+            region: None,
+            repository: None,
+            reference: None,
+            before: None,
+            after: None,
+            ignored: None,
+            diffs: Vec::new(),
+            sync: None,
+            targets: Vec::new(),
+            mirror: None,
+        }
+    }
+
+    fn ignore(mut self, why: impl Into<String>) -> Self {
+        self.ignored = Some(why.into());
+        self
+    }
+
+    fn for_event(function: &'static str, e: &RefChanged) -> Self {
+        Self {
+            event_id: e.id.clone(),
+            repository: Some(e.repository.clone()),
+            reference: Some(e.reference.full()),
+            before: e.change.before().cloned(),
+            after: e.change.after().cloned(),
+            ..Self::new(function)
+        }
+    }
+
+    /// The record as one JSON line.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+/// One diff a judge made.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffRecord {
+    pub consumers: Vec<String>,
+    pub base: Option<CommitId>,
+    #[serde(flatten)]
+    pub why: BaseWhy,
+    pub changed: usize,
+}
+
+/// The sync-judge's decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncRecord {
+    #[serde(flatten)]
+    pub decision: SyncDecision,
+    /// True when a `Sync Requested` event was published.
+    pub requested: bool,
+}
+
+/// One target's decision and what came of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetRecord {
+    pub target: String,
+    pub kind: &'static str,
+    pub name: String,
+    pub start: bool,
+    pub reason: Reason,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<crate::rules::Match>,
+    /// What happened: `started`, `already_started`, `in_progress`, `failed`,
+    /// `already_handled` or `not_started`.
+    pub result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Who pushed, and whether that push is the mirror's own (to be ignored).
+#[derive(Debug, Clone, Default)]
+pub struct IgnoredCallers {
+    /// IAM role names (not ARNs) whose pushes the sync-judge ignores.
+    roles: Vec<String>,
+}
+
+impl IgnoredCallers {
+    /// From role names or role ARNs (`arn:aws:iam::ACCOUNT:role/path/NAME`), comma- or
+    /// space-separated, as `TOZAI_IGNORE_ROLES` gives them.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut roles = Vec::new();
+        for item in text.split([',', ' ']).filter(|s| !s.is_empty()) {
+            let name = match item.strip_prefix("arn:") {
+                Some(_) => item
+                    .split_once(":role/")
+                    .map(|(_, path)| path.rsplit('/').next().unwrap_or(path))
+                    .ok_or_else(|| format!("{item:?} is not an IAM role ARN"))?,
+                None => item,
+            };
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+            {
+                return Err(format!("{item:?} is not an IAM role name or ARN"));
+            }
+            roles.push(name.to_owned());
+        }
+        Ok(Self { roles })
+    }
+
+    /// True when `caller` (an event's `callerUserArn`) is one of the roles, in any session.
+    pub fn ignores(&self, caller: Option<&str>) -> bool {
+        let Some(caller) = caller else { return false };
+        let Some((_, rest)) = caller.split_once(":assumed-role/") else {
+            return false;
+        };
+        let role = rest.split('/').next().unwrap_or("");
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// The config region whose repository the event is about.
+fn region_of<'c>(config: &'c Config, e: &RefChanged) -> Option<&'c Region> {
+    config.regions.iter().find(|r| match &r.repository {
+        Location::CodeCommit { region, name } => {
+            name == &e.repository && e.region.as_ref().is_none_or(|er| er == region)
+        }
+        other => other.name() == e.repository && e.region.is_none(),
+    })
+}
+
+fn event_of(function: &'static str, inbound: Inbound) -> Result<RefChanged, Box<DecisionRecord>> {
+    match inbound {
+        Inbound::RefChanged(e) => Ok(e),
+        Inbound::Ignored(why) => Err(Box::new(DecisionRecord::new(function).ignore(why))),
+        Inbound::SyncRequested(_) => Err(Box::new(
+            DecisionRecord::new(function).ignore("a sync request is the mirror's to handle"),
+        )),
+    }
+}
+
+/// Loads a checkpoint and chooses the diff base from it.
+async fn base_for(
+    config: &Config,
+    repo: &impl Ancestry,
+    store: &impl CheckpointStore,
+    consumer: &str,
+    e: &RefChanged,
+    after: &CommitId,
+) -> Result<(Option<crate::ports::Checkpoint>, BaseChoice), JudgeError> {
+    let checkpoint = store.load(consumer, &e.repository, &e.reference).await?;
+    let choice = choose_base(
+        repo,
+        checkpoint.as_ref().map(|c| &c.commit),
+        &e.change,
+        after,
+        &e.reference,
+        &config.base_branch,
+    )
+    .await?;
+    Ok((checkpoint, choice))
+}
+
+/// Moves a checkpoint forward to `after`, unless another invocation already moved it to
+/// `after` or past it.
+async fn advance(
+    repo: &impl Ancestry,
+    store: &impl CheckpointStore,
+    consumer: &str,
+    e: &RefChanged,
+    after: &CommitId,
+    mut expected: Option<crate::ports::Checkpoint>,
+) -> Result<(), JudgeError> {
+    for _ in 0..SAVE_ATTEMPTS {
+        if store
+            .save(
+                consumer,
+                &e.repository,
+                &e.reference,
+                after,
+                expected.as_ref(),
+            )
+            .await?
+        {
+            return Ok(());
+        }
+        expected = store.load(consumer, &e.repository, &e.reference).await?;
+        if let Some(now) = &expected {
+            let newer = &now.commit == after
+                || repo.merge_base(after, &now.commit).await?.as_ref() == Some(after);
+            if newer {
+                return Ok(());
+            }
+        }
+    }
+    Err(ServiceError::new(
+        "checkpoint store",
+        format!(
+            "checkpoint {consumer} of {} {} kept moving; gave up after {SAVE_ATTEMPTS} attempts",
+            e.repository,
+            e.reference.full()
+        ),
+        true,
+    )
+    .into())
+}
+
+/// Lists changes once per distinct base.
+struct Diffs<'a, C> {
+    repo: &'a C,
+    by_base: BTreeMap<Option<CommitId>, Vec<Change>>,
+}
+
+impl<'a, C: ChangeSource> Diffs<'a, C> {
+    fn new(repo: &'a C) -> Self {
+        Self {
+            repo,
+            by_base: BTreeMap::new(),
+        }
+    }
+
+    async fn get(
+        &mut self,
+        base: &Option<CommitId>,
+        after: &CommitId,
+    ) -> Result<&[Change], ChangeError> {
+        if !self.by_base.contains_key(base) {
+            let changes = self.repo.changes(base.as_ref(), after).await?;
+            self.by_base.insert(base.clone(), changes);
+        }
+        Ok(&self.by_base[base])
+    }
+}
+
+fn note_diff(
+    record: &mut DecisionRecord,
+    consumer: &str,
+    base: &Option<CommitId>,
+    why: &BaseWhy,
+    changed: usize,
+) {
+    if let BaseWhy::WholeTree { because } = why {
+        tracing::warn!(
+            consumer,
+            because,
+            "no usable diff base: every file counts as changed"
+        );
+    }
+    match record
+        .diffs
+        .iter_mut()
+        .find(|d| &d.base == base && &d.why == why)
+    {
+        Some(d) => d.consumers.push(consumer.to_owned()),
+        None => record.diffs.push(DiffRecord {
+            consumers: vec![consumer.to_owned()],
+            base: base.clone(),
+            why: why.clone(),
+            changed,
+        }),
+    }
+}
+
+/// The sync-judge: on a push to the primary's repository, decides whether to mirror it and
+/// if so publishes `Sync Requested`.
+pub async fn sync_judge<R, S, E>(
+    config: &Config,
+    repo: &R,
+    store: &S,
+    events: &E,
+    ignored: &IgnoredCallers,
+    inbound: Inbound,
+) -> Result<DecisionRecord, JudgeError>
+where
+    R: ChangeSource + Ancestry,
+    S: CheckpointStore,
+    E: EventSink,
+{
+    const F: &str = "sync-judge";
+    let e = match event_of(F, inbound) {
+        Ok(e) => e,
+        Err(record) => return Ok(*record),
+    };
+    let mut record = DecisionRecord::for_event(F, &e);
+    let Some(region) = region_of(config, &e) else {
+        return Ok(record.ignore("the repository is not in the config"));
+    };
+    record.region = Some(region.name.clone());
+    if region.name != config.primary {
+        return Ok(record.ignore(format!(
+            "{} is the standby: mirroring goes from the primary ({}) only",
+            region.name, config.primary
+        )));
+    }
+    if ignored.ignores(e.caller.as_deref()) {
+        return Ok(record.ignore("pushed by the mirror's own role"));
+    }
+    let Some(after) = e.change.after().cloned() else {
+        return Ok(record.ignore("a deletion is mirrored by the mirror function directly"));
+    };
+    let filter = match &e.reference {
+        RefName::Branch(_) => &config.sync.branches,
+        RefName::Tag(_) => &config.sync.tags,
+    };
+    if filter.first_match(e.reference.short()).is_none() {
+        return Ok(record.ignore(format!(
+            "{} {} is not mirrored (sync.{})",
+            e.reference.kind(),
+            e.reference.short(),
+            if e.reference.is_tag() {
+                "tags"
+            } else {
+                "branches"
+            }
+        )));
+    }
+    let (checkpoint, choice) = base_for(config, repo, store, SYNC_CONSUMER, &e, &after).await?;
+    let (base, why) = match choice {
+        BaseChoice::AlreadyHandled { checkpoint } => {
+            return Ok(record.ignore(format!(
+                "already handled: the sync checkpoint is at {checkpoint}"
+            )));
+        }
+        BaseChoice::Diff { base, why } => (base, why),
+    };
+    let changes = repo.changes(base.as_ref(), &after).await?;
+    note_diff(&mut record, SYNC_CONSUMER, &base, &why, changes.len());
+    let decisions = decide(config, &region.name, &e.reference, &changes)
+        .map_err(|u| JudgeError::Config(u.to_string()))?;
+    let mirror = decisions.sync.mirror;
+    if mirror {
+        let request = SyncRequested {
+            repository: e.repository.clone(),
+            reference: e.reference.full(),
+            commit: Some(after.to_string()),
+            reason: decisions.sync.reason.describe().to_owned(),
+        };
+        let detail = serde_json::to_value(&request).map_err(|err| {
+            ServiceError::new(
+                "event bus",
+                format!("cannot encode the request: {err}"),
+                false,
+            )
+        })?;
+        events.publish(SYNC_REQUESTED, &detail).await?;
+    }
+    advance(repo, store, SYNC_CONSUMER, &e, &after, checkpoint).await?;
+    record.sync = Some(SyncRecord {
+        decision: decisions.sync,
+        requested: mirror,
+    });
+    Ok(record)
+}
+
+fn eligible(target: &Target, reference: &RefName) -> bool {
+    let filter = match reference {
+        RefName::Branch(_) => &target.branches,
+        RefName::Tag(_) => &target.tags,
+    };
+    filter.first_match(reference.short()).is_some()
+}
+
+fn variables(
+    decision: &TargetDecision,
+    e: &RefChanged,
+    commit: &CommitId,
+) -> Vec<(String, String)> {
+    let mut matched = String::new();
+    for m in &decision.matches {
+        let item = m.path.to_string();
+        if matched.len() + item.len() + 1 > VARIABLE_MAX {
+            break;
+        }
+        if !matched.is_empty() {
+            matched.push(',');
+        }
+        matched.push_str(&item);
+    }
+    let mut patterns: Vec<String> = decision
+        .matches
+        .iter()
+        .map(|m| format!("{}:{}", m.rule, m.pattern))
+        .collect();
+    patterns.sort();
+    patterns.dedup();
+    let mut rules = patterns.join(",");
+    if rules.len() > VARIABLE_MAX {
+        let mut cut = VARIABLE_MAX;
+        while !rules.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        rules.truncate(cut);
+    }
+    vec![
+        ("TOZAI_COMMIT_ID".to_owned(), commit.to_string()),
+        ("TOZAI_REF".to_owned(), e.reference.full()),
+        ("TOZAI_MATCHED_RULES".to_owned(), rules),
+        ("TOZAI_MATCHED_PATHS".to_owned(), matched),
+    ]
+}
+
+/// The pipeline-judge of `region_name`: on a push to that region's repository, starts each
+/// of its targets whose files changed, exactly once per (target, commit).
+pub async fn pipeline_judge<R, S, P>(
+    config: &Config,
+    region_name: &str,
+    repo: &R,
+    store: &S,
+    starter: &P,
+    inbound: Inbound,
+) -> Result<DecisionRecord, JudgeError>
+where
+    R: ChangeSource + Ancestry,
+    S: CheckpointStore,
+    P: Starter,
+{
+    const F: &str = "pipeline-judge";
+    let e = match event_of(F, inbound) {
+        Ok(e) => e,
+        Err(record) => return Ok(*record),
+    };
+    let mut record = DecisionRecord::for_event(F, &e);
+    let Some(region) = region_of(config, &e) else {
+        return Ok(record.ignore("the repository is not in the config"));
+    };
+    record.region = Some(region.name.clone());
+    if region.name != region_name {
+        return Ok(record.ignore(format!(
+            "a push to {}'s repository; this judge is {region_name}'s",
+            region.name
+        )));
+    }
+    let Some(after) = e.change.after().cloned() else {
+        return Ok(record.ignore("a deletion starts nothing"));
+    };
+    let targets: Vec<&Target> = config
+        .targets_in(region_name)
+        .filter(|t| eligible(t, &e.reference))
+        .collect();
+    if targets.is_empty() {
+        return Ok(record.ignore(format!(
+            "no target of {region_name} runs for {} {}",
+            e.reference.kind(),
+            e.reference.short()
+        )));
+    }
+
+    let mut diffs = Diffs::new(repo);
+    let mut failures = Vec::new();
+    let mut transient = true;
+    for target in targets {
+        let consumer = target_consumer(&target.name);
+        let base_record = |result, error: Option<String>| TargetRecord {
+            target: target.name.clone(),
+            kind: target.kind.label(),
+            name: target.kind.resource().to_owned(),
+            start: false,
+            reason: Reason::NothingChanged,
+            matches: Vec::new(),
+            result,
+            run_id: None,
+            error,
+        };
+        let (checkpoint, choice) = base_for(config, repo, store, &consumer, &e, &after).await?;
+        let (base, why) = match choice {
+            BaseChoice::AlreadyHandled { .. } => {
+                record.targets.push(base_record("already_handled", None));
+                continue;
+            }
+            BaseChoice::Diff { base, why } => (base, why),
+        };
+        let changes = diffs.get(&base, &after).await?;
+        note_diff(&mut record, &consumer, &base, &why, changes.len());
+        let decisions = decide(config, region_name, &e.reference, changes)
+            .map_err(|u| JudgeError::Config(u.to_string()))?;
+        let Some(decision) = decisions
+            .pipelines
+            .into_iter()
+            .find(|d| d.target == target.name)
+        else {
+            return Err(JudgeError::Config(format!(
+                "target {} has no decision",
+                target.name
+            )));
+        };
+        let mut tr = TargetRecord {
+            start: decision.start,
+            reason: decision.reason,
+            matches: decision.matches.clone(),
+            ..base_record("not_started", None)
+        };
+        if decision.start {
+            match start_once(store, starter, target, &decision, &e, &after).await {
+                Ok((result, run_id)) => {
+                    tr.result = result;
+                    tr.run_id = run_id;
+                }
+                Err(err) => {
+                    transient &= err.transient;
+                    tr.result = "failed";
+                    tr.error = Some(err.to_string());
+                    failures.push(format!("{}: {err}", target.name));
+                    record.targets.push(tr);
+                    continue;
+                }
+            }
+            if tr.result == "in_progress" {
+                failures.push(format!(
+                    "{}: another invocation is starting it at {after}",
+                    target.name
+                ));
+                record.targets.push(tr);
+                continue;
+            }
+        }
+        advance(repo, store, &consumer, &e, &after, checkpoint).await?;
+        record.targets.push(tr);
+    }
+    if failures.is_empty() {
+        Ok(record)
+    } else {
+        tracing::error!(record = %record.to_json(), "some targets did not start");
+        Err(JudgeError::Starts {
+            failed: failures.len(),
+            total: record.targets.len(),
+            details: failures.join("; "),
+            transient,
+        })
+    }
+}
+
+async fn start_once(
+    store: &impl CheckpointStore,
+    starter: &impl Starter,
+    target: &Target,
+    decision: &TargetDecision,
+    e: &RefChanged,
+    commit: &CommitId,
+) -> Result<(&'static str, Option<String>), ServiceError> {
+    match store.claim_start(&target.name, commit, START_LEASE).await? {
+        Claim::Started(id) => return Ok(("already_started", Some(id))),
+        Claim::InProgress => return Ok(("in_progress", None)),
+        Claim::Won => {}
+    }
+    let request = StartRequest {
+        target: target.name.clone(),
+        kind: target.kind.label(),
+        name: target.kind.resource().to_owned(),
+        source_action: match &target.kind {
+            crate::config::TargetKind::CodePipeline { source_action, .. } => {
+                Some(source_action.clone())
+            }
+            crate::config::TargetKind::CodeBuild { .. } => None,
+        },
+        commit: commit.clone(),
+        reference: e.reference.clone(),
+        variables: variables(decision, e, commit),
+        token: start_token(&target.name, commit),
+    };
+    let id = starter.start(&request).await?;
+    store.record_start(&target.name, commit, &id).await?;
+    Ok(("started", Some(id)))
+}
+
+/// Mirrors one ref from the primary's repository to the standby's, from the source's
+/// current state (never an older commit over a newer one).
+pub trait RefMirror {
+    fn mirror_ref(
+        &self,
+        reference: &RefName,
+    ) -> impl Future<Output = Result<crate::mirror::MirrorOutcome, crate::ports::MirrorError>> + Send;
+}
+
+/// The detail-type of a finished mirror.
+pub const SYNC_COMPLETED: &str = "Sync Completed";
+/// The detail-type of a mirror that left the standby out of step.
+pub const SYNC_FAILED: &str = "Sync Failed";
+
+/// The mirror: on `Sync Requested`, and on a branch or tag deleted in the primary's
+/// repository, mirrors that ref and publishes `Sync Completed` or `Sync Failed`.
+///
+/// A ref left diverged or rejected is `Sync Failed` (an alarm) but not an error: running
+/// again would not change it. A failed run (unreachable, authentication) is published and
+/// returned as an error, so the event is retried when that may help.
+pub async fn mirror_job<M, E>(
+    config: &Config,
+    mirror: &M,
+    events: &E,
+    inbound: Inbound,
+) -> Result<DecisionRecord, JudgeError>
+where
+    M: RefMirror,
+    E: EventSink,
+{
+    const F: &str = "mirror";
+    let primary = config.primary();
+    let mut record = DecisionRecord::new(F);
+    record.region = Some(primary.name.clone());
+    let (repository, reference, commit) = match inbound {
+        Inbound::Ignored(why) => return Ok(record.ignore(why)),
+        Inbound::SyncRequested(s) => {
+            let reference: RefName =
+                s.reference.parse().map_err(|err: crate::refs::RefError| {
+                    crate::event::EventError::Field {
+                        field: "detail.ref".into(),
+                        problem: err.to_string(),
+                    }
+                })?;
+            let commit = s.commit.as_deref().and_then(|c| c.parse().ok());
+            (s.repository, reference, commit)
+        }
+        Inbound::RefChanged(e) => {
+            record = DecisionRecord::for_event(F, &e);
+            record.region = Some(primary.name.clone());
+            if region_of(config, &e).is_none_or(|r| r.name != primary.name) {
+                return Ok(record.ignore("not a change to the primary's repository"));
+            }
+            if !matches!(e.change, RefChange::Deleted { .. }) {
+                return Ok(record.ignore("pushes reach the mirror through the sync-judge"));
+            }
+            (e.repository, e.reference, None)
+        }
+    };
+    record.repository = Some(repository.clone());
+    record.reference = Some(reference.full());
+    if commit.is_some() {
+        record.after = commit.clone();
+    }
+    if repository != primary.repository.name() {
+        return Ok(record.ignore(format!(
+            "repository {repository} is not the primary's ({})",
+            primary.repository.name()
+        )));
+    }
+    let filter = match &reference {
+        RefName::Branch(_) => &config.sync.branches,
+        RefName::Tag(_) => &config.sync.tags,
+    };
+    if filter.first_match(reference.short()).is_none() {
+        return Ok(record.ignore(format!(
+            "{} {} is not mirrored",
+            reference.kind(),
+            reference.short()
+        )));
+    }
+    let detail = |status: &str, extra: serde_json::Value| {
+        let mut d = serde_json::json!({
+            "repository": repository,
+            "ref": reference.full(),
+            "commit": commit.as_ref().map(|c| c.to_string()),
+            "from": primary.name,
+            "to": config.standby().name,
+            "status": status,
+        });
+        if let (Some(d), serde_json::Value::Object(extra)) = (d.as_object_mut(), extra) {
+            d.extend(extra);
+        }
+        d
+    };
+    match mirror.mirror_ref(&reference).await {
+        Ok(outcome) => {
+            let summary = serde_json::json!({
+                "refs": outcome.refs,
+                "counts": outcome.counts(),
+                "objects_sent": outcome.objects_sent,
+                "bytes_sent": outcome.bytes_sent,
+                "elapsed_ms": outcome.elapsed.as_millis() as u64,
+            });
+            let (kind, status) = if outcome.in_sync() {
+                (SYNC_COMPLETED, "in_sync")
+            } else {
+                (SYNC_FAILED, "out_of_step")
+            };
+            events
+                .publish(kind, &detail(status, summary.clone()))
+                .await?;
+            record.mirror = Some(summary);
+            Ok(record)
+        }
+        Err(err) => {
+            let message = err.to_string();
+            let published = events
+                .publish(
+                    SYNC_FAILED,
+                    &detail(
+                        "error",
+                        serde_json::json!({"error": message, "transient": err.is_transient()}),
+                    ),
+                )
+                .await;
+            if let Err(p) = published {
+                tracing::error!(error = %p, "could not publish Sync Failed");
+            }
+            record.mirror = Some(serde_json::json!({ "error": message }));
+            tracing::error!(record = %record.to_json(), "mirror failed");
+            Err(err.into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

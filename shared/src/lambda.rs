@@ -1,0 +1,270 @@
+//! What the three Lambdas share at cold start: the config, which region they serve, the AWS
+//! clients, and the live mirror. Built once per process; a bad setting fails the init with
+//! a message naming it.
+//!
+//! | variable | used by | meaning |
+//! |---|---|---|
+//! | `TOZAI_CONFIG` | all | path of `tozai.toml` (default `$LAMBDA_TASK_ROOT/tozai.toml`, else `./tozai.toml`) |
+//! | `TOZAI_REGION` | pipeline-judge | the config region this judge serves (default: the one whose `aws_region` is `AWS_REGION`) |
+//! | `TOZAI_TABLE` | judges | the DynamoDB checkpoint table |
+//! | `TOZAI_EVENT_BUS` | sync-judge, mirror | the EventBridge bus for tozai's events (default `default`) |
+//! | `TOZAI_IGNORE_ROLES` | sync-judge | IAM role names or ARNs whose pushes are not mirrored (the mirror's own role) |
+//! | `TOZAI_CACHE` | mirror | the mirror's cache directory (default `/tmp/tozai-cache`) |
+//! | `TOZAI_CODECOMMIT_ENDPOINT` | mirror | git endpoint override (VPC endpoints, FIPS, local stand-ins) |
+//!
+//! The AWS SDK's own settings apply as usual (credentials chain, `AWS_ENDPOINT_URL_<SERVICE>`).
+
+use std::path::PathBuf;
+
+use crate::config::{Config, Region};
+use crate::location::Location;
+
+/// A setting that stops the function from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("environment variable {name}: {problem}")]
+    Env { name: &'static str, problem: String },
+}
+
+fn env(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn required(name: &'static str) -> Result<String, InitError> {
+    env(name).ok_or(InitError::Env {
+        name,
+        problem: "is not set".into(),
+    })
+}
+
+/// The config, from `TOZAI_CONFIG` or the function's package.
+pub fn config_from_env() -> Result<Config, InitError> {
+    let path = match env("TOZAI_CONFIG") {
+        Some(p) => PathBuf::from(p),
+        None => env("LAMBDA_TASK_ROOT")
+            .map(PathBuf::from)
+            .unwrap_or_default()
+            .join("tozai.toml"),
+    };
+    Ok(Config::load(&path)?)
+}
+
+/// The config region a pipeline-judge serves: `TOZAI_REGION`, or the region whose
+/// `aws_region` is the function's `AWS_REGION`.
+pub fn served_region(config: &Config) -> Result<String, InitError> {
+    let names = || {
+        config
+            .regions
+            .iter()
+            .map(|r| format!("{} ({})", r.name, r.aws_region))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(name) = env("TOZAI_REGION") {
+        return match config.region(&name) {
+            Some(r) => Ok(r.name.clone()),
+            None => Err(InitError::Env {
+                name: "TOZAI_REGION",
+                problem: format!("{name:?} is not a region of the config ({})", names()),
+            }),
+        };
+    }
+    let aws = required("AWS_REGION")?;
+    match config.regions.iter().find(|r| r.aws_region == aws) {
+        Some(r) => Ok(r.name.clone()),
+        None => Err(InitError::Env {
+            name: "AWS_REGION",
+            problem: format!(
+                "{aws} is no region's aws_region ({}); set TOZAI_REGION",
+                names()
+            ),
+        }),
+    }
+}
+
+/// The checkpoint table's name.
+pub fn table_from_env() -> Result<String, InitError> {
+    required("TOZAI_TABLE")
+}
+
+/// The event bus's name.
+pub fn bus_from_env() -> String {
+    env("TOZAI_EVENT_BUS").unwrap_or_else(|| "default".into())
+}
+
+/// The roles whose pushes the sync-judge ignores.
+pub fn ignored_from_env() -> Result<crate::judge::IgnoredCallers, InitError> {
+    crate::judge::IgnoredCallers::parse(&env("TOZAI_IGNORE_ROLES").unwrap_or_default()).map_err(
+        |problem| InitError::Env {
+            name: "TOZAI_IGNORE_ROLES",
+            problem,
+        },
+    )
+}
+
+/// A region's CodeCommit repository name; the functions read changes through CodeCommit's
+/// API, so it must be a CodeCommit location.
+pub fn codecommit_name(region: &Region) -> Result<String, InitError> {
+    match &region.repository {
+        Location::CodeCommit { name, .. } => Ok(name.clone()),
+        other => Err(InitError::Env {
+            name: "TOZAI_CONFIG",
+            problem: format!(
+                "region {}'s repository {other} is not a CodeCommit repository",
+                region.name
+            ),
+        }),
+    }
+}
+
+/// A CodeCommit client for a region's repository (in that repository's AWS region).
+pub fn codecommit_client(
+    sdk: &aws_config::SdkConfig,
+    region: &Region,
+) -> aws_sdk_codecommit::Client {
+    let aws_region = match &region.repository {
+        Location::CodeCommit { region, .. } => region.clone(),
+        _ => region.aws_region.clone(),
+    };
+    let conf = aws_sdk_codecommit::config::Builder::from(sdk)
+        .region(aws_config::Region::new(aws_region))
+        .build();
+    aws_sdk_codecommit::Client::from_conf(conf)
+}
+
+/// The mirror as the Lambda and `tozai replay --execute` run it: fresh signed remotes for
+/// each run, the git2 mirror on a blocking thread, one ref at a time, never forced.
+#[cfg(feature = "git")]
+#[derive(Debug, Clone)]
+pub struct LiveMirror {
+    pub access: crate::remote::AwsAccess,
+    pub source: Location,
+    pub target: Location,
+    pub cache: PathBuf,
+}
+
+#[cfg(feature = "git")]
+impl LiveMirror {
+    /// From the config (primary to standby) and the environment.
+    pub fn from_config(config: &Config, sdk: &aws_config::SdkConfig) -> Result<Self, InitError> {
+        let provider = sdk.credentials_provider().ok_or(InitError::Env {
+            name: "AWS_ACCESS_KEY_ID",
+            problem: "no AWS credentials provider is configured".into(),
+        })?;
+        Ok(Self {
+            access: crate::remote::AwsAccess {
+                provider,
+                endpoint_override: env(crate::git_auth::ENDPOINT_OVERRIDE_ENV),
+            },
+            source: config.primary().repository.clone(),
+            target: config.standby().repository.clone(),
+            cache: env("TOZAI_CACHE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/tmp/tozai-cache")),
+        })
+    }
+}
+
+#[cfg(feature = "git")]
+impl crate::judge::RefMirror for LiveMirror {
+    async fn mirror_ref(
+        &self,
+        reference: &crate::refs::RefName,
+    ) -> Result<crate::mirror::MirrorOutcome, crate::ports::MirrorError> {
+        use crate::ports::{Mirror, MirrorError, MirrorRequest};
+        let remote = async |location: &Location| {
+            self.access
+                .remote(location)
+                .await
+                .map_err(|e| MirrorError::AuthenticationFailed {
+                    location: location.to_string(),
+                    detail: e.to_string(),
+                })
+        };
+        let request = MirrorRequest {
+            source: remote(&self.source).await?,
+            target: remote(&self.target).await?,
+            selection: crate::mirror::RefSelection::exactly(reference),
+            force: false,
+            dry_run: false,
+        };
+        let mirror = crate::adapters::git_mirror::Git2Mirror::new(self.cache.clone());
+        tokio::task::spawn_blocking(move || mirror.mirror(&request, None))
+            .await
+            .map_err(|e| MirrorError::Git {
+                location: self.target.to_string(),
+                context: "running the mirror",
+                source: Box::new(e),
+            })?
+    }
+}
+
+/// The pushed region's repository as a CodeCommit change source.
+pub fn repo(
+    sdk: &aws_config::SdkConfig,
+    region: &Region,
+) -> Result<crate::adapters::aws::CodeCommitRepo, InitError> {
+    Ok(crate::adapters::aws::CodeCommitRepo::new(
+        codecommit_client(sdk, region),
+        codecommit_name(region)?,
+    ))
+}
+
+/// The checkpoint store in `TOZAI_TABLE`.
+pub fn store(sdk: &aws_config::SdkConfig) -> Result<crate::adapters::aws::DynamoStore, InitError> {
+    Ok(crate::adapters::aws::DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        table_from_env()?,
+    ))
+}
+
+/// tozai's events on `TOZAI_EVENT_BUS`.
+pub fn events(sdk: &aws_config::SdkConfig) -> crate::adapters::aws::EventBridgeSink {
+    crate::adapters::aws::EventBridgeSink::new(
+        aws_sdk_eventbridge::Client::new(sdk),
+        bus_from_env(),
+    )
+}
+
+/// The pipeline and build starter.
+pub fn starter(sdk: &aws_config::SdkConfig) -> crate::adapters::aws::AwsStarter {
+    crate::adapters::aws::AwsStarter::new(
+        aws_sdk_codepipeline::Client::new(sdk),
+        aws_sdk_codebuild::Client::new(sdk),
+    )
+}
+
+/// JSON logs, one object a line (what CloudWatch Logs Insights reads), level from
+/// `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+/// Writes the invocation's decision record (one JSON line on stdout) or logs its error.
+pub fn logged(
+    result: Result<crate::judge::DecisionRecord, crate::judge::JudgeError>,
+) -> Result<crate::judge::DecisionRecord, crate::judge::JudgeError> {
+    match &result {
+        Ok(record) => println!("{}", serde_json::json!({ "decision": record })),
+        Err(e) => tracing::error!(error = %e, transient = e.is_transient(), "the event failed"),
+    }
+    result
+}
+
+/// Parses the Lambda's payload; a malformed event is logged with the field at fault.
+pub fn inbound(
+    payload: serde_json::Value,
+) -> Result<crate::event::Inbound, crate::event::EventError> {
+    crate::event::from_value(payload)
+        .inspect_err(|e| tracing::error!(error = %e, "malformed event: not retried usefully"))
+}

@@ -777,7 +777,15 @@ async fn start_once(
         variables: variables(decision, e, commit),
         token: start_token(&target.name, commit),
     };
-    let id = starter.start(&request).await?;
+    let id = match starter.start(&request).await {
+        Ok(id) => id,
+        Err(err) => {
+            if let Err(release) = store.release_start(&target.name, commit).await {
+                tracing::warn!(error = %release, target = %target.name, "could not release the claim; it lapses after its lease");
+            }
+            return Err(err);
+        }
+    };
     store.record_start(&target.name, commit, &id).await?;
     Ok(("started", Some(id)))
 }

@@ -261,6 +261,13 @@ pub trait CheckpointStore {
         lease: std::time::Duration,
     ) -> impl Future<Output = Result<Claim, ServiceError>> + Send;
 
+    /// Gives up a claim whose start failed, so that a retry may claim it at once.
+    fn release_start(
+        &self,
+        target: &str,
+        commit: &CommitId,
+    ) -> impl Future<Output = Result<(), ServiceError>> + Send;
+
     /// Records that the claimed start happened, with the run's id.
     fn record_start(
         &self,

@@ -485,6 +485,29 @@ impl CheckpointStore for DynamoStore {
         }
     }
 
+    async fn release_start(&self, target: &str, commit: &CommitId) -> Result<(), ServiceError> {
+        let key = Self::start_key(target, commit);
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(key.clone()))
+            .condition_expression("#s = :starting")
+            .expression_attribute_names("#s", "state")
+            .expression_attribute_values(":starting", AttributeValue::S("starting".into()))
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => Ok(()),
+            Err(err) if is_condition_failure(&err) => Ok(()),
+            Err(err) => Err(service_error(
+                &self.service(),
+                format!("DeleteItem {key}"),
+                err,
+            )),
+        }
+    }
+
     async fn record_start(
         &self,
         target: &str,

@@ -1,1 +1,985 @@
+//! The judges called directly with events shaped like AWS's samples, over fakes of the
+//! ports: an in-memory commit graph, store, starter and event bus.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::mirror::{MirrorOutcome, RefResult, RefStatus};
+use crate::ports::{Checkpoint, MirrorError};
+
+const CONFIG: &str = r#"
+primary = "tokyo"
+[regions.tokyo]
+aws_region = "ap-northeast-1"
+repository = "core-infra"
+[regions.osaka]
+aws_region = "ap-northeast-3"
+repository = "core-infra"
+[sync]
+branches = ["main", "release/*"]
+tags = ["v*"]
+[sync.to.osaka]
+paths = ["common/**", "secondary/**"]
+[sync.to.tokyo]
+paths = ["common/**", "primary/**"]
+[[pipeline]]
+name = "tokyo-core"
+region = "tokyo"
+codepipeline = "core-deploy"
+branches = ["main"]
+paths = ["common/**", "primary/**"]
+[[pipeline]]
+name = "tokyo-lint"
+region = "tokyo"
+codebuild = "core-lint"
+branches = ["main", "release/*"]
+paths = ["**/*.yaml"]
+[[pipeline]]
+name = "osaka-core"
+region = "osaka"
+codepipeline = "core-deploy"
+branches = ["main"]
+paths = ["common/**", "secondary/**"]
+tags = ["v*"]
+"#;
+
+fn config() -> Config {
+    Config::parse(CONFIG, "tozai.toml".as_ref()).unwrap()
+}
+
+// ---- a commit graph ----
+
+/// A commit: its parents (indices) and its files (path, content).
+type FakeCommit = (Vec<usize>, BTreeMap<String, u32>);
+
+#[derive(Default)]
+struct Repo {
+    commits: Mutex<Vec<FakeCommit>>,
+    branches: Mutex<HashMap<String, CommitId>>,
+    diffs: Mutex<Vec<(Option<CommitId>, CommitId)>>,
+}
+
+fn id(n: usize) -> CommitId {
+    format!("{:040x}", n + 1).parse().unwrap()
+}
+
+fn index(c: &CommitId) -> usize {
+    usize::from_str_radix(c.as_str(), 16).unwrap() - 1
+}
+
+impl Repo {
+    /// A commit on `parent` (none: a root) writing (`Some`) or deleting (`None`) files.
+    fn commit(&self, parent: Option<&CommitId>, files: &[(&str, Option<u32>)]) -> CommitId {
+        let mut commits = self.commits.lock().unwrap();
+        let (parents, mut tree) = match parent {
+            Some(p) => (vec![index(p)], commits[index(p)].1.clone()),
+            None => (vec![], BTreeMap::new()),
+        };
+        for (path, content) in files {
+            match content {
+                Some(c) => tree.insert(path.to_string(), *c),
+                None => tree.remove(*path),
+            };
+        }
+        commits.push((parents, tree));
+        id(commits.len() - 1)
+    }
+
+    fn ancestors(&self, c: &CommitId) -> HashSet<usize> {
+        let commits = self.commits.lock().unwrap();
+        let mut seen = HashSet::new();
+        let mut todo = vec![index(c)];
+        while let Some(n) = todo.pop() {
+            if seen.insert(n) {
+                todo.extend(&commits[n].0);
+            }
+        }
+        seen
+    }
+
+    fn diff_count(&self) -> usize {
+        self.diffs.lock().unwrap().len()
+    }
+}
+
+impl ChangeSource for Repo {
+    async fn changes(
+        &self,
+        before: Option<&CommitId>,
+        after: &CommitId,
+    ) -> Result<Vec<Change>, ChangeError> {
+        self.diffs
+            .lock()
+            .unwrap()
+            .push((before.cloned(), after.clone()));
+        let commits = self.commits.lock().unwrap();
+        let empty = BTreeMap::new();
+        let old = before.map_or(&empty, |b| &commits[index(b)].1);
+        let new = &commits[index(after)].1;
+        let mut out = Vec::new();
+        for (path, content) in new {
+            match old.get(path) {
+                None => out.push(Change::added(path)),
+                Some(c) if c != content => out.push(Change::modified(path)),
+                Some(_) => {}
+            }
+        }
+        for path in old.keys().filter(|p| !new.contains_key(*p)) {
+            out.push(Change::deleted(path));
+        }
+        Ok(out)
+    }
+}
+
+impl Ancestry for Repo {
+    async fn merge_base(
+        &self,
+        a: &CommitId,
+        b: &CommitId,
+    ) -> Result<Option<CommitId>, ChangeError> {
+        let common: Vec<usize> = self
+            .ancestors(a)
+            .intersection(&self.ancestors(b))
+            .copied()
+            .collect();
+        Ok(common.into_iter().max().map(id))
+    }
+
+    async fn branch_head(&self, branch: &str) -> Result<Option<CommitId>, ChangeError> {
+        Ok(self.branches.lock().unwrap().get(branch).cloned())
+    }
+}
+
+// ---- store, starter, events ----
+
+#[derive(Default)]
+struct Store {
+    checkpoints: Mutex<HashMap<String, Checkpoint>>,
+    starts: Mutex<HashMap<(String, CommitId), Option<String>>>,
+}
+
+fn key(consumer: &str, repository: &str, reference: &RefName) -> String {
+    format!("{consumer} {repository} {}", reference.full())
+}
+
+impl Store {
+    fn at(&self, consumer: &str, reference: &str) -> Option<CommitId> {
+        let r: RefName = reference.parse().unwrap();
+        self.checkpoints
+            .lock()
+            .unwrap()
+            .get(&key(consumer, "core-infra", &r))
+            .map(|c| c.commit.clone())
+    }
+
+    fn set(&self, consumer: &str, reference: &str, commit: &CommitId) {
+        let r: RefName = reference.parse().unwrap();
+        self.checkpoints.lock().unwrap().insert(
+            key(consumer, "core-infra", &r),
+            Checkpoint {
+                commit: commit.clone(),
+                version: 1,
+            },
+        );
+    }
+}
+
+impl CheckpointStore for Store {
+    async fn load(
+        &self,
+        consumer: &str,
+        repository: &str,
+        reference: &RefName,
+    ) -> Result<Option<Checkpoint>, ServiceError> {
+        Ok(self
+            .checkpoints
+            .lock()
+            .unwrap()
+            .get(&key(consumer, repository, reference))
+            .cloned())
+    }
+
+    async fn save(
+        &self,
+        consumer: &str,
+        repository: &str,
+        reference: &RefName,
+        commit: &CommitId,
+        expected: Option<&Checkpoint>,
+    ) -> Result<bool, ServiceError> {
+        let mut all = self.checkpoints.lock().unwrap();
+        let k = key(consumer, repository, reference);
+        if all.get(&k) != expected {
+            return Ok(false);
+        }
+        let version = expected.map_or(1, |e| e.version + 1);
+        all.insert(
+            k,
+            Checkpoint {
+                commit: commit.clone(),
+                version,
+            },
+        );
+        Ok(true)
+    }
+
+    async fn claim_start(
+        &self,
+        target: &str,
+        commit: &CommitId,
+        _lease: Duration,
+    ) -> Result<Claim, ServiceError> {
+        let mut starts = self.starts.lock().unwrap();
+        match starts.get(&(target.to_owned(), commit.clone())) {
+            Some(Some(id)) => Ok(Claim::Started(id.clone())),
+            Some(None) => Ok(Claim::InProgress),
+            None => {
+                starts.insert((target.to_owned(), commit.clone()), None);
+                Ok(Claim::Won)
+            }
+        }
+    }
+
+    async fn release_start(&self, target: &str, commit: &CommitId) -> Result<(), ServiceError> {
+        let mut starts = self.starts.lock().unwrap();
+        if let Some(None) = starts.get(&(target.to_owned(), commit.clone())) {
+            starts.remove(&(target.to_owned(), commit.clone()));
+        }
+        Ok(())
+    }
+
+    async fn record_start(
+        &self,
+        target: &str,
+        commit: &CommitId,
+        run_id: &str,
+    ) -> Result<(), ServiceError> {
+        self.starts
+            .lock()
+            .unwrap()
+            .insert((target.to_owned(), commit.clone()), Some(run_id.to_owned()));
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Starts {
+    done: Mutex<Vec<StartRequest>>,
+    /// Targets whose start fails, and whether transiently.
+    failing: Mutex<HashMap<String, bool>>,
+}
+
+impl Starts {
+    fn of(&self, target: &str) -> Vec<CommitId> {
+        self.done
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.target == target)
+            .map(|r| r.commit.clone())
+            .collect()
+    }
+}
+
+impl Starter for Starts {
+    async fn start(&self, r: &StartRequest) -> Result<String, ServiceError> {
+        if let Some(&transient) = self.failing.lock().unwrap().get(&r.target) {
+            return Err(ServiceError::new(
+                format!("CodePipeline pipeline {}", r.name),
+                "PipelineNotFoundException: not found",
+                transient,
+            ));
+        }
+        let mut done = self.done.lock().unwrap();
+        done.push(r.clone());
+        Ok(format!("run-{}", done.len()))
+    }
+}
+
+#[derive(Default)]
+struct Bus(Mutex<Vec<(String, Value)>>);
+
+impl Bus {
+    fn sent(&self) -> Vec<(String, Value)> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl EventSink for Bus {
+    async fn publish(&self, detail_type: &str, detail: &Value) -> Result<(), ServiceError> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((detail_type.to_owned(), detail.clone()));
+        Ok(())
+    }
+}
+
+// ---- events shaped like AWS's sample ----
+
+fn push(
+    aws_region: &str,
+    reference: &str,
+    old: Option<&CommitId>,
+    new: Option<&CommitId>,
+) -> Inbound {
+    push_by(
+        aws_region,
+        reference,
+        old,
+        new,
+        "arn:aws:iam::111111111111:user/admin",
+    )
+}
+
+fn push_by(
+    aws_region: &str,
+    reference: &str,
+    old: Option<&CommitId>,
+    new: Option<&CommitId>,
+    caller: &str,
+) -> Inbound {
+    let event = match (old, new) {
+        (None, Some(_)) => "referenceCreated",
+        (Some(_), Some(_)) => "referenceUpdated",
+        _ => "referenceDeleted",
+    };
+    let (kind, short) = match reference.strip_prefix("refs/tags/") {
+        Some(t) => ("tag", t),
+        None => ("branch", reference.trim_start_matches("refs/heads/")),
+    };
+    let mut detail = json!({
+        "callerUserArn": caller,
+        "event": event,
+        "referenceFullName": reference,
+        "referenceName": short,
+        "referenceType": kind,
+        "repositoryId": "280e6f04-7a9c-4c72-8d8f-947d83e21a96",
+        "repositoryName": "core-infra",
+    });
+    if let Some(o) = old {
+        detail["oldCommitId"] = json!(o.as_str());
+    }
+    if let Some(n) = new {
+        detail["commitId"] = json!(n.as_str());
+    }
+    crate::event::from_value(json!({
+        "version": "0", "id": "3f7101d2-f1c4-d0a4-6d89-69fc887cc5e4",
+        "detail-type": "CodeCommit Repository State Change", "source": "aws.codecommit",
+        "account": "111111111111", "time": "2023-10-10T21:05:45Z", "region": aws_region,
+        "resources": [format!("arn:aws:codecommit:{aws_region}:111111111111:core-infra")],
+        "detail": detail,
+    }))
+    .unwrap()
+}
+
+const TOKYO: &str = "ap-northeast-1";
+const OSAKA: &str = "ap-northeast-3";
+const MAIN: &str = "refs/heads/main";
+
+struct World {
+    config: Config,
+    repo: Repo,
+    store: Store,
+    starts: Starts,
+    bus: Bus,
+}
+
+impl World {
+    fn new() -> Self {
+        Self {
+            config: config(),
+            repo: Repo::default(),
+            store: Store::default(),
+            starts: Starts::default(),
+            bus: Bus::default(),
+        }
+    }
+
+    /// A main branch with one commit holding files everywhere, every consumer's checkpoint
+    /// on it (the steady state).
+    fn steady() -> (Self, CommitId) {
+        let w = Self::new();
+        let c0 = w.repo.commit(
+            None,
+            &[
+                ("common/vpc.yaml", Some(0)),
+                ("primary/root.yaml", Some(0)),
+                ("secondary/root.yaml", Some(0)),
+                ("docs/readme.md", Some(0)),
+            ],
+        );
+        w.repo
+            .branches
+            .lock()
+            .unwrap()
+            .insert("main".into(), c0.clone());
+        for consumer in [
+            "sync",
+            "target:tokyo-core",
+            "target:tokyo-lint",
+            "target:osaka-core",
+        ] {
+            w.store.set(consumer, MAIN, &c0);
+        }
+        (w, c0)
+    }
+
+    async fn sync(&self, inbound: Inbound) -> Result<DecisionRecord, JudgeError> {
+        let ignored = IgnoredCallers::parse("arn:aws:iam::111111111111:role/tozai-mirror").unwrap();
+        sync_judge(
+            &self.config,
+            &self.repo,
+            &self.store,
+            &self.bus,
+            &ignored,
+            inbound,
+        )
+        .await
+    }
+
+    async fn judge(&self, region: &str, inbound: Inbound) -> Result<DecisionRecord, JudgeError> {
+        pipeline_judge(
+            &self.config,
+            region,
+            &self.repo,
+            &self.store,
+            &self.starts,
+            inbound,
+        )
+        .await
+    }
+
+    fn requested(&self) -> Vec<String> {
+        self.bus
+            .sent()
+            .iter()
+            .filter(|(t, _)| t == SYNC_REQUESTED)
+            .map(|(_, d)| d["commit"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_common_change_is_mirrored_once_and_the_checkpoint_moves() {
+    let (w, c0) = World::steady();
+    let c1 = w.repo.commit(Some(&c0), &[("common/vpc.yaml", Some(1))]);
+    let record = w
+        .sync(push(TOKYO, MAIN, Some(&c0), Some(&c1)))
+        .await
+        .unwrap();
+    assert!(record.sync.as_ref().unwrap().requested);
+    let sent = w.bus.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].1["repository"], "core-infra");
+    assert_eq!(sent[0].1["ref"], MAIN);
+    assert_eq!(sent[0].1["commit"], c1.as_str());
+    assert_eq!(w.store.at("sync", MAIN), Some(c1.clone()));
+    assert_eq!(record.diffs[0].base, Some(c0));
+    assert_eq!(record.diffs[0].why, BaseWhy::Checkpoint);
+
+    // The same event again (at-least-once delivery): nothing more.
+    let again = w
+        .sync(push(TOKYO, MAIN, Some(&id(0)), Some(&c1)))
+        .await
+        .unwrap();
+    assert!(again.ignored.unwrap().contains("already handled"));
+    assert_eq!(w.bus.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn a_primary_only_change_is_not_mirrored_but_a_later_common_one_carries_it() {
+    let (w, c0) = World::steady();
+    let c1 = w.repo.commit(Some(&c0), &[("primary/root.yaml", Some(1))]);
+    let r1 = w
+        .sync(push(TOKYO, MAIN, Some(&c0), Some(&c1)))
+        .await
+        .unwrap();
+    assert!(!r1.sync.unwrap().requested);
+    assert!(w.bus.sent().is_empty());
+    assert_eq!(w.store.at("sync", MAIN), Some(c1.clone()));
+
+    let c2 = w
+        .repo
+        .commit(Some(&c1), &[("secondary/root.yaml", Some(2))]);
+    let r2 = w
+        .sync(push(TOKYO, MAIN, Some(&c1), Some(&c2)))
+        .await
+        .unwrap();
+    assert_eq!(r2.diffs[0].base, Some(c1));
+    assert_eq!(r2.diffs[0].changed, 1);
+    assert_eq!(w.requested(), vec![c2.to_string()]);
+}
+
+#[tokio::test]
+async fn the_sync_judge_ignores_what_is_not_its_business_without_calling_aws() {
+    let (w, c0) = World::steady();
+    let c1 = w.repo.commit(Some(&c0), &[("common/vpc.yaml", Some(1))]);
+    let cases = [
+        (
+            push_by(
+                TOKYO,
+                MAIN,
+                Some(&c0),
+                Some(&c1),
+                "arn:aws:sts::111111111111:assumed-role/tozai-mirror/1700000000",
+            ),
+            "mirror's own role",
+        ),
+        (push(OSAKA, MAIN, Some(&c0), Some(&c1)), "standby"),
+        (
+            push(TOKYO, "refs/heads/feature/x", Some(&c0), Some(&c1)),
+            "not mirrored",
+        ),
+        (
+            push(TOKYO, "refs/tags/nightly", None, Some(&c1)),
+            "not mirrored",
+        ),
+        (push(TOKYO, MAIN, Some(&c0), None), "deletion"),
+        (
+            push("eu-west-1", MAIN, Some(&c0), Some(&c1)),
+            "not in the config",
+        ),
+    ];
+    for (event, why) in cases {
+        let record = w.sync(event).await.unwrap();
+        let ignored = record.ignored.unwrap_or_default();
+        assert!(ignored.contains(why), "{ignored:?} should say {why:?}");
+    }
+    assert_eq!(w.repo.diff_count(), 0);
+    assert!(w.bus.sent().is_empty());
+    assert_eq!(w.store.at("sync", MAIN), Some(c0));
+}
+
+#[tokio::test]
+async fn a_new_branch_is_judged_against_its_merge_base_with_the_base_branch() {
+    let (w, c0) = World::steady();
+    let c1 = w.repo.commit(Some(&c0), &[("common/vpc.yaml", Some(1))]);
+    let record = w
+        .sync(push(TOKYO, "refs/heads/release/1", None, Some(&c1)))
+        .await
+        .unwrap();
+    assert_eq!(record.diffs[0].base, Some(c0));
+    assert_eq!(
+        record.diffs[0].why,
+        BaseWhy::MergeBase {
+            branch: "main".into()
+        }
+    );
+    assert_eq!(record.diffs[0].changed, 1);
+    assert_eq!(w.requested(), vec![c1.to_string()]);
+}
+
+#[tokio::test]
+async fn with_no_usable_base_every_file_counts_as_changed() {
+    let w = World::new();
+    let c0 = w.repo.commit(
+        None,
+        &[("secondary/root.yaml", Some(0)), ("docs/a.md", Some(0))],
+    );
+    let record = w.sync(push(TOKYO, MAIN, None, Some(&c0))).await.unwrap();
+    assert_eq!(record.diffs[0].base, None);
+    assert!(matches!(record.diffs[0].why, BaseWhy::WholeTree { .. }));
+    assert_eq!(record.diffs[0].changed, 2);
+    assert_eq!(w.requested(), vec![c0.to_string()]);
+}
+
+#[tokio::test]
+async fn the_same_event_five_times_starts_each_target_once() {
+    let (w, c0) = World::steady();
+    let c1 = w.repo.commit(Some(&c0), &[("common/vpc.yaml", Some(1))]);
+    for _ in 0..5 {
+        w.judge("tokyo", push(TOKYO, MAIN, Some(&c0), Some(&c1)))
+            .await
+            .unwrap();
+    }
+    assert_eq!(w.starts.of("tokyo-core"), vec![c1.clone()]);
+    assert_eq!(w.starts.of("tokyo-lint"), vec![c1.clone()]);
+    assert!(
+        w.starts.of("osaka-core").is_empty(),
+        "Tokyo's judge starts Tokyo only"
+    );
+    let done = w.starts.done.lock().unwrap().clone();
+    let core = done.iter().find(|r| r.target == "tokyo-core").unwrap();
+    assert_eq!(core.kind, "codepipeline");
+    assert_eq!(core.name, "core-deploy");
+    assert_eq!(core.source_action.as_deref(), Some("Source"));
+    assert_eq!(core.token, start_token("tokyo-core", &c1));
+    let vars: BTreeMap<_, _> = core.variables.iter().cloned().collect();
+    assert_eq!(vars["TOZAI_COMMIT_ID"], c1.as_str());
+    assert_eq!(vars["TOZAI_REF"], MAIN);
+    assert_eq!(vars["TOZAI_MATCHED_PATHS"], "common/vpc.yaml");
+    let lint = done.iter().find(|r| r.target == "tokyo-lint").unwrap();
+    assert_eq!(
+        (lint.kind, lint.source_action.as_deref()),
+        ("codebuild", None)
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_after_the_checkpoint_moved_elsewhere_still_does_not_start_twice() {
+    // The start record, not only the checkpoint, keeps a start unique: a checkpoint reset
+    // (a force-push back and forth) does not start the same commit again.
+    let (w, c0) = World::steady();
+    let c1 = w.repo.commit(Some(&c0), &[("primary/root.yaml", Some(1))]);
+    w.judge("tokyo", push(TOKYO, MAIN, Some(&c0), Some(&c1)))
+        .await
+        .unwrap();
+    w.store.set("target:tokyo-core", MAIN, &c0);
+    let record = w
+        .judge("tokyo", push(TOKYO, MAIN, Some(&c0), Some(&c1)))
+        .await
+        .unwrap();
+    let core = record
+        .targets
+        .iter()
+        .find(|t| t.target == "tokyo-core")
+        .unwrap();
+    assert_eq!(core.result, "already_started");
+    assert_eq!(core.run_id.as_deref(), Some("run-1"));
+    assert_eq!(w.starts.of("tokyo-core").len(), 1);
+}
+
+#[tokio::test]
+async fn events_in_reverse_order_start_the_newest_commit_and_never_roll_back() {
+    let (w, c0) = World::steady();
+    let c1 = w.repo.commit(Some(&c0), &[("primary/root.yaml", Some(1))]);
+    let c2 = w.repo.commit(Some(&c1), &[("docs/readme.md", Some(2))]);
+    // The newer event first: its diff from the checkpoint covers c1's change too.
+    let newer = w
+        .judge("tokyo", push(TOKYO, MAIN, Some(&c1), Some(&c2)))
+        .await
+        .unwrap();
+    assert_eq!(newer.diffs[0].base, Some(c0.clone()));
+    assert_eq!(w.starts.of("tokyo-core"), vec![c2.clone()]);
+    // The older event last: already handled, nothing starts on the older commit.
+    let older = w
+        .judge("tokyo", push(TOKYO, MAIN, Some(&c0), Some(&c1)))
+        .await
+        .unwrap();
+    assert!(older.targets.iter().all(|t| t.result == "already_handled"));
+    assert_eq!(w.starts.of("tokyo-core"), vec![c2.clone()]);
+    assert_eq!(w.store.at("target:tokyo-core", MAIN), Some(c2));
+}
+
+#[tokio::test]
+async fn a_lost_event_is_covered_by_the_next_one() {
+    let (w, c0) = World::steady();
+    let c1 = w.repo.commit(Some(&c0), &[("primary/root.yaml", Some(1))]);
+    let c2 = w.repo.commit(Some(&c1), &[("docs/readme.md", Some(2))]);
+    // c1's event is lost; c2's alone changes only docs, yet Tokyo must deploy c1's change.
+    w.judge("tokyo", push(TOKYO, MAIN, Some(&c1), Some(&c2)))
+        .await
+        .unwrap();
+    assert_eq!(w.starts.of("tokyo-core"), vec![c2]);
+}
+
+#[tokio::test]
+async fn a_force_push_is_diffed_from_the_events_old_commit() {
+    let (w, c0) = World::steady();
+    let c1 = w.repo.commit(Some(&c0), &[("primary/root.yaml", Some(1))]);
+    w.judge("tokyo", push(TOKYO, MAIN, Some(&c0), Some(&c1)))
+        .await
+        .unwrap();
+    // main is force-pushed to a sibling of c1 that changes only docs.
+    let c2 = w.repo.commit(Some(&c0), &[("docs/readme.md", Some(9))]);
+    let record = w
+        .judge("tokyo", push(TOKYO, MAIN, Some(&c1), Some(&c2)))
+        .await
+        .unwrap();
+    assert_eq!(record.diffs[0].base, Some(c1.clone()));
+    assert!(matches!(record.diffs[0].why, BaseWhy::EventBefore { .. }));
+    // Going back from c1 to c2 reverts primary/root.yaml: Tokyo deploys c2.
+    assert_eq!(w.starts.of("tokyo-core"), vec![c1, c2]);
+}
+
+#[tokio::test]
+async fn a_failed_start_fails_the_event_and_a_retry_starts_it() {
+    let (w, c0) = World::steady();
+    let c1 = w.repo.commit(Some(&c0), &[("common/vpc.yaml", Some(1))]);
+    w.starts
+        .failing
+        .lock()
+        .unwrap()
+        .insert("tokyo-core".into(), false);
+    let err = w
+        .judge("tokyo", push(TOKYO, MAIN, Some(&c0), Some(&c1)))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("tokyo-core") && text.contains("PipelineNotFoundException"),
+        "{text}"
+    );
+    assert!(!err.is_transient());
+    // The other target started; the failed one's checkpoint did not move.
+    assert_eq!(w.starts.of("tokyo-lint"), vec![c1.clone()]);
+    assert_eq!(w.store.at("target:tokyo-core", MAIN), Some(c0));
+    assert_eq!(w.store.at("target:tokyo-lint", MAIN), Some(c1.clone()));
+
+    w.starts.failing.lock().unwrap().clear();
+    w.judge("tokyo", push(TOKYO, MAIN, Some(&id(0)), Some(&c1)))
+        .await
+        .unwrap();
+    assert_eq!(w.starts.of("tokyo-core"), vec![c1.clone()]);
+    assert_eq!(w.starts.of("tokyo-lint"), vec![c1]);
+}
+
+#[tokio::test]
+async fn a_start_in_progress_elsewhere_is_retried_not_duplicated() {
+    let (w, c0) = World::steady();
+    let c1 = w.repo.commit(Some(&c0), &[("primary/root.yaml", Some(1))]);
+    w.store
+        .starts
+        .lock()
+        .unwrap()
+        .insert(("tokyo-core".into(), c1.clone()), None);
+    let err = w
+        .judge("tokyo", push(TOKYO, MAIN, Some(&c0), Some(&c1)))
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(w.starts.of("tokyo-core").is_empty());
+}
+
+#[tokio::test]
+async fn the_standby_judge_starts_its_own_targets_and_tags_that_opt_in() {
+    let (w, c0) = World::steady();
+    let c1 = w
+        .repo
+        .commit(Some(&c0), &[("secondary/root.yaml", Some(1))]);
+    // A push to Tokyo's repository is not Osaka's business.
+    let other = w
+        .judge("osaka", push(TOKYO, MAIN, Some(&c0), Some(&c1)))
+        .await
+        .unwrap();
+    assert!(other.ignored.is_some());
+    w.judge("osaka", push(OSAKA, MAIN, Some(&c0), Some(&c1)))
+        .await
+        .unwrap();
+    assert_eq!(w.starts.of("osaka-core"), vec![c1.clone()]);
+    // A release tag on a new commit: judged on its whole tree, started once.
+    let c2 = w.repo.commit(Some(&c1), &[("common/vpc.yaml", Some(2))]);
+    let tag = w
+        .judge("osaka", push(OSAKA, "refs/tags/v1.0", None, Some(&c2)))
+        .await
+        .unwrap();
+    assert!(matches!(tag.diffs[0].why, BaseWhy::WholeTree { .. }));
+    assert_eq!(w.starts.of("osaka-core"), vec![c1, c2]);
+    // A tag no target opted into starts nothing and reads nothing.
+    let diffs = w.repo.diff_count();
+    let none = w
+        .judge("tokyo", push(TOKYO, "refs/tags/v1.1", None, Some(&id(0))))
+        .await
+        .unwrap();
+    assert!(none.ignored.unwrap().contains("no target"));
+    assert_eq!(w.repo.diff_count(), diffs);
+}
+
+#[tokio::test]
+async fn one_diff_serves_every_target_with_the_same_base() {
+    let (w, c0) = World::steady();
+    let c1 = w.repo.commit(Some(&c0), &[("common/vpc.yaml", Some(1))]);
+    let record = w
+        .judge("tokyo", push(TOKYO, MAIN, Some(&c0), Some(&c1)))
+        .await
+        .unwrap();
+    assert_eq!(w.repo.diff_count(), 1);
+    assert_eq!(record.diffs.len(), 1);
+    assert_eq!(
+        record.diffs[0].consumers,
+        vec!["target:tokyo-core", "target:tokyo-lint"]
+    );
+    let json: Value = serde_json::from_str(&record.to_json()).unwrap();
+    assert_eq!(json["function"], "pipeline-judge");
+    assert_eq!(json["ref"], MAIN);
+    assert_eq!(json["before"], c0.as_str());
+    assert_eq!(json["after"], c1.as_str());
+    assert_eq!(json["diffs"][0]["why"], "checkpoint");
+    assert_eq!(json["targets"][0]["result"], "started");
+    assert_eq!(json["targets"][0]["run_id"], "run-1");
+    assert_eq!(json["targets"][0]["matches"][0]["path"], "common/vpc.yaml");
+}
+
+#[test]
+fn start_tokens_are_deterministic_valid_and_distinct() {
+    let c = id(41);
+    let long = "t".repeat(500);
+    let mut seen = HashSet::new();
+    for target in [
+        "tokyo-core",
+        "osaka-core",
+        "名前 with spaces",
+        long.as_str(),
+    ] {
+        let token = start_token(target, &c);
+        assert_eq!(token, start_token(target, &c));
+        assert!(token.len() <= 128, "{token}");
+        assert!(
+            token
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-'),
+            "{token}"
+        );
+        assert!(seen.insert(token));
+    }
+    assert_ne!(
+        start_token("tokyo-core", &id(1)),
+        start_token("tokyo-core", &id(2))
+    );
+}
+
+#[test]
+fn ignored_callers_match_roles_in_any_session_only() {
+    let i = IgnoredCallers::parse("tozai-mirror, arn:aws:iam::1:role/path/other").unwrap();
+    assert!(i.ignores(Some("arn:aws:sts::1:assumed-role/tozai-mirror/123")));
+    assert!(i.ignores(Some("arn:aws:sts::1:assumed-role/other/abc")));
+    assert!(!i.ignores(Some("arn:aws:sts::1:assumed-role/tozai-mirror-2/123")));
+    assert!(!i.ignores(Some("arn:aws:iam::1:user/tozai-mirror")));
+    assert!(!i.ignores(None));
+    let err = IgnoredCallers::parse("arn:aws:iam::1:user/x").unwrap_err();
+    assert!(err.contains("arn:aws:iam::1:user/x"), "{err}");
+    assert!(IgnoredCallers::parse("bad name!").is_err());
+}
+
+// ---- the mirror ----
+
+struct FakeMirror {
+    calls: Mutex<Vec<RefName>>,
+    answer: fn(&RefName) -> Result<MirrorOutcome, MirrorError>,
+}
+
+impl RefMirror for FakeMirror {
+    async fn mirror_ref(&self, reference: &RefName) -> Result<MirrorOutcome, MirrorError> {
+        self.calls.lock().unwrap().push(reference.clone());
+        (self.answer)(reference)
+    }
+}
+
+fn outcome(reference: &RefName, status: RefStatus) -> MirrorOutcome {
+    MirrorOutcome {
+        source: "codecommit::ap-northeast-1://core-infra".into(),
+        target: "codecommit::ap-northeast-3://core-infra".into(),
+        dry_run: false,
+        refs: vec![RefResult {
+            reference: reference.clone(),
+            status,
+        }],
+        objects_sent: 3,
+        bytes_sent: 100,
+        elapsed: Duration::from_millis(5),
+    }
+}
+
+fn sync_request(repository: &str, reference: &str) -> Inbound {
+    crate::event::from_value(json!({
+        "version": "0", "id": "1", "detail-type": "Sync Requested", "source": "tozai",
+        "account": "111111111111", "time": "2024-01-01T00:00:00Z", "region": TOKYO,
+        "resources": [],
+        "detail": {"repository": repository, "ref": reference, "commit": id(7).as_str(),
+                   "reason": "changed paths match its rule"},
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_mirror_mirrors_the_requested_ref_and_reports() {
+    let config = config();
+    let bus = Bus::default();
+    let ok = FakeMirror {
+        calls: Mutex::default(),
+        answer: |r| Ok(outcome(r, RefStatus::Created { new: id(7) })),
+    };
+    let record = mirror_job(&config, &ok, &bus, sync_request("core-infra", MAIN))
+        .await
+        .unwrap();
+    assert_eq!(
+        *ok.calls.lock().unwrap(),
+        vec![RefName::branch("main").unwrap()]
+    );
+    let sent = bus.sent();
+    assert_eq!(sent[0].0, SYNC_COMPLETED);
+    assert_eq!(sent[0].1["status"], "in_sync");
+    assert_eq!(sent[0].1["to"], "osaka");
+    assert_eq!(sent[0].1["counts"]["created"], 1);
+    assert_eq!(record.mirror.unwrap()["objects_sent"], 3);
+
+    // A diverged standby: reported (an alarm), not retried.
+    let diverged = FakeMirror {
+        calls: Mutex::default(),
+        answer: |r| {
+            Ok(outcome(
+                r,
+                RefStatus::Diverged {
+                    source: Some(id(7)),
+                    standby: id(8),
+                },
+            ))
+        },
+    };
+    mirror_job(&config, &diverged, &bus, sync_request("core-infra", MAIN))
+        .await
+        .unwrap();
+    assert_eq!(bus.sent()[1].0, SYNC_FAILED);
+    assert_eq!(bus.sent()[1].1["status"], "out_of_step");
+
+    // A run that failed: reported and returned, transient so that it is retried.
+    let down = FakeMirror {
+        calls: Mutex::default(),
+        answer: |_| {
+            Err(MirrorError::Unreachable {
+                location: "codecommit::ap-northeast-3://core-infra".into(),
+                context: "pushing",
+                source: "connection refused".into(),
+            })
+        },
+    };
+    let err = mirror_job(&config, &down, &bus, sync_request("core-infra", MAIN))
+        .await
+        .unwrap_err();
+    assert!(err.is_transient());
+    assert_eq!(bus.sent()[2].0, SYNC_FAILED);
+    assert!(
+        bus.sent()[2].1["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach")
+    );
+}
+
+#[tokio::test]
+async fn the_mirror_handles_source_deletions_and_ignores_the_rest() {
+    let config = config();
+    let bus = Bus::default();
+    let m = FakeMirror {
+        calls: Mutex::default(),
+        answer: |r| Ok(outcome(r, RefStatus::Deleted { old: id(3) })),
+    };
+    let tag = "refs/tags/v1.0";
+    mirror_job(&config, &m, &bus, push(TOKYO, tag, Some(&id(3)), None))
+        .await
+        .unwrap();
+    assert_eq!(
+        *m.calls.lock().unwrap(),
+        vec![RefName::tag("v1.0").unwrap()]
+    );
+
+    for (inbound, why) in [
+        (push(OSAKA, MAIN, Some(&id(3)), None), "primary"),
+        (push(TOKYO, MAIN, Some(&id(3)), Some(&id(4))), "sync-judge"),
+        (sync_request("other-repo", MAIN), "not the primary"),
+        (
+            sync_request("core-infra", "refs/heads/feature/x"),
+            "not mirrored",
+        ),
+    ] {
+        let record = mirror_job(&config, &m, &bus, inbound).await.unwrap();
+        let ignored = record.ignored.unwrap_or_default();
+        assert!(ignored.contains(why), "{ignored:?} should say {why:?}");
+    }
+    assert_eq!(m.calls.lock().unwrap().len(), 1);
+}

@@ -8,6 +8,7 @@
 
 pub mod mirror;
 pub mod server;
+pub mod stand_ins;
 pub mod timing;
 
 use std::ffi::{OsStr, OsString};

@@ -46,10 +46,16 @@ const TRANSIENT_CODES: &[&str] = &[
 
 /// The AWS error code of a failed call (`None` for network and timeout errors), and
 /// whether it is transient.
-fn classify<E: ProvideErrorMetadata>(err: &SdkError<E>) -> (Option<String>, bool) {
+fn classify<E: ProvideErrorMetadata + std::error::Error>(
+    err: &SdkError<E>,
+) -> (Option<String>, bool) {
     match err {
         SdkError::ServiceError(s) => {
-            let code = s.err().code().map(str::to_owned);
+            let code = s
+                .err()
+                .code()
+                .map(str::to_owned)
+                .or_else(|| modeled_code(s.err()));
             let transient = code
                 .as_deref()
                 .is_some_and(|c| TRANSIENT_CODES.contains(&c))
@@ -63,14 +69,25 @@ fn classify<E: ProvideErrorMetadata>(err: &SdkError<E>) -> (Option<String>, bool
     }
 }
 
+/// The code of a modeled error whose metadata carries none: its Display starts with the
+/// exception's name (`ConflictException: busy`, `ConflictException [ConflictException]`).
+fn modeled_code<E: std::error::Error>(err: &E) -> Option<String> {
+    let text = err.to_string();
+    let name: String = text
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
+    (name.len() > 3 && (name.ends_with("Exception") || name.ends_with("Error"))).then_some(name)
+}
+
 /// One line for an SDK error: its code and message, or the transport failure.
 fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(err: &SdkError<E>) -> String {
     match err {
-        SdkError::ServiceError(s) => format!(
-            "{}: {}",
-            s.err().code().unwrap_or("unknown error"),
-            s.err().message().unwrap_or("(no message)")
-        ),
+        SdkError::ServiceError(s) => match (s.err().code(), s.err().message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            // A modeled error names itself in its Display.
+            _ => s.err().to_string(),
+        },
         other => {
             let mut text = other.to_string();
             let mut source = std::error::Error::source(other);
@@ -377,7 +394,7 @@ fn string<'a>(
     item.get(name)?.as_s().ok().map(String::as_str)
 }
 
-fn is_condition_failure<E: ProvideErrorMetadata>(err: &SdkError<E>) -> bool {
+fn is_condition_failure<E: ProvideErrorMetadata + std::error::Error>(err: &SdkError<E>) -> bool {
     classify(err).0.as_deref() == Some("ConditionalCheckFailedException")
 }
 

@@ -115,30 +115,27 @@ pub enum Inbound {
     Ignored(String),
 }
 
-#[derive(Deserialize)]
-struct Envelope {
-    id: Option<String>,
-    #[serde(rename = "detail-type")]
-    detail_type: String,
-    source: String,
-    account: Option<String>,
-    region: Option<String>,
-    #[serde(default)]
-    detail: serde_json::Value,
+/// An EventBridge event as the Lambda runtime hands it over, its detail not yet typed.
+type Envelope = aws_lambda_events::event::eventbridge::EventBridgeEvent<serde_json::Value>;
+
+/// The detail of a "CodeCommit Repository State Change" event (every field optional here;
+/// which are required depends on `event` and is checked by [`parse`]). Unknown fields, such
+/// as those of merges made by CodeCommit, are ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateDetail {
+    pub event: Option<String>,
+    pub repository_name: Option<String>,
+    pub reference_full_name: Option<String>,
+    pub reference_name: Option<String>,
+    pub reference_type: Option<String>,
+    pub commit_id: Option<String>,
+    pub old_commit_id: Option<String>,
+    pub caller_user_arn: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StateDetail {
-    event: Option<String>,
-    repository_name: Option<String>,
-    reference_full_name: Option<String>,
-    reference_name: Option<String>,
-    reference_type: Option<String>,
-    commit_id: Option<String>,
-    old_commit_id: Option<String>,
-    caller_user_arn: Option<String>,
-}
+/// A CodeCommit ref event, typed.
+pub type StateChangeEvent = aws_lambda_events::event::eventbridge::EventBridgeEvent<StateDetail>;
 
 /// The longest event tozai reads (EventBridge's own limit is 256 KiB).
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
@@ -290,6 +287,19 @@ mod tests {
         let mut v = sample();
         v[path[0]].as_object_mut().unwrap().remove(path[1]);
         v
+    }
+
+    #[test]
+    fn the_docs_sample_is_an_eventbridge_event_with_a_typed_detail() {
+        let typed: StateChangeEvent = serde_json::from_value(sample()).unwrap();
+        assert_eq!(typed.detail_type, STATE_CHANGE);
+        assert_eq!(typed.detail.repository_name.as_deref(), Some("some-repo"));
+        assert_eq!(typed.detail.event.as_deref(), Some("referenceUpdated"));
+        let back = serde_json::to_value(&typed).unwrap();
+        assert_eq!(
+            back["detail"]["oldCommitId"],
+            sample()["detail"]["oldCommitId"]
+        );
     }
 
     #[test]

@@ -111,6 +111,9 @@ pub struct SyncRequested {
 pub enum Inbound {
     RefChanged(RefChanged),
     SyncRequested(SyncRequested),
+    /// An EventBridge schedule (`aws.events` / "Scheduled Event"): the mirror reconciles
+    /// every configured ref, in case an event was lost for good.
+    Scheduled,
     /// Acknowledged and not acted on; the string says why.
     Ignored(String),
 }
@@ -164,6 +167,7 @@ fn from_envelope(e: Envelope) -> Result<Inbound, EventError> {
     match (e.source.as_str(), e.detail_type.as_str()) {
         ("aws.codecommit", STATE_CHANGE) => state_change(e),
         (TOZAI_SOURCE, SYNC_REQUESTED) => sync_requested(e.detail).map(Inbound::SyncRequested),
+        ("aws.events", "Scheduled Event") => Ok(Inbound::Scheduled),
         (source, detail_type) => Ok(Inbound::Ignored(format!(
             "not a ref change or a sync request (source {source:?}, detail-type {detail_type:?})"
         ))),

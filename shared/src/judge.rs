@@ -353,6 +353,9 @@ fn event_of(function: &'static str, inbound: Inbound) -> Result<RefChanged, Box<
     match inbound {
         Inbound::RefChanged(e) => Ok(e),
         Inbound::Ignored(why) => Err(Box::new(DecisionRecord::new(function).ignore(why))),
+        Inbound::Scheduled => Err(Box::new(
+            DecisionRecord::new(function).ignore("a schedule is the mirror's reconciliation"),
+        )),
         Inbound::SyncRequested(_) => Err(Box::new(
             DecisionRecord::new(function).ignore("a sync request is the mirror's to handle"),
         )),
@@ -797,6 +800,12 @@ pub trait RefMirror {
         &self,
         reference: &RefName,
     ) -> impl Future<Output = Result<crate::mirror::MirrorOutcome, crate::ports::MirrorError>> + Send;
+
+    /// Mirrors every branch and tag the selection names (the scheduled reconciliation).
+    fn mirror_selected(
+        &self,
+        selection: crate::mirror::RefSelection,
+    ) -> impl Future<Output = Result<crate::mirror::MirrorOutcome, crate::ports::MirrorError>> + Send;
 }
 
 /// The detail-type of a finished mirror.
@@ -826,6 +835,15 @@ where
     record.region = Some(primary.name.clone());
     let (repository, reference, commit) = match inbound {
         Inbound::Ignored(why) => return Ok(record.ignore(why)),
+        Inbound::Scheduled => {
+            record.repository = Some(primary.repository.name());
+            let selection = crate::mirror::RefSelection {
+                branches: Some(config.sync.branches.clone()),
+                tags: Some(config.sync.tags.clone()),
+            };
+            let outcome = mirror.mirror_selected(selection).await;
+            return report(config, events, record, None, outcome).await;
+        }
         Inbound::SyncRequested(s) => {
             let reference: RefName =
                 s.reference.parse().map_err(|err: crate::refs::RefError| {
@@ -871,12 +889,24 @@ where
             reference.short()
         )));
     }
+    let outcome = mirror.mirror_ref(&reference).await;
+    report(config, events, record, commit, outcome).await
+}
+
+/// Publishes `Sync Completed` or `Sync Failed` for a mirror run and completes the record.
+async fn report<E: EventSink>(
+    config: &Config,
+    events: &E,
+    mut record: DecisionRecord,
+    commit: Option<CommitId>,
+    outcome: Result<crate::mirror::MirrorOutcome, crate::ports::MirrorError>,
+) -> Result<DecisionRecord, JudgeError> {
     let detail = |status: &str, extra: serde_json::Value| {
         let mut d = serde_json::json!({
-            "repository": repository,
-            "ref": reference.full(),
+            "repository": record.repository,
+            "ref": record.reference,
             "commit": commit.as_ref().map(|c| c.to_string()),
-            "from": primary.name,
+            "from": config.primary().name,
             "to": config.standby().name,
             "status": status,
         });
@@ -885,7 +915,7 @@ where
         }
         d
     };
-    match mirror.mirror_ref(&reference).await {
+    match outcome {
         Ok(outcome) => {
             let summary = serde_json::json!({
                 "refs": outcome.refs,

@@ -173,6 +173,14 @@ impl crate::judge::RefMirror for LiveMirror {
         &self,
         reference: &crate::refs::RefName,
     ) -> Result<crate::mirror::MirrorOutcome, crate::ports::MirrorError> {
+        self.mirror_selected(crate::mirror::RefSelection::exactly(reference))
+            .await
+    }
+
+    async fn mirror_selected(
+        &self,
+        selection: crate::mirror::RefSelection,
+    ) -> Result<crate::mirror::MirrorOutcome, crate::ports::MirrorError> {
         use crate::ports::{Mirror, MirrorError, MirrorRequest};
         let remote = async |location: &Location| {
             self.access
@@ -186,7 +194,7 @@ impl crate::judge::RefMirror for LiveMirror {
         let request = MirrorRequest {
             source: remote(&self.source).await?,
             target: remote(&self.target).await?,
-            selection: crate::mirror::RefSelection::exactly(reference),
+            selection,
             force: false,
             dry_run: false,
         };

@@ -858,6 +858,28 @@ impl RefMirror for FakeMirror {
         self.calls.lock().unwrap().push(reference.clone());
         (self.answer)(reference)
     }
+
+    async fn mirror_selected(
+        &self,
+        selection: crate::mirror::RefSelection,
+    ) -> Result<MirrorOutcome, MirrorError> {
+        // Record which of a few refs the selection takes.
+        let mut refs = Vec::new();
+        for r in [
+            "refs/heads/main",
+            "refs/heads/feature/x",
+            "refs/tags/v1.0",
+            "refs/tags/nightly",
+        ] {
+            let r: RefName = r.parse().unwrap();
+            if selection.selects(&r) {
+                refs.push(r);
+            }
+        }
+        let first = refs[0].clone();
+        self.calls.lock().unwrap().extend(refs);
+        (self.answer)(&first)
+    }
 }
 
 fn outcome(reference: &RefName, status: RefStatus) -> MirrorOutcome {
@@ -982,4 +1004,35 @@ async fn the_mirror_handles_source_deletions_and_ignores_the_rest() {
         assert!(ignored.contains(why), "{ignored:?} should say {why:?}");
     }
     assert_eq!(m.calls.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_schedule_reconciles_every_configured_ref() {
+    let config = config();
+    let bus = Bus::default();
+    let m = FakeMirror {
+        calls: Mutex::default(),
+        answer: |r| Ok(outcome(r, RefStatus::Unchanged { at: id(1) })),
+    };
+    let schedule = crate::event::from_value(json!({
+        "version": "0", "id": "9", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "111111111111", "time": "2024-01-01T00:00:00Z", "region": TOKYO,
+        "resources": ["arn:aws:events:ap-northeast-1:111111111111:rule/tozai-reconcile"],
+        "detail": {},
+    }))
+    .unwrap();
+    mirror_job(&config, &m, &bus, schedule.clone())
+        .await
+        .unwrap();
+    let calls: Vec<String> = m.calls.lock().unwrap().iter().map(|r| r.full()).collect();
+    assert_eq!(
+        calls,
+        ["refs/heads/main", "refs/tags/v1.0"],
+        "sync.branches and sync.tags"
+    );
+    assert_eq!(bus.sent()[0].0, SYNC_COMPLETED);
+    // The judges leave schedules alone.
+    let w = World::new();
+    assert!(w.sync(schedule.clone()).await.unwrap().ignored.is_some());
+    assert!(w.judge("tokyo", schedule).await.unwrap().ignored.is_some());
 }

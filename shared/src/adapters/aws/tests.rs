@@ -315,7 +315,7 @@ async fn a_build_start_is_pinned_with_an_idempotency_token() {
     let starter = AwsStarter::new(pipelines, builds);
     let r = request("codebuild", commit(5));
     assert_eq!(starter.start(&r).await.unwrap(), "core-lint:1");
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     assert_eq!(seen[0].project_name(), Some("core-deploy"));
     assert_eq!(seen[0].source_version(), Some(commit(5).as_str()));
     assert!(token_is_valid(seen[0].idempotency_token().unwrap()));
@@ -443,7 +443,7 @@ async fn events_are_published_on_the_bus_and_refusals_are_errors() {
     let sink = EventBridgeSink::new(client, "tozai-bus");
     let detail = serde_json::json!({"repository": "core-infra", "ref": "refs/heads/main"});
     sink.publish("Sync Requested", &detail).await.unwrap();
-    let req = &seen.lock().unwrap()[0];
+    let req = seen.lock().unwrap()[0].clone();
     let entry = &req.entries()[0];
     assert_eq!(entry.source(), Some("tozai"));
     assert_eq!(entry.detail_type(), Some("Sync Requested"));

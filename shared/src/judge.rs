@@ -345,7 +345,11 @@ fn region_of<'c>(config: &'c Config, e: &RefChanged) -> Option<&'c Region> {
         Location::CodeCommit { region, name } => {
             name == &e.repository && e.region.as_ref().is_none_or(|er| er == region)
         }
-        other => other.name() == e.repository && e.region.is_none(),
+        // A local or plain-URL repository (`tozai demo`, tests): by name, and by the
+        // region's `aws_region` when the event says.
+        other => {
+            other.name() == e.repository && e.region.as_ref().is_none_or(|er| er == &r.aws_region)
+        }
     })
 }
 

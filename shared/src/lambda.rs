@@ -134,15 +134,21 @@ pub fn codecommit_client(
     aws_sdk_codecommit::Client::from_conf(conf)
 }
 
-/// The mirror as the Lambda and `tozai replay --execute` run it: fresh signed remotes for
-/// each run, the git2 mirror on a blocking thread, one ref at a time, never forced.
+/// The mirror as the Lambda, `tozai replay` and `tozai demo` run it: fresh signed remotes
+/// for each run (AWS access only for CodeCommit locations), the git2 mirror on a blocking
+/// thread. The Lambda never forces and never dry-runs.
 #[cfg(feature = "git")]
 #[derive(Debug, Clone)]
 pub struct LiveMirror {
-    pub access: crate::remote::AwsAccess,
+    /// Needed when a location is CodeCommit.
+    pub access: Option<crate::remote::AwsAccess>,
     pub source: Location,
     pub target: Location,
     pub cache: PathBuf,
+    /// Overwrite diverged refs (`tozai replay --force` only).
+    pub force: bool,
+    /// Plan only; push nothing.
+    pub dry_run: bool,
 }
 
 #[cfg(feature = "git")]
@@ -154,15 +160,17 @@ impl LiveMirror {
             problem: "no AWS credentials provider is configured".into(),
         })?;
         Ok(Self {
-            access: crate::remote::AwsAccess {
+            access: Some(crate::remote::AwsAccess {
                 provider,
                 endpoint_override: env(crate::git_auth::ENDPOINT_OVERRIDE_ENV),
-            },
+            }),
             source: config.primary().repository.clone(),
             target: config.standby().repository.clone(),
             cache: env("TOZAI_CACHE")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/tmp/tozai-cache")),
+            force: false,
+            dry_run: false,
         })
     }
 }
@@ -183,20 +191,21 @@ impl crate::judge::RefMirror for LiveMirror {
     ) -> Result<crate::mirror::MirrorOutcome, crate::ports::MirrorError> {
         use crate::ports::{Mirror, MirrorError, MirrorRequest};
         let remote = async |location: &Location| {
-            self.access
-                .remote(location)
-                .await
-                .map_err(|e| MirrorError::AuthenticationFailed {
-                    location: location.to_string(),
-                    detail: e.to_string(),
-                })
+            let remote = match &self.access {
+                Some(access) => access.remote(location).await,
+                None => crate::remote::plain(location),
+            };
+            remote.map_err(|e| MirrorError::AuthenticationFailed {
+                location: location.to_string(),
+                detail: e.to_string(),
+            })
         };
         let request = MirrorRequest {
             source: remote(&self.source).await?,
             target: remote(&self.target).await?,
             selection,
-            force: false,
-            dry_run: false,
+            force: self.force,
+            dry_run: self.dry_run,
         };
         let mirror = crate::adapters::git_mirror::Git2Mirror::new(self.cache.clone());
         tokio::task::spawn_blocking(move || mirror.mirror(&request, None))

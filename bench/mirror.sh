@@ -286,6 +286,19 @@ measure() {
   log "$link $case run $run: ${wall} s, peak RSS $((rss / 1024)) MiB, CPU ${user}+${sys} s"
 }
 
+# Logs whether (a) sent the cache's pack as it is (tozai's first-mirror fast path): the
+# standby's only pack is then the cache's, same name (a pack is named by its checksum).
+same_pack() { # standby cache_dir
+  local got want
+  got=$(cd "$RUN/repos/$1/objects/pack" && ls -- *.pack 2>/dev/null | tr '\n' ' ')
+  want=$(cd "$2" && ls -- *.git/objects/pack/*.pack 2>/dev/null | sed 's|.*/||' | tr '\n' ' ')
+  if [ -n "$got" ] && [ "$got" = "$want" ]; then
+    log "$1: the standby holds the cache's pack as it is: $got"
+  else
+    log "$1: the standby's packs ($got) are not the cache's ($want): the usual push ran"
+  fi
+}
+
 refs_of() { git --git-dir="$RUN/repos/$1" for-each-ref --format='%(objectname) %(refname)' refs/heads refs/tags; }
 verify() { # standby
   diff <(refs_of src) <(refs_of "$1") > /dev/null || { diff <(refs_of src) <(refs_of "$1") | head >&2; die "standby $1 differs from the source"; }
@@ -329,6 +342,7 @@ run_link() {
     sync
     measure "$link" a "$i" 1800 tozai_mirror "$(tozai_loc src us-east-1)" "$(tozai_loc a us-west-2)" "$RUN/tmp/cache-a"
     verify a
+    same_pack a "$RUN/tmp/cache-a"
   done
   # The warm caches: the last (a)'s tozai cache, the last (e)'s mirror clone.
   rm -rf "$RUN/tmp/cache-warm" "$RUN/tmp/git-warm.git"

@@ -22,7 +22,9 @@ use tozai::adapters::git_mirror::Git2Mirror;
 use tozai::git_auth::Credentials;
 use tozai::location::Location;
 use tozai::mirror::{MirrorOutcome, RefSelection, RefStatus};
-use tozai::ports::{GitRemote, Mirror, MirrorError, MirrorRequest, TransferProgress};
+use tozai::ports::{
+    GitCredentials, GitLogin, GitRemote, Mirror, MirrorError, MirrorRequest, TransferProgress,
+};
 use tozai_tests::mirror::{git, refs, refs_named, status};
 use tozai_tests::server::{AwsCli, GitServer, Request};
 use tozai_tests::{GitRepo, Run, Sandbox, tozai_bin};
@@ -965,4 +967,287 @@ fn a_dry_run_over_http_pushes_nothing() {
     assert_eq!(w.pushes(), pushes, "{:?}", w.server.requests());
     assert!(refs(&w.dst).is_empty(), "nothing pushed");
     w.fsck_standby();
+}
+
+// ---- 11. the first mirror into an empty standby: the cache's pack as it is ----
+
+/// The `.pack` files under `objects/pack` of a bare repository, by name.
+fn pack_names(repo: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(repo.join("objects/pack"))
+        .unwrap_or_else(|e| panic!("{}: {e}", repo.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".pack"))
+        .collect();
+    names.sort();
+    names
+}
+
+impl World {
+    /// Three commits adding 150 files, a second branch, a lightweight and an annotated
+    /// tag: more than git's `receive.unpackLimit` (100) objects, so the standby keeps the
+    /// pack it receives as it came instead of unpacking it into loose objects.
+    fn publish_many_objects(&self, branches: &[&str]) {
+        for c in 0..3 {
+            for i in 0..50 {
+                self.work
+                    .write(format!("common/c{c}/f{i}.yaml"), format!("n: {c}-{i}\n"));
+            }
+            self.work.commit(&format!("batch {c}"));
+        }
+        for b in branches {
+            self.work.git(&["branch", b]);
+        }
+        self.work.git(&["tag", "v0"]);
+        self.work.git(&["tag", "-a", "v1", "-m", "release 1"]);
+        self.publish();
+    }
+
+    /// The cache's only pack, by name.
+    fn cache_pack(&self, cache: &Path) -> String {
+        let dir = Git2Mirror::new(cache).cache_dir(&self.remote("src", key()));
+        let packs = pack_names(&dir);
+        assert_eq!(packs.len(), 1, "the cache holds one pack: {packs:?}");
+        packs[0].clone()
+    }
+}
+
+/// Makes a login the server refuses.
+type BadLogin = Box<dyn Fn() -> GitLogin + Send + Sync>;
+
+/// A login that is right for the first `good_calls` calls and then `bad`'s.
+struct GoodThenBad {
+    good: std::sync::Arc<dyn GitCredentials>,
+    bad: BadLogin,
+    good_calls: usize,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl GitCredentials for GoodThenBad {
+    fn login(&self) -> Result<GitLogin, String> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        if n < self.good_calls {
+            self.good.login()
+        } else {
+            Ok((self.bad)())
+        }
+    }
+}
+
+#[test]
+fn the_first_mirror_into_an_empty_standby_sends_the_caches_pack_as_it_is() {
+    let w = World::new();
+    w.publish_many_objects(&["release/1"]);
+    let posts = w.pushes();
+
+    let first = w.mirror();
+    assert!(first.in_sync(), "{first:#?}");
+    assert_eq!(first.refs.len(), 4, "{first:#?}");
+    for r in &first.refs {
+        assert!(
+            matches!(&r.status, RefStatus::Created { new } if new.as_str() == rev(&w.src, &r.reference.full())),
+            "{first:#?}"
+        );
+    }
+    // The standby received the cache's own pack, byte for byte: its name is the pack's
+    // checksum. A pack libgit2 built would be another (its own deltas and compression).
+    let cache_pack = w.cache_pack(&w.cache());
+    assert_eq!(
+        pack_names(&w.dst),
+        std::slice::from_ref(&cache_pack),
+        "{first:#?}"
+    );
+    let cache_dir = Git2Mirror::new(w.cache()).cache_dir(&w.remote("src", key()));
+    let bytes = std::fs::read(cache_dir.join("objects/pack").join(&cache_pack)).unwrap();
+    assert_eq!(
+        std::fs::read(w.dst.join("objects/pack").join(&cache_pack)).unwrap(),
+        bytes
+    );
+    let objects = u32::from_be_bytes(bytes[8..12].try_into().unwrap());
+    assert!(objects > 150, "{objects}");
+    assert_eq!(first.objects_sent, u64::from(objects));
+    assert_eq!(first.bytes_sent, bytes.len() as u64);
+    assert_eq!(w.pushes() - posts, 1, "{:?}", w.server.requests());
+    git(&w.dst, &["fsck", "--full", "--strict", "--no-progress"]);
+    w.assert_in_step();
+    assert_eq!(
+        git(&w.dst, &["cat-file", "-t", "refs/tags/v1"]).trim(),
+        "tag"
+    );
+
+    // A second run has nothing to push, and does not.
+    let posts = w.pushes();
+    let second = w.mirror();
+    assert!(
+        second
+            .refs
+            .iter()
+            .all(|r| matches!(r.status, RefStatus::Unchanged { .. })),
+        "{second:#?}"
+    );
+    assert_eq!((second.objects_sent, second.bytes_sent), (0, 0));
+    assert_eq!(w.pushes(), posts, "{:?}", w.server.requests());
+    w.assert_in_step();
+
+    // A warm cache may hold objects its refs no longer reach: into another empty standby
+    // it goes the usual way, with a pack libgit2 builds.
+    let dst2 = w.server.create_repo("dst2");
+    let mut request = w.request(false, false);
+    request.target = w.remote("dst2", key());
+    let third = w.mirror_with(&request);
+    assert!(third.in_sync(), "{third:#?}");
+    tozai_tests::mirror::assert_in_step(&w.src, &dst2);
+    let usual = pack_names(&dst2);
+    assert_eq!(usual.len(), 1, "{usual:?}");
+    assert_ne!(usual[0], cache_pack, "libgit2 built its own pack");
+}
+
+#[test]
+fn a_ref_refused_on_the_first_mirror_is_rejected_with_the_hooks_reason() {
+    let w = World::new();
+    w.publish_many_objects(&["blocked", "other"]);
+    w.refuse_on_the_standby("refs/heads/blocked", "blocked by policy");
+
+    let run = w.tozai_mirror(&key(), &["--json", "-vv"]);
+
+    run.expect_code(1).expect_no_panic();
+    let v = run.json();
+    assert_eq!(json_status(&v, "refs/heads/blocked"), "rejected", "{v:#}");
+    let blocked = v["refs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ref"] == "refs/heads/blocked")
+        .unwrap();
+    let reason = blocked["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("hook declined"), "{v:#}");
+    assert!(reason.contains("blocked by policy"), "{v:#}");
+    for name in [
+        "refs/heads/main",
+        "refs/heads/other",
+        "refs/tags/v0",
+        "refs/tags/v1",
+    ] {
+        assert_eq!(json_status(&v, name), "created", "{name}: {v:#}");
+    }
+    // The cache's pack went as it is, and `-vv` says so, with no secret in the logs.
+    assert_eq!(pack_names(&w.dst), [w.cache_pack(&w.cache())]);
+    assert!(run.stderr.contains("method=\"pack\""), "{}", run.stderr);
+    assert_no_secrets(&run, &key());
+    w.assert_in_step_for(&[
+        "refs/heads/main",
+        "refs/heads/other",
+        "refs/tags/v0",
+        "refs/tags/v1",
+    ]);
+    assert!(refs_named(&w.dst, &["refs/heads/blocked"]).is_empty());
+
+    // The library reports the same through its outcome.
+    let w = World::new();
+    w.publish_many_objects(&["blocked"]);
+    w.refuse_on_the_standby("refs/heads/blocked", "blocked by policy");
+    let o = w.mirror();
+    assert!(!o.in_sync(), "{o:#?}");
+    match status(&o, "refs/heads/blocked") {
+        RefStatus::Rejected { reason } => {
+            assert!(reason.contains("blocked by policy"), "{reason:?}")
+        }
+        other => panic!("{other:?}\n{o:#?}"),
+    }
+    assert!(matches!(
+        status(&o, "refs/heads/main"),
+        RefStatus::Created { .. }
+    ));
+    assert_eq!(pack_names(&w.dst), [w.cache_pack(&w.cache())]);
+}
+
+#[test]
+fn credentials_refused_while_sending_the_pack_fail_authentication_naming_the_location() {
+    let w = World::new();
+    w.publish_many_objects(&[]);
+    let answers = |w: &World, status: u16| {
+        w.server
+            .requests()
+            .iter()
+            .filter(|r| r.is(status, "GET", "/v1/repos/dst/info/refs"))
+            .count()
+    };
+    // The first login (the listing of the standby's refs) is right; the pack's push then
+    // gets a wrong signature (403: no second try), or an unreadable login (401: a fresh
+    // login, 3 in all).
+    let wrong_signature = w.remote("dst", wrong_key()).credentials.unwrap();
+    let cases: [(&str, BadLogin, usize, u16); 2] = [
+        (
+            "403",
+            Box::new(move || wrong_signature.login().unwrap()),
+            1,
+            403,
+        ),
+        (
+            "401",
+            Box::new(|| GitLogin {
+                username: String::new(),
+                password: String::new(),
+            }),
+            3,
+            401,
+        ),
+    ];
+    for (case, bad, bad_logins, status) in cases {
+        let credentials = std::sync::Arc::new(GoodThenBad {
+            good: w.remote("dst", key()).credentials.unwrap(),
+            bad,
+            good_calls: 1,
+            calls: Default::default(),
+        });
+        let mut request = w.request(false, false);
+        request.target.credentials = Some(credentials.clone());
+        let before = (
+            answers(&w, 200),
+            answers(&w, 401),
+            answers(&w, 403),
+            w.pushes(),
+        );
+        let started = Instant::now();
+        let err = Git2Mirror::new(w.scratch.path().join(format!("cache-{case}")))
+            .mirror(&request, None)
+            .expect_err(case);
+        match &err {
+            MirrorError::AuthenticationFailed { location: l, .. } => {
+                assert_eq!(l, &location("dst").to_string(), "{case}")
+            }
+            other => panic!("{case}: {}", chain(other)),
+        }
+        assert!(
+            err.to_string().contains("codecommit::us-east-1://dst"),
+            "{err}"
+        );
+        assert!(!err.is_transient());
+        assert!(started.elapsed() < Duration::from_secs(10), "{case}");
+        assert_eq!(
+            credentials.calls.load(Ordering::SeqCst),
+            1 + bad_logins,
+            "{case}: one login for the listing, then the pack's"
+        );
+        // The listing got in (after libgit2's unauthenticated first request, a 401); the
+        // pack's push sends its login up front, so the server's only answers to it are
+        // the refusals: one 403, or three 401s (libgit2's push would ask first, a 401 more).
+        let (ok, challenged, forbidden) = (
+            answers(&w, 200) - before.0,
+            answers(&w, 401) - before.1,
+            answers(&w, 403) - before.2,
+        );
+        let want = if status == 403 {
+            (1, 1, 1)
+        } else {
+            (1, 1 + bad_logins, 0)
+        };
+        assert_eq!(
+            (ok, challenged, forbidden),
+            want,
+            "{case}: {:?}",
+            w.server.requests()
+        );
+        assert_eq!(w.pushes(), before.3, "{case}: no POST");
+        assert!(refs(&w.dst).is_empty(), "{case}: nothing pushed");
+    }
 }

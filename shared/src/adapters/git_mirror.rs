@@ -15,12 +15,36 @@
 //!    even when the server refuses a ref): a refusal is reported `rejected` with the
 //!    server's reason, and the other refs still land.
 //!
+//! The first mirror into an empty standby takes a shorter way when it is exactly
+//! equivalent: the cache's pack goes to the standby as it is, over git's smart HTTP
+//! ([`receive_pack`]), instead of a pack libgit2 would build again (libgit2's packbuilder
+//! cannot reuse deltas: on a large repository that rebuild is most of the run). It is taken
+//! only when every one of these holds, and otherwise the run goes the usual way:
+//! - the standby is an `http(s)://` URL, and advertises no ref at all (no branch, no tag,
+//!   nothing else) both when the plan reads it and just before the push;
+//! - every step of the plan is a creation, at most [`MAX_REFS_PER_PUSH`] of them, and they
+//!   are every ref of the cache: refs the selection leaves out are never sent, and neither
+//!   are their objects;
+//! - this run filled an empty cache (a cold cache), so its objects are exactly one pack, as
+//!   the source sent it, holding exactly what the refs reach: no loose object, no other
+//!   pack, no alternates. A warm cache's single pack may hold objects of refs the source
+//!   has since deleted or moved, which the standby must not receive;
+//! - the server offers `report-status` and `ofs-delta`, and speaks SHA-1.
+//!
+//! The standby then receives the very pack the cache holds, so its result is the same as
+//! libgit2's: the same refs, the same objects. Per-ref results map onto the same statuses
+//! (created, or rejected with the server's reason and what it printed). The login goes
+//! with each request and a 401 gets a fresh one (3 logins at most), a 403 fails at once;
+//! network errors before the upload are retried as below; a push that fails once the
+//! upload started is not retried this way: the run reads the standby again and plans from
+//! what landed, the usual way.
+//!
 //! Credentials come from the remote's [`GitCredentials`](crate::ports::GitCredentials) on each request, through git2's
 //! credentials callback, which gives up after a bounded number of attempts. Nothing is put
 //! in URLs, logs or on disk. Network failures are retried with backoff; others are not.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -30,6 +54,7 @@ use git2::{
     RemoteCallbacks, Repository,
 };
 
+use super::receive_pack::{self, PackPush, PushFailure, RefUpdate};
 use crate::mirror::{
     History, MirrorOptions, MirrorOutcome, RefAction, RefMap, RefResult, RefStatus, RefStep,
     plan_refs,
@@ -113,14 +138,20 @@ impl Mirror for Git2Mirror {
         let started = Instant::now();
         let dir = self.cache_dir(&request.source);
         let _lock = lock_cache(&dir)?;
-        let mut repo = fetch_into_cache(&dir, &request.source, progress)?;
+        let (mut repo, cold) = fetch_into_cache(&dir, &request.source, progress)?;
+        // Only a cache this run filled from empty holds exactly what its refs reach, in one
+        // pack that may go to an empty standby as it is (see the module documentation).
+        let mut pack_as_is = cold;
 
         let mut moved = String::new();
-        for attempt in 0..PLAN_ATTEMPTS {
-            if attempt > 0 {
+        let mut attempt = 0;
+        let mut refetch = false;
+        while attempt < PLAN_ATTEMPTS {
+            if refetch {
                 // The standby moved under us, perhaps by a concurrent mirror of a newer
                 // source state: read both sides again, never planning from a stale source.
-                repo = fetch_into_cache(&dir, &request.source, progress)?;
+                repo = fetch_into_cache(&dir, &request.source, progress)?.0;
+                pack_as_is = false;
             }
             let source_refs = local_refs(&repo, &dir)?;
             let history = RepoHistory(&repo);
@@ -156,6 +187,24 @@ impl Mirror for Git2Mirror {
                 outcome.elapsed = started.elapsed();
                 return Ok(outcome);
             }
+            if std::mem::take(&mut pack_as_is) {
+                match push_cache_pack(&repo, &dir, &request.target, &steps, progress, &mut outcome)?
+                {
+                    PackResult::Done => {
+                        outcome.elapsed = started.elapsed();
+                        log_outcome(&outcome);
+                        return Ok(outcome);
+                    }
+                    // The usual push, from the same plan.
+                    PackResult::Declined => {}
+                    // Some refs may have landed: read the standby again and plan from it
+                    // (not counted as a re-plan: the standby did not move under us).
+                    PackResult::Interrupted => {
+                        refetch = false;
+                        continue;
+                    }
+                }
+            }
             match push_steps(&repo, &request.target, &steps, progress, &mut outcome)? {
                 PushResult::Done => {
                     outcome.elapsed = started.elapsed();
@@ -165,6 +214,8 @@ impl Mirror for Git2Mirror {
                 PushResult::Moved(refs) => {
                     tracing::warn!(standby = %request.target.shown, refs = %refs, "standby refs moved since they were read; re-planning");
                     moved = refs;
+                    attempt += 1;
+                    refetch = true;
                 }
             }
         }
@@ -231,24 +282,38 @@ fn rebuild(dir: &Path) -> Result<Repository, MirrorError> {
 }
 
 /// Fetches every branch and tag of the source into the cache and prunes what the source
-/// no longer has. A cache that turns out to be corrupt is rebuilt once.
+/// no longer has. A cache that turns out to be corrupt is rebuilt once. Also says whether
+/// the cache was empty before this fetch (new, rebuilt, or without a ref or a pack).
 fn fetch_into_cache(
     dir: &Path,
     source: &GitRemote,
     progress: Option<&dyn Fn(TransferProgress)>,
-) -> Result<Repository, MirrorError> {
+) -> Result<(Repository, bool), MirrorError> {
     let repo = open_or_init(dir)?;
+    let cold = has_no_refs(&repo) && has_no_pack(dir);
     match fetch(&repo, source, progress) {
         Err(e) if is_cache_corruption(&e) => {
             tracing::warn!(cache = %dir.display(), error = %e, "cache corrupt; rebuilding it");
             drop(repo);
             let repo = rebuild(dir)?;
             fetch(&repo, source, progress)?;
-            Ok(repo)
+            Ok((repo, true))
         }
         Err(e) => Err(e),
-        Ok(()) => Ok(repo),
+        Ok(()) => Ok((repo, cold)),
     }
+}
+
+fn has_no_refs(repo: &Repository) -> bool {
+    repo.references().is_ok_and(|mut r| r.next().is_none())
+}
+
+/// True when the cache holds no pack (one may be left by a run that stopped between
+/// fetching and updating its refs).
+fn has_no_pack(dir: &Path) -> bool {
+    std::fs::read_dir(dir.join("objects/pack")).is_ok_and(|mut entries| {
+        !entries.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "pack")))
+    })
 }
 
 /// True when a fetch failed because the local cache is damaged (not the network, not the
@@ -532,15 +597,30 @@ fn push_steps(
         outcome.objects_sent += objects;
         outcome.bytes_sent += bytes;
         let said = server_message(&server_said.into_inner());
-        statuses.extend(reported.into_inner().into_iter().map(|(name, status)| {
-            let status = status.map(|s| match &said {
-                Some(said) => format!("{s}: {said}"),
-                None => s,
-            });
-            (name, status)
-        }));
+        statuses.extend(with_server_message(reported.into_inner(), said.as_deref()));
     }
-    outcome.refs = steps
+    outcome.refs = results(steps, &statuses);
+    Ok(PushResult::Done)
+}
+
+/// Each refused ref's reason, followed by what the server printed.
+fn with_server_message(
+    reported: BTreeMap<String, Option<String>>,
+    said: Option<&str>,
+) -> impl Iterator<Item = (String, Option<String>)> {
+    reported.into_iter().map(move |(name, status)| {
+        let status = status.map(|s| match said {
+            Some(said) => format!("{s}: {said}"),
+            None => s,
+        });
+        (name, status)
+    })
+}
+
+/// Every step's result, from what the server reported for the refs pushed (`None`: done,
+/// else the reason it refused).
+fn results(steps: &[RefStep], statuses: &BTreeMap<String, Option<String>>) -> Vec<RefResult> {
+    steps
         .iter()
         .map(|s| {
             let status = if s.action.pushes() {
@@ -561,8 +641,7 @@ fn push_steps(
                 status,
             }
         })
-        .collect();
-    Ok(PushResult::Done)
+        .collect()
 }
 
 /// At most this much of what the server prints is kept, for rejected refs' reasons.
@@ -588,6 +667,204 @@ fn server_message(raw: &str) -> Option<String> {
         }
         joined
     })
+}
+
+// ---- the first mirror: the cache's pack as it is ----
+
+enum PackResult {
+    Done,
+    /// Nothing was sent: push the usual way.
+    Declined,
+    /// The upload started and then failed: the standby must be read again.
+    Interrupted,
+}
+
+/// The cache's one pack.
+#[derive(Debug)]
+struct CachePack {
+    path: PathBuf,
+    len: u64,
+    objects: u32,
+}
+
+/// Pushes the cache's pack to the standby as it is when that is exactly equivalent to the
+/// usual push (see the module documentation); the caller has checked that this run
+/// filled an empty cache.
+fn push_cache_pack(
+    repo: &Repository,
+    dir: &Path,
+    target: &GitRemote,
+    steps: &[RefStep],
+    progress: Option<&dyn Fn(TransferProgress)>,
+    outcome: &mut MirrorOutcome,
+) -> Result<PackResult, MirrorError> {
+    let declined = |why: &str| {
+        tracing::trace!(standby = %target.shown, reason = why, "not sending the cache's pack as it is");
+        Ok(PackResult::Declined)
+    };
+    let (updates, pack) = match pack_push_plan(repo, dir, target, steps) {
+        Ok(plan) => plan,
+        Err(why) => return declined(&why),
+    };
+    let total = u64::from(pack.objects);
+    // The objects are estimated from the bytes sent: a pack is sent as bytes.
+    let on_bytes = progress.map(|p| {
+        move |bytes: u64| {
+            let objects =
+                (u128::from(total) * u128::from(bytes) / u128::from(pack.len.max(1))) as u64;
+            p(TransferProgress::Push {
+                objects,
+                total,
+                bytes,
+            })
+        }
+    });
+    tracing::debug!(standby = %target.shown, method = "pack", objects = total, bytes = pack.len, refs = updates.len(), "sending the cache's pack as it is");
+    let push = PackPush {
+        url: &target.url,
+        credentials: target.credentials.as_deref(),
+        updates: &updates,
+        pack: &pack.path,
+    };
+    let mut delay = Duration::from_millis(250);
+    for attempt in 1..=NETWORK_ATTEMPTS {
+        let on_bytes = on_bytes.as_ref().map(|f| f as &dyn Fn(u64));
+        let e = match receive_pack::push_pack(push, on_bytes) {
+            Ok(report) => {
+                let said = server_message(&report.messages);
+                let statuses: BTreeMap<String, Option<String>> =
+                    with_server_message(report.refs, said.as_deref()).collect();
+                outcome.objects_sent += total;
+                outcome.bytes_sent += pack.len;
+                outcome.refs = results(steps, &statuses);
+                if let Some(p) = progress {
+                    p(TransferProgress::Push {
+                        objects: total,
+                        total,
+                        bytes: pack.len,
+                    });
+                }
+                tracing::info!(standby = %target.shown, method = "pack", objects = total, bytes = pack.len, "sent the cache's pack as it is");
+                return Ok(PackResult::Done);
+            }
+            Err(PushFailure::Declined(why)) => return declined(&why),
+            Err(PushFailure::Auth(detail)) => {
+                return Err(MirrorError::AuthenticationFailed {
+                    location: target.shown.clone(),
+                    detail,
+                });
+            }
+            Err(PushFailure::Interrupted(why)) => {
+                tracing::warn!(standby = %target.shown, error = %why, "the push of the cache's pack failed once under way; reading the standby again");
+                return Ok(PackResult::Interrupted);
+            }
+            Err(PushFailure::Transient(e)) => e,
+        };
+        if attempt == NETWORK_ATTEMPTS {
+            return Err(MirrorError::Unreachable {
+                location: target.shown.clone(),
+                context: "pushing to the target",
+                source: e,
+            });
+        }
+        tracing::warn!(location = %target.shown, attempt, error = %e, "network error; retrying");
+        std::thread::sleep(delay);
+        delay *= 2;
+    }
+    unreachable!("the loop returns")
+}
+
+/// The ref updates and the pack when the plan and the cache allow sending the pack as it
+/// is; otherwise why not.
+fn pack_push_plan(
+    repo: &Repository,
+    dir: &Path,
+    target: &GitRemote,
+    steps: &[RefStep],
+) -> Result<(Vec<RefUpdate>, CachePack), String> {
+    let url = &target.url;
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return Err("the standby is not an http(s) URL".into());
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.contains('@') || url.contains(['?', '#']) {
+        return Err("the standby's URL has a login, a query or a fragment".into());
+    }
+    if steps.is_empty() || steps.len() > MAX_REFS_PER_PUSH {
+        return Err(format!("{} refs to push", steps.len()));
+    }
+    let mut updates = Vec::with_capacity(steps.len());
+    for s in steps {
+        let RefAction::Create { new } = &s.action else {
+            return Err(format!("{} is not a creation", s.reference.full()));
+        };
+        updates.push(RefUpdate {
+            old: receive_pack::ZERO_ID.to_owned(),
+            new: new.as_str().to_owned(),
+            name: s.reference.full(),
+        });
+    }
+    let pushed: BTreeSet<&str> = updates.iter().map(|u| u.name.as_str()).collect();
+    let references = repo
+        .references()
+        .map_err(|e| format!("cannot list the cache's refs: {e}"))?;
+    for r in references {
+        let r = r.map_err(|e| format!("cannot read a cache ref: {e}"))?;
+        let name = String::from_utf8_lossy(r.name_bytes()).into_owned();
+        if !pushed.contains(name.as_str()) {
+            return Err(format!("the cache's {name} is not pushed"));
+        }
+    }
+    Ok((updates, cache_pack(dir)?))
+}
+
+/// The cache's objects as exactly one pack with its index: no loose object, no
+/// alternates, no other pack.
+fn cache_pack(dir: &Path) -> Result<CachePack, String> {
+    let objects = dir.join("objects");
+    let io = |what: &str, e: std::io::Error| format!("cannot read the cache's {what}: {e}");
+    if objects.join("info/alternates").exists() {
+        return Err("the cache has alternates".into());
+    }
+    for entry in std::fs::read_dir(&objects).map_err(|e| io("objects", e))? {
+        let entry = entry.map_err(|e| io("objects", e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.len() == 2 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let mut loose = std::fs::read_dir(entry.path()).map_err(|e| io("objects", e))?;
+            if loose.next().is_some() {
+                return Err("the cache has loose objects".into());
+            }
+        }
+    }
+    let mut packs = Vec::new();
+    for entry in std::fs::read_dir(objects.join("pack")).map_err(|e| io("packs", e))? {
+        let path = entry.map_err(|e| io("packs", e))?.path();
+        if path.extension().is_some_and(|x| x == "pack") {
+            packs.push(path);
+        }
+    }
+    let [path] = <[PathBuf; 1]>::try_from(packs)
+        .map_err(|packs| format!("the cache has {} packs", packs.len()))?;
+    if !path.with_extension("idx").is_file() {
+        return Err("the cache's pack has no index".into());
+    }
+    if path.with_extension("promisor").exists() {
+        return Err("the cache's pack is a promisor pack".into());
+    }
+    let mut file = File::open(&path).map_err(|e| io("pack", e))?;
+    let len = file.metadata().map_err(|e| io("pack", e))?.len();
+    let mut header = [0u8; 12];
+    std::io::Read::read_exact(&mut file, &mut header).map_err(|e| io("pack", e))?;
+    let objects = receive_pack::pack_object_count(&header).map_err(|e| e.to_string())?;
+    // The header and the trailing checksum.
+    if len < 32 || objects == 0 {
+        return Err("the cache's pack is empty".into());
+    }
+    Ok(CachePack { path, len, objects })
 }
 
 // ---- credentials and retries ----

@@ -6,3 +6,5 @@ pub mod git;
 pub mod git_mirror;
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "git")]
+pub mod receive_pack;

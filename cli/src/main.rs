@@ -7,7 +7,9 @@
 mod check;
 mod mirror;
 mod plan;
+mod replay;
 mod report;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +58,18 @@ enum Command {
     /// source's is reported DIVERGED and left alone (--force overwrites it); the others still
     /// sync. Exit 1 when any ref is diverged or rejected.
     Mirror(mirror::Options),
+    /// Is the standby current? Compare every mirrored branch and tag in both regions.
+    ///
+    /// Reports each as in sync, behind (by how many commits), diverged, missing on the
+    /// standby, or stale (deleted at the source). Changes nothing. Exit 1 on any drift.
+    Status(status::Options),
+    /// Re-run the sync of one commit: what the sync-judge decides, and the mirror.
+    ///
+    /// A dry run by default: shows the plan and what the mirror would do. --execute mirrors
+    /// (fast-forward only unless --force); --publish sends the sync-judge's `Sync Requested`
+    /// event to the mirror Lambda instead. Either way it says what the standby's judge will
+    /// start. Exit 1 when the standby ref is diverged or rejected.
+    Replay(replay::Options),
 }
 
 /// Exit code for a check that ran and failed.
@@ -104,6 +118,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { config } => check::run(&config.config),
         Command::Plan(options) => plan::run(options),
         Command::Mirror(options) => mirror::run(options),
+        Command::Status(options) => status::run(options),
+        Command::Replay(options) => replay::run(options),
     }
 }
 

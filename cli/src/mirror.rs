@@ -46,10 +46,7 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
         (Some(path), None, None) => {
             let config = Config::load(path)?;
             let selection = if o.refs.is_empty() {
-                RefSelection {
-                    branches: Some(config.sync.branches.clone()),
-                    tags: Some(config.sync.tags.clone()),
-                }
+                configured(&config)
             } else {
                 RefSelection::from_args(&o.refs)?
             };
@@ -66,18 +63,10 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
         ),
         _ => bail!("give either -c tozai.toml (primary to standby) or both --from and --to"),
     };
-    let aws = crate::aws_access(&[&source, &target])?;
-    let remote = |location: &Location| -> anyhow::Result<tozai::ports::GitRemote> {
-        Ok(match &aws {
-            Some((runtime, access)) => runtime
-                .block_on(access.remote(location))
-                .map_err(crate::OperationFailed::wrap)?,
-            None => tozai::remote::plain(location)?,
-        })
-    };
+    let (source, target) = remotes(&source, &target)?;
     let request = MirrorRequest {
-        source: remote(&source)?,
-        target: remote(&target)?,
+        source,
+        target,
         selection,
         force: o.force,
         dry_run: o.dry_run,
@@ -119,6 +108,31 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(crate::EXIT_FAILED)
     })
+}
+
+/// The git remotes of two locations, signed with AWS credentials when one is CodeCommit.
+pub fn remotes(
+    source: &Location,
+    target: &Location,
+) -> anyhow::Result<(tozai::ports::GitRemote, tozai::ports::GitRemote)> {
+    let aws = crate::aws_access(&[source, target])?;
+    let remote = |location: &Location| -> anyhow::Result<tozai::ports::GitRemote> {
+        Ok(match &aws {
+            Some((runtime, access)) => runtime
+                .block_on(access.remote(location))
+                .map_err(crate::OperationFailed::wrap)?,
+            None => tozai::remote::plain(location)?,
+        })
+    };
+    Ok((remote(source)?, remote(target)?))
+}
+
+/// The branches and tags the config's sync rule mirrors.
+pub fn configured(config: &Config) -> RefSelection {
+    RefSelection {
+        branches: Some(config.sync.branches.clone()),
+        tags: Some(config.sync.tags.clone()),
+    }
 }
 
 fn parse_location(text: &str, flag: &str) -> anyhow::Result<Location> {

@@ -239,10 +239,15 @@ pub fn store(sdk: &aws_config::SdkConfig) -> Result<crate::adapters::aws::Dynamo
 
 /// tozai's events on `TOZAI_EVENT_BUS`.
 pub fn events(sdk: &aws_config::SdkConfig) -> crate::adapters::aws::EventBridgeSink {
-    crate::adapters::aws::EventBridgeSink::new(
-        aws_sdk_eventbridge::Client::new(sdk),
-        bus_from_env(),
-    )
+    events_on(sdk, &bus_from_env())
+}
+
+/// tozai's events on the bus `bus`.
+pub fn events_on(
+    sdk: &aws_config::SdkConfig,
+    bus: &str,
+) -> crate::adapters::aws::EventBridgeSink {
+    crate::adapters::aws::EventBridgeSink::new(aws_sdk_eventbridge::Client::new(sdk), bus)
 }
 
 /// The pipeline and build starter.

@@ -31,3 +31,4 @@ pub mod remote;
 pub mod rules;
 pub mod ruletest;
 pub mod service;
+pub mod status;

@@ -222,6 +222,33 @@ impl CodeCommitRepo {
     }
 }
 
+impl CodeCommitRepo {
+    /// The first parent of a commit (GetCommit); `None` for a root commit.
+    pub async fn first_parent(&self, commit: &CommitId) -> Result<Option<CommitId>, ChangeError> {
+        let out = self
+            .client
+            .get_commit()
+            .repository_name(&self.repository)
+            .commit_id(commit.as_str())
+            .send()
+            .await
+            .map_err(|e| self.error("GetCommit failed", commit.as_str(), e))?;
+        let parent = out
+            .commit()
+            .map(|c| c.parents())
+            .and_then(|p| p.first())
+            .map(|p| p.parse())
+            .transpose()
+            .map_err(|e: crate::refs::RefError| ChangeError::Backend {
+                repository: format!("CodeCommit repository {}", self.repository),
+                context: "GetCommit returned an invalid parent".to_owned(),
+                transient: false,
+                source: Box::new(e),
+            })?;
+        Ok(parent)
+    }
+}
+
 impl ChangeSource for CodeCommitRepo {
     fn changes(
         &self,

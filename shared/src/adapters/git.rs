@@ -199,6 +199,24 @@ impl Git2Changes {
         }
     }
 
+    /// How many commits `new` has that `old` lacks (`git rev-list --count old..new`).
+    pub fn count_between(&self, old: &CommitId, new: &CommitId) -> Result<u64, ChangeError> {
+        let repo = self.repo()?;
+        let mut walk = repo
+            .revwalk()
+            .map_err(|e| self.backend("cannot walk history", e))?;
+        walk.push(self.oid(new)?)
+            .map_err(|_| self.unknown(new.as_str()))?;
+        walk.hide(self.oid(old)?)
+            .map_err(|_| self.unknown(old.as_str()))?;
+        let mut n = 0;
+        for step in walk {
+            step.map_err(|e| self.backend("cannot walk history", e))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// The commit `branch` points at, `None` when there is no such branch.
     pub fn branch_head_of(&self, branch: &str) -> Result<Option<CommitId>, ChangeError> {
         let repo = self.repo()?;

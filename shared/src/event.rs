@@ -151,16 +151,71 @@ pub fn parse(json: &str) -> Result<Inbound, EventError> {
             json.len()
         )));
     }
-    let envelope: Envelope =
+    let value: serde_json::Value =
         serde_json::from_str(json).map_err(|e| EventError::Json(e.to_string()))?;
-    from_envelope(envelope)
+    from_value(value)
 }
 
 /// Classifies an event already parsed as JSON (as the Lambda runtime hands it over).
 pub fn from_value(value: serde_json::Value) -> Result<Inbound, EventError> {
+    check_envelope(&value)?;
     let envelope: Envelope =
         serde_json::from_value(value).map_err(|e| EventError::Json(e.to_string()))?;
     from_envelope(envelope)
+}
+
+/// Checks the envelope's fields one by one, so that an error names the field at fault.
+fn check_envelope(value: &serde_json::Value) -> Result<(), EventError> {
+    let Some(object) = value.as_object() else {
+        return Err(EventError::Json(format!(
+            "an EventBridge event is a JSON object, not {}",
+            kind(value)
+        )));
+    };
+    for name in ["source", "detail-type"] {
+        match object.get(name) {
+            None => return Err(field(name, "is missing")),
+            Some(v) if !v.is_string() => {
+                return Err(field(name, format!("must be a string, not {}", kind(v))));
+            }
+            Some(_) => {}
+        }
+    }
+    for name in ["id", "version", "account", "region", "time"] {
+        if let Some(v) = object.get(name).filter(|v| !v.is_string() && !v.is_null()) {
+            return Err(field(name, format!("must be a string, not {}", kind(v))));
+        }
+    }
+    if let Some(time) = object.get("time").filter(|t| t.is_string()) {
+        let probe =
+            serde_json::json!({"source": "", "detail-type": "", "time": time, "detail": null});
+        if serde_json::from_value::<Envelope>(probe).is_err() {
+            return Err(field("time", "is not an RFC 3339 timestamp"));
+        }
+    }
+    if let Some(v) = object.get("resources")
+        && !v.is_null()
+        && !v
+            .as_array()
+            .is_some_and(|a| a.iter().all(|r| r.is_string()))
+    {
+        return Err(field("resources", "must be a list of strings"));
+    }
+    if !object.contains_key("detail") {
+        return Err(field("detail", "is missing"));
+    }
+    Ok(())
+}
+
+fn kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 fn from_envelope(e: Envelope) -> Result<Inbound, EventError> {

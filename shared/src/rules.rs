@@ -372,6 +372,9 @@ impl NameFilter {
     }
 }
 
+/// The longest pattern accepted, in bytes (PATH_MAX).
+pub const MAX_PATTERN: usize = 4096;
+
 /// Compiles one pattern in tozai's dialect, refusing the mistakes globset lets through.
 pub fn compile_glob(rule: &str, text: &str) -> Result<globset::Glob, GlobError> {
     let fail = |reason: &str| GlobError {
@@ -381,6 +384,18 @@ pub fn compile_glob(rule: &str, text: &str) -> Result<globset::Glob, GlobError> 
     };
     if text.is_empty() {
         return Err(fail("the pattern is empty"));
+    }
+    if let Some(c) = text.chars().find(|c| c.is_control()) {
+        return Err(fail(&format!(
+            "the pattern contains the control character U+{:04X}",
+            c as u32
+        )));
+    }
+    if text.len() > MAX_PATTERN {
+        return Err(fail(&format!(
+            "the pattern is {} bytes long; the limit is {MAX_PATTERN} (git's own path limit)",
+            text.len()
+        )));
     }
     if text.starts_with('/') {
         return Err(fail(

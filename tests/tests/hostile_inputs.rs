@@ -1,7 +1,8 @@
 //! Malformed and hostile events and configs: each gets a clear error naming what was wrong
-//! (or, for events tozai has no business with, an acknowledgement), never a panic. The
-//! judges run on a real repository, so "nothing changed" is checked on its refs, the
-//! checkpoint store and the starts.
+//! (or, for events tozai has no business with, an acknowledgement), never a panic, and an
+//! error message never echoes control characters or passwords. These are the parsers every
+//! Lambda and CLI command goes through; an event that fails here reaches no judge, so
+//! nothing can change (the Lambda tests check a malformed event end to end).
 
 use serde_json::{Value, json};
 use tozai::config::Config;

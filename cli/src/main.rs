@@ -5,6 +5,7 @@
 //! (network, authentication, git server).
 
 mod check;
+mod demo;
 mod mirror;
 mod plan;
 mod replay;
@@ -70,6 +71,14 @@ enum Command {
     /// event to the mirror Lambda instead. Either way it says what the standby's judge will
     /// start. Exit 1 when the standby ref is diverged or rejected.
     Replay(replay::Options),
+    /// Walk through tozai on two local regions: no AWS account needed.
+    ///
+    /// Sets up two local repositories standing in for the regions' CodeCommit, with the
+    /// example config, and runs the Lambdas' own code on each push it makes: a common/
+    /// change, a primary/ change, a secondary/ change, a release tag, a standby pushed to
+    /// directly (diverged), and events delivered twice. Prints a timeline and checks every
+    /// step. Exit 1 when a step did not behave as expected.
+    Demo(demo::Options),
 }
 
 /// Exit code for a check that ran and failed.
@@ -120,6 +129,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Mirror(options) => mirror::run(options),
         Command::Status(options) => status::run(options),
         Command::Replay(options) => replay::run(options),
+        Command::Demo(options) => demo::run(options),
     }
 }
 

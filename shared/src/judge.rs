@@ -466,12 +466,18 @@ fn note_diff(
     why: &BaseWhy,
     changed: usize,
 ) {
-    if let BaseWhy::WholeTree { because } = why {
-        tracing::warn!(
-            consumer,
-            because,
-            "no usable diff base: every file counts as changed"
-        );
+    match why {
+        BaseWhy::WholeTree { because } if because.starts_with("a new tag") => {
+            tracing::info!(consumer, because, "every file of the tag counts as changed");
+        }
+        BaseWhy::WholeTree { because } => {
+            tracing::warn!(
+                consumer,
+                because,
+                "no usable diff base: every file counts as changed"
+            );
+        }
+        _ => {}
     }
     match record
         .diffs

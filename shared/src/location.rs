@@ -120,7 +120,13 @@ impl Location {
             return Err(fail("'~' is not expanded: write the path in full"));
         }
         if text.contains('/') || text.starts_with('.') {
-            return Ok(Self::Local(base.join(text)));
+            // `./x` and `a/./b` are `x` and `a/b`: one name for one place in reports and
+            // cache names.
+            let tidy: PathBuf = Path::new(text)
+                .components()
+                .filter(|c| !matches!(c, std::path::Component::CurDir))
+                .collect();
+            return Ok(Self::Local(base.join(tidy)));
         }
         check_codecommit_name(text).map_err(|r| fail(&r))?;
         Ok(Self::CodeCommit {

@@ -1,0 +1,927 @@
+//! Local stand-ins for the judges' AWS ports, for `tozai demo` (and later commands that
+//! reuse its state): no AWS account needed, the same semantics.
+//!
+//! - [`FileStore`]: the [`CheckpointStore`] as one JSON file under a directory, every
+//!   operation under an exclusive lock file, with DynamoDB's conditional-write semantics
+//!   (a first save loses to one already made, a save naming a stale version loses, a start
+//!   claim holds a lease that a later claim may take over once it ran out);
+//! - [`RecordingStarter`]: the [`Starter`] that appends each start as a JSON line to a
+//!   file and, when configured, runs a command (`sh -c CMD`) for it; like CodePipeline's
+//!   `clientRequestToken`, a start whose token was already recorded returns that run's id
+//!   and starts nothing;
+//! - [`MemoryBus`]: the [`EventSink`] that keeps what was published, for a dispatcher to
+//!   deliver like EventBridge would ([`tozai_event`] builds the envelope).
+//!
+//! The work is synchronous (small files, a local command): these adapters are for one
+//! machine, not for a Lambda.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ports::{
+    Checkpoint, CheckpointStore, Claim, EventSink, ServiceError, StartRequest, Starter,
+};
+use crate::refs::{CommitId, RefName};
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// `time` as RFC 3339 in UTC, to the second (`2024-04-01T00:00:00Z`), as EventBridge
+/// writes an event's `time`.
+pub fn rfc3339(time: SystemTime) -> String {
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+// ---------------------------------------------------------------- the checkpoint store
+
+/// A consumer's checkpoint as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCheckpoint {
+    pub commit: String,
+    pub version: u64,
+    pub updated_at_ms: u64,
+}
+
+/// A (target, commit) start as stored: claimed (with a lease), or started (with its id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum StoredStart {
+    Starting { lease_until_ms: u64 },
+    Started { run_id: String, started_at_ms: u64 },
+}
+
+/// Everything a [`FileStore`] holds: the file's JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreContents {
+    /// consumer → repository → full ref name → checkpoint.
+    #[serde(default)]
+    pub checkpoints: BTreeMap<String, BTreeMap<String, BTreeMap<String, StoredCheckpoint>>>,
+    /// target → commit → start.
+    #[serde(default)]
+    pub starts: BTreeMap<String, BTreeMap<String, StoredStart>>,
+}
+
+/// The checkpoint store as `store.json` in a directory, guarded by `store.lock`.
+///
+/// Every operation takes an exclusive lock on the lock file (so processes and threads
+/// sharing the directory never lose each other's writes), reads the file, and replaces it
+/// atomically (a temporary file renamed over it) when it changed.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+impl FileStore {
+    /// The file's name in the directory.
+    pub const FILE: &'static str = "store.json";
+    const LOCK: &'static str = "store.lock";
+
+    /// A store in `dir`, created if missing.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, ServiceError> {
+        let dir = dir.into();
+        let store = Self { dir };
+        std::fs::create_dir_all(&store.dir)
+            .map_err(|e| store.error("cannot create the directory", e))?;
+        Ok(store)
+    }
+
+    /// The JSON file holding the checkpoints and starts.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(Self::FILE)
+    }
+
+    fn error(
+        &self,
+        context: &str,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> ServiceError {
+        ServiceError::new(
+            format!("local store {}", self.dir.display()),
+            context.to_owned(),
+            false,
+        )
+        .with_source(e)
+    }
+
+    /// Everything the store holds, read under the lock.
+    pub fn contents(&self) -> Result<StoreContents, ServiceError> {
+        self.with(|state| (state.clone(), false))
+    }
+
+    /// Runs `f` on the state under the lock; writes the state back when `f` says it
+    /// changed it.
+    fn with<T>(&self, f: impl FnOnce(&mut StoreContents) -> (T, bool)) -> Result<T, ServiceError> {
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(Self::LOCK))
+            .map_err(|e| self.error("cannot open the lock file", e))?;
+        lock.lock()
+            .map_err(|e| self.error("cannot lock the lock file", e))?;
+        let path = self.path();
+        let mut state = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| self.error(&format!("{} is not a store file", path.display()), e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StoreContents::default(),
+            Err(e) => return Err(self.error(&format!("cannot read {}", path.display()), e)),
+        };
+        let (out, changed) = f(&mut state);
+        if changed {
+            let tmp = self.dir.join(format!("{}.tmp", Self::FILE));
+            let mut text = serde_json::to_vec_pretty(&state)
+                .map_err(|e| self.error("cannot encode the store", e))?;
+            text.push(b'\n');
+            std::fs::write(&tmp, text)
+                .map_err(|e| self.error(&format!("cannot write {}", tmp.display()), e))?;
+            std::fs::rename(&tmp, &path)
+                .map_err(|e| self.error(&format!("cannot replace {}", path.display()), e))?;
+        }
+        drop(lock);
+        Ok(out)
+    }
+}
+
+impl CheckpointStore for FileStore {
+    async fn load(
+        &self,
+        consumer: &str,
+        repository: &str,
+        reference: &RefName,
+    ) -> Result<Option<Checkpoint>, ServiceError> {
+        let stored = self.with(|s| {
+            let found = s
+                .checkpoints
+                .get(consumer)
+                .and_then(|r| r.get(repository))
+                .and_then(|r| r.get(&reference.full()))
+                .cloned();
+            (found, false)
+        })?;
+        stored
+            .map(|c| {
+                let commit = c.commit.parse().map_err(|e| {
+                    self.error(&format!("checkpoint {consumer} has no valid commit"), e)
+                })?;
+                Ok(Checkpoint {
+                    commit,
+                    version: c.version,
+                })
+            })
+            .transpose()
+    }
+
+    async fn save(
+        &self,
+        consumer: &str,
+        repository: &str,
+        reference: &RefName,
+        commit: &CommitId,
+        expected: Option<&Checkpoint>,
+    ) -> Result<bool, ServiceError> {
+        self.with(|s| {
+            let slot = s
+                .checkpoints
+                .entry(consumer.to_owned())
+                .or_default()
+                .entry(repository.to_owned())
+                .or_default();
+            let current = slot.get(&reference.full());
+            // DynamoDB's conditions: `attribute_not_exists(pk)`, or `version = :expected`.
+            let holds = match (current, expected) {
+                (None, None) => true,
+                (Some(c), Some(e)) => c.version == e.version,
+                _ => false,
+            };
+            if !holds {
+                return (false, false);
+            }
+            slot.insert(
+                reference.full(),
+                StoredCheckpoint {
+                    commit: commit.to_string(),
+                    version: expected.map_or(1, |e| e.version + 1),
+                    updated_at_ms: now_ms(),
+                },
+            );
+            (true, true)
+        })
+    }
+
+    async fn claim_start(
+        &self,
+        target: &str,
+        commit: &CommitId,
+        lease: Duration,
+    ) -> Result<Claim, ServiceError> {
+        self.with(|s| {
+            let now = now_ms();
+            let starts = s.starts.entry(target.to_owned()).or_default();
+            let claim = match starts.get(commit.as_str()) {
+                Some(StoredStart::Started { run_id, .. }) => {
+                    return (Claim::Started(run_id.clone()), false);
+                }
+                // A claim whose holder neither recorded nor released it within its lease
+                // is taken over (`state = starting AND lease_until < now`).
+                Some(StoredStart::Starting { lease_until_ms }) if *lease_until_ms >= now => {
+                    return (Claim::InProgress, false);
+                }
+                _ => StoredStart::Starting {
+                    lease_until_ms: now + lease.as_millis() as u64,
+                },
+            };
+            starts.insert(commit.to_string(), claim);
+            (Claim::Won, true)
+        })
+    }
+
+    async fn release_start(&self, target: &str, commit: &CommitId) -> Result<(), ServiceError> {
+        self.with(|s| {
+            let Some(starts) = s.starts.get_mut(target) else {
+                return ((), false);
+            };
+            // Only a claim is released, never a recorded start.
+            if let Some(StoredStart::Starting { .. }) = starts.get(commit.as_str()) {
+                starts.remove(commit.as_str());
+                return ((), true);
+            }
+            ((), false)
+        })
+    }
+
+    async fn record_start(
+        &self,
+        target: &str,
+        commit: &CommitId,
+        run_id: &str,
+    ) -> Result<(), ServiceError> {
+        self.with(|s| {
+            s.starts.entry(target.to_owned()).or_default().insert(
+                commit.to_string(),
+                StoredStart::Started {
+                    run_id: run_id.to_owned(),
+                    started_at_ms: now_ms(),
+                },
+            );
+            ((), true)
+        })
+    }
+}
+
+// ---------------------------------------------------------------- the starter
+
+/// One start as [`RecordingStarter`] writes it: a line of its file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedStart {
+    pub run_id: String,
+    pub target: String,
+    /// `codepipeline` or `codebuild`.
+    pub kind: String,
+    /// The pipeline or project.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_action: Option<String>,
+    pub commit: String,
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub token: String,
+    pub variables: BTreeMap<String, String>,
+    /// When it started (milliseconds since the Unix epoch).
+    pub at_ms: u64,
+}
+
+/// The longest run id taken from a command's output.
+const RUN_ID_MAX: usize = 200;
+
+/// Records each start as a JSON line in a file and, when configured, runs a command.
+///
+/// The command runs as `sh -c CMD` with the pipeline variables in its environment
+/// (`TOZAI_COMMIT_ID`, `TOZAI_REF`, `TOZAI_MATCHED_RULES`, `TOZAI_MATCHED_PATHS`) and
+/// `TOZAI_TARGET`, `TOZAI_KIND`, `TOZAI_PIPELINE` (the pipeline or project), `TOZAI_TOKEN`;
+/// the run id is the last line it prints on standard output (`local-N` when it prints
+/// nothing). A command that fails is a failed start: nothing is recorded.
+#[derive(Debug, Clone)]
+pub struct RecordingStarter {
+    file: PathBuf,
+    command: Option<String>,
+}
+
+impl RecordingStarter {
+    /// Appends to `file` (created when missing, with its directory).
+    pub fn new(file: impl Into<PathBuf>) -> Self {
+        Self {
+            file: file.into(),
+            command: None,
+        }
+    }
+
+    /// Also runs `command` (`sh -c`) for each start.
+    pub fn with_command(mut self, command: impl Into<String>) -> Self {
+        self.command = Some(command.into());
+        self
+    }
+
+    /// The file the starts are recorded in.
+    pub fn path(&self) -> &Path {
+        &self.file
+    }
+
+    fn error(&self, context: String, transient: bool) -> ServiceError {
+        ServiceError::new(
+            format!("local starter {}", self.file.display()),
+            context,
+            transient,
+        )
+    }
+
+    fn open(&self) -> Result<File, ServiceError> {
+        if let Some(parent) = self.file.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                self.error(format!("cannot create {}", parent.display()), false)
+                    .with_source(e)
+            })?;
+        }
+        OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&self.file)
+            .map_err(|e| {
+                self.error("cannot open the file".into(), false)
+                    .with_source(e)
+            })
+    }
+
+    fn parse(&self, text: &str) -> Result<Vec<RecordedStart>, ServiceError> {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(n, line)| {
+                serde_json::from_str(line).map_err(|e| {
+                    self.error(format!("line {} is not a recorded start", n + 1), false)
+                        .with_source(e)
+                })
+            })
+            .collect()
+    }
+
+    /// Every start recorded so far, in order (none when the file does not exist).
+    pub fn recorded(&self) -> Result<Vec<RecordedStart>, ServiceError> {
+        match std::fs::read_to_string(&self.file) {
+            Ok(text) => self.parse(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(self
+                .error("cannot read the file".into(), false)
+                .with_source(e)),
+        }
+    }
+
+    fn run_command(&self, command: &str, r: &StartRequest) -> Result<Option<String>, ServiceError> {
+        let shown = format!("command `{command}`");
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(command)
+            .stdin(std::process::Stdio::null())
+            .envs(r.variables.iter().map(|(k, v)| (k, v)))
+            .env("TOZAI_TARGET", &r.target)
+            .env("TOZAI_KIND", r.kind)
+            .env("TOZAI_PIPELINE", &r.name)
+            .env("TOZAI_TOKEN", &r.token);
+        let out = cmd.output().map_err(|e| {
+            self.error(format!("cannot run {shown}"), false)
+                .with_source(e)
+        })?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(self.error(
+                format!("{shown} failed ({}): {}", out.status, tail.join(" / ")),
+                false,
+            ));
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        Ok(stdout
+            .lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty())
+            .map(|l| l.chars().take(RUN_ID_MAX).collect()))
+    }
+
+    fn start_now(&self, r: &StartRequest) -> Result<String, ServiceError> {
+        let mut file = self.open()?;
+        file.lock().map_err(|e| {
+            self.error("cannot lock the file".into(), false)
+                .with_source(e)
+        })?;
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(|e| {
+            self.error("cannot read the file".into(), false)
+                .with_source(e)
+        })?;
+        let recorded = self.parse(&text)?;
+        // The same token is the same start (CodePipeline's `clientRequestToken`,
+        // CodeBuild's `idempotencyToken`): its run, not a second one.
+        if let Some(done) = recorded.iter().find(|s| s.token == r.token) {
+            return Ok(done.run_id.clone());
+        }
+        let run_id = match &self.command {
+            Some(command) => self.run_command(command, r)?,
+            None => None,
+        }
+        .unwrap_or_else(|| format!("local-{}", recorded.len() + 1));
+        let line = RecordedStart {
+            run_id: run_id.clone(),
+            target: r.target.clone(),
+            kind: r.kind.to_owned(),
+            name: r.name.clone(),
+            source_action: r.source_action.clone(),
+            commit: r.commit.to_string(),
+            reference: r.reference.full(),
+            token: r.token.clone(),
+            variables: r.variables.iter().cloned().collect(),
+            at_ms: now_ms(),
+        };
+        let mut bytes = serde_json::to_vec(&line).map_err(|e| {
+            self.error("cannot encode the start".into(), false)
+                .with_source(e)
+        })?;
+        bytes.push(b'\n');
+        file.write_all(&bytes)
+            .and_then(|()| file.flush())
+            .map_err(|e| {
+                self.error("cannot append the start".into(), false)
+                    .with_source(e)
+            })?;
+        Ok(run_id)
+    }
+}
+
+impl Starter for RecordingStarter {
+    async fn start(&self, request: &StartRequest) -> Result<String, ServiceError> {
+        self.start_now(request)
+    }
+}
+
+// ---------------------------------------------------------------- the event bus
+
+/// Keeps each published event (detail-type, detail) until a dispatcher takes it.
+#[derive(Debug, Default)]
+pub struct MemoryBus {
+    events: Mutex<Vec<(String, serde_json::Value)>>,
+}
+
+impl MemoryBus {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Removes and returns what was published since the last call, in order.
+    pub fn take(&self) -> Vec<(String, serde_json::Value)> {
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// What is waiting to be taken, in order.
+    pub fn pending(&self) -> Vec<(String, serde_json::Value)> {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl EventSink for MemoryBus {
+    async fn publish(
+        &self,
+        detail_type: &str,
+        detail: &serde_json::Value,
+    ) -> Result<(), ServiceError> {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((detail_type.to_owned(), detail.clone()));
+        Ok(())
+    }
+}
+
+/// One of tozai's own events (source `tozai`) as EventBridge delivers it to a target.
+pub fn tozai_event(
+    detail_type: &str,
+    detail: &serde_json::Value,
+    aws_region: &str,
+    account: &str,
+    id: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "version": "0",
+        "id": id,
+        "detail-type": detail_type,
+        "source": crate::event::TOZAI_SOURCE,
+        "account": account,
+        "time": rfc3339(SystemTime::now()),
+        "region": aws_region,
+        "resources": [],
+        "detail": detail,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit(n: u32) -> CommitId {
+        format!("{n:040x}").parse().unwrap()
+    }
+
+    fn main() -> RefName {
+        "refs/heads/main".parse().unwrap()
+    }
+
+    fn store() -> (tempfile::TempDir, FileStore) {
+        let tmp = tempfile::TempDir::new().unwrap();
+        let store = FileStore::open(tmp.path().join("state")).unwrap();
+        (tmp, store)
+    }
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_711_929_600 + 3 * 3600 + 4 * 60 + 5);
+        assert_eq!(rfc3339(t), "2024-04-01T03:04:05Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
+    }
+
+    #[tokio::test]
+    async fn a_second_first_save_loses_and_a_stale_version_loses() {
+        let (_tmp, s) = store();
+        assert_eq!(s.load("sync", "core-infra", &main()).await.unwrap(), None);
+        assert!(
+            s.save("sync", "core-infra", &main(), &commit(1), None)
+                .await
+                .unwrap()
+        );
+        // Another invocation also saw no checkpoint: its first save loses.
+        assert!(
+            !s.save("sync", "core-infra", &main(), &commit(2), None)
+                .await
+                .unwrap()
+        );
+        let v1 = s
+            .load("sync", "core-infra", &main())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            v1,
+            Checkpoint {
+                commit: commit(1),
+                version: 1
+            }
+        );
+        assert!(
+            s.save("sync", "core-infra", &main(), &commit(3), Some(&v1))
+                .await
+                .unwrap()
+        );
+        // v1 is stale now.
+        assert!(
+            !s.save("sync", "core-infra", &main(), &commit(4), Some(&v1))
+                .await
+                .unwrap()
+        );
+        let v2 = s
+            .load("sync", "core-infra", &main())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            v2,
+            Checkpoint {
+                commit: commit(3),
+                version: 2
+            }
+        );
+        // Naming a version of a checkpoint that does not exist loses too.
+        assert!(
+            !s.save("target:x", "core-infra", &main(), &commit(5), Some(&v2))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            s.load("target:x", "core-infra", &main()).await.unwrap(),
+            None
+        );
+        // Consumers, repositories and refs are separate keys.
+        let tag: RefName = "refs/tags/v1".parse().unwrap();
+        assert_eq!(s.load("sync", "core-infra", &tag).await.unwrap(), None);
+        assert_eq!(s.load("sync", "other", &main()).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn the_state_survives_in_the_file_and_is_readable_json() {
+        let (tmp, s) = store();
+        s.save("sync", "core-infra", &main(), &commit(1), None)
+            .await
+            .unwrap();
+        s.claim_start("tokyo-core", &commit(1), Duration::from_secs(120))
+            .await
+            .unwrap();
+        s.record_start("tokyo-core", &commit(1), "run-1")
+            .await
+            .unwrap();
+        let again = FileStore::open(tmp.path().join("state")).unwrap();
+        assert_eq!(
+            again
+                .load("sync", "core-infra", &main())
+                .await
+                .unwrap()
+                .unwrap()
+                .commit,
+            commit(1)
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(again.path()).unwrap()).unwrap();
+        assert_eq!(
+            json["checkpoints"]["sync"]["core-infra"]["refs/heads/main"]["commit"],
+            commit(1).as_str()
+        );
+        assert_eq!(
+            json["starts"]["tokyo-core"][commit(1).as_str()]["state"],
+            "started"
+        );
+        assert!(matches!(
+            &again.contents().unwrap().starts["tokyo-core"][commit(1).as_str()],
+            StoredStart::Started { run_id, .. } if run_id == "run-1"
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_claim_is_won_once_then_in_progress_then_started() {
+        let (_tmp, s) = store();
+        let lease = Duration::from_secs(120);
+        let c = commit(7);
+        assert_eq!(
+            s.claim_start("osaka-core", &c, lease).await.unwrap(),
+            Claim::Won
+        );
+        assert_eq!(
+            s.claim_start("osaka-core", &c, lease).await.unwrap(),
+            Claim::InProgress
+        );
+        // Another target, another commit: separate claims.
+        assert_eq!(
+            s.claim_start("tokyo-core", &c, lease).await.unwrap(),
+            Claim::Won
+        );
+        assert_eq!(
+            s.claim_start("osaka-core", &commit(8), lease)
+                .await
+                .unwrap(),
+            Claim::Won
+        );
+        // A failed start releases: the retry claims it at once.
+        s.release_start("osaka-core", &c).await.unwrap();
+        assert_eq!(
+            s.claim_start("osaka-core", &c, lease).await.unwrap(),
+            Claim::Won
+        );
+        s.record_start("osaka-core", &c, "exec-1").await.unwrap();
+        assert_eq!(
+            s.claim_start("osaka-core", &c, lease).await.unwrap(),
+            Claim::Started("exec-1".into())
+        );
+        // A recorded start is never released.
+        s.release_start("osaka-core", &c).await.unwrap();
+        assert_eq!(
+            s.claim_start("osaka-core", &c, lease).await.unwrap(),
+            Claim::Started("exec-1".into())
+        );
+        // Releasing what was never claimed is fine.
+        s.release_start("nobody", &c).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_claim_whose_lease_ran_out_is_taken_over() {
+        let (_tmp, s) = store();
+        let c = commit(9);
+        assert_eq!(
+            s.claim_start("osaka-core", &c, Duration::ZERO)
+                .await
+                .unwrap(),
+            Claim::Won
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(
+            s.claim_start("osaka-core", &c, Duration::from_secs(120))
+                .await
+                .unwrap(),
+            Claim::Won
+        );
+        assert_eq!(
+            s.claim_start("osaka-core", &c, Duration::from_secs(120))
+                .await
+                .unwrap(),
+            Claim::InProgress
+        );
+    }
+
+    #[test]
+    fn concurrent_first_saves_and_claims_have_one_winner() {
+        let (_tmp, s) = store();
+        let threads: Vec<_> = (0..8)
+            .map(|n| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async {
+                        let saved = s
+                            .save("sync", "core-infra", &main(), &commit(n + 1), None)
+                            .await
+                            .unwrap();
+                        let claim = s
+                            .claim_start("tokyo-core", &commit(100), Duration::from_secs(60))
+                            .await
+                            .unwrap();
+                        (saved, claim)
+                    })
+                })
+            })
+            .collect();
+        let results: Vec<(bool, Claim)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(results.iter().filter(|(saved, _)| *saved).count(), 1);
+        assert_eq!(
+            results.iter().filter(|(_, c)| *c == Claim::Won).count(),
+            1,
+            "{results:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_store_file_is_an_error_naming_it() {
+        let (_tmp, s) = store();
+        std::fs::write(s.path(), "{not json").unwrap();
+        let err = s.load("sync", "core-infra", &main()).await.unwrap_err();
+        let shown = format!("{err}");
+        assert!(shown.contains("store.json"), "{shown}");
+        assert!(!err.transient);
+    }
+
+    fn request(target: &str, c: &CommitId) -> StartRequest {
+        StartRequest {
+            target: target.into(),
+            kind: "codepipeline",
+            name: "core-infra-deploy".into(),
+            source_action: Some("Source".into()),
+            commit: c.clone(),
+            reference: main(),
+            variables: vec![
+                ("TOZAI_COMMIT_ID".into(), c.to_string()),
+                ("TOZAI_REF".into(), "refs/heads/main".into()),
+                ("TOZAI_MATCHED_RULES".into(), "tokyo-core:common/**".into()),
+                ("TOZAI_MATCHED_PATHS".into(), "common/a.yaml".into()),
+            ],
+            token: crate::judge::start_token(target, c),
+        }
+    }
+
+    #[tokio::test]
+    async fn starts_are_recorded_as_json_lines_and_a_known_token_starts_nothing() {
+        let tmp = tempfile::TempDir::new().unwrap();
+        let starter = RecordingStarter::new(tmp.path().join("runs/starts.jsonl"));
+        assert!(starter.recorded().unwrap().is_empty());
+        let r1 = request("tokyo-core", &commit(1));
+        assert_eq!(starter.start(&r1).await.unwrap(), "local-1");
+        assert_eq!(
+            starter
+                .start(&request("osaka-core", &commit(1)))
+                .await
+                .unwrap(),
+            "local-2"
+        );
+        // A retry with the same token: the same run, no second line.
+        assert_eq!(starter.start(&r1).await.unwrap(), "local-1");
+        let recorded = starter.recorded().unwrap();
+        assert_eq!(recorded.len(), 2);
+        assert_eq!(recorded[0].target, "tokyo-core");
+        assert_eq!(recorded[0].commit, commit(1).as_str());
+        assert_eq!(recorded[0].reference, "refs/heads/main");
+        assert_eq!(recorded[0].kind, "codepipeline");
+        assert_eq!(recorded[0].name, "core-infra-deploy");
+        assert_eq!(recorded[0].source_action.as_deref(), Some("Source"));
+        assert_eq!(recorded[0].token, r1.token);
+        assert_eq!(recorded[0].variables["TOZAI_COMMIT_ID"], commit(1).as_str());
+        let text = std::fs::read_to_string(starter.path()).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(line["ref"], "refs/heads/main");
+        assert_eq!(line["run_id"], "local-1");
+    }
+
+    #[tokio::test]
+    async fn a_configured_command_runs_with_the_variables_and_names_the_run() {
+        let tmp = tempfile::TempDir::new().unwrap();
+        let seen = tmp.path().join("seen");
+        let starter = RecordingStarter::new(tmp.path().join("starts.jsonl")).with_command(
+            format!(
+                "echo \"$TOZAI_TARGET $TOZAI_COMMIT_ID $TOZAI_REF $TOZAI_PIPELINE $TOZAI_KIND $TOZAI_MATCHED_PATHS\" > '{}'; echo building >&2; echo; echo exec-42; echo",
+                seen.display()
+            ),
+        );
+        let r = request("osaka-core", &commit(3));
+        assert_eq!(starter.start(&r).await.unwrap(), "exec-42");
+        assert_eq!(
+            std::fs::read_to_string(&seen).unwrap().trim(),
+            format!(
+                "osaka-core {} refs/heads/main core-infra-deploy codepipeline common/a.yaml",
+                commit(3)
+            )
+        );
+        assert_eq!(starter.recorded().unwrap()[0].run_id, "exec-42");
+
+        // Printing nothing: a generated id.
+        let quiet = RecordingStarter::new(tmp.path().join("quiet.jsonl")).with_command("true");
+        assert_eq!(quiet.start(&r).await.unwrap(), "local-1");
+    }
+
+    #[tokio::test]
+    async fn a_failing_command_is_a_failed_start_and_records_nothing() {
+        let tmp = tempfile::TempDir::new().unwrap();
+        let starter = RecordingStarter::new(tmp.path().join("starts.jsonl"))
+            .with_command("echo no such pipeline >&2; exit 3");
+        let err = starter
+            .start(&request("tokyo-core", &commit(1)))
+            .await
+            .unwrap_err();
+        let shown = err.to_string();
+        assert!(shown.contains("no such pipeline"), "{shown}");
+        assert!(!err.transient);
+        assert!(starter.recorded().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_bus_keeps_events_until_taken_and_they_parse_as_eventbridge_delivers_them() {
+        let bus = MemoryBus::new();
+        let detail = serde_json::json!({
+            "repository": "core-infra", "ref": "refs/heads/main",
+            "commit": commit(1).as_str(), "reason": "changed paths match its rule",
+        });
+        bus.publish(crate::event::SYNC_REQUESTED, &detail)
+            .await
+            .unwrap();
+        bus.publish("Sync Completed", &serde_json::json!({"status": "in_sync"}))
+            .await
+            .unwrap();
+        assert_eq!(bus.pending().len(), 2);
+        let taken = bus.take();
+        assert_eq!(taken.len(), 2);
+        assert_eq!(taken[0].0, "Sync Requested");
+        assert!(bus.take().is_empty());
+        let event = tozai_event(
+            &taken[0].0,
+            &taken[0].1,
+            "ap-northeast-1",
+            "111111111111",
+            "e-1",
+        );
+        match crate::event::from_value(event).unwrap() {
+            crate::event::Inbound::SyncRequested(s) => {
+                assert_eq!(s.repository, "core-infra");
+                assert_eq!(s.commit.as_deref(), Some(commit(1).as_str()));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

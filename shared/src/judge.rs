@@ -4,16 +4,19 @@
 //!
 //! CodeCommit's events are best effort, unordered and delivered at least once, so no event
 //! is trusted to carry the whole truth. Each consumer (the sync, and each pipeline target)
-//! keeps a checkpoint per repository and ref: the last commit it handled. The diff base
-//! ([`choose_base`]) is:
+//! keeps a checkpoint per repository and ref: the last commit it handled, and where the
+//! history it has judged starts. The diff base ([`choose_base`]) is:
 //!
 //! 1. the checkpoint, when it is an ancestor of the new commit (so a lost or coalesced
 //!    event's changes are still in the diff);
-//! 2. nothing to do, when the new commit is the checkpoint or one of its ancestors (a
-//!    duplicate, or an event overtaken by a newer one: never a rollback);
-//! 3. otherwise the event's old commit (a force-push, or no checkpoint yet);
-//! 4. for a new branch, its merge base with the config's base branch;
-//! 5. with no usable base, every file of the commit counts as changed (fail open, logged).
+//! 2. nothing to do, when the new commit is the checkpoint or inside the history already
+//!    judged (a duplicate, or an event overtaken by a newer one);
+//! 3. an older event whose changes were never judged (events reordered before the first
+//!    checkpoint): its own changes are judged, and acted on at the checkpoint's commit, so
+//!    nothing is ever rolled back;
+//! 4. otherwise the event's old commit (a force-push, or no checkpoint yet);
+//! 5. for a new branch, its merge base with the config's base branch;
+//! 6. with no usable base, every file of the commit counts as changed (fail open, logged).
 //!
 //! Pipeline starts happen at most once per (target, commit): a claim in the checkpoint
 //! store is written before the start, the start carries a token derived from the target
@@ -116,15 +119,21 @@ pub enum BaseChoice {
     Diff {
         base: Option<CommitId>,
         why: BaseWhy,
+        /// The commit to act on (start, mirror): the event's own, or, for an older event
+        /// whose changes were never judged, the checkpoint's, so nothing is rolled back.
+        act_on: CommitId,
+        /// The checkpoint to save once handled: its commit and where its handled history
+        /// starts (see [`Checkpoint::covered_from`](crate::ports::Checkpoint)).
+        save: (CommitId, Option<CommitId>),
     },
-    /// The new commit is the checkpoint or an ancestor of it: already handled.
+    /// The new commit is the checkpoint or inside its handled history.
     AlreadyHandled { checkpoint: CommitId },
 }
 
 /// Chooses the diff base of one consumer (see the module's documentation).
 pub async fn choose_base(
     history: &impl Ancestry,
-    checkpoint: Option<&CommitId>,
+    checkpoint: Option<&crate::ports::Checkpoint>,
     event: &RefChange,
     after: &CommitId,
     reference: &RefName,
@@ -132,34 +141,88 @@ pub async fn choose_base(
 ) -> Result<BaseChoice, ChangeError> {
     let mut unusable = "there is none yet";
     if let Some(cp) = checkpoint {
-        if cp == after {
+        if &cp.commit == after {
             return Ok(BaseChoice::AlreadyHandled {
-                checkpoint: cp.clone(),
+                checkpoint: cp.commit.clone(),
             });
         }
-        match history.merge_base(cp, after).await? {
-            Some(base) if &base == cp => {
+        match history.merge_base(&cp.commit, after).await? {
+            Some(base) if base == cp.commit => {
                 return Ok(BaseChoice::Diff {
-                    base: Some(cp.clone()),
+                    base: Some(cp.commit.clone()),
                     why: BaseWhy::Checkpoint,
+                    act_on: after.clone(),
+                    save: (after.clone(), cp.covered_from.clone()),
                 });
             }
             Some(base) if &base == after => {
-                return Ok(BaseChoice::AlreadyHandled {
-                    checkpoint: cp.clone(),
+                // An older event. Inside the handled history: a duplicate or overtaken.
+                let handled = match &cp.covered_from {
+                    None => true,
+                    Some(from) => {
+                        from != after
+                            && history.merge_base(after, from).await?.as_ref() != Some(after)
+                    }
+                };
+                if handled {
+                    return Ok(BaseChoice::AlreadyHandled {
+                        checkpoint: cp.commit.clone(),
+                    });
+                }
+                // Before it (events reordered before the first checkpoint): judge its own
+                // changes, act on the checkpoint's commit, and extend the handled history
+                // when the two ranges meet.
+                let (base, why) = fallback(
+                    history,
+                    event,
+                    after,
+                    reference,
+                    base_branch,
+                    "the event is older than the checkpoint and its changes were never judged",
+                )
+                .await?;
+                let covered_from = if cp.covered_from.as_ref() == Some(after) {
+                    base.clone()
+                } else {
+                    cp.covered_from.clone()
+                };
+                return Ok(BaseChoice::Diff {
+                    base,
+                    why,
+                    act_on: cp.commit.clone(),
+                    save: (cp.commit.clone(), covered_from),
                 });
             }
             Some(_) => unusable = "it is not an ancestor of the new commit (a force-push?)",
             None => unusable = "it shares no history with the new commit",
         }
     }
+    let (base, why) = fallback(history, event, after, reference, base_branch, unusable).await?;
+    Ok(BaseChoice::Diff {
+        save: (after.clone(), base.clone()),
+        base,
+        why,
+        act_on: after.clone(),
+    })
+}
+
+/// The base when the checkpoint gives none: the event's old commit, a new branch's merge
+/// base with the base branch, or nothing (every file counts).
+async fn fallback(
+    history: &impl Ancestry,
+    event: &RefChange,
+    after: &CommitId,
+    reference: &RefName,
+    base_branch: &str,
+    unusable: &'static str,
+) -> Result<(Option<CommitId>, BaseWhy), ChangeError> {
     if let Some(before) = event.before() {
-        return Ok(BaseChoice::Diff {
-            base: Some(before.clone()),
-            why: BaseWhy::EventBefore {
+        return Ok((
+            Some(before.clone()),
+            BaseWhy::EventBefore {
                 checkpoint: unusable,
             },
-        });
+        ));
     }
     let because = match reference {
         RefName::Tag(_) => "a new tag is judged on its whole tree",
@@ -168,21 +231,18 @@ pub async fn choose_base(
             None => "the base branch does not exist",
             Some(head) => match history.merge_base(&head, after).await? {
                 Some(base) => {
-                    return Ok(BaseChoice::Diff {
-                        base: Some(base),
-                        why: BaseWhy::MergeBase {
+                    return Ok((
+                        Some(base),
+                        BaseWhy::MergeBase {
                             branch: base_branch.to_owned(),
                         },
-                    });
+                    ));
                 }
                 None => "the new branch shares no history with the base branch",
             },
         },
     };
-    Ok(BaseChoice::Diff {
-        base: None,
-        why: BaseWhy::WholeTree { because },
-    })
+    Ok((None, BaseWhy::WholeTree { because }))
 }
 
 /// The one structured record every invocation logs (and returns).
@@ -290,6 +350,10 @@ pub struct TargetRecord {
     /// What happened: `started`, `already_started`, `in_progress`, `failed`,
     /// `already_handled` or `not_started`.
     pub result: &'static str,
+    /// The commit started (or found started): the event's, or the checkpoint's for an
+    /// older event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<CommitId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -378,7 +442,7 @@ async fn base_for(
     let checkpoint = store.load(consumer, &e.repository, &e.reference).await?;
     let choice = choose_base(
         repo,
-        checkpoint.as_ref().map(|c| &c.commit),
+        checkpoint.as_ref(),
         &e.change,
         after,
         &e.reference,
@@ -388,23 +452,31 @@ async fn base_for(
     Ok((checkpoint, choice))
 }
 
-/// Moves a checkpoint forward to `after`, unless another invocation already moved it to
-/// `after` or past it.
+/// Saves a consumer's checkpoint (`save`: its commit and where its handled history
+/// starts), unless another invocation already moved it to that commit or past it.
 async fn advance(
     repo: &impl Ancestry,
     store: &impl CheckpointStore,
     consumer: &str,
     e: &RefChanged,
-    after: &CommitId,
+    save: &(CommitId, Option<CommitId>),
     mut expected: Option<crate::ports::Checkpoint>,
 ) -> Result<(), JudgeError> {
+    let (commit, covered_from) = save;
+    if expected
+        .as_ref()
+        .is_some_and(|cp| &cp.commit == commit && &cp.covered_from == covered_from)
+    {
+        return Ok(());
+    }
     for _ in 0..SAVE_ATTEMPTS {
         if store
-            .save(
+            .save_covering(
                 consumer,
                 &e.repository,
                 &e.reference,
-                after,
+                commit,
+                covered_from.as_ref(),
                 expected.as_ref(),
             )
             .await?
@@ -413,8 +485,8 @@ async fn advance(
         }
         expected = store.load(consumer, &e.repository, &e.reference).await?;
         if let Some(now) = &expected {
-            let newer = &now.commit == after
-                || repo.merge_base(after, &now.commit).await?.as_ref() == Some(after);
+            let newer = &now.commit == commit
+                || repo.merge_base(commit, &now.commit).await?.as_ref() == Some(commit);
             if newer {
                 return Ok(());
             }
@@ -548,13 +620,18 @@ where
         )));
     }
     let (checkpoint, choice) = base_for(config, repo, store, SYNC_CONSUMER, &e, &after).await?;
-    let (base, why) = match choice {
+    let (base, why, act_on, save) = match choice {
         BaseChoice::AlreadyHandled { checkpoint } => {
             return Ok(record.ignore(format!(
                 "already handled: the sync checkpoint is at {checkpoint}"
             )));
         }
-        BaseChoice::Diff { base, why } => (base, why),
+        BaseChoice::Diff {
+            base,
+            why,
+            act_on,
+            save,
+        } => (base, why, act_on, save),
     };
     let changes = repo.changes(base.as_ref(), &after).await?;
     note_diff(&mut record, SYNC_CONSUMER, &base, &why, changes.len());
@@ -565,7 +642,7 @@ where
         let request = SyncRequested {
             repository: e.repository.clone(),
             reference: e.reference.full(),
-            commit: Some(after.to_string()),
+            commit: Some(act_on.to_string()),
             reason: decisions.sync.reason.describe().to_owned(),
         };
         let detail = serde_json::to_value(&request).map_err(|err| {
@@ -577,7 +654,7 @@ where
         })?;
         events.publish(SYNC_REQUESTED, &detail).await?;
     }
-    advance(repo, store, SYNC_CONSUMER, &e, &after, checkpoint).await?;
+    advance(repo, store, SYNC_CONSUMER, &e, &save, checkpoint).await?;
     record.sync = Some(SyncRecord {
         decision: decisions.sync,
         requested: mirror,
@@ -691,16 +768,22 @@ where
             reason: Reason::NothingChanged,
             matches: Vec::new(),
             result,
+            commit: None,
             run_id: None,
             error,
         };
         let (checkpoint, choice) = base_for(config, repo, store, &consumer, &e, &after).await?;
-        let (base, why) = match choice {
+        let (base, why, act_on, save) = match choice {
             BaseChoice::AlreadyHandled { .. } => {
                 record.targets.push(base_record("already_handled", None));
                 continue;
             }
-            BaseChoice::Diff { base, why } => (base, why),
+            BaseChoice::Diff {
+                base,
+                why,
+                act_on,
+                save,
+            } => (base, why, act_on, save),
         };
         let changes = diffs.get(&base, &after).await?;
         note_diff(&mut record, &consumer, &base, &why, changes.len());
@@ -723,10 +806,11 @@ where
             ..base_record("not_started", None)
         };
         if decision.start {
-            match start_once(store, starter, target, &decision, &e, &after).await {
+            match start_once(store, starter, target, &decision, &e, &act_on).await {
                 Ok((result, run_id)) => {
                     tr.result = result;
                     tr.run_id = run_id;
+                    tr.commit = Some(act_on.clone());
                 }
                 Err(err) => {
                     transient &= err.transient;
@@ -739,14 +823,14 @@ where
             }
             if tr.result == "in_progress" {
                 failures.push(format!(
-                    "{}: another invocation is starting it at {after}",
+                    "{}: another invocation is starting it at {act_on}",
                     target.name
                 ));
                 record.targets.push(tr);
                 continue;
             }
         }
-        advance(repo, store, &consumer, &e, &after, checkpoint).await?;
+        advance(repo, store, &consumer, &e, &save, checkpoint).await?;
         record.targets.push(tr);
     }
     if failures.is_empty() {

@@ -217,6 +217,12 @@ pub struct Checkpoint {
     pub commit: CommitId,
     /// Bumped by every save: a save names the version it read (optimistic locking).
     pub version: u64,
+    /// Where the handled history starts: the consumer has judged every commit reachable
+    /// from `commit` but not from `covered_from`. `None`: every commit reachable from
+    /// `commit`. An older event inside the handled history is a duplicate; one before
+    /// `covered_from` still needs judging.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub covered_from: Option<CommitId>,
 }
 
 /// The state of one (target, commit) start.
@@ -241,8 +247,20 @@ pub trait CheckpointStore {
         reference: &crate::refs::RefName,
     ) -> impl Future<Output = Result<Option<Checkpoint>, ServiceError>> + Send;
 
-    /// Moves the checkpoint to `commit` if it is still `expected` (`None`: still absent).
-    /// `Ok(false)`: it moved meanwhile, nothing was written.
+    /// Moves the checkpoint to `commit`, its handled history starting after
+    /// `covered_from`, if it is still `expected` (`None`: still absent). `Ok(false)`: it
+    /// moved meanwhile, nothing was written.
+    fn save_covering(
+        &self,
+        consumer: &str,
+        repository: &str,
+        reference: &crate::refs::RefName,
+        commit: &CommitId,
+        covered_from: Option<&CommitId>,
+        expected: Option<&Checkpoint>,
+    ) -> impl Future<Output = Result<bool, ServiceError>> + Send;
+
+    /// [`save_covering`](Self::save_covering) with all of `commit`'s history handled.
     fn save(
         &self,
         consumer: &str,
@@ -250,7 +268,9 @@ pub trait CheckpointStore {
         reference: &crate::refs::RefName,
         commit: &CommitId,
         expected: Option<&Checkpoint>,
-    ) -> impl Future<Output = Result<bool, ServiceError>> + Send;
+    ) -> impl Future<Output = Result<bool, ServiceError>> + Send {
+        self.save_covering(consumer, repository, reference, commit, None, expected)
+    }
 
     /// Claims the start of `target` at `commit`, before starting it. A claim whose holder
     /// did not record a start within `lease` may be taken over.

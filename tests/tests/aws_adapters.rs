@@ -267,7 +267,19 @@ async fn checkpoints_and_claims_in_dynamodb_are_conditional() {
         "a write from a stale read loses"
     );
     let v2 = store.load("sync", REPO, &main).await.unwrap().unwrap();
-    assert_eq!((v2.commit, v2.version), (c2.clone(), 2));
+    assert_eq!((v2.commit.clone(), v2.version), (c2.clone(), 2));
+    // Where the handled history starts is kept with the checkpoint.
+    assert!(
+        store
+            .save_covering("sync", REPO, &main, &c3, Some(&c1), Some(&v2))
+            .await
+            .unwrap()
+    );
+    let v3 = store.load("sync", REPO, &main).await.unwrap().unwrap();
+    assert_eq!(
+        (v3.commit, v3.version, v3.covered_from),
+        (c3.clone(), 3, Some(c1.clone()))
+    );
     // Consumers and refs are separate.
     assert_eq!(store.load("target:x", REPO, &main).await.unwrap(), None);
     let tag = RefName::tag("main").unwrap();

@@ -444,15 +444,27 @@ impl CheckpointStore for DynamoStore {
             .and_then(|v| v.as_n().ok())
             .and_then(|n| n.parse().ok())
             .ok_or_else(|| self.invalid(&key, "no valid version"))?;
-        Ok(Some(Checkpoint { commit, version }))
+        let covered_from = match string(&item, "covered_from") {
+            None => None,
+            Some(c) => Some(
+                c.parse()
+                    .map_err(|_| self.invalid(&key, "an invalid covered_from"))?,
+            ),
+        };
+        Ok(Some(Checkpoint {
+            commit,
+            version,
+            covered_from,
+        }))
     }
 
-    async fn save(
+    async fn save_covering(
         &self,
         consumer: &str,
         repository: &str,
         reference: &RefName,
         commit: &CommitId,
+        covered_from: Option<&CommitId>,
         expected: Option<&Checkpoint>,
     ) -> Result<bool, ServiceError> {
         let key = Self::checkpoint_key(consumer, repository, reference);
@@ -465,6 +477,9 @@ impl CheckpointStore for DynamoStore {
             .item("commit", AttributeValue::S(commit.to_string()))
             .item("version", AttributeValue::N(version.to_string()))
             .item("updated_at", AttributeValue::N(now_secs().to_string()));
+        if let Some(from) = covered_from {
+            put = put.item("covered_from", AttributeValue::S(from.to_string()));
+        }
         put = match expected {
             None => put.condition_expression("attribute_not_exists(pk)"),
             Some(e) => put

@@ -69,6 +69,8 @@ pub fn rfc3339(time: SystemTime) -> String {
 pub struct StoredCheckpoint {
     pub commit: String,
     pub version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covered_from: Option<String>,
     pub updated_at_ms: u64,
 }
 
@@ -193,20 +195,33 @@ impl CheckpointStore for FileStore {
                 let commit = c.commit.parse().map_err(|e| {
                     self.error(&format!("checkpoint {consumer} has no valid commit"), e)
                 })?;
+                let covered_from = c
+                    .covered_from
+                    .as_deref()
+                    .map(str::parse)
+                    .transpose()
+                    .map_err(|e| {
+                        self.error(
+                            &format!("checkpoint {consumer} has no valid covered_from"),
+                            e,
+                        )
+                    })?;
                 Ok(Checkpoint {
                     commit,
                     version: c.version,
+                    covered_from,
                 })
             })
             .transpose()
     }
 
-    async fn save(
+    async fn save_covering(
         &self,
         consumer: &str,
         repository: &str,
         reference: &RefName,
         commit: &CommitId,
+        covered_from: Option<&CommitId>,
         expected: Option<&Checkpoint>,
     ) -> Result<bool, ServiceError> {
         self.with(|s| {
@@ -231,6 +246,7 @@ impl CheckpointStore for FileStore {
                 StoredCheckpoint {
                     commit: commit.to_string(),
                     version: expected.map_or(1, |e| e.version + 1),
+                    covered_from: covered_from.map(|c| c.to_string()),
                     updated_at_ms: now_ms(),
                 },
             );
@@ -606,7 +622,8 @@ mod tests {
             v1,
             Checkpoint {
                 commit: commit(1),
-                version: 1
+                version: 1,
+                covered_from: None,
             }
         );
         assert!(
@@ -629,7 +646,8 @@ mod tests {
             v2,
             Checkpoint {
                 commit: commit(3),
-                version: 2
+                version: 2,
+                covered_from: None,
             }
         );
         // Naming a version of a checkpoint that does not exist loses too.

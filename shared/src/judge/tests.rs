@@ -183,6 +183,7 @@ impl Store {
             Checkpoint {
                 commit: commit.clone(),
                 version: 1,
+                covered_from: None,
             },
         );
     }
@@ -203,12 +204,13 @@ impl CheckpointStore for Store {
             .cloned())
     }
 
-    async fn save(
+    async fn save_covering(
         &self,
         consumer: &str,
         repository: &str,
         reference: &RefName,
         commit: &CommitId,
+        covered_from: Option<&CommitId>,
         expected: Option<&Checkpoint>,
     ) -> Result<bool, ServiceError> {
         let mut all = self.checkpoints.lock().unwrap();
@@ -222,6 +224,7 @@ impl CheckpointStore for Store {
             Checkpoint {
                 commit: commit.clone(),
                 version,
+                covered_from: covered_from.cloned(),
             },
         );
         Ok(true)
@@ -1035,4 +1038,162 @@ async fn a_schedule_reconciles_every_configured_ref() {
     let w = World::new();
     assert!(w.sync(schedule.clone()).await.unwrap().ignored.is_some());
     assert!(w.judge("tokyo", schedule).await.unwrap().ignored.is_some());
+}
+
+/// A main branch with one root commit and no checkpoint yet (the first events ever).
+fn fresh() -> (World, CommitId) {
+    let w = World::new();
+    let c0 = w.repo.commit(
+        None,
+        &[("common/vpc.yaml", Some(0)), ("docs/readme.md", Some(0))],
+    );
+    w.repo
+        .branches
+        .lock()
+        .unwrap()
+        .insert("main".into(), c0.clone());
+    (w, c0)
+}
+
+#[tokio::test]
+async fn events_reversed_before_the_first_checkpoint_still_start_the_older_change_on_the_newest_commit()
+ {
+    let (w, c0) = fresh();
+    let c1 = w.repo.commit(Some(&c0), &[("primary/root.yaml", Some(1))]);
+    let c2 = w.repo.commit(Some(&c1), &[("docs/readme.md", Some(2))]);
+    // The newer event first: its own range changes docs only.
+    w.judge("tokyo", push(TOKYO, MAIN, Some(&c1), Some(&c2)))
+        .await
+        .unwrap();
+    assert!(w.starts.of("tokyo-core").is_empty());
+    // The older event last: its change is judged, and deployed at the newest commit,
+    // never at the older one (that would roll Tokyo back).
+    let older = w
+        .judge("tokyo", push(TOKYO, MAIN, Some(&c0), Some(&c1)))
+        .await
+        .unwrap();
+    let core = older
+        .targets
+        .iter()
+        .find(|t| t.target == "tokyo-core")
+        .unwrap();
+    assert_eq!((core.result, core.commit.as_ref()), ("started", Some(&c2)));
+    assert_eq!(w.starts.of("tokyo-core"), vec![c2.clone()]);
+    assert_eq!(w.store.at("target:tokyo-core", MAIN), Some(c2.clone()));
+    // Both ranges are handled now: the older event again does nothing.
+    let again = w
+        .judge("tokyo", push(TOKYO, MAIN, Some(&c0), Some(&c1)))
+        .await
+        .unwrap();
+    assert!(again.targets.iter().all(|t| t.result == "already_handled"));
+    assert_eq!(w.starts.of("tokyo-core"), vec![c2]);
+}
+
+#[tokio::test]
+async fn the_sync_judge_mirrors_an_older_change_judged_late_at_the_newest_commit() {
+    let (w, c0) = fresh();
+    let c1 = w
+        .repo
+        .commit(Some(&c0), &[("secondary/root.yaml", Some(1))]);
+    let c2 = w.repo.commit(Some(&c1), &[("docs/readme.md", Some(2))]);
+    let newer = w
+        .sync(push(TOKYO, MAIN, Some(&c1), Some(&c2)))
+        .await
+        .unwrap();
+    assert!(!newer.sync.unwrap().requested);
+    w.sync(push(TOKYO, MAIN, Some(&c0), Some(&c1)))
+        .await
+        .unwrap();
+    assert_eq!(w.requested(), vec![c2.to_string()]);
+    let again = w
+        .sync(push(TOKYO, MAIN, Some(&c0), Some(&c1)))
+        .await
+        .unwrap();
+    assert!(again.ignored.unwrap().contains("already handled"));
+    assert_eq!(w.requested().len(), 1);
+}
+
+#[tokio::test]
+async fn choose_base_keeps_track_of_the_handled_history() {
+    let (w, c0) = fresh();
+    let c1 = w.repo.commit(Some(&c0), &[("a", Some(1))]);
+    let c2 = w.repo.commit(Some(&c1), &[("a", Some(2))]);
+    let c3 = w.repo.commit(Some(&c2), &[("a", Some(3))]);
+    let main = RefName::branch("main").unwrap();
+    let update = |old: &CommitId, new: &CommitId| RefChange::Updated {
+        old: old.clone(),
+        new: new.clone(),
+    };
+    let cp = |commit: &CommitId, from: Option<&CommitId>| Checkpoint {
+        commit: commit.clone(),
+        version: 1,
+        covered_from: from.cloned(),
+    };
+    // Handled (c1, c3]: c2 inside is a duplicate; c1 itself is not.
+    let inside = choose_base(
+        &w.repo,
+        Some(&cp(&c3, Some(&c1))),
+        &update(&c1, &c2),
+        &c2,
+        &main,
+        "main",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        inside,
+        BaseChoice::AlreadyHandled {
+            checkpoint: c3.clone()
+        }
+    );
+    let before = choose_base(
+        &w.repo,
+        Some(&cp(&c3, Some(&c1))),
+        &update(&c0, &c1),
+        &c1,
+        &main,
+        "main",
+    )
+    .await
+    .unwrap();
+    let BaseChoice::Diff {
+        base, act_on, save, ..
+    } = before
+    else {
+        panic!("{before:?}")
+    };
+    assert_eq!((base, act_on), (Some(c0.clone()), c3.clone()));
+    assert_eq!(
+        save,
+        (c3.clone(), Some(c0.clone())),
+        "the ranges meet: (c0, c3]"
+    );
+    // All of history handled (a whole-tree start): any older event is a duplicate.
+    let all = choose_base(
+        &w.repo,
+        Some(&cp(&c3, None)),
+        &update(&c0, &c1),
+        &c1,
+        &main,
+        "main",
+    )
+    .await
+    .unwrap();
+    assert!(matches!(all, BaseChoice::AlreadyHandled { .. }));
+    // A newer event extends the same handled history.
+    let c4 = w.repo.commit(Some(&c3), &[("a", Some(4))]);
+    let next = choose_base(
+        &w.repo,
+        Some(&cp(&c3, Some(&c1))),
+        &update(&c3, &c4),
+        &c4,
+        &main,
+        "main",
+    )
+    .await
+    .unwrap();
+    let BaseChoice::Diff { save, .. } = next else {
+        panic!()
+    };
+    assert_eq!(save, (c4, Some(c1)));
 }

@@ -357,6 +357,7 @@ async fn checkpoint_writes_are_conditional() {
     let expected = Checkpoint {
         commit: commit(1),
         version: 1,
+        covered_from: None,
     };
     assert!(
         !store

@@ -5,6 +5,7 @@
 //! | variable | used by | meaning |
 //! |---|---|---|
 //! | `TOZAI_CONFIG` | all | path of `tozai.toml` (default `$LAMBDA_TASK_ROOT/tozai.toml`, else `./tozai.toml`) |
+//! | `TOZAI_PRIMARY` | sync-judge, mirror | the primary region's config name, overriding the file's `primary` (set by the stacks' `Primary` parameter) |
 //! | `TOZAI_REGION` | pipeline-judge | the config region this judge serves (default: the one whose `aws_region` is `AWS_REGION`) |
 //! | `TOZAI_TABLE` | judges | the DynamoDB checkpoint table |
 //! | `TOZAI_EVENT_BUS` | sync-judge, mirror | the EventBridge bus for tozai's events (default `default`) |
@@ -39,7 +40,9 @@ fn required(name: &'static str) -> Result<String, InitError> {
     })
 }
 
-/// The config, from `TOZAI_CONFIG` or the function's package.
+/// The config, from `TOZAI_CONFIG` or the function's package, with `TOZAI_PRIMARY` (when
+/// set) naming the primary instead of the file's `primary` line: a failover is then a
+/// change of the stacks' `Primary` parameter, not a rebuild.
 pub fn config_from_env() -> Result<Config, InitError> {
     let path = match env("TOZAI_CONFIG") {
         Some(p) => PathBuf::from(p),
@@ -48,7 +51,16 @@ pub fn config_from_env() -> Result<Config, InitError> {
             .unwrap_or_default()
             .join("tozai.toml"),
     };
-    Ok(Config::load(&path)?)
+    let mut config = Config::load(&path)?;
+    if let Some(primary) = env("TOZAI_PRIMARY") {
+        config
+            .fail_over_to(primary.trim())
+            .map_err(|problem| InitError::Env {
+                name: "TOZAI_PRIMARY",
+                problem,
+            })?;
+    }
+    Ok(config)
 }
 
 /// The config region a pipeline-judge serves: `TOZAI_REGION`, or the region whose
@@ -243,10 +255,7 @@ pub fn events(sdk: &aws_config::SdkConfig) -> crate::adapters::aws::EventBridgeS
 }
 
 /// tozai's events on the bus `bus`.
-pub fn events_on(
-    sdk: &aws_config::SdkConfig,
-    bus: &str,
-) -> crate::adapters::aws::EventBridgeSink {
+pub fn events_on(sdk: &aws_config::SdkConfig, bus: &str) -> crate::adapters::aws::EventBridgeSink {
     crate::adapters::aws::EventBridgeSink::new(aws_sdk_eventbridge::Client::new(sdk), bus)
 }
 

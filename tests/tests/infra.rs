@@ -1,0 +1,1348 @@
+//! The infrastructure in `infra/`, checked without an AWS account:
+//!
+//! - the templates, SAM ones translated offline by aws-sam-translator, lint clean with
+//!   cfn-lint (informational checks on) and checkov (`--skip-download`), every checkov
+//!   suppression carrying its reason and actually used;
+//! - the EventBridge event patterns, taken from the templates themselves as CloudFormation
+//!   would evaluate them with the parameters `infra/params.py` derives from
+//!   `examples/tozai.toml`, put on moto's EventBridge (an independent pattern matcher) with
+//!   SQS targets, then fed real-shaped events (the CodeCommit docs sample of
+//!   `shared/FACTS.md`, adapted) and counter-examples: pushes to the configured branches and
+//!   tags reach the functions; other branches, other repositories, pull requests, comments
+//!   and other sources do not;
+//! - every IAM policy names exactly the expected actions and resources, no `*` anywhere;
+//! - every asynchronous path has a retry policy and a dead-letter destination, every function
+//!   an alarm, a log group with retention and the settings `shared/src/lambda.rs` reads;
+//! - a failover is a parameter change (both roots deploy the same stacks; `primary` moves
+//!   the sync), and `aws cloudformation package` (the deploy command's first step) resolves
+//!   every nested template and package (against moto's S3).
+//!
+//! The evaluation is `tests/support/infra_templates.py` (cfn-lint's YAML decoder, the SAM
+//! transform, a small intrinsic-function evaluator); the expectations are here. Tools come
+//! from the tests' virtualenv (`$TOZAI_TEST_VENV`, else `.venv`: `bash
+//! scripts/setup-test-env.sh`); a missing tool is a failure saying what to install.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tozai_tests::stand_ins::{MOTO_ACCOUNT_ID, Moto};
+use tozai_tests::workspace_root;
+
+const TOKYO: &str = "ap-northeast-1";
+const OSAKA: &str = "ap-northeast-3";
+const REPO: &str = "core-infra";
+
+// ---------------------------------------------------------------- tools
+
+fn venv() -> PathBuf {
+    std::env::var_os("TOZAI_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv"))
+}
+
+/// A program of the tests' virtualenv; missing is a failure that says what to install.
+fn tool(name: &str) -> PathBuf {
+    let path = venv().join("bin").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `bash scripts/setup-test-env.sh` in the workspace root (it installs \
+         cfn-lint, aws-sam-translator, checkov, awscli and moto from \
+         scripts/requirements-test.txt into .venv), or point TOZAI_TEST_VENV at a virtualenv \
+         that has them",
+        path.display()
+    );
+    path
+}
+
+fn run(mut cmd: Command) -> Output {
+    let shown = format!("{cmd:?}");
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `infra_templates.py ARGS` in the workspace root; its standard output as JSON.
+fn templates(args: &[&str]) -> Value {
+    let mut cmd = Command::new(tool("python"));
+    cmd.current_dir(workspace_root())
+        .arg(workspace_root().join("tests/support/infra_templates.py"))
+        .args(args);
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "infra_templates.py {args:?} failed:\n{}{}",
+        text(&out.stderr),
+        text(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "infra_templates.py {args:?} printed no JSON ({e}):\n{}",
+            text(&out.stdout)
+        )
+    })
+}
+
+/// Every template under `infra/`, SAM translated, in a temporary directory.
+fn translated() -> TempDir {
+    let out = TempDir::new().expect("cannot create a temporary directory");
+    let written = templates(&["translate", "infra", out.path().to_str().unwrap()]);
+    assert!(
+        written.as_array().is_some_and(|w| w.len() >= 6),
+        "expected the common, primary and secondary templates, got {written}"
+    );
+    out
+}
+
+/// What each region's roots deploy, for a config (see `infra_templates.py model`).
+fn model(config: &Path) -> Value {
+    templates(&["model", "infra", config.to_str().unwrap()])
+}
+
+/// The model of `examples/tozai.toml`, evaluated once for every test that reads it.
+fn example_model() -> &'static Value {
+    static MODEL: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    MODEL.get_or_init(|| model(&workspace_root().join("examples/tozai.toml")))
+}
+
+/// The root each region deploys with `scripts/deploy.sh --home tokyo`.
+fn deployed<'m>(model: &'m Value, region: &str) -> &'m Value {
+    let root = if region == "tokyo" {
+        "primary"
+    } else {
+        "secondary"
+    };
+    &model[region]["roots"][root]
+}
+
+fn stacks(root: &Value) -> BTreeSet<String> {
+    root["stacks"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|s| {
+            s.as_str()
+                .unwrap_or_else(|| panic!("not a string: {s}"))
+                .to_owned()
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- linters
+
+#[test]
+fn the_translated_templates_are_clean_for_cfn_lint_with_informational_checks() {
+    let dir = translated();
+    let mut cmd = Command::new(tool("cfn-lint"));
+    cmd.current_dir(dir.path())
+        .args(["--include-checks", "I", "--format", "parseable", "--"])
+        .args([
+            "common/table.yaml",
+            "common/alarms.yaml",
+            "common/pipeline-judge.yaml",
+            "common/sync.yaml",
+            "primary/root.yaml",
+            "secondary/root.yaml",
+        ]);
+    let out = run(cmd);
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "cfn-lint found problems (exit {:?}); suppress one only in the template's Metadata, \
+         with a comment saying why:\n{}{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn checkov_fails_nothing_and_every_suppression_says_why_and_is_used() {
+    let dir = translated();
+    let mut cmd = Command::new(tool("checkov"));
+    cmd.current_dir(dir.path())
+        .args([
+            "--skip-download",
+            "--framework",
+            "cloudformation",
+            "--compact",
+        ])
+        .args(["-o", "json", "-d", "."])
+        .env("BC_SKIP_MAPPING", "TRUE")
+        .env("CHECKOV_RUN_SCA_PACKAGE_SCAN_V2", "false");
+    let out = run(cmd);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "checkov printed no JSON report ({e}):\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    });
+    let results = &report["results"];
+    let failed: Vec<String> = results["failed_checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| format!("{} {} {}", c["check_id"], c["resource"], c["file_path"]))
+        .collect();
+    assert!(
+        failed.is_empty()
+            && results["parsing_errors"]
+                .as_array()
+                .is_none_or(Vec::is_empty),
+        "checkov failed checks (fix them, or suppress one in the resource's Metadata with a \
+         comment saying why):\n{}\nparsing errors: {}",
+        failed.join("\n"),
+        results["parsing_errors"]
+    );
+    assert!(
+        report["summary"]["passed"].as_u64().unwrap_or(0) >= 30,
+        "checkov checked suspiciously little: {}",
+        report["summary"]
+    );
+    let skipped: BTreeSet<(String, String, String)> = results["skipped_checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let file = c["file_path"].as_str().unwrap().trim_start_matches('/');
+            let resource = c["resource"].as_str().unwrap();
+            let logical = resource.rsplit('.').next().unwrap();
+            (
+                file.to_owned(),
+                logical.to_owned(),
+                c["check_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let declared = templates(&["suppressions", "infra"]);
+    let declared = declared.as_array().unwrap();
+    assert!(!declared.is_empty(), "no suppression found at all");
+    for s in declared {
+        let key = (
+            s["file"].as_str().unwrap().to_owned(),
+            s["resource"].as_str().unwrap().to_owned(),
+            s["id"].as_str().unwrap().to_owned(),
+        );
+        assert!(
+            s["comment"].as_str().is_some_and(|c| c.len() >= 40),
+            "suppression {key:?} needs a comment saying why"
+        );
+        assert!(
+            skipped.contains(&key),
+            "suppression {key:?} is not used by checkov: remove it\nskipped: {skipped:#?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- event patterns
+
+/// A "CodeCommit Repository State Change" entry for PutEvents: the docs sample of
+/// shared/FACTS.md with its repository, region, account, event and ref replaced.
+fn state_change(
+    region: &str,
+    account: &str,
+    repository: &str,
+    event: &str,
+    kind: &str,
+    name: &str,
+    commit: &str,
+) -> Value {
+    let full = match kind {
+        "branch" => format!("refs/heads/{name}"),
+        _ => format!("refs/tags/{name}"),
+    };
+    let mut detail = json!({
+        "callerUserArn": format!("arn:aws:iam::{account}:user/admin"),
+        "event": event,
+        "referenceFullName": full,
+        "referenceName": name,
+        "referenceType": kind,
+        "repositoryId": "280e6f04-7a9c-4c72-8d8f-947d83e21a96",
+        "repositoryName": repository,
+    });
+    match event {
+        "referenceCreated" => detail["commitId"] = json!(commit),
+        "referenceUpdated" => {
+            detail["commitId"] = json!(commit);
+            detail["oldCommitId"] = json!("a399698fbd740af9c78fb2dd7f667656b70646b6");
+        }
+        _ => detail["oldCommitId"] = json!(commit),
+    }
+    json!({
+        "Source": "aws.codecommit",
+        "DetailType": "CodeCommit Repository State Change",
+        "Resources": [format!("arn:aws:codecommit:{region}:{account}:{repository}")],
+        "Detail": detail.to_string(),
+        "EventBusName": "default",
+    })
+}
+
+fn push(region: &str, repository: &str, kind: &str, name: &str, commit: &str) -> Value {
+    let event = if kind == "tag" {
+        "referenceCreated"
+    } else {
+        "referenceUpdated"
+    };
+    state_change(
+        region,
+        MOTO_ACCOUNT_ID,
+        repository,
+        event,
+        kind,
+        name,
+        commit,
+    )
+}
+
+fn tozai_event(source: &str, detail_type: &str, repository: &str, commit: &str) -> Value {
+    json!({
+        "Source": source,
+        "DetailType": detail_type,
+        "Detail": json!({
+            "repository": repository, "ref": "refs/heads/main", "commit": commit,
+            "reason": "paths_matched",
+        })
+        .to_string(),
+        "EventBusName": "tozai",
+    })
+}
+
+/// Runs `tests/support/infra_events.py` against moto: each rule wired to an SQS queue of
+/// its own, the events put, what each rule's queue received (by rule id).
+fn moto_events(moto: &Moto, spec: &Value) -> Value {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(tool("python"))
+        .arg(workspace_root().join("tests/support/infra_events.py"))
+        .arg(moto.endpoint_url())
+        .env("AWS_DEFAULT_REGION", TOKYO)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run infra_events.py");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(spec.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "infra_events.py failed:\n{}\n--- moto log\n{}",
+        text(&out.stderr),
+        moto.log()
+    );
+    serde_json::from_slice(&out.stdout).expect("infra_events.py printed no JSON")
+}
+
+/// The commit an event carries (each case has its own), whatever its shape.
+fn commit_of(event: &Value) -> String {
+    let d = &event["detail"];
+    ["commitId", "commit", "oldCommitId", "afterCommitId"]
+        .iter()
+        .find_map(|k| d[*k].as_str())
+        .unwrap_or_else(|| panic!("no commit in {event}"))
+        .to_owned()
+}
+
+#[test]
+fn the_templates_event_patterns_match_pushes_to_the_configured_refs_only() {
+    let model = example_model();
+    // Every rule with an event pattern that the two regions deploy, as moto will get it.
+    let mut rules = Vec::new();
+    for (region, aws) in [("tokyo", TOKYO), ("osaka", OSAKA)] {
+        let root = deployed(model, region);
+        for (stack, s) in root["stacks"].as_object().unwrap() {
+            for rule in s["rules"].as_array().unwrap() {
+                if rule["pattern"].is_null() {
+                    continue;
+                }
+                rules.push(json!({
+                    "id": format!("{region}/{stack}/{}", rule["logical"].as_str().unwrap()),
+                    "region": aws,
+                    "bus": rule["bus"],
+                    "pattern": rule["pattern"],
+                }));
+            }
+        }
+    }
+    let names: BTreeSet<&str> = rules.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from([
+            "tokyo/PipelineJudge/BranchRule",
+            "tokyo/Sync/SyncJudgeBranchRule",
+            "tokyo/Sync/SyncJudgeTagRule",
+            "tokyo/Sync/MirrorDeletedBranchRule",
+            "tokyo/Sync/MirrorDeletedTagRule",
+            "tokyo/Sync/MirrorSyncRequestedRule",
+            "tokyo/Sync/SyncFailedRule",
+            "osaka/PipelineJudge/BranchRule",
+            "osaka/PipelineJudge/TagRule",
+        ]),
+        "the rules with event patterns the example deploys"
+    );
+
+    const PJ_T: &str = "tokyo/PipelineJudge/BranchRule";
+    const SJ_B: &str = "tokyo/Sync/SyncJudgeBranchRule";
+    const SJ_T: &str = "tokyo/Sync/SyncJudgeTagRule";
+    const DEL_B: &str = "tokyo/Sync/MirrorDeletedBranchRule";
+    const DEL_T: &str = "tokyo/Sync/MirrorDeletedTagRule";
+    const REQ: &str = "tokyo/Sync/MirrorSyncRequestedRule";
+    const FAILED: &str = "tokyo/Sync/SyncFailedRule";
+    const PJ_O_B: &str = "osaka/PipelineJudge/BranchRule";
+    const PJ_O_T: &str = "osaka/PipelineJudge/TagRule";
+
+    type Case = (
+        &'static str,
+        &'static str,
+        Box<dyn Fn(&str) -> Value>,
+        Vec<&'static str>,
+    );
+    let cases: Vec<Case> = vec![
+        // Tokyo (the primary), default bus: what CodeCommit sends.
+        (
+            "push to main",
+            TOKYO,
+            Box::new(|c| push(TOKYO, REPO, "branch", "main", c)),
+            vec![PJ_T, SJ_B],
+        ),
+        (
+            "new release branch",
+            TOKYO,
+            Box::new(|c| {
+                state_change(
+                    TOKYO,
+                    MOTO_ACCOUNT_ID,
+                    REPO,
+                    "referenceCreated",
+                    "branch",
+                    "release/2024-04",
+                    c,
+                )
+            }),
+            vec![SJ_B],
+        ),
+        // EventBridge's `*` crosses `/` where tozai's does not: a superset the sync-judge
+        // then acknowledges (branch_not_selected), documented in infra/params.py.
+        (
+            "push to release/a/b (wildcard superset)",
+            TOKYO,
+            Box::new(|c| push(TOKYO, REPO, "branch", "release/2024-04/hotfix", c)),
+            vec![SJ_B],
+        ),
+        (
+            "push to a feature branch",
+            TOKYO,
+            Box::new(|c| push(TOKYO, REPO, "branch", "feature/new-queue", c)),
+            vec![],
+        ),
+        (
+            "push to mainline (not main)",
+            TOKYO,
+            Box::new(|c| push(TOKYO, REPO, "branch", "mainline", c)),
+            vec![],
+        ),
+        (
+            "release tag",
+            TOKYO,
+            Box::new(|c| push(TOKYO, REPO, "tag", "v1.4.0", c)),
+            vec![SJ_T],
+        ),
+        (
+            "other tag",
+            TOKYO,
+            Box::new(|c| push(TOKYO, REPO, "tag", "nightly-2024", c)),
+            vec![],
+        ),
+        (
+            "tag named like a branch",
+            TOKYO,
+            Box::new(|c| push(TOKYO, REPO, "tag", "main", c)),
+            vec![],
+        ),
+        (
+            "main deleted",
+            TOKYO,
+            Box::new(|c| {
+                state_change(
+                    TOKYO,
+                    MOTO_ACCOUNT_ID,
+                    REPO,
+                    "referenceDeleted",
+                    "branch",
+                    "main",
+                    c,
+                )
+            }),
+            vec![DEL_B],
+        ),
+        (
+            "release tag deleted",
+            TOKYO,
+            Box::new(|c| {
+                state_change(
+                    TOKYO,
+                    MOTO_ACCOUNT_ID,
+                    REPO,
+                    "referenceDeleted",
+                    "tag",
+                    "v1.0.0",
+                    c,
+                )
+            }),
+            vec![DEL_T],
+        ),
+        (
+            "feature branch deleted",
+            TOKYO,
+            Box::new(|c| {
+                state_change(
+                    TOKYO,
+                    MOTO_ACCOUNT_ID,
+                    REPO,
+                    "referenceDeleted",
+                    "branch",
+                    "feature/x",
+                    c,
+                )
+            }),
+            vec![],
+        ),
+        (
+            "push to main of another repository",
+            TOKYO,
+            Box::new(|c| push(TOKYO, "core-app", "branch", "main", c)),
+            vec![],
+        ),
+        (
+            "same name, another account's repository",
+            TOKYO,
+            Box::new(|c| {
+                state_change(
+                    TOKYO,
+                    "999999999999",
+                    REPO,
+                    "referenceUpdated",
+                    "branch",
+                    "main",
+                    c,
+                )
+            }),
+            vec![],
+        ),
+        (
+            "pull request to main",
+            TOKYO,
+            Box::new(|c| {
+                json!({
+                    "Source": "aws.codecommit",
+                    "DetailType": "CodeCommit Pull Request State Change",
+                    "Resources": [format!("arn:aws:codecommit:{TOKYO}:{MOTO_ACCOUNT_ID}:{REPO}")],
+                    "Detail": json!({
+                        "event": "pullRequestCreated", "repositoryNames": [REPO],
+                        "destinationReference": "refs/heads/main", "sourceReference": "refs/heads/feature/x",
+                        "sourceCommit": c, "destinationCommit": "a399698fbd740af9c78fb2dd7f667656b70646b6",
+                        "afterCommitId": c, "pullRequestStatus": "Open", "isMerged": "False",
+                    }).to_string(),
+                    "EventBusName": "default",
+                })
+            }),
+            vec![],
+        ),
+        (
+            "comment on a commit of main",
+            TOKYO,
+            Box::new(|c| {
+                json!({
+                    "Source": "aws.codecommit",
+                    "DetailType": "CodeCommit Comment on Commit",
+                    "Resources": [format!("arn:aws:codecommit:{TOKYO}:{MOTO_ACCOUNT_ID}:{REPO}")],
+                    "Detail": json!({
+                        "event": "commentOnCommitCreated", "repositoryName": REPO,
+                        "afterCommitId": c, "commentId": "ff30b348EXAMPLE",
+                    }).to_string(),
+                    "EventBusName": "default",
+                })
+            }),
+            vec![],
+        ),
+        (
+            "merge commit without a reference",
+            TOKYO,
+            Box::new(|c| {
+                json!({
+                    "Source": "aws.codecommit",
+                    "DetailType": "CodeCommit Repository State Change",
+                    "Resources": [format!("arn:aws:codecommit:{TOKYO}:{MOTO_ACCOUNT_ID}:{REPO}")],
+                    "Detail": json!({
+                        "event": "unreferencedMergeCommitCreated", "repositoryName": REPO,
+                        "commitId": c, "mergeOption": "FAST_FORWARD_MERGE",
+                    }).to_string(),
+                    "EventBusName": "default",
+                })
+            }),
+            vec![],
+        ),
+        // Tokyo, tozai's bus.
+        (
+            "Sync Requested",
+            TOKYO,
+            Box::new(|c| tozai_event("tozai", "Sync Requested", REPO, c)),
+            vec![REQ],
+        ),
+        (
+            "Sync Requested for another repository",
+            TOKYO,
+            Box::new(|c| tozai_event("tozai", "Sync Requested", "core-app", c)),
+            vec![],
+        ),
+        (
+            "Sync Requested from another source",
+            TOKYO,
+            Box::new(|c| tozai_event("someone.else", "Sync Requested", REPO, c)),
+            vec![],
+        ),
+        (
+            "Sync Completed",
+            TOKYO,
+            Box::new(|c| tozai_event("tozai", "Sync Completed", REPO, c)),
+            vec![],
+        ),
+        (
+            "Sync Failed",
+            TOKYO,
+            Box::new(|c| tozai_event("tozai", "Sync Failed", REPO, c)),
+            vec![FAILED],
+        ),
+        // Osaka (the standby): what the mirror's pushes make CodeCommit send there.
+        (
+            "mirrored push to main",
+            OSAKA,
+            Box::new(|c| push(OSAKA, REPO, "branch", "main", c)),
+            vec![PJ_O_B],
+        ),
+        (
+            "mirrored release tag",
+            OSAKA,
+            Box::new(|c| push(OSAKA, REPO, "tag", "v1.4.0", c)),
+            vec![PJ_O_T],
+        ),
+        (
+            "mirrored release branch",
+            OSAKA,
+            Box::new(|c| push(OSAKA, REPO, "branch", "release/2024-04", c)),
+            vec![],
+        ),
+        (
+            "mirrored branch deleted",
+            OSAKA,
+            Box::new(|c| {
+                state_change(
+                    OSAKA,
+                    MOTO_ACCOUNT_ID,
+                    REPO,
+                    "referenceDeleted",
+                    "branch",
+                    "main",
+                    c,
+                )
+            }),
+            vec![],
+        ),
+    ];
+
+    // Each case carries its own commit id, which tells them apart in the queues.
+    let mut by_commit = BTreeMap::new();
+    let events: Vec<Value> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (name, region, make, _))| {
+            let commit = format!("{:040x}", 0xf485_fcc9_0000_u64 + i as u64);
+            by_commit.insert(commit.clone(), *name);
+            json!({"region": region, "entry": make(&commit)})
+        })
+        .collect();
+    let moto = Moto::start();
+    let received = moto_events(&moto, &json!({"rules": rules, "events": events}));
+    let mut got: BTreeMap<&str, BTreeSet<&str>> =
+        cases.iter().map(|c| (c.0, BTreeSet::new())).collect();
+    for (rule, events) in received.as_object().unwrap() {
+        let rule = names
+            .get(rule.as_str())
+            .unwrap_or_else(|| panic!("an unknown rule {rule}"));
+        for event in events.as_array().unwrap() {
+            let commit = commit_of(event);
+            let case = by_commit
+                .get(&commit)
+                .unwrap_or_else(|| panic!("{rule} received an unknown event {event}"));
+            got.get_mut(case).unwrap().insert(rule);
+        }
+    }
+    let mut wrong = Vec::new();
+    for (name, _, _, expected) in &cases {
+        let expected: BTreeSet<&str> = expected.iter().copied().collect();
+        if got[name] != expected {
+            wrong.push(format!(
+                "{name}: expected {expected:?}, matched {:?}",
+                got[name]
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "event patterns:\n{}", wrong.join("\n"));
+}
+
+// ---------------------------------------------------------------- IAM
+
+type Grants = BTreeSet<(Vec<String>, Vec<String>)>;
+
+fn grants(role: &Value) -> Grants {
+    role["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            assert_eq!(s["effect"], "Allow", "{s}");
+            assert!(
+                s["not_actions"].as_array().unwrap().is_empty()
+                    && s["not_resources"].as_array().unwrap().is_empty(),
+                "NotAction/NotResource grant too much: {s}"
+            );
+            let mut actions = strings(&s["actions"]);
+            let mut resources = strings(&s["resources"]);
+            actions.sort();
+            resources.sort();
+            (actions, resources)
+        })
+        .collect()
+}
+
+fn grant(actions: &[&str], resources: &[&str]) -> (Vec<String>, Vec<String>) {
+    let mut a: Vec<String> = actions.iter().map(|s| s.to_string()).collect();
+    let mut r: Vec<String> = resources.iter().map(|s| s.to_string()).collect();
+    a.sort();
+    r.sort();
+    (a, r)
+}
+
+fn arn(service: &str, region: &str, rest: &str) -> String {
+    format!("arn:aws:{service}:{region}:{MOTO_ACCOUNT_ID}:{rest}")
+}
+
+/// Every role of every stack a root deploys, by "Stack/Role".
+fn roles(root: &Value) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    let mut all = vec![("root".to_owned(), root)];
+    for (name, s) in root["stacks"].as_object().unwrap() {
+        all.push((name.clone(), s));
+    }
+    for (stack, s) in all {
+        assert!(
+            s["policies"].as_array().unwrap().is_empty(),
+            "{stack}: a stand-alone IAM policy appeared (the SAM transform?): {}",
+            s["policies"]
+        );
+        for role in s["roles"].as_array().unwrap() {
+            out.insert(
+                format!("{stack}/{}", role["logical"].as_str().unwrap()),
+                role.clone(),
+            );
+        }
+    }
+    out
+}
+
+fn expected_pipeline_judge(region: &str) -> Grants {
+    BTreeSet::from([
+        grant(
+            &["logs:CreateLogStream", "logs:PutLogEvents"],
+            &["GetAtt(LogGroup.Arn)"],
+        ),
+        grant(
+            &[
+                "codecommit:GetDifferences",
+                "codecommit:GetMergeOptions",
+                "codecommit:GetBranch",
+            ],
+            &[&arn("codecommit", region, REPO)],
+        ),
+        grant(
+            &[
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:DeleteItem",
+            ],
+            &[&arn("dynamodb", region, "table/tozai-checkpoints")],
+        ),
+        grant(
+            &["codepipeline:StartPipelineExecution"],
+            &[&arn("codepipeline", region, "core-infra-deploy")],
+        ),
+        grant(&["sqs:SendMessage"], &["GetAtt(DeadLetterQueue.Arn)"]),
+    ])
+}
+
+fn expected_sync_judge(primary: &str) -> Grants {
+    BTreeSet::from([
+        grant(
+            &["logs:CreateLogStream", "logs:PutLogEvents"],
+            &["GetAtt(SyncJudgeLogGroup.Arn)"],
+        ),
+        grant(
+            &[
+                "codecommit:GetDifferences",
+                "codecommit:GetMergeOptions",
+                "codecommit:GetBranch",
+            ],
+            &[&arn("codecommit", primary, REPO)],
+        ),
+        grant(
+            &["dynamodb:GetItem", "dynamodb:PutItem"],
+            &[&arn("dynamodb", primary, "table/tozai-checkpoints")],
+        ),
+        grant(&["events:PutEvents"], &["GetAtt(Bus.Arn)"]),
+        grant(&["sqs:SendMessage"], &["GetAtt(DeadLetterQueue.Arn)"]),
+    ])
+}
+
+fn expected_mirror(primary: &str, standby: &str) -> Grants {
+    BTreeSet::from([
+        grant(
+            &["logs:CreateLogStream", "logs:PutLogEvents"],
+            &["GetAtt(MirrorLogGroup.Arn)"],
+        ),
+        grant(
+            &["codecommit:GitPull"],
+            &[&arn("codecommit", primary, REPO)],
+        ),
+        grant(
+            &["codecommit:GitPush"],
+            &[&arn("codecommit", standby, REPO)],
+        ),
+        grant(&["events:PutEvents"], &["GetAtt(Bus.Arn)"]),
+        grant(&["sqs:SendMessage"], &["GetAtt(DeadLetterQueue.Arn)"]),
+    ])
+}
+
+/// The generic rules: Lambda's trust only, no managed policy, no wildcard.
+fn check_role(name: &str, role: &Value) {
+    assert!(
+        role["managed"].as_array().unwrap().is_empty(),
+        "{name} has managed policies (they grant * resources): {}",
+        role["managed"]
+    );
+    let trust = role["trust"].as_array().unwrap();
+    assert_eq!(trust.len(), 1, "{name}: {trust:?}");
+    assert_eq!(
+        trust[0]["principal"],
+        json!({"Service": "lambda.amazonaws.com"}),
+        "{name}"
+    );
+    assert_eq!(strings(&trust[0]["actions"]), ["sts:AssumeRole"], "{name}");
+    assert_eq!(
+        trust[0]["condition"]["StringEquals"]["aws:SourceAccount"], MOTO_ACCOUNT_ID,
+        "{name}: the trust is limited to the account"
+    );
+    for (actions, resources) in grants(role) {
+        for a in &actions {
+            assert!(!a.contains('*'), "{name}: wildcard action {a}");
+        }
+        // No `*` resource anywhere: AWS requires none for what the functions call
+        // (GetAtt(LogGroup.Arn) is the group's own ARN, `...:log-group:NAME:*`).
+        for r in &resources {
+            assert!(!r.contains('*'), "{name}: wildcard resource {r}");
+        }
+    }
+}
+
+#[test]
+fn every_iam_policy_names_only_the_expected_actions_and_resources() {
+    let model = example_model();
+
+    let tokyo = roles(deployed(model, "tokyo"));
+    assert_eq!(
+        tokyo.keys().map(String::as_str).collect::<Vec<_>>(),
+        [
+            "PipelineJudge/Role",
+            "Sync/MirrorRole",
+            "Sync/SyncJudgeRole"
+        ]
+    );
+    for (name, role) in &tokyo {
+        check_role(&format!("tokyo {name}"), role);
+    }
+    assert_eq!(
+        grants(&tokyo["PipelineJudge/Role"]),
+        expected_pipeline_judge(TOKYO)
+    );
+    assert_eq!(
+        grants(&tokyo["Sync/SyncJudgeRole"]),
+        expected_sync_judge(TOKYO)
+    );
+    assert_eq!(
+        grants(&tokyo["Sync/MirrorRole"]),
+        expected_mirror(TOKYO, OSAKA)
+    );
+    assert_eq!(
+        tokyo["Sync/MirrorRole"]["name"],
+        "tozai-mirror-ap-northeast-1"
+    );
+
+    let osaka = roles(deployed(model, "osaka"));
+    assert_eq!(
+        osaka.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["PipelineJudge/Role"],
+        "the standby runs the pipeline-judge only"
+    );
+    check_role("osaka PipelineJudge/Role", &osaka["PipelineJudge/Role"]);
+    assert_eq!(
+        grants(&osaka["PipelineJudge/Role"]),
+        expected_pipeline_judge(OSAKA)
+    );
+
+    // Resource policies: only EventBridge (each rule of the stack) and CloudWatch, each
+    // limited by a condition.
+    for (region, root) in [
+        ("tokyo", deployed(model, "tokyo")),
+        ("osaka", deployed(model, "osaka")),
+    ] {
+        for (stack, s) in root["stacks"].as_object().unwrap() {
+            let rules: BTreeSet<String> = s["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| format!("GetAtt({}.Arn)", r["logical"].as_str().unwrap()))
+                .collect();
+            for policy in s["queue_policies"].as_array().unwrap() {
+                for st in policy["statements"].as_array().unwrap() {
+                    assert_eq!(st["principal"], json!({"Service": "events.amazonaws.com"}));
+                    assert_eq!(strings(&st["actions"]), ["sqs:SendMessage"]);
+                    assert_eq!(strings(&st["resources"]), ["GetAtt(DeadLetterQueue.Arn)"]);
+                    let sources: BTreeSet<String> =
+                        strings(&st["condition"]["ArnEquals"]["aws:SourceArn"])
+                            .into_iter()
+                            .collect();
+                    assert_eq!(
+                        sources, rules,
+                        "{region}/{stack}: the DLQ takes dead letters of its own rules only"
+                    );
+                }
+            }
+            for p in s["permissions"].as_array().unwrap() {
+                let p = &p["properties"];
+                assert_eq!(p["Action"], "lambda:InvokeFunction");
+                assert_eq!(p["Principal"], "events.amazonaws.com");
+                assert_eq!(p["SourceAccount"], MOTO_ACCOUNT_ID);
+                assert!(
+                    rules.contains(p["SourceArn"].as_str().unwrap()),
+                    "{region}/{stack}: a permission for something else than its rules: {p}"
+                );
+            }
+            for policy in s["topic_policies"].as_array().unwrap() {
+                for st in policy["statements"].as_array().unwrap() {
+                    assert_eq!(strings(&st["actions"]), ["sns:Publish"]);
+                    assert_eq!(strings(&st["resources"]), ["Ref(Topic)"]);
+                    assert!(
+                        st["condition"].is_object(),
+                        "{region}/{stack}: unconditioned {st}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the rest of the wiring
+
+fn function<'s>(stack: &'s Value, logical: &str) -> &'s Value {
+    stack["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["logical"] == logical)
+        .map(|f| &f["properties"])
+        .unwrap_or_else(|| panic!("no function {logical} in {}", stack["template"]))
+}
+
+#[test]
+fn every_function_is_wired_with_its_settings_failure_destination_alarm_and_logs() {
+    let model = example_model();
+    for region in ["tokyo", "osaka"] {
+        let root = deployed(model, region);
+        for (stack_name, s) in root["stacks"].as_object().unwrap() {
+            let created = s["resources"].as_object().unwrap();
+            for f in s["functions"].as_array().unwrap() {
+                let logical = f["logical"].as_str().unwrap();
+                let p = &f["properties"];
+                let at = format!("{region}/{stack_name}/{logical}");
+                assert_eq!(p["Runtime"], "provided.al2023", "{at}");
+                assert_eq!(p["Handler"], "bootstrap", "{at}");
+                assert_eq!(
+                    p["Architectures"],
+                    json!(["arm64"]),
+                    "{at}: arm64 by default"
+                );
+                // Asynchronous invocations: retried, then to the dead-letter queue.
+                let invoke = s["event_invoke_configs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| &c["properties"])
+                    .find(|c| c["FunctionName"] == format!("Ref({logical})"))
+                    .unwrap_or_else(|| panic!("{at}: no EventInvokeConfig"));
+                assert_eq!(
+                    invoke["DestinationConfig"]["OnFailure"]["Destination"],
+                    "GetAtt(DeadLetterQueue.Arn)",
+                    "{at}"
+                );
+                // Its own log group, with retention.
+                let group = p["LoggingConfig"]["LogGroup"].as_str().unwrap();
+                let group = group.trim_start_matches("Ref(").trim_end_matches(')');
+                assert_eq!(created[group], "AWS::Logs::LogGroup", "{at}");
+                // An alarm on its errors, notifying the topic.
+                assert!(
+                    s["alarms"].as_array().unwrap().iter().any(|a| {
+                        let a = &a["properties"];
+                        a["MetricName"] == "Errors"
+                            && a["Dimensions"][0]["Value"] == format!("Ref({logical})")
+                            && a["AlarmActions"] == json!(["GetAtt(Alarms.Outputs.TopicArn)"])
+                    }),
+                    "{at}: no Errors alarm"
+                );
+            }
+            // Every rule target: retried, and dead letters kept.
+            for rule in s["rules"].as_array().unwrap() {
+                for t in rule["targets"].as_array().unwrap() {
+                    assert!(
+                        t["RetryPolicy"].is_object()
+                            && t["DeadLetterConfig"]["Arn"] == "GetAtt(DeadLetterQueue.Arn)",
+                        "{region}/{stack_name}/{}: {t}",
+                        rule["logical"]
+                    );
+                }
+            }
+            if created.contains_key("DeadLetterQueue") {
+                assert!(
+                    s["alarms"].as_array().unwrap().iter().any(|a| {
+                        a["properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+                            && a["properties"]["Dimensions"][0]["Value"]
+                                == "GetAtt(DeadLetterQueue.QueueName)"
+                    }),
+                    "{region}/{stack_name}: no alarm on the dead-letter queue's depth"
+                );
+            }
+        }
+        // The settings shared/src/lambda.rs reads.
+        let judge = function(&root["stacks"]["PipelineJudge"], "Function");
+        assert_eq!(
+            judge["Environment"]["Variables"],
+            json!({"TOZAI_TABLE": "tozai-checkpoints", "TOZAI_REGION": region, "RUST_LOG": "info"})
+        );
+        let table = &root["stacks"]["Table"];
+        assert_eq!(table["parameters"]["TableName"], "tozai-checkpoints");
+    }
+
+    let sync = &deployed(model, "tokyo")["stacks"]["Sync"];
+    let sync_judge = function(sync, "SyncJudge");
+    assert_eq!(
+        sync_judge["Environment"]["Variables"],
+        json!({
+            "TOZAI_TABLE": "tozai-checkpoints",
+            "TOZAI_EVENT_BUS": "tozai",
+            "TOZAI_PRIMARY": "tokyo",
+            "TOZAI_IGNORE_ROLES": "tozai-mirror-ap-northeast-1,tozai-mirror-ap-northeast-3",
+            "RUST_LOG": "info",
+        })
+    );
+    let mirror = function(sync, "Mirror");
+    assert_eq!(
+        mirror["Environment"]["Variables"],
+        json!({"TOZAI_EVENT_BUS": "tozai", "TOZAI_PRIMARY": "tokyo", "TOZAI_CACHE": "/tmp/tozai-cache", "RUST_LOG": "info"})
+    );
+    assert_eq!(
+        mirror["ReservedConcurrentExecutions"], "1",
+        "the mirror runs one at a time"
+    );
+    assert_eq!(mirror["EphemeralStorage"], json!({"Size": "2048"}));
+    assert_eq!(mirror["Timeout"], "900");
+    let schedule = sync["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["logical"] == "MirrorScheduleRule")
+        .expect("the reconciliation schedule");
+    assert_eq!(schedule["schedule"], "rate(1 hour)");
+    assert_eq!(schedule["targets"][0]["Arn"], "GetAtt(Mirror.Arn)");
+    let failed = sync["alarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["properties"])
+        .find(|a| a["MetricName"] == "TriggeredRules")
+        .expect("an alarm on Sync Failed events");
+    assert_eq!(
+        failed["Dimensions"],
+        json!([{"Name": "EventBusName", "Value": "tozai"},
+               {"Name": "RuleName", "Value": "Ref(SyncFailedRule)"}])
+    );
+
+    // The checkpoint table, as the judges need it.
+    let dir = translated();
+    let table: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("common/table.yaml")).unwrap(),
+    )
+    .unwrap();
+    let t = &table["Resources"]["Table"]["Properties"];
+    assert_eq!(
+        t["KeySchema"],
+        json!([{"AttributeName": "pk", "KeyType": "HASH"}])
+    );
+    assert_eq!(
+        t["AttributeDefinitions"],
+        json!([{"AttributeName": "pk", "AttributeType": "S"}])
+    );
+    assert_eq!(t["BillingMode"], "PAY_PER_REQUEST");
+    assert_eq!(
+        t["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+        true
+    );
+    assert_eq!(
+        t["TimeToLiveSpecification"],
+        json!({"AttributeName": "expires_at", "Enabled": true})
+    );
+}
+
+#[test]
+fn a_failover_is_a_parameter_change_and_both_roots_deploy_the_same_stacks() {
+    let before = example_model().clone();
+    let example = std::fs::read_to_string(workspace_root().join("examples/tozai.toml")).unwrap();
+    let edited = example.replacen("primary = \"tokyo\"", "primary = \"osaka\"", 1);
+    assert_ne!(edited, example, "the example's primary line moved");
+    let dir = TempDir::new().unwrap();
+    let config = dir.path().join("tozai.toml");
+    std::fs::write(&config, edited).unwrap();
+    let after = model(&config);
+
+    for m in [&before, &after] {
+        for region in ["tokyo", "osaka"] {
+            // Which root a region deploys changes nothing but its file name.
+            let mut primary = m[region]["roots"]["primary"].clone();
+            let mut secondary = m[region]["roots"]["secondary"].clone();
+            primary["template"] = Value::Null;
+            secondary["template"] = Value::Null;
+            assert_eq!(primary, secondary, "{region}: the two roots differ");
+        }
+    }
+    let all = BTreeSet::from(["Alarms", "PipelineJudge", "Sync", "Table"].map(String::from));
+    let standby = BTreeSet::from(["Alarms", "PipelineJudge", "Table"].map(String::from));
+    assert_eq!(stacks(deployed(&before, "tokyo")), all);
+    assert_eq!(stacks(deployed(&before, "osaka")), standby);
+    assert_eq!(
+        stacks(deployed(&after, "tokyo")),
+        standby,
+        "the old primary stops syncing"
+    );
+    assert_eq!(
+        stacks(deployed(&after, "osaka")),
+        all,
+        "the new primary syncs"
+    );
+    let mirror = roles(deployed(&after, "osaka"));
+    assert_eq!(
+        grants(&mirror["Sync/MirrorRole"]),
+        expected_mirror(OSAKA, TOKYO)
+    );
+    assert_eq!(
+        grants(&mirror["Sync/SyncJudgeRole"]),
+        expected_sync_judge(OSAKA)
+    );
+    // Only the Primary parameter differs.
+    for region in ["tokyo", "osaka"] {
+        let mut a = before[region]["parameters"].clone();
+        let b = &after[region]["parameters"];
+        assert_eq!(a["Primary"], "tokyo");
+        assert_eq!(b["Primary"], "osaka");
+        a["Primary"] = json!("osaka");
+        assert_eq!(&a, b, "{region}: a failover changes only Primary");
+    }
+}
+
+#[test]
+fn the_deploy_commands_package_every_nested_template_and_function() {
+    // `aws cloudformation package` (scripts/deploy.sh's first AWS step) against moto's S3,
+    // on a copy of infra/ with stand-in packages where scripts/package-lambdas.sh puts them.
+    let work = TempDir::new().unwrap();
+    let root = work.path();
+    for dir in [
+        "infra/common",
+        "infra/primary",
+        "infra/secondary",
+        "target/lambda",
+    ] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    for file in [
+        "common/table.yaml",
+        "common/alarms.yaml",
+        "common/pipeline-judge.yaml",
+        "common/sync.yaml",
+        "primary/root.yaml",
+        "secondary/root.yaml",
+    ] {
+        std::fs::copy(
+            workspace_root().join("infra").join(file),
+            root.join("infra").join(file),
+        )
+        .unwrap();
+    }
+    for f in ["sync-judge", "pipeline-judge", "mirror"] {
+        std::fs::write(
+            root.join(format!("target/lambda/{f}.zip")),
+            format!("PK\x05\x06stand-in for {f}"),
+        )
+        .unwrap();
+    }
+    let moto = Moto::start();
+    moto.aws(
+        TOKYO,
+        &[
+            "s3api",
+            "create-bucket",
+            "--bucket",
+            "artifacts",
+            "--create-bucket-configuration",
+            "LocationConstraint=ap-northeast-1",
+        ],
+    );
+    for which in ["primary", "secondary"] {
+        let mut cmd = moto.aws_command(TOKYO);
+        // `package` uploads with an S3 client of its own, which --endpoint-url misses.
+        cmd.env("AWS_ENDPOINT_URL_S3", moto.endpoint_url());
+        cmd.current_dir(root).args([
+            "cloudformation",
+            "package",
+            "--template-file",
+            &format!("infra/{which}/root.yaml"),
+            "--s3-bucket",
+            "artifacts",
+            "--output-template-file",
+            &format!("{which}.json"),
+            "--use-json",
+        ]);
+        let out = run(cmd);
+        assert!(
+            out.status.success(),
+            "cloudformation package {which}: {}{}",
+            text(&out.stderr),
+            text(&out.stdout)
+        );
+        let packaged: Value = serde_json::from_str(
+            &std::fs::read_to_string(root.join(format!("{which}.json"))).unwrap(),
+        )
+        .unwrap();
+        for (name, res) in packaged["Resources"].as_object().unwrap() {
+            let url = res["Properties"]["TemplateURL"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(
+                url.starts_with(&format!("{}/artifacts/", moto.endpoint_url())),
+                "{which}: {name}'s template was not uploaded: {url:?}"
+            );
+            // The nested template as uploaded: its packages uploaded too, no local path left.
+            let key = url.rsplit('/').next().unwrap();
+            let mut get = moto.aws_command(TOKYO);
+            get.env("AWS_ENDPOINT_URL_S3", moto.endpoint_url()).args([
+                "s3",
+                "cp",
+                &format!("s3://artifacts/{key}"),
+                "-",
+            ]);
+            let nested = text(&run(get).stdout);
+            assert!(
+                nested.contains("Resources") && !nested.contains("target/lambda"),
+                "{which}: {name}'s uploaded template still names a local package:\n{nested}"
+            );
+            if name == "Sync" || name == "PipelineJudge" {
+                assert!(
+                    nested.contains("s3://artifacts/"),
+                    "{which}: {name}'s packages were not uploaded:\n{nested}"
+                );
+            }
+        }
+    }
+    let objects = moto.aws(
+        TOKYO,
+        &["s3api", "list-objects-v2", "--bucket", "artifacts"],
+    );
+    let uploaded = objects["Contents"].as_array().map_or(0, Vec::len);
+    // 4 nested templates (both roots upload the same ones: the same keys) + 3 packages.
+    assert!(
+        uploaded == 7,
+        "expected the nested templates and the 3 packages in S3: {objects}"
+    );
+
+    // The deploy script's plan for both regions, primary first, with derived parameters.
+    let out = run({
+        let mut cmd = Command::new("bash");
+        cmd.current_dir(workspace_root()).args([
+            "scripts/deploy.sh",
+            "-c",
+            "examples/tozai.toml",
+            "--home",
+            "tokyo",
+            "--bucket-prefix",
+            "artifacts",
+            "--dry-run",
+        ]);
+        cmd
+    });
+    let plan = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "deploy.sh --dry-run: {}{plan}",
+        text(&out.stderr)
+    );
+    let deploys: Vec<&str> = plan
+        .lines()
+        .filter(|l| l.starts_with("aws cloudformation deploy"))
+        .collect();
+    assert_eq!(deploys.len(), 2, "{plan}");
+    assert!(deploys[0].contains("--region ap-northeast-1") && deploys[0].contains("Primary=tokyo"));
+    assert!(
+        deploys[1].contains("--region ap-northeast-3") && deploys[1].contains("ThisRegion=osaka")
+    );
+    for d in &deploys {
+        assert!(
+            d.contains("CAPABILITY_NAMED_IAM") && d.contains("CAPABILITY_AUTO_EXPAND"),
+            "{d}"
+        );
+    }
+    for script in ["scripts/deploy.sh", "scripts/package-lambdas.sh"] {
+        let out = run({
+            let mut cmd = Command::new("bash");
+            cmd.current_dir(workspace_root()).args(["-n", script]);
+            cmd
+        });
+        assert!(
+            out.status.success(),
+            "bash -n {script}: {}",
+            text(&out.stderr)
+        );
+    }
+}

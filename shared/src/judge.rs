@@ -331,10 +331,24 @@ pub struct DiffRecord {
 /// The sync-judge's decision.
 #[derive(Debug, Clone, Serialize)]
 pub struct SyncRecord {
+    /// The decision, its `matches` and `excluded` cut at [`RECORD_MATCHES`].
     #[serde(flatten)]
     pub decision: SyncDecision,
+    /// How many matches and excludes there were in all.
+    pub matches_total: usize,
+    pub excluded_total: usize,
     /// True when a `Sync Requested` event was published.
     pub requested: bool,
+}
+
+/// How many matches a decision record lists (the totals are kept): a push of 10,000
+/// matching paths must not make a log line over CloudWatch's event size limit.
+pub const RECORD_MATCHES: usize = 100;
+
+fn cut<T>(mut items: Vec<T>) -> (Vec<T>, usize) {
+    let total = items.len();
+    items.truncate(RECORD_MATCHES);
+    (items, total)
 }
 
 /// One target's decision and what came of it.
@@ -345,8 +359,11 @@ pub struct TargetRecord {
     pub name: String,
     pub start: bool,
     pub reason: Reason,
+    /// The first [`RECORD_MATCHES`] matches.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub matches: Vec<crate::rules::Match>,
+    /// How many matches there were in all.
+    pub matches_total: usize,
     /// What happened: `started`, `already_started`, `in_progress`, `failed`,
     /// `already_handled` or `not_started`.
     pub result: &'static str,
@@ -655,8 +672,15 @@ where
         events.publish(SYNC_REQUESTED, &detail).await?;
     }
     advance(repo, store, SYNC_CONSUMER, &e, &save, checkpoint).await?;
+    let mut decision = decisions.sync;
+    let (matches, matches_total) = cut(std::mem::take(&mut decision.matches));
+    let (excluded, excluded_total) = cut(std::mem::take(&mut decision.excluded));
+    decision.matches = matches;
+    decision.excluded = excluded;
     record.sync = Some(SyncRecord {
-        decision: decisions.sync,
+        decision,
+        matches_total,
+        excluded_total,
         requested: mirror,
     });
     Ok(record)
@@ -767,6 +791,7 @@ where
             start: false,
             reason: Reason::NothingChanged,
             matches: Vec::new(),
+            matches_total: 0,
             result,
             commit: None,
             run_id: None,
@@ -802,7 +827,13 @@ where
         let mut tr = TargetRecord {
             start: decision.start,
             reason: decision.reason,
-            matches: decision.matches.clone(),
+            matches: decision
+                .matches
+                .iter()
+                .take(RECORD_MATCHES)
+                .cloned()
+                .collect(),
+            matches_total: decision.matches.len(),
             ..base_record("not_started", None)
         };
         if decision.start {

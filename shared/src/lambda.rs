@@ -286,10 +286,32 @@ pub fn logged(
     result: Result<crate::judge::DecisionRecord, crate::judge::JudgeError>,
 ) -> Result<crate::judge::DecisionRecord, crate::judge::JudgeError> {
     match &result {
-        Ok(record) => println!("{}", serde_json::json!({ "decision": record })),
+        Ok(record) => {
+            // One line, serialized straight from the record.
+            #[derive(serde::Serialize)]
+            struct Line<'a> {
+                decision: &'a crate::judge::DecisionRecord,
+            }
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let written = serde_json::to_writer(&mut out, &Line { decision: record })
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.write_all(b"\n"));
+            if let Err(e) = written {
+                tracing::error!(error = %e, "cannot write the decision record");
+            }
+        }
         Err(e) => tracing::error!(error = %e, transient = e.is_transient(), "the event failed"),
     }
     result
+}
+
+/// Logs why the function cannot start (as a JSON log line, with the message in full)
+/// and hands the error back for `main` to return.
+pub fn fatal(e: impl Into<InitError>) -> InitError {
+    let e = e.into();
+    tracing::error!(error = %e, "the function cannot start");
+    e
 }
 
 /// Parses the Lambda's payload; a malformed event is logged with the field at fault.

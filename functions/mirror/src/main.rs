@@ -10,15 +10,15 @@ use tozai::{judge, lambda};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     lambda::init_logging();
-    let config = lambda::config_from_env()?;
+    let config = lambda::config_from_env().map_err(lambda::fatal)?;
     let sdk = aws_config::load_from_env().await;
-    let mirror = lambda::LiveMirror::from_config(&config, &sdk)?;
+    let mirror = lambda::LiveMirror::from_config(&config, &sdk).map_err(lambda::fatal)?;
     let events = lambda::events(&sdk);
     let (config, mirror, events) = (&config, &mirror, &events);
     lambda_runtime::run(service_fn(async move |event: LambdaEvent<Value>| {
         let inbound = lambda::inbound(event.payload)?;
         let record = judge::mirror_job(config, mirror, events, inbound).await;
-        Ok::<Value, Error>(serde_json::to_value(lambda::logged(record)?)?)
+        Ok::<judge::DecisionRecord, Error>(lambda::logged(record)?)
     }))
     .await
 }

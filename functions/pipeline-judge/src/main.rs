@@ -10,20 +10,20 @@ use tozai::{judge, lambda};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     lambda::init_logging();
-    let config = lambda::config_from_env()?;
-    let region = lambda::served_region(&config)?;
+    let config = lambda::config_from_env().map_err(lambda::fatal)?;
+    let region = lambda::served_region(&config).map_err(lambda::fatal)?;
     let sdk = aws_config::load_from_env().await;
-    let served = config
-        .region(&region)
-        .expect("served_region names a config region");
-    let repo = lambda::repo(&sdk, served)?;
-    let store = lambda::store(&sdk)?;
+    let Some(served) = config.region(&region) else {
+        unreachable!("served_region returns a region of the config")
+    };
+    let repo = lambda::repo(&sdk, served).map_err(lambda::fatal)?;
+    let store = lambda::store(&sdk).map_err(lambda::fatal)?;
     let starter = lambda::starter(&sdk);
     let (config, region, repo, store, starter) = (&config, &region, &repo, &store, &starter);
     lambda_runtime::run(service_fn(async move |event: LambdaEvent<Value>| {
         let inbound = lambda::inbound(event.payload)?;
         let record = judge::pipeline_judge(config, region, repo, store, starter, inbound).await;
-        Ok::<Value, Error>(serde_json::to_value(lambda::logged(record)?)?)
+        Ok::<judge::DecisionRecord, Error>(lambda::logged(record)?)
     }))
     .await
 }

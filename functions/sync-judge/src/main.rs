@@ -9,17 +9,17 @@ use tozai::{judge, lambda};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     lambda::init_logging();
-    let config = lambda::config_from_env()?;
-    let ignored = lambda::ignored_from_env()?;
+    let config = lambda::config_from_env().map_err(lambda::fatal)?;
+    let ignored = lambda::ignored_from_env().map_err(lambda::fatal)?;
     let sdk = aws_config::load_from_env().await;
-    let repo = lambda::repo(&sdk, config.primary())?;
-    let store = lambda::store(&sdk)?;
+    let repo = lambda::repo(&sdk, config.primary()).map_err(lambda::fatal)?;
+    let store = lambda::store(&sdk).map_err(lambda::fatal)?;
     let events = lambda::events(&sdk);
     let (config, repo, store, events, ignored) = (&config, &repo, &store, &events, &ignored);
     lambda_runtime::run(service_fn(async move |event: LambdaEvent<Value>| {
         let inbound = lambda::inbound(event.payload)?;
         let record = judge::sync_judge(config, repo, store, events, ignored, inbound).await;
-        Ok::<Value, Error>(serde_json::to_value(lambda::logged(record)?)?)
+        Ok::<judge::DecisionRecord, Error>(lambda::logged(record)?)
     }))
     .await
 }

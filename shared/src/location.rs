@@ -48,8 +48,14 @@ impl Location {
     /// Parses a location; `default_region` is used for bare CodeCommit names, `base` for
     /// relative paths.
     pub fn parse(text: &str, default_region: &str, base: &Path) -> Result<Self, LocationError> {
+        // A URL with credentials is never echoed, whatever else is wrong with it.
+        let shown = if has_credentials(text) {
+            CREDENTIALS_HIDDEN
+        } else {
+            text
+        };
         let fail = |reason: &str| LocationError {
-            location: text.to_owned(),
+            location: shown.to_owned(),
             reason: reason.to_owned(),
         };
         if text.is_empty() {
@@ -96,10 +102,9 @@ impl Location {
                 .next()
                 .unwrap_or("");
             if authority.contains('@') {
-                return Err(LocationError {
-                    location: "(a URL with credentials, not shown)".to_owned(),
-                    reason: "credentials in URLs are refused: tozai keeps no static git credentials (CodeCommit uses IAM-signed logins)".to_owned(),
-                });
+                return Err(fail(
+                    "credentials in URLs are refused: tozai keeps no static git credentials (CodeCommit uses IAM-signed logins)",
+                ));
             }
             return Ok(parse_codecommit_url(text)
                 .transpose()
@@ -162,6 +167,19 @@ impl fmt::Display for Location {
             Self::Local(p) => write!(f, "{}", p.display()),
         }
     }
+}
+
+/// What an error shows instead of a location with credentials in it.
+const CREDENTIALS_HIDDEN: &str = "(a URL with credentials, not shown)";
+
+/// True when `text` is a URL (other than CodeCommit's own `codecommit::` forms, where an
+/// `@` names an AWS profile) whose authority has a user part: it may carry a password.
+fn has_credentials(text: &str) -> bool {
+    if text.starts_with("codecommit:") {
+        return false;
+    }
+    text.split_once("://")
+        .is_some_and(|(_, rest)| rest.split('/').next().unwrap_or("").contains('@'))
 }
 
 /// `Some` when the URL is CodeCommit's own git endpoint.
@@ -292,6 +310,31 @@ mod tests {
             let err = parse(input).unwrap_err().to_string();
             assert!(err.contains(why), "{input:?}: {err}");
             assert!(err.contains(&format!("{input:?}")), "{err}");
+        }
+    }
+
+    /// Found by `fuzz/` (target `names`): a URL with credentials that was refused for
+    /// another reason first (a control character) echoed its password in the error.
+    #[test]
+    fn credentials_are_not_echoed_whatever_the_error() {
+        // The minimized input, as the fuzzer found it.
+        let err = parse("http://ser:s3@\0").unwrap_err().to_string();
+        assert!(!err.contains("ser:s3"), "the secret is echoed: {err}");
+        let rows = [
+            ("https://user:s3cret@git\0/x.git", "control"),
+            ("https://user:s3cret@git.example.com/x\n.git", "control"),
+            ("ssh://user:s3cret@git.example.com/x.git", "SSH"),
+            ("ftp://user:s3cret@git.example.com/x", "unknown scheme"),
+            (
+                "https://user:s3cret@git.example.com/x.git",
+                "credentials in URLs",
+            ),
+        ];
+        for (input, why) in rows {
+            let err = parse(input).unwrap_err().to_string();
+            assert!(err.contains(why), "{input:?}: {err}");
+            assert!(!err.contains("s3cret"), "the secret is echoed: {err}");
+            assert!(err.contains("with credentials, not shown"), "{err}");
         }
     }
 

@@ -427,22 +427,17 @@ fn check(judge: &str, responses: &[Value], expected: &BTreeMap<&str, usize>) {
             "{judge}, big push {n}: diffs[0].changed must be {FILES}: {}",
             &response.to_string()[..2000.min(response.to_string().len())]
         );
-        let (rule, matches) = if judge == "tozai-sync-judge" {
+        let (rule, listed) = if judge == "tozai-sync-judge" {
             assert_eq!(response["sync"]["requested"], true, "{judge}: mirrored");
-            ("sync", &response["sync"]["matches"])
+            ("sync", &response["sync"])
         } else {
             let target = response["targets"]
                 .as_array()
                 .and_then(|t| t.iter().find(|t| t["target"] == "tokyo-core"))
                 .unwrap_or_else(|| panic!("no tokyo-core in {judge}'s response"));
             assert_eq!(target["result"], "started", "{judge}: started");
-            ("tokyo-core", &target["matches"])
+            ("tokyo-core", target)
         };
-        let mut by_top: BTreeMap<&str, usize> = BTreeMap::new();
-        for m in matches.as_array().expect("matches") {
-            let p = m["path"].as_str().expect("a path");
-            *by_top.entry(p.split('/').next().unwrap()).or_default() += 1;
-        }
         let want: BTreeMap<&str, usize> = expected
             .iter()
             .filter(|(top, _)| match rule {
@@ -451,10 +446,19 @@ fn check(judge: &str, responses: &[Value], expected: &BTreeMap<&str, usize>) {
             })
             .map(|(k, v)| (*k, *v))
             .collect();
+        // The record lists the first 100 matches and counts them all.
+        let total: usize = want.values().sum();
         assert_eq!(
-            by_top, want,
-            "{judge}, big push {n}: matched paths by directory"
+            listed["matches_total"], total,
+            "{judge}, big push {n}: matched paths in all"
         );
+        let matches = listed["matches"].as_array().expect("matches");
+        assert_eq!(matches.len(), total.min(100), "{judge}: listed matches");
+        for m in matches {
+            let p = m["path"].as_str().expect("a path");
+            let top = p.split('/').next().unwrap();
+            assert!(want.contains_key(top), "{judge}, big push {n}: {p} matched");
+        }
     }
     assert_eq!(
         responses[0]["diffs"][0]["changed"], 3,

@@ -210,6 +210,10 @@ fn hostile_events() -> Vec<(&'static str, Value, &'static str)> {
 fn hostile_events_get_an_error_naming_the_field() {
     let cases = hostile_events();
     assert!(cases.len() >= 25);
+    println!(
+        "hostile events: {} malformed, each an error naming its field",
+        cases.len()
+    );
     for (what, event, field) in cases {
         let text = event.to_string();
         let err = match parse(&text) {
@@ -389,6 +393,10 @@ fn hostile_configs_get_an_error_naming_the_value() {
             "credentials",
         ),
     ];
+    println!(
+        "hostile configs: {} refused, each naming the value",
+        cases.len()
+    );
     for (what, text, needle) in cases {
         let err = match Config::parse(&text, "hostile.toml".as_ref()) {
             Err(e) => e.to_string(),

@@ -619,10 +619,10 @@ fn a_server_hook_rejecting_one_ref_leaves_the_others_synced() {
         "{}",
         run.stdout
     );
+    println!("a rejected ref: 1 rejected with the hook's reason, 2 others created, exit 1");
 }
 
 #[test]
-
 fn a_rejected_ref_carries_the_server_hooks_message() {
     let w = World::new();
     w.commit("a", "a");
@@ -773,6 +773,10 @@ fn a_server_killed_mid_push_then_a_rerun_converges() {
         rev(&w.dst, "main:big.bin"),
         rev(&w.src, "main:big.bin"),
         "the big file arrived intact"
+    );
+    println!(
+        "the git server killed mid-push: the rerun converged, {} objects sent, the standby equal to the source",
+        o.objects_sent
     );
 }
 

@@ -83,6 +83,16 @@ pub struct SyncRule {
     pub tags: NameFilter,
 }
 
+impl SyncRule {
+    /// The filter a ref must pass to be mirrored: `branches` or `tags`.
+    pub fn filter_for(&self, reference: &RefName) -> &NameFilter {
+        match reference {
+            RefName::Branch(_) => &self.branches,
+            RefName::Tag(_) => &self.tags,
+        }
+    }
+}
+
 /// The name of the sync rule for mirrors into `region`: `sync.to.REGION`.
 pub fn sync_rule_name(region: &str) -> String {
     format!("sync.to.{region}")

@@ -434,17 +434,30 @@ fn region_of<'c>(config: &'c Config, e: &RefChanged) -> Option<&'c Region> {
     })
 }
 
-fn event_of(function: &'static str, inbound: Inbound) -> Result<RefChanged, Box<DecisionRecord>> {
-    match inbound {
-        Inbound::RefChanged(e) => Ok(e),
-        Inbound::Ignored(why) => Err(Box::new(DecisionRecord::new(function).ignore(why))),
-        Inbound::Scheduled => Err(Box::new(
-            DecisionRecord::new(function).ignore("a schedule is the mirror's reconciliation"),
-        )),
-        Inbound::SyncRequested(_) => Err(Box::new(
-            DecisionRecord::new(function).ignore("a sync request is the mirror's to handle"),
-        )),
-    }
+/// The ref event of a judge's input, its record, and the config region whose repository
+/// it is about; anything else is the record of why it is ignored.
+fn locate<'c>(
+    function: &'static str,
+    config: &'c Config,
+    inbound: Inbound,
+) -> Result<(RefChanged, DecisionRecord, &'c Region), Box<DecisionRecord>> {
+    let ignored = |why: &str| Box::new(DecisionRecord::new(function).ignore(why));
+    let e = match inbound {
+        Inbound::RefChanged(e) => e,
+        Inbound::Ignored(why) => return Err(ignored(&why)),
+        Inbound::Scheduled => return Err(ignored("a schedule is the mirror's reconciliation")),
+        Inbound::SyncRequested(_) => {
+            return Err(ignored("a sync request is the mirror's to handle"));
+        }
+    };
+    let mut record = DecisionRecord::for_event(function, &e);
+    let Some(region) = region_of(config, &e) else {
+        return Err(Box::new(
+            record.ignore("the repository is not in the config"),
+        ));
+    };
+    record.region = Some(region.name.clone());
+    Ok((e, record, region))
 }
 
 /// Loads a checkpoint and chooses the diff base from it.
@@ -599,15 +612,10 @@ where
     E: EventSink,
 {
     const F: &str = "sync-judge";
-    let e = match event_of(F, inbound) {
-        Ok(e) => e,
+    let (e, mut record, region) = match locate(F, config, inbound) {
+        Ok(located) => located,
         Err(record) => return Ok(*record),
     };
-    let mut record = DecisionRecord::for_event(F, &e);
-    let Some(region) = region_of(config, &e) else {
-        return Ok(record.ignore("the repository is not in the config"));
-    };
-    record.region = Some(region.name.clone());
     if region.name != config.primary {
         return Ok(record.ignore(format!(
             "{} is the standby: mirroring goes from the primary ({}) only",
@@ -620,10 +628,7 @@ where
     let Some(after) = e.change.after().cloned() else {
         return Ok(record.ignore("a deletion is mirrored by the mirror function directly"));
     };
-    let filter = match &e.reference {
-        RefName::Branch(_) => &config.sync.branches,
-        RefName::Tag(_) => &config.sync.tags,
-    };
+    let filter = config.sync.filter_for(&e.reference);
     if filter.first_match(e.reference.short()).is_none() {
         return Ok(record.ignore(format!(
             "{} {} is not mirrored (sync.{})",
@@ -749,15 +754,10 @@ where
     P: Starter,
 {
     const F: &str = "pipeline-judge";
-    let e = match event_of(F, inbound) {
-        Ok(e) => e,
+    let (e, mut record, region) = match locate(F, config, inbound) {
+        Ok(located) => located,
         Err(record) => return Ok(*record),
     };
-    let mut record = DecisionRecord::for_event(F, &e);
-    let Some(region) = region_of(config, &e) else {
-        return Ok(record.ignore("the repository is not in the config"));
-    };
-    record.region = Some(region.name.clone());
     if region.name != region_name {
         return Ok(record.ignore(format!(
             "a push to {}'s repository; this judge is {region_name}'s",
@@ -1003,10 +1003,7 @@ where
             primary.repository.name()
         )));
     }
-    let filter = match &reference {
-        RefName::Branch(_) => &config.sync.branches,
-        RefName::Tag(_) => &config.sync.tags,
-    };
+    let filter = config.sync.filter_for(&reference);
     if filter.first_match(reference.short()).is_none() {
         return Ok(record.ignore(format!(
             "{} {} is not mirrored",

@@ -77,47 +77,7 @@ fn path(i: usize) -> String {
 }
 
 fn config_text() -> String {
-    format!(
-        r#"primary = "tokyo"
-base_branch = "main"
-
-[regions.tokyo]
-aws_region = "{TOKYO}"
-repository = "{REPO}"
-
-[regions.osaka]
-aws_region = "ap-northeast-3"
-repository = "{REPO}-dr"
-
-[sync]
-branches = ["main", "release/*"]
-tags = ["v*"]
-
-[sync.to.osaka]
-paths = ["common/**", "secondary/**"]
-exclude = ["**/*.md", "docs/**"]
-
-[sync.to.tokyo]
-paths = ["common/**", "primary/**"]
-exclude = ["**/*.md", "docs/**"]
-
-[[pipeline]]
-name = "tokyo-core"
-region = "tokyo"
-codepipeline = "{PIPELINE}"
-branches = ["main"]
-paths = ["common/**", "primary/**"]
-exclude = ["**/*.md", "docs/**"]
-
-[[pipeline]]
-name = "osaka-core"
-region = "osaka"
-codepipeline = "{PIPELINE}"
-branches = ["main"]
-paths = ["common/**", "secondary/**"]
-exclude = ["**/*.md", "docs/**"]
-"#
-    )
+    tozai_tests::lambda_api::seed_config()
 }
 
 fn git(repo: &Path) -> Command {

@@ -1053,3 +1053,50 @@ fn find_program(name: &str) -> Option<PathBuf> {
                 .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
 }
+
+/// The tests' and the bench's `tozai.toml` in the seed's layout: Tokyo (`ap-northeast-1`,
+/// CodeCommit `core-infra`) the primary, Osaka (`ap-northeast-3`, `core-infra-dr`: one git
+/// stand-in serves both, so the names differ) the standby, and one pipeline
+/// `core-infra-deploy` in each region.
+pub fn seed_config() -> String {
+    r#"primary = "tokyo"
+base_branch = "main"
+
+[regions.tokyo]
+aws_region = "ap-northeast-1"
+repository = "core-infra"
+
+[regions.osaka]
+aws_region = "ap-northeast-3"
+repository = "core-infra-dr"
+
+[sync]
+branches = ["main", "release/*"]
+tags = ["v*"]
+
+[sync.to.osaka]
+paths = ["common/**", "secondary/**"]
+exclude = ["**/*.md", "docs/**"]
+
+[sync.to.tokyo]
+paths = ["common/**", "primary/**"]
+exclude = ["**/*.md", "docs/**"]
+
+[[pipeline]]
+name = "tokyo-core"
+region = "tokyo"
+codepipeline = "core-infra-deploy"
+branches = ["main"]
+paths = ["common/**", "primary/**"]
+exclude = ["**/*.md", "docs/**"]
+
+[[pipeline]]
+name = "osaka-core"
+region = "osaka"
+codepipeline = "core-infra-deploy"
+branches = ["main"]
+paths = ["common/**", "secondary/**"]
+exclude = ["**/*.md", "docs/**"]
+"#
+    .to_owned()
+}

@@ -46,55 +46,19 @@ const SYNC_JUDGE: &str = "tozai-sync-judge";
 const MIRROR: &str = "tozai-mirror";
 const PIPELINE_JUDGE: &str = "tozai-pipeline-judge";
 
-/// tozai.toml for the seed's layout; the two repositories are CodeCommit names.
+/// The seed-layout config of [`seed_config`](tozai_tests::lambda_api::seed_config), plus a
+/// CodeBuild target in Osaka.
 fn config_text() -> String {
     format!(
-        r#"primary = "tokyo"
-base_branch = "main"
-
-[regions.tokyo]
-aws_region = "{TOKYO}"
-repository = "{PRIMARY_REPO}"
-
-[regions.osaka]
-aws_region = "{OSAKA}"
-repository = "{STANDBY_REPO}"
-
-[sync]
-branches = ["main", "release/*"]
-tags = ["v*"]
-
-[sync.to.osaka]
-paths = ["common/**", "secondary/**"]
-exclude = ["**/*.md", "docs/**"]
-
-[sync.to.tokyo]
-paths = ["common/**", "primary/**"]
-exclude = ["**/*.md", "docs/**"]
-
-[[pipeline]]
-name = "tokyo-core"
-region = "tokyo"
-codepipeline = "{PIPELINE}"
-branches = ["main"]
-paths = ["common/**", "primary/**"]
-exclude = ["**/*.md", "docs/**"]
-
-[[pipeline]]
-name = "osaka-core"
-region = "osaka"
-codepipeline = "{PIPELINE}"
-branches = ["main"]
-paths = ["common/**", "secondary/**"]
-exclude = ["**/*.md", "docs/**"]
-
+        r#"{}
 [[pipeline]]
 name = "osaka-build"
 region = "osaka"
 codebuild = "{PROJECT}"
 branches = ["main"]
 paths = ["secondary/**"]
-"#
+"#,
+        tozai_tests::lambda_api::seed_config()
     )
 }
 

@@ -95,7 +95,7 @@ fn check(result: &Result<Inbound, EventError>) {
                 other => panic!("canonical form of {e:?} parses as {other:?}"),
             }
         }
-        Ok(Inbound::SyncRequested(s)) => {
+        Ok(Inbound::SyncRequested { request: s, .. }) => {
             check_codecommit_name(&s.repository).expect("an accepted repository name is valid");
             let r: RefName = s.reference.parse().expect("an accepted ref parses");
             assert_eq!(r.full().parse::<RefName>(), Ok(r));
@@ -106,7 +106,10 @@ fn check(result: &Result<Inbound, EventError>) {
                 "detail": serde_json::to_value(s).expect("serializes")});
             assert_eq!(
                 from_value(canonical.clone()),
-                Ok(Inbound::SyncRequested(s.clone())),
+                Ok(Inbound::SyncRequested {
+                    request: s.clone(),
+                    id: None
+                }),
                 "{canonical}"
             );
         }

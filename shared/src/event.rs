@@ -110,7 +110,11 @@ pub struct SyncRequested {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inbound {
     RefChanged(RefChanged),
-    SyncRequested(SyncRequested),
+    /// A sync request, with its envelope's `id` when it has one.
+    SyncRequested {
+        request: SyncRequested,
+        id: Option<String>,
+    },
     /// An EventBridge schedule (`aws.events` / "Scheduled Event"): the mirror reconciles
     /// every configured ref, in case an event was lost for good.
     Scheduled,
@@ -221,7 +225,10 @@ fn kind(v: &serde_json::Value) -> &'static str {
 fn from_envelope(e: Envelope) -> Result<Inbound, EventError> {
     match (e.source.as_str(), e.detail_type.as_str()) {
         ("aws.codecommit", STATE_CHANGE) => state_change(e),
-        (TOZAI_SOURCE, SYNC_REQUESTED) => sync_requested(e.detail).map(Inbound::SyncRequested),
+        (TOZAI_SOURCE, SYNC_REQUESTED) => {
+            let id = e.id.filter(|id| !id.is_empty());
+            sync_requested(e.detail).map(|request| Inbound::SyncRequested { request, id })
+        }
         ("aws.events", "Scheduled Event") => Ok(Inbound::Scheduled),
         (source, detail_type) => Ok(Inbound::Ignored(format!(
             "not a ref change or a sync request (source {source:?}, detail-type {detail_type:?})"
@@ -506,7 +513,7 @@ mod tests {
             "detail": serde_json::to_value(&request).unwrap()});
         assert_eq!(
             from_value(event.clone()).unwrap(),
-            Inbound::SyncRequested(request)
+            Inbound::SyncRequested { request, id: None }
         );
         let mut bad = event;
         bad["detail"]["ref"] = json!("refs/notes/x");

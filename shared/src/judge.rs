@@ -446,7 +446,7 @@ fn locate<'c>(
         Inbound::RefChanged(e) => e,
         Inbound::Ignored(why) => return Err(ignored(&why)),
         Inbound::Scheduled => return Err(ignored("a schedule is the mirror's reconciliation")),
-        Inbound::SyncRequested(_) => {
+        Inbound::SyncRequested { .. } => {
             return Err(ignored("a sync request is the mirror's to handle"));
         }
     };
@@ -969,7 +969,8 @@ where
             let outcome = mirror.mirror_selected(selection).await;
             return report(config, events, record, None, outcome).await;
         }
-        Inbound::SyncRequested(s) => {
+        Inbound::SyncRequested { request: s, id } => {
+            record.event_id = id;
             let reference: RefName =
                 s.reference.parse().map_err(|err: crate::refs::RefError| {
                     crate::event::EventError::Field {

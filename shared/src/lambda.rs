@@ -65,7 +65,7 @@ pub fn config_from_env() -> Result<Config, InitError> {
 
 /// The config region a pipeline-judge serves: `TOZAI_REGION`, or the region whose
 /// `aws_region` is the function's `AWS_REGION`.
-pub fn served_region(config: &Config) -> Result<String, InitError> {
+pub fn served_region(config: &Config) -> Result<&Region, InitError> {
     let names = || {
         config
             .regions
@@ -76,7 +76,7 @@ pub fn served_region(config: &Config) -> Result<String, InitError> {
     };
     if let Some(name) = env("TOZAI_REGION") {
         return match config.region(&name) {
-            Some(r) => Ok(r.name.clone()),
+            Some(r) => Ok(r),
             None => Err(InitError::Env {
                 name: "TOZAI_REGION",
                 problem: format!("{name:?} is not a region of the config ({})", names()),
@@ -85,7 +85,7 @@ pub fn served_region(config: &Config) -> Result<String, InitError> {
     }
     let aws = required("AWS_REGION")?;
     match config.regions.iter().find(|r| r.aws_region == aws) {
-        Some(r) => Ok(r.name.clone()),
+        Some(r) => Ok(r),
         None => Err(InitError::Env {
             name: "AWS_REGION",
             problem: format!(

@@ -11,11 +11,9 @@ use tozai::{judge, lambda};
 async fn main() -> Result<(), Error> {
     lambda::init_logging();
     let config = lambda::config_from_env().map_err(lambda::fatal)?;
-    let region = lambda::served_region(&config).map_err(lambda::fatal)?;
+    let served = lambda::served_region(&config).map_err(lambda::fatal)?;
+    let region = served.name.clone();
     let sdk = aws_config::load_from_env().await;
-    let Some(served) = config.region(&region) else {
-        unreachable!("served_region returns a region of the config")
-    };
     let repo = lambda::repo(&sdk, served).map_err(lambda::fatal)?;
     let store = lambda::store(&sdk).map_err(lambda::fatal)?;
     let starter = lambda::starter(&sdk);

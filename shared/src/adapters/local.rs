@@ -935,7 +935,7 @@ mod tests {
             "e-1",
         );
         match crate::event::from_value(event).unwrap() {
-            crate::event::Inbound::SyncRequested(s) => {
+            crate::event::Inbound::SyncRequested { request: s, .. } => {
                 assert_eq!(s.repository, "core-infra");
                 assert_eq!(s.commit.as_deref(), Some(commit(1).as_str()));
             }

@@ -902,7 +902,7 @@ fn outcome(reference: &RefName, status: RefStatus) -> MirrorOutcome {
 
 fn sync_request(repository: &str, reference: &str) -> Inbound {
     crate::event::from_value(json!({
-        "version": "0", "id": "1", "detail-type": "Sync Requested", "source": "tozai",
+        "version": "0", "id": "sync-1", "detail-type": "Sync Requested", "source": "tozai",
         "account": "111111111111", "time": "2024-01-01T00:00:00Z", "region": TOKYO,
         "resources": [],
         "detail": {"repository": repository, "ref": reference, "commit": id(7).as_str(),
@@ -932,6 +932,8 @@ async fn the_mirror_mirrors_the_requested_ref_and_reports() {
     assert_eq!(sent[0].1["to"], "osaka");
     assert_eq!(sent[0].1["counts"]["created"], 1);
     assert_eq!(record.mirror.unwrap()["objects_sent"], 3);
+    // The record names the request it answers, for tracing a DLQ entry or a replay.
+    assert_eq!(record.event_id.as_deref(), Some("sync-1"));
 
     // A diverged standby: reported (an alarm), not retried.
     let diverged = FakeMirror {

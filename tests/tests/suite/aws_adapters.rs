@@ -433,5 +433,8 @@ async fn tozai_events_reach_eventbridge_rules() {
     assert_eq!(received[0]["detail"], detail);
     // The event parses back as the mirror's input.
     let parsed = tozai::event::from_value(received[0].clone()).unwrap();
-    assert!(matches!(parsed, tozai::event::Inbound::SyncRequested(_)));
+    assert!(matches!(
+        parsed,
+        tozai::event::Inbound::SyncRequested { .. }
+    ));
 }

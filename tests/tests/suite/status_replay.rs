@@ -364,5 +364,8 @@ fn replay_can_publish_the_sync_judges_event() {
                "reason": "replay: changed paths match its rule"})
     );
     let parsed = tozai::event::from_value(events[0].clone()).unwrap();
-    assert!(matches!(parsed, tozai::event::Inbound::SyncRequested(_)));
+    assert!(matches!(
+        parsed,
+        tozai::event::Inbound::SyncRequested { .. }
+    ));
 }

@@ -7,7 +7,8 @@
 //!    auto-follow tags), pruning what the source deleted, so only new objects travel;
 //! 3. lists the target's refs and plans every selected ref ([`plan_refs`]): fast-forward
 //!    only unless forced;
-//! 4. pushes explicit refspecs (git2 takes no globs), at most 4,000 per push, checking in
+//! 4. pushes explicit refspecs (git2 takes no globs), at most 4,000 per push (fewer with
+//!    [`Git2Mirror::with_refs_per_push`]), checking in
 //!    `push_negotiation` that each target ref still has the value the plan read. A ref
 //!    that moved aborts the push before anything is sent, and the run re-reads and
 //!    re-plans (bounded);
@@ -22,7 +23,7 @@
 //! only when every one of these holds, and otherwise the run goes the usual way:
 //! - the standby is an `http(s)://` URL, and advertises no ref at all (no branch, no tag,
 //!   nothing else) both when the plan reads it and just before the push;
-//! - every step of the plan is a creation, at most [`MAX_REFS_PER_PUSH`] of them, and they
+//! - every step of the plan is a creation, at most one push's worth of them, and they
 //!   are every ref of the cache: refs the selection leaves out are never sent, and neither
 //!   are their objects;
 //! - this run filled an empty cache (a cold cache), so its objects are exactly one pack, as
@@ -75,13 +76,22 @@ const PLAN_ATTEMPTS: u32 = 4;
 #[derive(Debug, Clone)]
 pub struct Git2Mirror {
     cache_root: PathBuf,
+    refs_per_push: usize,
 }
 
 impl Git2Mirror {
     pub fn new(cache_root: impl Into<PathBuf>) -> Self {
         Self {
             cache_root: cache_root.into(),
+            refs_per_push: MAX_REFS_PER_PUSH,
         }
+    }
+
+    /// At most `n` ref updates per push (1 to [`MAX_REFS_PER_PUSH`], the default), for a
+    /// git server whose limit is lower than CodeCommit's.
+    pub fn with_refs_per_push(mut self, n: usize) -> Self {
+        self.refs_per_push = n.clamp(1, MAX_REFS_PER_PUSH);
+        self
     }
 
     /// `$XDG_CACHE_HOME/tozai`, else `$HOME/.cache/tozai`, else a directory under the
@@ -144,6 +154,9 @@ impl Mirror for Git2Mirror {
         let mut pack_as_is = cold;
 
         let mut moved = String::new();
+        // What earlier attempts pushed before a later batch found the standby moved: a
+        // re-plan sees those refs already in step, and must still report what it did.
+        let mut landed = Landed::default();
         let mut attempt = 0;
         let mut refetch = false;
         while attempt < PLAN_ATTEMPTS {
@@ -188,8 +201,16 @@ impl Mirror for Git2Mirror {
                 return Ok(outcome);
             }
             if std::mem::take(&mut pack_as_is) {
-                match push_cache_pack(&repo, &dir, &request.target, &steps, progress, &mut outcome)?
-                {
+                let per_push = self.refs_per_push;
+                match push_cache_pack(
+                    &repo,
+                    &dir,
+                    &request.target,
+                    &steps,
+                    per_push,
+                    progress,
+                    &mut outcome,
+                )? {
                     PackResult::Done => {
                         outcome.elapsed = started.elapsed();
                         log_outcome(&outcome);
@@ -205,13 +226,23 @@ impl Mirror for Git2Mirror {
                     }
                 }
             }
-            match push_steps(&repo, &request.target, &steps, progress, &mut outcome)? {
+            let per_push = self.refs_per_push;
+            match push_steps(
+                &repo,
+                &request.target,
+                &steps,
+                per_push,
+                progress,
+                &mut outcome,
+            )? {
                 PushResult::Done => {
+                    landed.report_in(&mut outcome);
                     outcome.elapsed = started.elapsed();
                     log_outcome(&outcome);
                     return Ok(outcome);
                 }
                 PushResult::Moved(refs) => {
+                    landed.keep(&outcome);
                     tracing::warn!(standby = %request.target.shown, refs = %refs, "standby refs moved since they were read; re-planning");
                     moved = refs;
                     attempt += 1;
@@ -223,6 +254,67 @@ impl Mirror for Git2Mirror {
             refs: moved,
             attempts: PLAN_ATTEMPTS,
         })
+    }
+}
+
+/// The refs earlier attempts of a run pushed, and what they sent.
+#[derive(Default)]
+struct Landed {
+    refs: BTreeMap<RefName, RefStatus>,
+    objects: u64,
+    bytes: u64,
+}
+
+impl Landed {
+    /// Keeps what an attempt that stopped midway had pushed (its outcome's refs are the
+    /// batches that landed).
+    fn keep(&mut self, attempt: &MirrorOutcome) {
+        for r in &attempt.refs {
+            if landed_value(&r.status).is_some() {
+                self.refs.insert(r.reference.clone(), r.status.clone());
+            }
+        }
+        self.objects += attempt.objects_sent;
+        self.bytes += attempt.bytes_sent;
+    }
+
+    /// The final outcome, with what earlier attempts did: a ref they pushed that the last
+    /// plan found in step is reported as pushed (created, updated or deleted), not
+    /// unchanged.
+    fn report_in(self, outcome: &mut MirrorOutcome) {
+        outcome.objects_sent += self.objects;
+        outcome.bytes_sent += self.bytes;
+        let mut deleted = Vec::new();
+        for (reference, status) in self.refs {
+            match outcome.refs.iter_mut().find(|r| r.reference == reference) {
+                Some(r) => {
+                    if let RefStatus::Unchanged { at } = &r.status
+                        && landed_value(&status) == Some(Some(at))
+                    {
+                        r.status = status;
+                    }
+                }
+                // Deleted on both sides since: the last plan did not see it at all.
+                None if landed_value(&status) == Some(None) => {
+                    deleted.push(RefResult { reference, status });
+                }
+                None => {}
+            }
+        }
+        if !deleted.is_empty() {
+            outcome.refs.extend(deleted);
+            outcome.refs.sort_by(|a, b| a.reference.cmp(&b.reference));
+        }
+    }
+}
+
+/// The standby's value after a pushed ref landed (`Some(None)`: deleted); `None` for a
+/// status that pushed nothing.
+fn landed_value(status: &RefStatus) -> Option<Option<&CommitId>> {
+    match status {
+        RefStatus::Created { new } | RefStatus::Updated { new, .. } => Some(Some(new)),
+        RefStatus::Deleted { .. } => Some(None),
+        _ => None,
     }
 }
 
@@ -497,12 +589,13 @@ fn push_steps(
     repo: &Repository,
     target: &GitRemote,
     steps: &[RefStep],
+    per_push: usize,
     progress: Option<&dyn Fn(TransferProgress)>,
     outcome: &mut MirrorOutcome,
 ) -> Result<PushResult, MirrorError> {
     let pushing: Vec<&RefStep> = steps.iter().filter(|s| s.action.pushes()).collect();
     let mut statuses: BTreeMap<String, Option<String>> = BTreeMap::new();
-    for batch in pushing.chunks(MAX_REFS_PER_PUSH) {
+    for batch in pushing.chunks(per_push) {
         let refspecs: Vec<String> = batch
             .iter()
             .map(|s| {
@@ -591,6 +684,11 @@ fn push_steps(
         result?;
         let moved = moved.into_inner();
         if !moved.is_empty() {
+            // The earlier batches landed: the outcome says what they did.
+            outcome.refs = results(steps, &statuses)
+                .into_iter()
+                .filter(|r| statuses.contains_key(&r.reference.full()))
+                .collect();
             return Ok(PushResult::Moved(moved.join(", ")));
         }
         let (objects, bytes) = sent.get();
@@ -695,6 +793,7 @@ fn push_cache_pack(
     dir: &Path,
     target: &GitRemote,
     steps: &[RefStep],
+    per_push: usize,
     progress: Option<&dyn Fn(TransferProgress)>,
     outcome: &mut MirrorOutcome,
 ) -> Result<PackResult, MirrorError> {
@@ -702,7 +801,7 @@ fn push_cache_pack(
         tracing::trace!(standby = %target.shown, reason = why, "not sending the cache's pack as it is");
         Ok(PackResult::Declined)
     };
-    let (updates, pack) = match pack_push_plan(repo, dir, target, steps) {
+    let (updates, pack) = match pack_push_plan(repo, dir, target, steps, per_push) {
         Ok(plan) => plan,
         Err(why) => return declined(&why),
     };
@@ -781,6 +880,7 @@ fn pack_push_plan(
     dir: &Path,
     target: &GitRemote,
     steps: &[RefStep],
+    per_push: usize,
 ) -> Result<(Vec<RefUpdate>, CachePack), String> {
     let url = &target.url;
     let Some(rest) = url
@@ -793,7 +893,7 @@ fn pack_push_plan(
     if authority.contains('@') || url.contains(['?', '#']) {
         return Err("the standby's URL has a login, a query or a fragment".into());
     }
-    if steps.is_empty() || steps.len() > MAX_REFS_PER_PUSH {
+    if steps.is_empty() || steps.len() > per_push {
         return Err(format!("{} refs to push", steps.len()));
     }
     let mut updates = Vec::with_capacity(steps.len());
@@ -958,4 +1058,94 @@ fn is_transient(e: &git2::Error) -> bool {
         e.class(),
         ErrorClass::Net | ErrorClass::Os | ErrorClass::Ssl
     ) || e.message().contains("status code: 5")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> CommitId {
+        format!("{n:040x}").parse().unwrap()
+    }
+
+    fn result(name: &str, status: RefStatus) -> RefResult {
+        RefResult {
+            reference: name.parse().unwrap(),
+            status,
+        }
+    }
+
+    fn outcome(refs: Vec<RefResult>, objects: u64) -> MirrorOutcome {
+        MirrorOutcome {
+            source: "src".into(),
+            target: "dst".into(),
+            dry_run: false,
+            refs,
+            objects_sent: objects,
+            bytes_sent: objects * 100,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn what_earlier_attempts_pushed_is_reported_by_the_last_one() {
+        let mut landed = Landed::default();
+        landed.keep(&outcome(
+            vec![
+                result("refs/heads/a", RefStatus::Created { new: id(1) }),
+                result("refs/heads/b", RefStatus::Deleted { old: id(2) }),
+                result("refs/heads/c", RefStatus::Created { new: id(3) }),
+                result(
+                    "refs/heads/r",
+                    RefStatus::Rejected {
+                        reason: "no".into(),
+                    },
+                ),
+            ],
+            3,
+        ));
+        let mut last = outcome(
+            vec![
+                // In step at what the earlier attempt pushed: reported as created.
+                result("refs/heads/a", RefStatus::Unchanged { at: id(1) }),
+                // Moved since by someone else: the last plan's word stands.
+                result("refs/heads/c", RefStatus::Unchanged { at: id(4) }),
+                result(
+                    "refs/heads/main",
+                    RefStatus::Updated {
+                        old: id(5),
+                        new: id(6),
+                        forced: false,
+                    },
+                ),
+                result("refs/heads/r", RefStatus::Unchanged { at: id(7) }),
+            ],
+            2,
+        );
+        landed.report_in(&mut last);
+        let statuses: Vec<(String, RefStatus)> = last
+            .refs
+            .iter()
+            .map(|r| (r.reference.full(), r.status.clone()))
+            .collect();
+        assert_eq!(
+            statuses,
+            vec![
+                ("refs/heads/a".into(), RefStatus::Created { new: id(1) }),
+                // Gone from both sides, so absent from the last plan: still reported.
+                ("refs/heads/b".into(), RefStatus::Deleted { old: id(2) }),
+                ("refs/heads/c".into(), RefStatus::Unchanged { at: id(4) }),
+                (
+                    "refs/heads/main".into(),
+                    RefStatus::Updated {
+                        old: id(5),
+                        new: id(6),
+                        forced: false
+                    }
+                ),
+                ("refs/heads/r".into(), RefStatus::Unchanged { at: id(7) }),
+            ]
+        );
+        assert_eq!((last.objects_sent, last.bytes_sent), (5, 500));
+    }
 }

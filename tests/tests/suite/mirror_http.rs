@@ -581,6 +581,63 @@ fn a_standby_ref_moved_between_read_and_push_is_refused_not_clobbered() {
     );
 }
 
+/// A run pushes in batches (4,000 refs, CodeCommit's limit; 2 here). When the standby moves
+/// under a later batch, the re-plan finds the earlier batches' refs already in step: they
+/// are still reported as what the run did (created), not `unchanged`, and what they sent
+/// is counted.
+#[test]
+fn a_standby_ref_moved_under_a_later_batch_keeps_the_earlier_batches_results() {
+    let w = World::new();
+    let c1 = w.commit("a", "a");
+    w.publish();
+    w.mirror();
+    let c2 = w.commit("b", "b");
+    for b in ["a1", "a2"] {
+        w.work.git(&["branch", b]);
+    }
+    w.work.git(&["tag", "v1"]);
+    w.publish();
+
+    let tree = rev(&w.dst, "main^{tree}");
+    let theirs = git(
+        &w.dst,
+        &["commit-tree", &tree, "-p", &c1, "-m", "made on the standby"],
+    )
+    .trim()
+    .to_owned();
+    // Push advertisements: 1 the plan's listing, 2 the first batch (a1, a2), 3 the second
+    // batch (main, v1). The hook re-arms itself once, so it runs at 2: the second batch
+    // then finds main moved and nothing of it is sent.
+    let ran = w.server.after_next_push_advertisement(
+        "dst",
+        &format!(
+            "n=$(cat tozai-hook-runs 2>/dev/null || echo 0); n=$((n+1)); echo $n > tozai-hook-runs\n\
+             if [ $n -lt 2 ]; then cp \"$0\" tozai-after-advertise; \
+             else \"$TOZAI_GIT\" update-ref refs/heads/main {theirs} {c1}; fi"
+        ),
+    );
+
+    let o = Git2Mirror::new(w.cache())
+        .with_refs_per_push(2)
+        .mirror(&w.request(false, false), None)
+        .unwrap_or_else(|e| panic!("mirror failed: {}\n{}", chain(&e), w.server.log()));
+    assert!(ran.exists(), "the hook ran\n{}", w.server.log());
+    assert_eq!(rev(&w.dst, "refs/heads/main"), theirs, "not clobbered");
+    for name in ["refs/heads/a1", "refs/heads/a2", "refs/tags/v1"] {
+        match status(&o, name) {
+            RefStatus::Created { new } => assert_eq!(new.as_str(), c2, "{name}"),
+            other => panic!("{name} should be reported created: {other:?}\n{o:#?}"),
+        }
+    }
+    assert!(
+        matches!(status(&o, "refs/heads/main"), RefStatus::Diverged { .. }),
+        "{o:#?}"
+    );
+    // The first batch's pack carried c2's new objects (commit, tree, blob).
+    assert!(o.objects_sent >= 3, "{o:#?}");
+    w.assert_in_step_for(&["refs/heads/a1", "refs/heads/a2", "refs/tags/v1"]);
+}
+
 // ---- 5. a server hook rejecting one ref ----
 
 #[test]

@@ -10,43 +10,43 @@ use crate::report;
 
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
-    println!("{}", report::summary(&config));
+    outln!("{}", report::summary(&config));
     let results = ruletest::run(&config);
     if results.is_empty() {
-        println!("no rule tests: add [[test]] cases to check the path rules");
+        outln!("no rule tests: add [[test]] cases to check the path rules");
         return Ok(ExitCode::SUCCESS);
     }
-    println!();
+    outln!();
     let mut failed = 0;
     for r in &results {
         if r.passed() {
-            println!("  PASS  {}", r.test.name);
+            outln!("  PASS  {}", r.test.name);
             continue;
         }
         failed += 1;
-        println!("  FAIL  {}", r.test.name);
-        println!("          expected: {}", report::set(&r.test.expect));
-        println!("          actual:   {}", report::set(&r.actual));
+        outln!("  FAIL  {}", r.test.name);
+        outln!("          expected: {}", report::set(&r.test.expect));
+        outln!("          actual:   {}", report::set(&r.actual));
         for action in r.missing() {
-            println!(
+            outln!(
                 "          {action} not taken: {}",
                 report::why(&config, &r.decisions, action)
             );
         }
         for action in r.unexpected() {
-            println!(
+            outln!(
                 "          {action} taken: {}",
                 report::why(&config, &r.decisions, action)
             );
         }
     }
-    println!();
+    outln!();
     let total = results.len();
     if failed == 0 {
-        println!("all {total} rule tests pass");
+        outln!("all {total} rule tests pass");
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("{failed} of {total} rule tests FAIL");
+        outln!("{failed} of {total} rule tests FAIL");
         Ok(ExitCode::from(crate::EXIT_FAILED))
     }
 }

@@ -488,7 +488,7 @@ impl Demo {
 
     fn say(&self, text: impl AsRef<str>) {
         if !self.json {
-            println!("{}", text.as_ref());
+            outln!("{}", text.as_ref());
         }
     }
 
@@ -679,7 +679,7 @@ impl Demo {
         match result {
             Ok(record) => {
                 if self.json {
-                    println!(
+                    outln!(
                         "{}",
                         json!({
                             "step": self.step,
@@ -1378,13 +1378,16 @@ impl Demo {
                 .unwrap_or_default()
         };
         let (tokyo, osaka) = (&self.primary.name, &self.standby.name);
-        println!(
+        outln!(
             "\nSummary: pipeline starts per region and commit (from {})",
             self.starter.path().display()
         );
-        println!(
+        outln!(
             "  {:<4} {:<12}  {:<48} {:<13} {osaka}",
-            "step", "commit", "pushed", tokyo
+            "step",
+            "commit",
+            "pushed",
+            tokyo
         );
         let cell = |region: &str, commit: &str| -> String {
             let names: Vec<String> = starts
@@ -1405,7 +1408,7 @@ impl Demo {
             }
         };
         for (step, commit, what) in &self.pushed {
-            println!(
+            outln!(
                 "{}",
                 format!(
                     "  {:<4} {:<12}  {:<48} {:<13} {}",
@@ -1424,7 +1427,7 @@ impl Demo {
                 .filter(|s| region_of(&s.target) == region)
                 .count()
         };
-        println!(
+        outln!(
             "  {} starts in {tokyo}, {} in {osaka}; each (target, commit) at most once; step 6's redeliveries started nothing",
             count(tokyo),
             count(osaka)
@@ -1433,14 +1436,14 @@ impl Demo {
             self.git.head(&self.primary.bare, MAIN)?.unwrap_or_default(),
             self.git.head(&self.standby.bare, MAIN)?.unwrap_or_default(),
         );
-        println!(
+        outln!(
             "  main: {tokyo} at {}, {osaka} at {} (the hotfix: merge it into {tokyo}'s main, or overwrite it with `tozai mirror -c tozai.toml --force`)",
             short(&heads.0),
             short(&heads.1)
         );
         let d = self.dir.display();
         if keep {
-            println!(
+            outln!(
                 "\nLook around ({d}):\n  \
                  git -C {d}/{tokyo}/{repo}.git log --oneline --graph --all     the primary\n  \
                  git -C {d}/{osaka}/{repo}.git log --oneline --graph --all     the standby, with the hotfix\n  \
@@ -1451,17 +1454,17 @@ impl Demo {
                 repo = self.primary.repository,
             );
         } else {
-            println!(
+            outln!(
                 "\nThe demo ran in a temporary directory, now removed; `tozai demo --dir DIR` keeps the repositories, the starts and the checkpoints to look at."
             );
         }
         if self.failures.is_empty() {
-            println!(
+            outln!(
                 "\nEvery step behaved as expected ({:.1} s).",
                 elapsed.as_secs_f64()
             );
         } else {
-            println!(
+            outln!(
                 "\n{} step(s) did NOT behave as expected.",
                 self.failures.len()
             );

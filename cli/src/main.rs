@@ -4,6 +4,8 @@
 //! usage, config or input error (the message names what was wrong); 3 an operation failed
 //! (network, authentication, git server).
 
+#[macro_use]
+mod output;
 mod check;
 mod demo;
 mod mirror;
@@ -21,7 +23,8 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "tozai", version, about, long_about = None)]
 #[command(
-    after_help = "Exit codes: 0 success; 1 a check failed; 2 a usage, config or input error."
+    after_help = "Exit codes: 0 success; 1 a check failed; 2 a usage, config or input error; \
+                  3 an operation failed."
 )]
 struct Cli {
     /// More logging (-v info, -vv debug); logs go to standard error.
@@ -110,7 +113,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match run(cli) {
-        Ok(code) => code,
+        Ok(code) => match output::failure() {
+            // The work is done, but its report did not reach the reader.
+            Some(e) => {
+                eprintln!("tozai: error: cannot write to standard output: {e}");
+                ExitCode::from(EXIT_OPERATION)
+            }
+            None => code,
+        },
         Err(e) => {
             eprintln!("tozai: error: {e:#}");
             if e.is::<OperationFailed>() {

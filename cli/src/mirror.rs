@@ -99,9 +99,9 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
         bar.finish_and_clear();
     }
     if o.json {
-        println!("{}", serde_json::to_string_pretty(&outcome)?);
+        crate::output::json(&outcome)?;
     } else {
-        print!("{}", report(&outcome));
+        out!("{}", report(&outcome));
     }
     Ok(if outcome.in_sync() {
         ExitCode::SUCCESS

@@ -63,9 +63,9 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     let plan = runtime.block_on(tozai::service::plan_push(&config, &git, push))?;
     if o.json {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
+        crate::output::json(&plan)?;
     } else {
-        print!("{}", report::plan(&plan));
+        out!("{}", report::plan(&plan));
     }
     Ok(ExitCode::SUCCESS)
 }

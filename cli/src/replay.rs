@@ -171,27 +171,27 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
             "published": published,
             "executed": o.execute && mirror,
         });
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        crate::output::json(&json)?;
     } else {
-        print!("{}", crate::report::plan(&plan));
-        println!();
+        out!("{}", crate::report::plan(&plan));
+        outln!();
         match (&outcome, published, mirror) {
-            (_, true, _) => println!(
+            (_, true, _) => outln!(
                 "published Sync Requested for {} at {} on bus {}: the mirror Lambda takes it from here",
                 reference.full(),
                 commit.short(),
                 o.event_bus
             ),
-            (_, _, false) => println!(
+            (_, _, false) => outln!(
                 "not mirrored: {} (`tozai mirror -c {} --ref {}` mirrors it anyway)",
                 plan.decisions.sync.reason.describe(),
                 o.config.display(),
                 reference.full()
             ),
             (Some(out), _, true) => {
-                print!("{}", crate::mirror::report(out));
+                out!("{}", crate::mirror::report(out));
                 if out.dry_run {
-                    println!("(dry run: --execute mirrors, or --publish asks the mirror Lambda)");
+                    outln!("(dry run: --execute mirrors, or --publish asks the mirror Lambda)");
                 }
             }
             (None, _, true) => {}
@@ -204,7 +204,7 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
                 .filter(|d| d.start)
                 .map(|d| d.target.as_str())
                 .collect();
-            println!(
+            outln!(
                 "once mirrored, {}'s judge starts: {}",
                 config.standby().name,
                 if starts.is_empty() {

@@ -47,9 +47,9 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
     status.primary = format!("{} ({})", config.primary().name, status.primary);
     status.standby = format!("{} ({})", config.standby().name, status.standby);
     if o.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        crate::output::json(&status)?;
     } else {
-        print!("{}", table(&status, &o.config.display().to_string()));
+        out!("{}", table(&status, &o.config.display().to_string()));
     }
     Ok(if status.in_sync {
         ExitCode::SUCCESS

@@ -422,14 +422,20 @@ where
     A: AsRef<OsStr>,
 {
     let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+    let cmd = tozai_command(cwd, sandbox, &args);
+    Run::of(cmd, format!("tozai {args:?} (in {})", cwd.display()))
+}
+
+/// The `tozai` command [`tozai`] runs, for a test that wires its streams itself.
+pub fn tozai_command<A: AsRef<OsStr>>(cwd: &Path, sandbox: &Sandbox, args: &[A]) -> Command {
     let mut cmd = Command::new(tozai_bin());
-    cmd.current_dir(cwd).args(&args);
+    cmd.current_dir(cwd).args(args);
     sandbox.apply(&mut cmd);
     cmd.env_remove("RUST_BACKTRACE")
         .env_remove("RUST_LIB_BACKTRACE")
         .env_remove("TOZAI_LOG")
         .env("NO_COLOR", "1");
-    Run::of(cmd, format!("tozai {args:?} (in {})", cwd.display()))
+    cmd
 }
 
 /// The workspace root (where `examples/` is).

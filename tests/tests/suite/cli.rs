@@ -360,6 +360,57 @@ fn help_exits_0() {
     }
 }
 
+/// `tozai ... | head -1`: the reader goes away before tozai writes. tozai must neither
+/// panic nor change its exit code; the same output to a full disk is an operation failure.
+#[test]
+fn a_closed_pipe_or_a_full_disk_on_stdout_is_not_a_panic() {
+    let s = Scratch::new();
+    let example = workspace_root().join("examples/tozai.toml");
+    let repo = seed();
+    let plan_config = fixture("plan.toml");
+    let runs: [(&Path, Vec<&str>); 3] = [
+        (s.dir.path(), vec!["check", "-c", example.to_str().unwrap()]),
+        (
+            repo.path(),
+            vec![
+                "plan",
+                "-c",
+                plan_config.to_str().unwrap(),
+                "--json",
+                "HEAD",
+            ],
+        ),
+        (
+            repo.path(),
+            vec!["plan", "-c", plan_config.to_str().unwrap(), "HEAD"],
+        ),
+    ];
+    for (cwd, args) in &runs {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut cmd = tozai_tests::tozai_command(cwd, &s.sandbox, args);
+        cmd.stdout(writer);
+        let run = tozai_tests::Run::of(cmd, format!("tozai {args:?} | (closed)"));
+        run.expect_code(0).expect_no_panic();
+        assert!(run.stderr.is_empty(), "{args:?}: {}", run.stderr);
+
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let mut cmd = tozai_tests::tozai_command(cwd, &s.sandbox, args);
+        cmd.stdout(full);
+        let run = tozai_tests::Run::of(cmd, format!("tozai {args:?} > /dev/full"));
+        run.expect_code(3).expect_no_panic();
+        assert!(
+            run.stderr
+                .contains("cannot write to standard output: No space left"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+}
+
 // ---- tozai plan ----
 
 /// A repository laid out like the seed, with one commit on `main`.

@@ -1,0 +1,68 @@
+//! Standard output that a reader going away does not crash.
+//!
+//! `println!` panics when stdout is a closed pipe (`tozai plan --json | head -1`). Output
+//! goes through [`outln!`](crate::outln) and [`out!`](crate::out) instead: a closed pipe
+//! is not an error (the command still does all its work and exits with its own code, with
+//! nothing more printed), and any other write failure (a full disk under `> file`) is kept
+//! and reported by `main` as a failed operation, once the command has finished.
+
+use std::fmt;
+use std::io::{self, ErrorKind, Write};
+use std::sync::OnceLock;
+
+static FAILED: OnceLock<io::Error> = OnceLock::new();
+
+fn keep(e: io::Error) {
+    if e.kind() != ErrorKind::BrokenPipe {
+        let _ = FAILED.set(e);
+    }
+}
+
+/// Writes to standard output (the macros' body).
+pub fn write(args: fmt::Arguments) {
+    if let Err(e) = io::stdout().lock().write_fmt(args) {
+        keep(e);
+    }
+}
+
+/// Writes `value` as pretty JSON and a newline, straight to standard output (a large plan
+/// is not built as one string first).
+pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let written = serde_json::to_writer_pretty(&mut out, value)
+        .map_err(|e| match e.io_error_kind() {
+            Some(kind) => Ok(io::Error::new(kind, e)),
+            None => Err(e),
+        })
+        .and_then(|()| out.write_all(b"\n").and_then(|()| out.flush()).map_err(Ok));
+    match written {
+        Ok(()) => Ok(()),
+        Err(Ok(io)) => {
+            keep(io);
+            Ok(())
+        }
+        Err(Err(serialize)) => Err(anyhow::Error::new(serialize).context("cannot encode the JSON")),
+    }
+}
+
+/// The first write that failed other than on a closed pipe.
+pub fn failure() -> Option<&'static io::Error> {
+    FAILED.get()
+}
+
+/// `println!` to standard output, safe on a closed pipe (see the module documentation).
+macro_rules! outln {
+    () => {
+        $crate::output::write(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` to standard output, safe on a closed pipe (see the module documentation).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write(format_args!($($arg)*))
+    };
+}

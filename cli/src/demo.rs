@@ -73,7 +73,7 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
     let demo = match outcome {
         Ok(demo) => demo,
         Err(e) => {
-            eprintln!("tozai demo: the demo's files are in {}", dir.display());
+            errln!("tozai demo: the demo's files are in {}", dir.display());
             return Err(e);
         }
     };
@@ -88,9 +88,9 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     } else {
         for f in &demo.failures {
-            eprintln!("tozai demo: step {f}");
+            errln!("tozai demo: step {f}");
         }
-        eprintln!(
+        errln!(
             "tozai demo: {} step(s) did not behave as expected; the demo's files are in {}",
             demo.failures.len(),
             dir.display()
@@ -702,7 +702,7 @@ impl Demo {
                     }
                 );
                 if self.json {
-                    eprintln!("tozai demo: step {}: {text}", self.step);
+                    errln!("tozai demo: step {}: {text}", self.step);
                 }
                 self.line("", &text);
                 self.failures

@@ -116,13 +116,13 @@ fn main() -> ExitCode {
         Ok(code) => match output::failure() {
             // The work is done, but its report did not reach the reader.
             Some(e) => {
-                eprintln!("tozai: error: cannot write to standard output: {e}");
+                errln!("tozai: error: cannot write to standard output: {e}");
                 ExitCode::from(EXIT_OPERATION)
             }
             None => code,
         },
         Err(e) => {
-            eprintln!("tozai: error: {e:#}");
+            errln!("tozai: error: {e:#}");
             if e.is::<OperationFailed>() {
                 ExitCode::from(EXIT_OPERATION)
             } else {
@@ -179,8 +179,10 @@ pub fn aws_access(
 }
 
 fn init_logging(verbose: u8) {
+    // Without -v, the AWS SDK's own warnings (each credential provider it tried, IMDS
+    // unreachable off EC2) stay out: tozai's error names what was missing.
     let level = match verbose {
-        0 => "warn",
+        0 => "warn,aws_config=error",
         1 => "info",
         _ => "debug",
     };

@@ -94,7 +94,11 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
     };
     let outcome = mirror
         .mirror(&request, Some(&on_progress))
-        .map_err(crate::OperationFailed::wrap)?;
+        .map_err(|e| match e {
+            // A wrong path is bad input (exit 2), not a failed operation.
+            e @ tozai::ports::MirrorError::NotARepository { .. } => anyhow::Error::new(e),
+            e => crate::OperationFailed::wrap(e),
+        })?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

@@ -1,10 +1,11 @@
 //! Standard output that a reader going away does not crash.
 //!
 //! `println!` panics when stdout is a closed pipe (`tozai plan --json | head -1`). Output
-//! goes through [`outln!`](crate::outln) and [`out!`](crate::out) instead: a closed pipe
+//! goes through `outln!` and `out!` instead: a closed pipe
 //! is not an error (the command still does all its work and exits with its own code, with
 //! nothing more printed), and any other write failure (a full disk under `> file`) is kept
-//! and reported by `main` as a failed operation, once the command has finished.
+//! and reported by `main` as a failed operation, once the command has finished. Messages
+//! to standard error go through `errln!`, which ignores a closed standard error.
 
 use std::fmt;
 use std::io::{self, ErrorKind, Write};
@@ -64,5 +65,17 @@ macro_rules! outln {
 macro_rules! out {
     ($($arg:tt)*) => {
         $crate::output::write(format_args!($($arg)*))
+    };
+}
+
+/// Writes to standard error, ignoring a failure (there is nowhere left to report it).
+pub fn write_err(args: fmt::Arguments) {
+    let _ = io::stderr().lock().write_fmt(args);
+}
+
+/// `eprintln!` that a closed standard error does not turn into a panic.
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::output::write_err(format_args!("{}\n", format_args!($($arg)*)))
     };
 }

@@ -143,6 +143,13 @@ pub enum MirrorError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A local path that is not a git repository (nothing was fetched or pushed).
+    #[error("the {role} {location} is not a git repository: {detail}")]
+    NotARepository {
+        location: String,
+        role: &'static str,
+        detail: String,
+    },
     #[error(
         "standby refs kept moving during the mirror ({refs}); gave up after {attempts} attempts"
     )]

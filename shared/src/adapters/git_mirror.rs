@@ -146,6 +146,8 @@ impl Mirror for Git2Mirror {
         progress: Option<&dyn Fn(TransferProgress)>,
     ) -> Result<MirrorOutcome, MirrorError> {
         let started = Instant::now();
+        check_local(&request.source, "source")?;
+        check_local(&request.target, "target")?;
         let dir = self.cache_dir(&request.source);
         let _lock = lock_cache(&dir)?;
         let (mut repo, cold) = fetch_into_cache(&dir, &request.source, progress)?;
@@ -316,6 +318,33 @@ fn landed_value(status: &RefStatus) -> Option<Option<&CommitId>> {
         RefStatus::Deleted { .. } => Some(None),
         _ => None,
     }
+}
+
+/// A local location must be a git repository: libgit2 would otherwise report a missing
+/// path as an unsupported URL (a network error, retried) and a directory that is not a
+/// repository like a damaged cache.
+fn check_local(remote: &GitRemote, role: &'static str) -> Result<(), MirrorError> {
+    if remote.url.contains("://") {
+        return Ok(());
+    }
+    let path = Path::new(&remote.url);
+    let problem = if !path.exists() {
+        "it does not exist".to_owned()
+    } else {
+        match Repository::open_ext(
+            path,
+            git2::RepositoryOpenFlags::NO_SEARCH,
+            std::iter::empty::<&std::ffi::OsStr>(),
+        ) {
+            Ok(_) => return Ok(()),
+            Err(e) => e.message().to_owned(),
+        }
+    };
+    Err(MirrorError::NotARepository {
+        location: remote.shown.clone(),
+        role,
+        detail: problem,
+    })
 }
 
 fn log_outcome(outcome: &MirrorOutcome) {

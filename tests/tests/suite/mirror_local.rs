@@ -7,7 +7,7 @@ use std::process::Command;
 use tempfile::TempDir;
 use tozai::adapters::git_mirror::Git2Mirror;
 use tozai::mirror::{MirrorOutcome, RefSelection, RefStatus};
-use tozai::ports::{GitRemote, Mirror, MirrorRequest};
+use tozai::ports::{GitRemote, Mirror, MirrorError, MirrorRequest};
 use tozai_tests::mirror::{assert_in_step, git, refs, status};
 
 struct World {
@@ -359,7 +359,64 @@ fn an_unreachable_source_fails_clearly_and_keeps_the_cache() {
     std::fs::rename(&away, &w.src).unwrap();
     let text = format!("{err}");
     assert!(text.contains(&req.source.shown), "{text}");
+    assert!(
+        matches!(err, MirrorError::NotARepository { role: "source", .. }),
+        "{err:?}"
+    );
     assert_eq!(objects(), before, "the cache was not thrown away");
     w.mirror();
     w.assert_in_step();
+}
+
+/// A local path that is no repository is bad input, named as such: not a network error
+/// retried with backoff (libgit2 calls a missing path an unsupported URL), and not a
+/// damaged cache to rebuild (libgit2's error for a plain directory).
+#[test]
+fn a_local_path_that_is_no_repository_is_named_and_nothing_is_touched() {
+    let w = World::new();
+    w.commit("a", "a");
+    let plain = w.src.parent().unwrap().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    let missing = w.src.parent().unwrap().join("missing.git");
+    let remote = |p: &Path| GitRemote {
+        url: p.display().to_string(),
+        shown: p.display().to_string(),
+        credentials: None,
+    };
+    let cases = [
+        (remote(&plain), remote(&w.dst), "source", &plain),
+        (remote(&missing), remote(&w.dst), "source", &missing),
+        (remote(&w.src), remote(&plain), "target", &plain),
+        (remote(&w.src), remote(&missing), "target", &missing),
+    ];
+    for (source, target, role, path) in cases {
+        let request = MirrorRequest {
+            source,
+            target,
+            ..w.request(false, false)
+        };
+        let err = Git2Mirror::new(&w.cache)
+            .mirror(&request, None)
+            .unwrap_err();
+        match &err {
+            MirrorError::NotARepository {
+                location, role: r, ..
+            } => {
+                assert_eq!((location.as_str(), *r), (path.to_str().unwrap(), role));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!err.is_transient(), "{err}");
+        assert!(
+            !w.cache.exists(),
+            "no cache made for a run that cannot start"
+        );
+        assert!(
+            !missing.exists(),
+            "nothing created at {}",
+            missing.display()
+        );
+        assert_eq!(std::fs::read_dir(&plain).unwrap().count(), 0);
+    }
+    assert!(refs(&w.dst).is_empty(), "the standby is untouched");
 }

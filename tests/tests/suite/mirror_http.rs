@@ -520,6 +520,25 @@ fn a_force_pushed_source_is_diverged_and_left_alone_unless_forced() {
 
 // ---- 4. a standby ref moved between read and push ----
 
+/// A commit made on the standby with `parent`, which the source does not have (no ref
+/// points at it yet).
+fn made_on_the_standby(w: &World, parent: &str) -> String {
+    let tree = rev(&w.dst, "main^{tree}");
+    git(
+        &w.dst,
+        &[
+            "commit-tree",
+            &tree,
+            "-p",
+            parent,
+            "-m",
+            "made on the standby",
+        ],
+    )
+    .trim()
+    .to_owned()
+}
+
 #[test]
 fn a_standby_ref_moved_between_read_and_push_is_refused_not_clobbered() {
     let w = World::new();
@@ -533,13 +552,7 @@ fn a_standby_ref_moved_between_read_and_push_is_refused_not_clobbered() {
 
     // A commit made on the standby, which the source does not have; the hook moves the
     // standby's main to it once the mirror has read the refs it plans against.
-    let tree = rev(&w.dst, "main^{tree}");
-    let theirs = git(
-        &w.dst,
-        &["commit-tree", &tree, "-p", &c1, "-m", "made on the standby"],
-    )
-    .trim()
-    .to_owned();
+    let theirs = made_on_the_standby(&w, &c1);
     let ran = w.server.after_next_push_advertisement(
         "dst",
         &format!("\"$TOZAI_GIT\" update-ref refs/heads/main {theirs} {c1}"),
@@ -598,13 +611,7 @@ fn a_standby_ref_moved_under_a_later_batch_keeps_the_earlier_batches_results() {
     w.work.git(&["tag", "v1"]);
     w.publish();
 
-    let tree = rev(&w.dst, "main^{tree}");
-    let theirs = git(
-        &w.dst,
-        &["commit-tree", &tree, "-p", &c1, "-m", "made on the standby"],
-    )
-    .trim()
-    .to_owned();
+    let theirs = made_on_the_standby(&w, &c1);
     // Push advertisements: 1 the plan's listing, 2 the first batch (a1, a2), 3 the second
     // batch (main, v1). The hook re-arms itself once, so it runs at 2: the second batch
     // then finds main moved and nothing of it is sent.

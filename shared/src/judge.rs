@@ -246,7 +246,7 @@ async fn fallback(
 }
 
 /// The one structured record every invocation logs (and returns).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct DecisionRecord {
     pub function: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -282,17 +282,7 @@ impl DecisionRecord {
     fn new(function: &'static str) -> Self {
         Self {
             function,
-            event_id: None,
-            region: None,
-            repository: None,
-            reference: None,
-            before: None,
-            after: None,
-            ignored: None,
-            diffs: Vec::new(),
-            sync: None,
-            targets: Vec::new(),
-            mirror: None,
+            ..Self::default()
         }
     }
 

@@ -31,13 +31,13 @@
 //! (`bash scripts/setup-test-env.sh`). `cargo bench -p tozai-tests --bench lambda`.
 
 use std::collections::BTreeMap;
-use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
+use tozai_tests::generate::FastImport;
 use tozai_tests::lambda_api::{CpuTime, Function, LambdaApi, credentials};
 use tozai_tests::stand_ins::{CodeCommitApi, MOTO_ACCOUNT_ID, Moto, source_and_build_stages};
 
@@ -91,58 +91,24 @@ fn git(repo: &Path) -> Command {
 
 /// Builds the bare repository; returns the ids of R, S, B and B2.
 fn generate(repo: &Path) -> [String; 4] {
-    let init = Command::new("git")
-        .args(["init", "-q", "--bare", "-b", "main"])
-        .arg(repo)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .status()
-        .expect("git runs");
-    assert!(init.success(), "git init failed");
-    let mut child = git(repo)
-        .args(["fast-import", "--quiet"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("git fast-import runs");
-    {
-        let mut w = BufWriter::with_capacity(1 << 20, child.stdin.take().unwrap());
-        let commits: [(&str, &str, &[usize]); 4] = [
-            ("R: add", "v1", &[]),
-            ("S: a small push", "v1.1", &[0, 4, 7]),
-            ("B: modify every file", "v2", &[]),
-            ("B2: modify every file again", "v3", &[]),
-        ];
-        let all: Vec<usize> = (0..FILES).collect();
-        for (n, (message, content, only)) in commits.iter().enumerate() {
-            let mark = n + 1;
-            write!(
-                w,
-                "commit refs/heads/main\nmark :{mark}\n\
-                 author Bench <bench@example.invalid> {t} +0900\n\
-                 committer Bench <bench@example.invalid> {t} +0900\n\
-                 data {}\n{message}\n",
-                message.len(),
-                t = 1_700_000_000 + mark,
-            )
-            .unwrap();
-            if mark > 1 {
-                writeln!(w, "from :{}", mark - 1).unwrap();
-            }
-            let files: &[usize] = if only.is_empty() { &all } else { only };
-            for &i in files {
-                let data = format!("{content} of resource {i}\n");
-                write!(
-                    w,
-                    "M 100644 inline {}\ndata {}\n{data}\n",
-                    path(i),
-                    data.len()
-                )
-                .unwrap();
-            }
-        }
-        w.flush().unwrap();
+    let mut import = FastImport::bare(repo);
+    let commits: [(&str, &str, &[usize]); 4] = [
+        ("R: add", "v1", &[]),
+        ("S: a small push", "v1.1", &[0, 4, 7]),
+        ("B: modify every file", "v2", &[]),
+        ("B2: modify every file again", "v3", &[]),
+    ];
+    let all: Vec<usize> = (0..FILES).collect();
+    for (message, content, only) in commits {
+        let files: &[usize] = if only.is_empty() { &all } else { only };
+        import.commit(
+            message,
+            files
+                .iter()
+                .map(|&i| (path(i), format!("{content} of resource {i}\n"))),
+        );
     }
-    assert!(child.wait().unwrap().success(), "git fast-import failed");
+    import.finish();
     let out = git(repo)
         .args(["repack", "-a", "-d", "-q"])
         .status()

@@ -20,10 +20,10 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use tozai_tests::generate::FastImport;
 use tozai_tests::timing::Stats;
 
 const FILES: usize = 100_000;
@@ -177,50 +177,14 @@ fn git_out(repo: &Path, args: &[&str]) -> Vec<u8> {
 
 /// Commit A adds every file, commit B modifies every one; returns (A, B).
 fn generate(repo: &Path) -> (String, String) {
-    let init = Command::new("git")
-        .args(["init", "-q", "--bare", "-b", "main"])
-        .arg(repo)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .status()
-        .expect("git runs");
-    assert!(init.success(), "git init failed");
-    let mut child = git(repo)
-        .args(["fast-import", "--quiet"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("git fast-import runs");
-    {
-        let mut w = BufWriter::with_capacity(1 << 20, child.stdin.take().unwrap());
-        for (mark, message, content) in [(1, "A: add", "v1"), (2, "B: modify", "v2")] {
-            let message = format!("{message} {FILES} files");
-            write!(
-                w,
-                "commit refs/heads/main\nmark :{mark}\n\
-                 author Bench <bench@example.invalid> {t} +0900\n\
-                 committer Bench <bench@example.invalid> {t} +0900\n\
-                 data {}\n{message}\n",
-                message.len(),
-                t = 1_700_000_000 + mark,
-            )
-            .unwrap();
-            if mark == 2 {
-                writeln!(w, "from :1").unwrap();
-            }
-            for i in 0..FILES {
-                let data = format!("{content} of file {i}\n");
-                write!(
-                    w,
-                    "M 100644 inline {}\ndata {}\n{data}\n",
-                    path(i),
-                    data.len()
-                )
-                .unwrap();
-            }
-        }
-        w.flush().unwrap();
+    let mut import = FastImport::bare(repo);
+    for (message, content) in [("A: add", "v1"), ("B: modify", "v2")] {
+        import.commit(
+            &format!("{message} {FILES} files"),
+            (0..FILES).map(|i| (path(i), format!("{content} of file {i}\n"))),
+        );
     }
-    assert!(child.wait().unwrap().success(), "git fast-import failed");
+    import.finish();
     // Pack as `git gc` would: fast-import's pack is a quick one.
     git_out(repo, &["repack", "-a", "-d", "-f", "-q"]);
     let ids = String::from_utf8(git_out(repo, &["rev-parse", "main~1", "main"])).unwrap();

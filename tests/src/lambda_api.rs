@@ -690,7 +690,7 @@ impl Function {
     /// `env` (later entries win).
     pub fn spawn(binary: &str, api: &LambdaApi, env: &[(&str, &str)]) -> Self {
         let bin = lambda_bin(binary);
-        let timeout = find_program("timeout").unwrap_or_else(|| {
+        let timeout = crate::server::find_program("timeout", &[]).unwrap_or_else(|| {
             panic!("`timeout` is not installed: install coreutils (apt-get install -y coreutils)")
         });
         let dir = tempfile::Builder::new()
@@ -1040,18 +1040,6 @@ fn kill(target: &str) {
         .args(["-KILL", "--", target])
         .stderr(Stdio::null())
         .status();
-}
-
-/// The first executable `name` on PATH.
-fn find_program(name: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| {
-            p.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
 }
 
 /// The tests' and the bench's `tozai.toml` in the seed's layout: Tokyo (`ap-northeast-1`,

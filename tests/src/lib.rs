@@ -6,6 +6,7 @@
 //! so results do not depend on the machine. A git command that fails is a panic showing the
 //! command and its standard error.
 
+pub mod generate;
 pub mod lambda_api;
 pub mod mirror;
 pub mod server;

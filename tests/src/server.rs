@@ -677,7 +677,7 @@ impl Tools {
 }
 
 /// The first executable `name` on PATH, then in `extra` directories.
-fn find_program(name: &str, extra: &[&str]) -> Option<PathBuf> {
+pub(crate) fn find_program(name: &str, extra: &[&str]) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
@@ -690,7 +690,7 @@ fn find_program(name: &str, extra: &[&str]) -> Option<PathBuf> {
 }
 
 /// A port that was free a moment ago.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -47,7 +47,7 @@
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -58,7 +58,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tozai::git_auth::Credentials;
 
-use crate::server::AwsCli;
+use crate::server::{AwsCli, find_program, free_port};
 
 /// The watchdog: a stand-in stops after this many seconds whatever happens to the test.
 pub const LIFETIME_SECS: u32 = 600;
@@ -104,7 +104,7 @@ impl CodeCommitApi {
         renames: Renames,
     ) -> Self {
         let python = find_python();
-        let git = find_program("git").unwrap_or_else(|| {
+        let git = find_program("git", &[]).unwrap_or_else(|| {
             panic!("git is not installed: install it (Debian/Ubuntu: apt-get install -y git)")
         });
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("support/codecommit_api.py");
@@ -355,7 +355,7 @@ impl Moto {
              that has them",
             moto_server.display()
         );
-        let timeout = find_program("timeout").unwrap_or_else(|| {
+        let timeout = find_program("timeout", &[]).unwrap_or_else(|| {
             panic!("`timeout` is not installed: install coreutils (apt-get install -y coreutils)")
         });
         let aws = AwsCli::find();
@@ -840,26 +840,6 @@ fn find_python() -> PathBuf {
                 Path::new(&python).display()
             )
         })
-}
-
-/// The first executable `name` on PATH.
-fn find_program(name: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| {
-            p.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-}
-
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("cannot bind a loopback port")
 }
 
 /// A token only this start knows.

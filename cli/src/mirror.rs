@@ -46,7 +46,7 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
         (Some(path), None, None) => {
             let config = Config::load(path)?;
             let selection = if o.refs.is_empty() {
-                configured(&config)
+                config.sync.selection()
             } else {
                 RefSelection::from_args(&o.refs)?
             };
@@ -129,14 +129,6 @@ pub fn remotes(
         })
     };
     Ok((remote(source)?, remote(target)?))
-}
-
-/// The branches and tags the config's sync rule mirrors.
-pub fn configured(config: &Config) -> RefSelection {
-    RefSelection {
-        branches: Some(config.sync.branches.clone()),
-        tags: Some(config.sync.tags.clone()),
-    }
 }
 
 fn parse_location(text: &str, flag: &str) -> anyhow::Result<Location> {

@@ -30,7 +30,7 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
     let request = MirrorRequest {
         source,
         target,
-        selection: crate::mirror::configured(&config),
+        selection: config.sync.selection(),
         force: false,
         dry_run: true,
     };

@@ -91,6 +91,14 @@ impl SyncRule {
             RefName::Tag(_) => &self.tags,
         }
     }
+
+    /// Every branch and tag this rule mirrors, as a mirror's selection.
+    pub fn selection(&self) -> crate::mirror::RefSelection {
+        crate::mirror::RefSelection {
+            branches: Some(self.branches.clone()),
+            tags: Some(self.tags.clone()),
+        }
+    }
 }
 
 /// The name of the sync rule for mirrors into `region`: `sync.to.REGION`.

@@ -245,6 +245,22 @@ async fn fallback(
     Ok((None, BaseWhy::WholeTree { because }))
 }
 
+/// Publishes `request` as the `Sync Requested` event the mirror acts on: what the
+/// sync-judge sends, and `tozai replay --publish` by hand.
+pub async fn request_sync<E: EventSink>(
+    events: &E,
+    request: &SyncRequested,
+) -> Result<(), ServiceError> {
+    let detail = serde_json::to_value(request).map_err(|err| {
+        ServiceError::new(
+            "event bus",
+            format!("cannot encode the request: {err}"),
+            false,
+        )
+    })?;
+    events.publish(SYNC_REQUESTED, &detail).await
+}
+
 /// The one structured record every invocation logs (and returns).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DecisionRecord {
@@ -657,14 +673,7 @@ where
             commit: Some(act_on.to_string()),
             reason: decisions.sync.reason.describe().to_owned(),
         };
-        let detail = serde_json::to_value(&request).map_err(|err| {
-            ServiceError::new(
-                "event bus",
-                format!("cannot encode the request: {err}"),
-                false,
-            )
-        })?;
-        events.publish(SYNC_REQUESTED, &detail).await?;
+        request_sync(events, &request).await?;
     }
     advance(repo, store, SYNC_CONSUMER, &e, &save, checkpoint).await?;
     let mut decision = decisions.sync;
@@ -952,11 +961,7 @@ where
         Inbound::Ignored(why) => return Ok(record.ignore(why)),
         Inbound::Scheduled => {
             record.repository = Some(primary.repository.name());
-            let selection = crate::mirror::RefSelection {
-                branches: Some(config.sync.branches.clone()),
-                tags: Some(config.sync.tags.clone()),
-            };
-            let outcome = mirror.mirror_selected(selection).await;
+            let outcome = mirror.mirror_selected(config.sync.selection()).await;
             return report(config, events, record, None, outcome).await;
         }
         Inbound::SyncRequested { request: s, id } => {

@@ -106,6 +106,23 @@ pub struct SyncRequested {
     pub reason: String,
 }
 
+impl SyncRequested {
+    /// The requested ref and commit, parsed; an error names the detail's field.
+    pub fn parsed(&self) -> Result<(RefName, Option<CommitId>), EventError> {
+        let reference = self
+            .reference
+            .parse::<RefName>()
+            .map_err(|err| field("detail.ref", err.to_string()))?;
+        let commit = self
+            .commit
+            .as_deref()
+            .map(str::parse::<CommitId>)
+            .transpose()
+            .map_err(|err| field("detail.commit", err.to_string()))?;
+        Ok((reference, commit))
+    }
+}
+
 /// An inbound event, classified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inbound {
@@ -310,13 +327,7 @@ fn sync_requested(detail: serde_json::Value) -> Result<SyncRequested, EventError
         .map_err(|err| field("detail", format!("is malformed: {err}")))?;
     crate::location::check_codecommit_name(&s.repository)
         .map_err(|why| field("detail.repository", why))?;
-    s.reference
-        .parse::<RefName>()
-        .map_err(|err| field("detail.ref", err.to_string()))?;
-    if let Some(c) = &s.commit {
-        c.parse::<CommitId>()
-            .map_err(|err| field("detail.commit", err.to_string()))?;
-    }
+    s.parsed()?;
     Ok(s)
 }
 

@@ -28,7 +28,6 @@ use std::time::Duration;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::change::Change;
 use crate::config::{Config, Region, Target};
 use crate::event::{Inbound, RefChange, RefChanged, SYNC_REQUESTED, SyncRequested};
 use crate::location::Location;
@@ -541,27 +540,47 @@ async fn advance(
 }
 
 /// Lists changes once per distinct base.
+/// One push's diffs and their judgements, once per base: targets whose checkpoints agree
+/// share one diff and one pass of the rules.
 struct Diffs<'a, C> {
     repo: &'a C,
-    by_base: BTreeMap<Option<CommitId>, Vec<Change>>,
+    config: &'a Config,
+    region: &'a str,
+    reference: &'a RefName,
+    by_base: BTreeMap<Option<CommitId>, Judged>,
+}
+
+/// The number of paths a diff changed, and what the rules decided of them.
+struct Judged {
+    changed: usize,
+    decisions: crate::plan::Decisions,
 }
 
 impl<'a, C: ChangeSource> Diffs<'a, C> {
-    fn new(repo: &'a C) -> Self {
+    fn new(repo: &'a C, config: &'a Config, region: &'a str, reference: &'a RefName) -> Self {
         Self {
             repo,
+            config,
+            region,
+            reference,
             by_base: BTreeMap::new(),
         }
     }
 
-    async fn get(
+    async fn judged(
         &mut self,
         base: &Option<CommitId>,
         after: &CommitId,
-    ) -> Result<&[Change], ChangeError> {
+    ) -> Result<&Judged, JudgeError> {
         if !self.by_base.contains_key(base) {
             let changes = self.repo.changes(base.as_ref(), after).await?;
-            self.by_base.insert(base.clone(), changes);
+            let decisions = decide(self.config, self.region, self.reference, &changes)
+                .map_err(|u| JudgeError::Config(u.to_string()))?;
+            let judged = Judged {
+                changed: changes.len(),
+                decisions,
+            };
+            self.by_base.insert(base.clone(), judged);
         }
         Ok(&self.by_base[base])
     }
@@ -778,12 +797,12 @@ where
         )));
     }
 
-    let mut diffs = Diffs::new(repo);
+    let mut diffs = Diffs::new(repo, config, region_name, &e.reference);
     let mut failures = Vec::new();
     let mut transient = true;
     for target in targets {
         let consumer = target_consumer(&target.name);
-        let base_record = |result, error: Option<String>| TargetRecord {
+        let base_record = |result| TargetRecord {
             target: target.name.clone(),
             kind: target.kind.label(),
             name: target.kind.resource().to_owned(),
@@ -794,12 +813,12 @@ where
             result,
             commit: None,
             run_id: None,
-            error,
+            error: None,
         };
         let (checkpoint, choice) = base_for(config, repo, store, &consumer, &e, &after).await?;
         let (base, why, act_on, save) = match choice {
             BaseChoice::AlreadyHandled { .. } => {
-                record.targets.push(base_record("already_handled", None));
+                record.targets.push(base_record("already_handled"));
                 continue;
             }
             BaseChoice::Diff {
@@ -809,13 +828,12 @@ where
                 save,
             } => (base, why, act_on, save),
         };
-        let changes = diffs.get(&base, &after).await?;
-        note_diff(&mut record, &consumer, &base, &why, changes.len());
-        let decisions = decide(config, region_name, &e.reference, changes)
-            .map_err(|u| JudgeError::Config(u.to_string()))?;
-        let Some(decision) = decisions
+        let judged = diffs.judged(&base, &after).await?;
+        note_diff(&mut record, &consumer, &base, &why, judged.changed);
+        let Some(decision) = judged
+            .decisions
             .pipelines
-            .into_iter()
+            .iter()
             .find(|d| d.target == target.name)
         else {
             return Err(JudgeError::Config(format!(
@@ -833,10 +851,10 @@ where
                 .cloned()
                 .collect(),
             matches_total: decision.matches.len(),
-            ..base_record("not_started", None)
+            ..base_record("not_started")
         };
         if decision.start {
-            match start_once(store, starter, target, &decision, &e, &act_on).await {
+            match start_once(store, starter, target, decision, &e, &act_on).await {
                 Ok((result, run_id)) => {
                     tr.result = result;
                     tr.run_id = run_id;
@@ -966,14 +984,7 @@ where
         }
         Inbound::SyncRequested { request: s, id } => {
             record.event_id = id;
-            let reference: RefName =
-                s.reference.parse().map_err(|err: crate::refs::RefError| {
-                    crate::event::EventError::Field {
-                        field: "detail.ref".into(),
-                        problem: err.to_string(),
-                    }
-                })?;
-            let commit = s.commit.as_deref().and_then(|c| c.parse().ok());
+            let (reference, commit) = s.parsed()?;
             (s.repository, reference, commit)
         }
         Inbound::RefChanged(e) => {
@@ -990,9 +1001,7 @@ where
     };
     record.repository = Some(repository.clone());
     record.reference = Some(reference.full());
-    if commit.is_some() {
-        record.after = commit.clone();
-    }
+    record.after = commit.clone();
     if repository != primary.repository.name() {
         return Ok(record.ignore(format!(
             "repository {repository} is not the primary's ({})",

@@ -97,12 +97,12 @@ pub fn served_region(config: &Config) -> Result<&Region, InitError> {
 }
 
 /// The checkpoint table's name.
-pub fn table_from_env() -> Result<String, InitError> {
+fn table_from_env() -> Result<String, InitError> {
     required("TOZAI_TABLE")
 }
 
 /// The event bus's name.
-pub fn bus_from_env() -> String {
+fn bus_from_env() -> String {
     env("TOZAI_EVENT_BUS").unwrap_or_else(|| "default".into())
 }
 
@@ -114,36 +114,6 @@ pub fn ignored_from_env() -> Result<crate::judge::IgnoredCallers, InitError> {
             problem,
         },
     )
-}
-
-/// A region's CodeCommit repository name; the functions read changes through CodeCommit's
-/// API, so it must be a CodeCommit location.
-pub fn codecommit_name(region: &Region) -> Result<String, InitError> {
-    match &region.repository {
-        Location::CodeCommit { name, .. } => Ok(name.clone()),
-        other => Err(InitError::Env {
-            name: "TOZAI_CONFIG",
-            problem: format!(
-                "region {}'s repository {other} is not a CodeCommit repository",
-                region.name
-            ),
-        }),
-    }
-}
-
-/// A CodeCommit client for a region's repository (in that repository's AWS region).
-pub fn codecommit_client(
-    sdk: &aws_config::SdkConfig,
-    region: &Region,
-) -> aws_sdk_codecommit::Client {
-    let aws_region = match &region.repository {
-        Location::CodeCommit { region, .. } => region.clone(),
-        _ => region.aws_region.clone(),
-    };
-    let conf = aws_sdk_codecommit::config::Builder::from(sdk)
-        .region(aws_config::Region::new(aws_region))
-        .build();
-    aws_sdk_codecommit::Client::from_conf(conf)
 }
 
 /// The mirror as the Lambda, `tozai replay` and `tozai demo` run it: fresh signed remotes
@@ -235,9 +205,27 @@ pub fn repo(
     sdk: &aws_config::SdkConfig,
     region: &Region,
 ) -> Result<crate::adapters::aws::CodeCommitRepo, InitError> {
+    // The functions read changes through CodeCommit's API, so it must be a CodeCommit
+    // location; the client works in that repository's AWS region.
+    let Location::CodeCommit {
+        region: aws_region,
+        name,
+    } = &region.repository
+    else {
+        return Err(InitError::Env {
+            name: "TOZAI_CONFIG",
+            problem: format!(
+                "region {}'s repository {} is not a CodeCommit repository",
+                region.name, region.repository
+            ),
+        });
+    };
+    let conf = aws_sdk_codecommit::config::Builder::from(sdk)
+        .region(aws_config::Region::new(aws_region.clone()))
+        .build();
     Ok(crate::adapters::aws::CodeCommitRepo::new(
-        codecommit_client(sdk, region),
-        codecommit_name(region)?,
+        aws_sdk_codecommit::Client::from_conf(conf),
+        name.clone(),
     ))
 }
 

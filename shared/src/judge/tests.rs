@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::change::Change;
 use crate::mirror::{MirrorOutcome, RefResult, RefStatus};
 use crate::ports::{Checkpoint, MirrorError};
 
@@ -856,6 +857,15 @@ struct FakeMirror {
     answer: fn(&RefName) -> Result<MirrorOutcome, MirrorError>,
 }
 
+impl FakeMirror {
+    fn answering(answer: fn(&RefName) -> Result<MirrorOutcome, MirrorError>) -> Self {
+        Self {
+            calls: Mutex::default(),
+            answer,
+        }
+    }
+}
+
 impl RefMirror for FakeMirror {
     async fn mirror_ref(&self, reference: &RefName) -> Result<MirrorOutcome, MirrorError> {
         self.calls.lock().unwrap().push(reference.clone());
@@ -915,10 +925,7 @@ fn sync_request(repository: &str, reference: &str) -> Inbound {
 async fn the_mirror_mirrors_the_requested_ref_and_reports() {
     let config = config();
     let bus = Bus::default();
-    let ok = FakeMirror {
-        calls: Mutex::default(),
-        answer: |r| Ok(outcome(r, RefStatus::Created { new: id(7) })),
-    };
+    let ok = FakeMirror::answering(|r| Ok(outcome(r, RefStatus::Created { new: id(7) })));
     let record = mirror_job(&config, &ok, &bus, sync_request("core-infra", MAIN))
         .await
         .unwrap();
@@ -936,18 +943,15 @@ async fn the_mirror_mirrors_the_requested_ref_and_reports() {
     assert_eq!(record.event_id.as_deref(), Some("sync-1"));
 
     // A diverged standby: reported (an alarm), not retried.
-    let diverged = FakeMirror {
-        calls: Mutex::default(),
-        answer: |r| {
-            Ok(outcome(
-                r,
-                RefStatus::Diverged {
-                    source: Some(id(7)),
-                    standby: id(8),
-                },
-            ))
-        },
-    };
+    let diverged = FakeMirror::answering(|r| {
+        Ok(outcome(
+            r,
+            RefStatus::Diverged {
+                source: Some(id(7)),
+                standby: id(8),
+            },
+        ))
+    });
     mirror_job(&config, &diverged, &bus, sync_request("core-infra", MAIN))
         .await
         .unwrap();
@@ -955,16 +959,13 @@ async fn the_mirror_mirrors_the_requested_ref_and_reports() {
     assert_eq!(bus.sent()[1].1["status"], "out_of_step");
 
     // A run that failed: reported and returned, transient so that it is retried.
-    let down = FakeMirror {
-        calls: Mutex::default(),
-        answer: |_| {
-            Err(MirrorError::Unreachable {
-                location: "codecommit::ap-northeast-3://core-infra".into(),
-                context: "pushing",
-                source: "connection refused".into(),
-            })
-        },
-    };
+    let down = FakeMirror::answering(|_| {
+        Err(MirrorError::Unreachable {
+            location: "codecommit::ap-northeast-3://core-infra".into(),
+            context: "pushing",
+            source: "connection refused".into(),
+        })
+    });
     let err = mirror_job(&config, &down, &bus, sync_request("core-infra", MAIN))
         .await
         .unwrap_err();
@@ -982,10 +983,7 @@ async fn the_mirror_mirrors_the_requested_ref_and_reports() {
 async fn the_mirror_handles_source_deletions_and_ignores_the_rest() {
     let config = config();
     let bus = Bus::default();
-    let m = FakeMirror {
-        calls: Mutex::default(),
-        answer: |r| Ok(outcome(r, RefStatus::Deleted { old: id(3) })),
-    };
+    let m = FakeMirror::answering(|r| Ok(outcome(r, RefStatus::Deleted { old: id(3) })));
     let tag = "refs/tags/v1.0";
     mirror_job(&config, &m, &bus, push(TOKYO, tag, Some(&id(3)), None))
         .await
@@ -1015,10 +1013,7 @@ async fn the_mirror_handles_source_deletions_and_ignores_the_rest() {
 async fn a_schedule_reconciles_every_configured_ref() {
     let config = config();
     let bus = Bus::default();
-    let m = FakeMirror {
-        calls: Mutex::default(),
-        answer: |r| Ok(outcome(r, RefStatus::Unchanged { at: id(1) })),
-    };
+    let m = FakeMirror::answering(|r| Ok(outcome(r, RefStatus::Unchanged { at: id(1) })));
     let schedule = crate::event::from_value(json!({
         "version": "0", "id": "9", "detail-type": "Scheduled Event", "source": "aws.events",
         "account": "111111111111", "time": "2024-01-01T00:00:00Z", "region": TOKYO,
@@ -1131,33 +1126,21 @@ async fn choose_base_keeps_track_of_the_handled_history() {
         version: 1,
         covered_from: from.cloned(),
     };
+    let choose = async |checkpoint: Checkpoint, old: &CommitId, new: &CommitId| {
+        let change = update(old, new);
+        choose_base(&w.repo, Some(&checkpoint), &change, new, &main, "main")
+            .await
+            .unwrap()
+    };
     // Handled (c1, c3]: c2 inside is a duplicate; c1 itself is not.
-    let inside = choose_base(
-        &w.repo,
-        Some(&cp(&c3, Some(&c1))),
-        &update(&c1, &c2),
-        &c2,
-        &main,
-        "main",
-    )
-    .await
-    .unwrap();
+    let inside = choose(cp(&c3, Some(&c1)), &c1, &c2).await;
     assert_eq!(
         inside,
         BaseChoice::AlreadyHandled {
             checkpoint: c3.clone()
         }
     );
-    let before = choose_base(
-        &w.repo,
-        Some(&cp(&c3, Some(&c1))),
-        &update(&c0, &c1),
-        &c1,
-        &main,
-        "main",
-    )
-    .await
-    .unwrap();
+    let before = choose(cp(&c3, Some(&c1)), &c0, &c1).await;
     let BaseChoice::Diff {
         base, act_on, save, ..
     } = before
@@ -1171,29 +1154,11 @@ async fn choose_base_keeps_track_of_the_handled_history() {
         "the ranges meet: (c0, c3]"
     );
     // All of history handled (a whole-tree start): any older event is a duplicate.
-    let all = choose_base(
-        &w.repo,
-        Some(&cp(&c3, None)),
-        &update(&c0, &c1),
-        &c1,
-        &main,
-        "main",
-    )
-    .await
-    .unwrap();
+    let all = choose(cp(&c3, None), &c0, &c1).await;
     assert!(matches!(all, BaseChoice::AlreadyHandled { .. }));
     // A newer event extends the same handled history.
     let c4 = w.repo.commit(Some(&c3), &[("a", Some(4))]);
-    let next = choose_base(
-        &w.repo,
-        Some(&cp(&c3, Some(&c1))),
-        &update(&c3, &c4),
-        &c4,
-        &main,
-        "main",
-    )
-    .await
-    .unwrap();
+    let next = choose(cp(&c3, Some(&c1)), &c3, &c4).await;
     let BaseChoice::Diff { save, .. } = next else {
         panic!()
     };

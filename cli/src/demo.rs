@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tozai::adapters::git::Git2Changes;
 use tozai::adapters::local::{FileStore, MemoryBus, RecordingStarter, rfc3339, tozai_event};
 use tozai::config::Config;
-use tozai::event::{Inbound, SYNC_REQUESTED};
+use tozai::event::{Inbound, RefChange, SYNC_REQUESTED};
 use tozai::judge::{
     DecisionRecord, IgnoredCallers, SYNC_COMPLETED, SYNC_FAILED, TargetRecord, mirror_job,
     pipeline_judge, sync_judge,
@@ -573,7 +573,7 @@ impl Demo {
         });
         let inbound = tozai::event::from_value(schedule)?;
         let result = mirror_job(&self.config, &self.mirror, &self.bus, inbound).await;
-        self.judged(result)?;
+        self.judged(result);
         let published = self.bus.take();
         self.show_published(&published);
         let problems = {
@@ -592,6 +592,15 @@ impl Demo {
             "0 (setup)",
         );
         Ok(())
+    }
+
+    /// The primary's site, or the standby's.
+    fn site(&self, primary: bool) -> &Site {
+        if primary {
+            &self.primary
+        } else {
+            &self.standby
+        }
     }
 
     fn next_id(&mut self) -> String {
@@ -618,11 +627,7 @@ impl Demo {
                 continue;
             }
             let id = self.next_id();
-            let site = if at == self.primary.name {
-                &self.primary
-            } else {
-                &self.standby
-            };
+            let site = self.site(at == self.primary.name);
             let event = state_change(
                 &id,
                 &site.aws_region,
@@ -650,11 +655,8 @@ impl Demo {
         refspecs: &[&str],
         caller: &str,
     ) -> anyhow::Result<Vec<Delivery>> {
-        let (bare, name) = if to_primary {
-            (self.primary.bare.clone(), self.primary.name.clone())
-        } else {
-            (self.standby.bare.clone(), self.standby.name.clone())
-        };
+        let site = self.site(to_primary);
+        let (bare, name) = (site.bare.clone(), site.name.clone());
         let before = self.git.refs(&bare)?;
         let mut args = vec!["push", "-q", "origin"];
         args.extend_from_slice(refspecs);
@@ -672,10 +674,7 @@ impl Demo {
     }
 
     /// Keeps a judge's record (and prints it), or reports its error.
-    fn judged(
-        &mut self,
-        result: Result<DecisionRecord, tozai::judge::JudgeError>,
-    ) -> anyhow::Result<()> {
+    fn judged(&mut self, result: Result<DecisionRecord, tozai::judge::JudgeError>) {
         match result {
             Ok(record) => {
                 if self.json {
@@ -709,7 +708,6 @@ impl Demo {
                     .push(format!("{}: a judge failed: {e}", self.step));
             }
         }
-        Ok(())
     }
 
     /// Dispatches deliveries (and what they cause) like EventBridge would.
@@ -727,26 +725,27 @@ impl Demo {
                     ));
                     self.show_push(&region, &event);
                     let primary = region == self.primary.name;
+                    let inbound = tozai::event::from_value(event.clone())?;
                     if primary {
-                        let inbound = tozai::event::from_value(event.clone())?;
                         let result = sync_judge(
                             &self.config,
                             &self.primary.changes,
                             &self.store,
                             &self.bus,
                             &self.ignored,
-                            inbound,
+                            inbound.clone(),
                         )
                         .await;
-                        self.judged(result)?;
+                        self.judged(result);
                         queue.extend(self.take_published());
                     }
-                    let site = if primary {
-                        &self.primary
-                    } else {
-                        &self.standby
-                    };
-                    let inbound = tozai::event::from_value(event.clone())?;
+                    // The mirror also hears of deletions in the primary (none in the demo).
+                    let deleted = primary
+                        && matches!(
+                            &inbound,
+                            Inbound::RefChanged(e) if matches!(e.change, RefChange::Deleted { .. })
+                        );
+                    let site = self.site(primary);
                     let result = pipeline_judge(
                         &self.config,
                         &site.name,
@@ -756,9 +755,8 @@ impl Demo {
                         inbound,
                     )
                     .await;
-                    self.judged(result)?;
-                    // The mirror also hears of deletions in the primary (none in the demo).
-                    if primary && event["detail"]["event"] == "referenceDeleted" {
+                    self.judged(result);
+                    if deleted {
                         queue.extend(self.run_mirror(event).await?);
                     }
                 }
@@ -805,7 +803,7 @@ impl Demo {
         let before = self.git.refs(&self.standby.bare)?;
         let inbound: Inbound = tozai::event::from_value(event)?;
         let result = mirror_job(&self.config, &self.mirror, &self.bus, inbound).await;
-        self.judged(result)?;
+        self.judged(result);
         let mut out = self.take_published();
         let after = self.git.refs(&self.standby.bare)?;
         let standby = self.standby.name.clone();
@@ -1030,9 +1028,9 @@ impl Demo {
         if problems.is_empty() {
             self.say(format!("   => as expected: {ok}"));
         } else {
-            let text = problems;
-            self.say(format!("   => NOT AS EXPECTED: {}", text.join("; ")));
-            self.failures.push(format!("{step}: {}", text.join("; ")));
+            self.say(format!("   => NOT AS EXPECTED: {}", problems.join("; ")));
+            self.failures
+                .push(format!("{step}: {}", problems.join("; ")));
         }
     }
 
@@ -1047,7 +1045,7 @@ impl Demo {
     // ---------------------------------------------------------------- the steps
 
     /// Commits `files` in the developer's clone and pushes `refspecs` to the primary.
-    async fn primary_push(
+    fn primary_push(
         &mut self,
         files: &[(&str, String)],
         message: &str,
@@ -1078,19 +1076,17 @@ impl Demo {
             &format!("mirrored to {osaka}; {tokyo_target} and {osaka_target} start, once each"),
         );
         let from = self.starter.recorded()?.len();
-        let (c1, step1_events) = self
-            .primary_push(
-                &[(
-                    "common/templates/vpc.yaml",
-                    VPC.replace(
-                        "EnableDnsSupport: true\n",
-                        "EnableDnsSupport: true\n      EnableDnsHostnames: true\n",
-                    ),
-                )],
-                "vpc: enable DNS hostnames",
+        let (c1, step1_events) = self.primary_push(
+            &[(
                 "common/templates/vpc.yaml",
-            )
-            .await?;
+                VPC.replace(
+                    "EnableDnsSupport: true\n",
+                    "EnableDnsSupport: true\n      EnableDnsHostnames: true\n",
+                ),
+            )],
+            "vpc: enable DNS hostnames",
+            "common/templates/vpc.yaml",
+        )?;
         self.dispatch(step1_events).await?;
         let mut p = Vec::new();
         self.expect_starts(&mut p, from, &[(&tokyo_target, &c1), (&osaka_target, &c1)])?;
@@ -1113,16 +1109,14 @@ impl Demo {
             &format!("{tokyo_target} starts; not mirrored; nothing happens in {osaka}"),
         );
         let from = self.starter.recorded()?.len();
-        let (c2, events) = self
-            .primary_push(
-                &[(
-                    "primary/templates/root.yaml",
-                    root("Tokyo", "10.0.0.0/16", 6),
-                )],
-                "tokyo: scale the app to 6 tasks",
+        let (c2, events) = self.primary_push(
+            &[(
                 "primary/templates/root.yaml",
-            )
-            .await?;
+                root("Tokyo", "10.0.0.0/16", 6),
+            )],
+            "tokyo: scale the app to 6 tasks",
+            "primary/templates/root.yaml",
+        )?;
         self.dispatch(events).await?;
         let mut p = Vec::new();
         self.expect_starts(&mut p, from, &[(&tokyo_target, &c2)])?;
@@ -1147,16 +1141,14 @@ impl Demo {
             ),
         );
         let from = self.starter.recorded()?.len();
-        let (c3, events) = self
-            .primary_push(
-                &[(
-                    "secondary/templates/root.yaml",
-                    root("Osaka", "10.1.0.0/16", 3),
-                )],
-                "osaka: keep 3 tasks warm",
+        let (c3, events) = self.primary_push(
+            &[(
                 "secondary/templates/root.yaml",
-            )
-            .await?;
+                root("Osaka", "10.1.0.0/16", 3),
+            )],
+            "osaka: keep 3 tasks warm",
+            "secondary/templates/root.yaml",
+        )?;
         self.dispatch(events).await?;
         let mut p = Vec::new();
         self.expect_starts(&mut p, from, &[(&osaka_target, &c3)])?;
@@ -1259,16 +1251,14 @@ impl Demo {
             format!("secondary/templates/hotfix.yaml, pushed to {osaka}"),
         ));
         self.dispatch(events).await?;
-        let (c5, events) = self
-            .primary_push(
-                &[(
-                    "common/templates/queue.yaml",
-                    QUEUE.replace("VisibilityTimeout: 60", "VisibilityTimeout: 120"),
-                )],
-                "queue: longer visibility timeout",
+        let (c5, events) = self.primary_push(
+            &[(
                 "common/templates/queue.yaml",
-            )
-            .await?;
+                QUEUE.replace("VisibilityTimeout: 60", "VisibilityTimeout: 120"),
+            )],
+            "queue: longer visibility timeout",
+            "common/templates/queue.yaml",
+        )?;
         self.dispatch(events).await?;
         let mut p = Vec::new();
         self.expect_starts(

@@ -94,11 +94,7 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
     };
     let outcome = mirror
         .mirror(&request, Some(&on_progress))
-        .map_err(|e| match e {
-            // A wrong path is bad input (exit 2), not a failed operation.
-            e @ tozai::ports::MirrorError::NotARepository { .. } => anyhow::Error::new(e),
-            e => crate::OperationFailed::wrap(e),
-        })?;
+        .map_err(mirror_failed)?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -112,6 +108,15 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(crate::EXIT_FAILED)
     })
+}
+
+/// The error of a failed mirror: a path that is not a git repository is bad input
+/// (exit 2), anything else a failed operation (exit 3).
+pub fn mirror_failed(e: tozai::ports::MirrorError) -> anyhow::Error {
+    match e {
+        e @ tozai::ports::MirrorError::NotARepository { .. } => anyhow::Error::new(e),
+        e => crate::OperationFailed::wrap(e),
+    }
 }
 
 /// The git remotes of two locations, signed with AWS credentials when one is CodeCommit.

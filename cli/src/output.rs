@@ -30,20 +30,21 @@ pub fn write(args: fmt::Arguments) {
 /// is not built as one string first).
 pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     let mut out = io::BufWriter::new(io::stdout().lock());
-    let written = serde_json::to_writer_pretty(&mut out, value)
-        .map_err(|e| match e.io_error_kind() {
-            Some(kind) => Ok(io::Error::new(kind, e)),
-            None => Err(e),
-        })
-        .and_then(|()| out.write_all(b"\n").and_then(|()| out.flush()).map_err(Ok));
-    match written {
-        Ok(()) => Ok(()),
-        Err(Ok(io)) => {
-            keep(io);
-            Ok(())
-        }
-        Err(Err(serialize)) => Err(anyhow::Error::new(serialize).context("cannot encode the JSON")),
+    if let Err(e) = serde_json::to_writer_pretty(&mut out, value) {
+        // A write failure is kept like any other; only a value that cannot be encoded
+        // is an error of the command.
+        return match e.io_error_kind() {
+            Some(kind) => {
+                keep(io::Error::new(kind, e));
+                Ok(())
+            }
+            None => Err(anyhow::Error::new(e).context("cannot encode the JSON")),
+        };
     }
+    if let Err(e) = out.write_all(b"\n").and_then(|()| out.flush()) {
+        keep(e);
+    }
+    Ok(())
 }
 
 /// The first write that failed other than on a closed pipe.

@@ -2,6 +2,7 @@
 //! (mirror now) or `--publish` (send the sync-judge's `Sync Requested` event to the
 //! mirror Lambda).
 
+use std::cell::OnceCell;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,7 +13,7 @@ use tozai::config::Config;
 use tozai::location::Location;
 use tozai::mirror::{MirrorOutcome, RefSelection};
 use tozai::plan::{Plan, Push};
-use tozai::ports::{EventSink, Mirror, MirrorRequest};
+use tozai::ports::{Mirror, MirrorRequest};
 use tozai::refs::{CommitId, RefName};
 
 use crate::OperationFailed;
@@ -62,12 +63,16 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // Loaded at most once, and only when needed (CodeCommit, --publish).
+    let sdk_config = OnceCell::new();
     let sdk = || {
-        runtime.block_on(
-            aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .region(aws_config::Region::new(primary.aws_region.clone()))
-                .load(),
-        )
+        sdk_config.get_or_init(|| {
+            runtime.block_on(
+                aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .region(aws_config::Region::new(primary.aws_region.clone()))
+                    .load(),
+            )
+        })
     };
 
     // What the sync-judge decides for this commit, diffed against its first parent.
@@ -103,7 +108,7 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
                 .commit
                 .parse()
                 .context("--commit: give the full commit id (or a local clone with --repo)")?;
-            let repo = tozai::lambda::repo(&sdk(), &primary)?;
+            let repo = tozai::lambda::repo(sdk(), &primary)?;
             let before = runtime
                 .block_on(repo.first_parent(&after))
                 .map_err(OperationFailed::wrap)?;
@@ -118,11 +123,10 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
     };
     let commit = plan.push.after.clone();
     let mirror = plan.decisions.sync.mirror;
+    let executed = o.execute && mirror;
 
     // The mirror: a dry run, the real thing, or the event that asks the Lambda for it.
-    let mut published = false;
-    let mut outcome: Option<MirrorOutcome> = None;
-    if o.publish {
+    let outcome: Option<MirrorOutcome> = if o.publish {
         if !mirror {
             bail!(
                 "the sync-judge would not mirror {} ({}): nothing to publish; `tozai mirror -c {} --ref {}` mirrors it anyway",
@@ -138,14 +142,11 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
             commit: Some(commit.to_string()),
             reason: format!("replay: {}", plan.decisions.sync.reason.describe()),
         };
-        let sink = tozai::lambda::events_on(&sdk(), &o.event_bus);
+        let sink = tozai::lambda::events_on(sdk(), &o.event_bus);
         runtime
-            .block_on(sink.publish(
-                tozai::event::SYNC_REQUESTED,
-                &serde_json::to_value(&request)?,
-            ))
+            .block_on(tozai::judge::request_sync(&sink, &request))
             .map_err(OperationFailed::wrap)?;
-        published = true;
+        None
     } else if mirror || !o.execute {
         let (source, target) =
             crate::mirror::remotes(&primary.repository, &config.standby().repository)?;
@@ -154,47 +155,51 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
             target,
             selection: RefSelection::exactly(&reference),
             force: o.force,
-            dry_run: !(o.execute && mirror),
+            dry_run: !executed,
         };
         let git = Git2Mirror::new(
             o.cache
                 .clone()
                 .unwrap_or_else(Git2Mirror::default_cache_root),
         );
-        outcome = Some(git.mirror(&request, None).map_err(OperationFailed::wrap)?);
-    }
+        Some(
+            git.mirror(&request, None)
+                .map_err(crate::mirror::mirror_failed)?,
+        )
+    } else {
+        None
+    };
 
     if o.json {
         let json = serde_json::json!({
             "plan": plan,
             "mirror": outcome,
-            "published": published,
-            "executed": o.execute && mirror,
+            "published": o.publish,
+            "executed": executed,
         });
         crate::output::json(&json)?;
     } else {
         out!("{}", crate::report::plan(&plan));
         outln!();
-        match (&outcome, published, mirror) {
-            (_, true, _) => outln!(
+        if o.publish {
+            outln!(
                 "published Sync Requested for {} at {} on bus {}: the mirror Lambda takes it from here",
                 reference.full(),
                 commit.short(),
                 o.event_bus
-            ),
-            (_, _, false) => outln!(
+            );
+        } else if !mirror {
+            outln!(
                 "not mirrored: {} (`tozai mirror -c {} --ref {}` mirrors it anyway)",
                 plan.decisions.sync.reason.describe(),
                 o.config.display(),
                 reference.full()
-            ),
-            (Some(out), _, true) => {
-                out!("{}", crate::mirror::report(out));
-                if out.dry_run {
-                    outln!("(dry run: --execute mirrors, or --publish asks the mirror Lambda)");
-                }
+            );
+        } else if let Some(out) = &outcome {
+            out!("{}", crate::mirror::report(out));
+            if out.dry_run {
+                outln!("(dry run: --execute mirrors, or --publish asks the mirror Lambda)");
             }
-            (None, _, true) => {}
         }
         if mirror {
             let starts: Vec<&str> = plan

@@ -37,7 +37,7 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
     let mirror = Git2Mirror::new(o.cache.unwrap_or_else(Git2Mirror::default_cache_root));
     let outcome = mirror
         .mirror(&request, None)
-        .map_err(crate::OperationFailed::wrap)?;
+        .map_err(crate::mirror::mirror_failed)?;
     // The dry run fetched the source into the cache, which holds every commit a standby
     // that is behind lacks.
     let history = Git2Changes::open(&mirror.cache_dir(&request.source)).ok();

@@ -94,14 +94,7 @@ impl Location {
             return Ok(Self::Local(PathBuf::from(path)));
         }
         if text.starts_with("https://") || text.starts_with("http://") {
-            let authority = text
-                .split("://")
-                .nth(1)
-                .unwrap_or("")
-                .split('/')
-                .next()
-                .unwrap_or("");
-            if authority.contains('@') {
+            if has_credentials(text) {
                 return Err(fail(
                     "credentials in URLs are refused: tozai keeps no static git credentials (CodeCommit uses IAM-signed logins)",
                 ));

@@ -9,8 +9,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_sdk_codecommit::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_smithy_types_error::ProvideErrorMetadata;
 
 use crate::change::{Change, ChangeKind, RepoPath};
 use crate::ports::{
@@ -18,10 +18,6 @@ use crate::ports::{
     ServiceError, StartRequest, Starter,
 };
 use crate::refs::{CommitId, RefName};
-
-mod aws_smithy_types_error {
-    pub use aws_sdk_codecommit::error::ProvideErrorMetadata;
-}
 
 type SdkError<E> =
     aws_sdk_codecommit::error::SdkError<E, aws_sdk_codecommit::config::http::HttpResponse>;
@@ -88,16 +84,7 @@ fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(err: &SdkErro
             // A modeled error names itself in its Display.
             _ => s.err().to_string(),
         },
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
-            }
-            text
-        }
+        other => super::error_chain(other),
     }
 }
 
@@ -159,6 +146,20 @@ impl CodeCommitRepo {
         }
     }
 
+    /// A CodeCommit answer tozai cannot use (never transient: asking again gives the same).
+    fn invalid_answer(
+        &self,
+        context: &str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> ChangeError {
+        ChangeError::Backend {
+            repository: format!("CodeCommit repository {}", self.repository),
+            context: context.to_owned(),
+            transient: false,
+            source: source.into(),
+        }
+    }
+
     /// Every difference from `before` to `after`, page after page until the last.
     pub async fn differences(
         &self,
@@ -210,12 +211,10 @@ impl CodeCommitRepo {
                 kind: ChangeKind::Renamed,
             },
             (None, None) => {
-                return Err(ChangeError::Backend {
-                    repository: format!("CodeCommit repository {}", self.repository),
-                    context: "GetDifferences returned a difference with no path".to_owned(),
-                    transient: false,
-                    source: "difference without beforeBlob.path or afterBlob.path".into(),
-                });
+                return Err(self.invalid_answer(
+                    "GetDifferences returned a difference with no path",
+                    "difference without beforeBlob.path or afterBlob.path",
+                ));
             }
         };
         Ok(change)
@@ -239,11 +238,8 @@ impl CodeCommitRepo {
             .and_then(|p| p.first())
             .map(|p| p.parse())
             .transpose()
-            .map_err(|e: crate::refs::RefError| ChangeError::Backend {
-                repository: format!("CodeCommit repository {}", self.repository),
-                context: "GetCommit returned an invalid parent".to_owned(),
-                transient: false,
-                source: Box::new(e),
+            .map_err(|e: crate::refs::RefError| {
+                self.invalid_answer("GetCommit returned an invalid parent", e)
             })?;
         Ok(parent)
     }
@@ -279,11 +275,8 @@ impl CodeCommitRepo {
                 .base_commit_id()
                 .parse()
                 .map(Ok)
-                .map_err(|e: crate::refs::RefError| ChangeError::Backend {
-                    repository: format!("CodeCommit repository {}", self.repository),
-                    context: "GetMergeOptions returned an invalid baseCommitId".to_owned(),
-                    transient: false,
-                    source: Box::new(e),
+                .map_err(|e: crate::refs::RefError| {
+                    self.invalid_answer("GetMergeOptions returned an invalid baseCommitId", e)
                 }),
             Err(err) => {
                 let (code, transient) = classify(&err);
@@ -338,14 +331,9 @@ impl Ancestry for CodeCommitRepo {
                 let Some(id) = out.branch().and_then(|b| b.commit_id()) else {
                     return Ok(None);
                 };
-                id.parse()
-                    .map(Some)
-                    .map_err(|e: crate::refs::RefError| ChangeError::Backend {
-                        repository: format!("CodeCommit repository {}", self.repository),
-                        context: "GetBranch returned an invalid commitId".to_owned(),
-                        transient: false,
-                        source: Box::new(e),
-                    })
+                id.parse().map(Some).map_err(|e: crate::refs::RefError| {
+                    self.invalid_answer("GetBranch returned an invalid commitId", e)
+                })
             }
             Err(err) if classify(&err).0.as_deref() == Some("BranchDoesNotExistException") => {
                 Ok(None)

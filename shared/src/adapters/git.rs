@@ -69,19 +69,18 @@ impl Git2Changes {
             let c = obj.peel_to_commit().map_err(|_| self.unknown(s))?;
             Ok(c.id())
         };
-        let id = |oid: Oid| -> CommitId { oid.to_string().parse().expect("git2 gives hex ids") };
         if spec.contains("...") {
             return Err(self.unknown(spec));
         }
         if let Some((a, b)) = spec.split_once("..") {
             let a = if a.is_empty() { "HEAD" } else { a };
             let b = if b.is_empty() { "HEAD" } else { b };
-            return Ok((Some(id(commit(a)?)), id(commit(b)?)));
+            return Ok((Some(to_id(commit(a)?)), to_id(commit(b)?)));
         }
         let after = commit(spec)?;
         let c = repo.find_commit(after).map_err(|_| self.unknown(spec))?;
         let before = c.parent_ids().next();
-        Ok((before.map(id), id(after)))
+        Ok((before.map(to_id), to_id(after)))
     }
 
     /// The branch checked out, if any.
@@ -108,8 +107,7 @@ impl Git2Changes {
     ) -> Result<Vec<Change>, ChangeError> {
         let repo = self.repo()?;
         let tree = |c: &CommitId| -> Result<git2::Tree<'_>, ChangeError> {
-            let oid = Oid::from_str(c.as_str()).map_err(|_| self.unknown(c.as_str()))?;
-            repo.find_commit(oid)
+            repo.find_commit(self.oid(c)?)
                 .and_then(|commit| commit.tree())
                 .map_err(|_| self.unknown(c.as_str()))
         };
@@ -193,7 +191,7 @@ impl Git2Changes {
                 .map_err(|_| self.unknown(id.as_str()))?;
         }
         match repo.merge_base(oa, ob) {
-            Ok(base) => Ok(Some(commit_id(base)?)),
+            Ok(base) => Ok(Some(to_id(base))),
             Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
             Err(e) => Err(self.backend("cannot compute a merge base", e)),
         }
@@ -222,22 +220,16 @@ impl Git2Changes {
         let repo = self.repo()?;
         let name = format!("refs/heads/{branch}");
         match repo.refname_to_id(&name) {
-            Ok(oid) => Ok(Some(commit_id(oid)?)),
+            Ok(oid) => Ok(Some(to_id(oid))),
             Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
             Err(e) => Err(self.backend("cannot read a branch", e)),
         }
     }
 }
 
-fn commit_id(oid: Oid) -> Result<CommitId, ChangeError> {
-    oid.to_string()
-        .parse()
-        .map_err(|e: crate::refs::RefError| ChangeError::Backend {
-            repository: String::new(),
-            context: "git returned an invalid commit id".to_owned(),
-            transient: false,
-            source: Box::new(e),
-        })
+/// git2's id as a [`CommitId`]: infallible, git2 writes ids in hexadecimal.
+pub(super) fn to_id(oid: Oid) -> CommitId {
+    oid.to_string().parse().expect("git2 ids are hexadecimal")
 }
 
 impl crate::ports::Ancestry for Git2Changes {

@@ -55,7 +55,8 @@ use git2::{
     RemoteCallbacks, Repository,
 };
 
-use super::receive_pack::{self, PackPush, PushFailure, RefUpdate};
+use super::git::to_id;
+use super::receive_pack::{self, MAX_AUTH_ATTEMPTS, PackPush, PushFailure, RefUpdate};
 use crate::mirror::{
     History, MirrorOptions, MirrorOutcome, RefAction, RefMap, RefResult, RefStatus, RefStep,
     plan_refs,
@@ -65,8 +66,6 @@ use crate::refs::{CommitId, RefName};
 
 /// At most this many ref updates go in one push (CodeCommit's limit per push).
 pub const MAX_REFS_PER_PUSH: usize = 4000;
-/// The credentials callback gives up after this many calls for one operation.
-const MAX_AUTH_ATTEMPTS: u32 = 3;
 /// Attempts for an operation that fails on the network.
 const NETWORK_ATTEMPTS: u32 = 4;
 /// Re-plans when the standby moved under us.
@@ -159,14 +158,13 @@ impl Mirror for Git2Mirror {
         // What earlier attempts pushed before a later batch found the standby moved: a
         // re-plan sees those refs already in step, and must still report what it did.
         let mut landed = Landed::default();
+        let per_push = self.refs_per_push;
         let mut attempt = 0;
-        let mut refetch = false;
         while attempt < PLAN_ATTEMPTS {
-            if refetch {
+            if attempt > 0 {
                 // The standby moved under us, perhaps by a concurrent mirror of a newer
                 // source state: read both sides again, never planning from a stale source.
                 repo = fetch_into_cache(&dir, &request.source, progress)?.0;
-                pack_as_is = false;
             }
             let source_refs = local_refs(&repo, &dir)?;
             let history = RepoHistory(&repo);
@@ -203,7 +201,6 @@ impl Mirror for Git2Mirror {
                 return Ok(outcome);
             }
             if std::mem::take(&mut pack_as_is) {
-                let per_push = self.refs_per_push;
                 match push_cache_pack(
                     &repo,
                     &dir,
@@ -222,13 +219,9 @@ impl Mirror for Git2Mirror {
                     PackResult::Declined => {}
                     // Some refs may have landed: read the standby again and plan from it
                     // (not counted as a re-plan: the standby did not move under us).
-                    PackResult::Interrupted => {
-                        refetch = false;
-                        continue;
-                    }
+                    PackResult::Interrupted => continue,
                 }
             }
-            let per_push = self.refs_per_push;
             match push_steps(
                 &repo,
                 &request.target,
@@ -248,7 +241,6 @@ impl Mirror for Git2Mirror {
                     tracing::warn!(standby = %request.target.shown, refs = %refs, "standby refs moved since they were read; re-planning");
                     moved = refs;
                     attempt += 1;
-                    refetch = true;
                 }
             }
         }
@@ -554,10 +546,6 @@ fn parse_ref(name: &str) -> Option<RefName> {
             None
         }
     }
-}
-
-fn to_id(oid: Oid) -> CommitId {
-    oid.to_string().parse().expect("git2 ids are hexadecimal")
 }
 
 fn to_oid(id: &CommitId) -> Oid {

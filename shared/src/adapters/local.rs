@@ -24,6 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::git_auth::civil_from_days;
 use crate::ports::{
     Checkpoint, CheckpointStore, Claim, EventSink, ServiceError, StartRequest, Starter,
 };
@@ -44,16 +45,7 @@ pub fn rfc3339(time: SystemTime) -> String {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Howard Hinnant's civil_from_days, for days since 1970-01-01.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = civil_from_days(days);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
         rest / 3600,
@@ -66,31 +58,31 @@ pub fn rfc3339(time: SystemTime) -> String {
 
 /// A consumer's checkpoint as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredCheckpoint {
-    pub commit: String,
-    pub version: u64,
+struct StoredCheckpoint {
+    commit: String,
+    version: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub covered_from: Option<String>,
-    pub updated_at_ms: u64,
+    covered_from: Option<String>,
+    updated_at_ms: u64,
 }
 
 /// A (target, commit) start as stored: claimed (with a lease), or started (with its id).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
-pub enum StoredStart {
+enum StoredStart {
     Starting { lease_until_ms: u64 },
     Started { run_id: String, started_at_ms: u64 },
 }
 
 /// Everything a [`FileStore`] holds: the file's JSON.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoreContents {
+struct StoreContents {
     /// consumer → repository → full ref name → checkpoint.
     #[serde(default)]
-    pub checkpoints: BTreeMap<String, BTreeMap<String, BTreeMap<String, StoredCheckpoint>>>,
+    checkpoints: BTreeMap<String, BTreeMap<String, BTreeMap<String, StoredCheckpoint>>>,
     /// target → commit → start.
     #[serde(default)]
-    pub starts: BTreeMap<String, BTreeMap<String, StoredStart>>,
+    starts: BTreeMap<String, BTreeMap<String, StoredStart>>,
 }
 
 /// The checkpoint store as `store.json` in a directory, guarded by `store.lock`.
@@ -105,7 +97,7 @@ pub struct FileStore {
 
 impl FileStore {
     /// The file's name in the directory.
-    pub const FILE: &'static str = "store.json";
+    const FILE: &'static str = "store.json";
     const LOCK: &'static str = "store.lock";
 
     /// A store in `dir`, created if missing.
@@ -136,7 +128,8 @@ impl FileStore {
     }
 
     /// Everything the store holds, read under the lock.
-    pub fn contents(&self) -> Result<StoreContents, ServiceError> {
+    #[cfg(test)]
+    fn contents(&self) -> Result<StoreContents, ServiceError> {
         self.with(|state| (state.clone(), false))
     }
 
@@ -528,7 +521,8 @@ impl MemoryBus {
     }
 
     /// What is waiting to be taken, in order.
-    pub fn pending(&self) -> Vec<(String, serde_json::Value)> {
+    #[cfg(test)]
+    fn pending(&self) -> Vec<(String, serde_json::Value)> {
         self.events
             .lock()
             .unwrap_or_else(|p| p.into_inner())

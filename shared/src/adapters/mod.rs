@@ -10,3 +10,16 @@ pub mod git_mirror;
 pub mod local;
 #[cfg(feature = "git")]
 pub mod receive_pack;
+
+/// An error and its sources, joined with ": " (`connecting: dns error: no such host`).
+#[cfg(any(feature = "aws", feature = "git"))]
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        next = s.source();
+    }
+    out
+}

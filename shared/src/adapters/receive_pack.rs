@@ -4,7 +4,7 @@
 //!
 //! The pure part (pkt-lines, the ref advertisement, the request's command list, the
 //! side-band demultiplexer and the `report-status` parser) never panics on what a server
-//! sends: malformed input is a [`ProtocolError`]. The transport part ([`push_pack`]) speaks
+//! sends: malformed input is a `ProtocolError`. The transport part ([`push_pack`]) speaks
 //! HTTP/1.1 with hyper (rustls for https), on a small current-thread tokio runtime of its
 //! own, in a thread of its own: it works the same whether the caller is plain synchronous
 //! code (the CLI) or a `spawn_blocking` task of a runtime (the Lambda), and never starts a
@@ -38,22 +38,23 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use super::error_chain;
 use crate::ports::GitCredentials;
 
 /// The longest pkt-line, its 4-byte length included.
-pub const MAX_PKT_LEN: usize = 65520;
+const MAX_PKT_LEN: usize = 65520;
 /// A flush-pkt.
-pub const FLUSH: &[u8] = b"0000";
+const FLUSH: &[u8] = b"0000";
 /// The all-zero object id: "no ref" as an old value.
 pub const ZERO_ID: &str = "0000000000000000000000000000000000000000";
 /// The most `report-status` bytes accepted (4,000 refs take about half a megabyte).
 const MAX_REPORT: usize = 16 * 1024 * 1024;
 /// The most message bytes kept from band 2 (progress lines are not kept).
-pub const MAX_MESSAGES: usize = 4096;
+const MAX_MESSAGES: usize = 4096;
 
 /// What a server sent that does not follow the protocol, or a fatal error it reported.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProtocolError {
+pub(super) enum ProtocolError {
     #[error("malformed {what} from the server: {detail}")]
     Malformed { what: &'static str, detail: String },
     #[error("the server reported an error: {0}")]
@@ -83,7 +84,7 @@ fn shown(bytes: &[u8]) -> String {
 
 /// One pkt-line read from a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pkt<'a> {
+enum Pkt<'a> {
     /// `0000`
     Flush,
     /// `0001` (protocol v2 only)
@@ -94,7 +95,7 @@ pub enum Pkt<'a> {
 }
 
 /// Appends `data` as one pkt-line to `out`.
-pub fn write_pkt(out: &mut Vec<u8>, data: &[u8]) -> Result<(), ProtocolError> {
+fn write_pkt(out: &mut Vec<u8>, data: &[u8]) -> Result<(), ProtocolError> {
     let len = data.len() + 4;
     if len > MAX_PKT_LEN {
         return Err(ProtocolError::Request(format!(
@@ -108,7 +109,7 @@ pub fn write_pkt(out: &mut Vec<u8>, data: &[u8]) -> Result<(), ProtocolError> {
 
 /// Reads the pkt-line at the start of `buf`: `None` when `buf` does not hold all of it
 /// yet, else the pkt-line and the number of bytes it took.
-pub fn read_pkt(buf: &[u8]) -> Result<Option<(Pkt<'_>, usize)>, ProtocolError> {
+fn read_pkt(buf: &[u8]) -> Result<Option<(Pkt<'_>, usize)>, ProtocolError> {
     let Some(head) = buf.get(..4) else {
         return Ok(None);
     };
@@ -132,7 +133,7 @@ pub fn read_pkt(buf: &[u8]) -> Result<Option<(Pkt<'_>, usize)>, ProtocolError> {
 
 /// Every pkt-line of a complete buffer, in order; trailing bytes that do not make a whole
 /// pkt-line are an error.
-pub fn read_all_pkts(mut buf: &[u8]) -> Result<Vec<Pkt<'_>>, ProtocolError> {
+fn read_all_pkts(mut buf: &[u8]) -> Result<Vec<Pkt<'_>>, ProtocolError> {
     let mut out = Vec::new();
     while !buf.is_empty() {
         match read_pkt(buf)? {
@@ -158,7 +159,7 @@ fn is_object_id(s: &str) -> bool {
 
 /// The answer to `GET info/refs?service=git-receive-pack`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Advertisement {
+struct Advertisement {
     /// `(object id, name)` of every advertised ref, `.have` lines included; the
     /// `capabilities^{}` placeholder of an empty repository is not a ref.
     pub refs: Vec<(String, String)>,
@@ -258,10 +259,7 @@ pub struct RefUpdate {
 
 /// The start of the POST body: the commands (capabilities on the first) and a flush. The
 /// pack follows.
-pub fn command_list(
-    updates: &[RefUpdate],
-    capabilities: &[&str],
-) -> Result<Vec<u8>, ProtocolError> {
+fn command_list(updates: &[RefUpdate], capabilities: &[&str]) -> Result<Vec<u8>, ProtocolError> {
     if updates.is_empty() {
         return Err(ProtocolError::Request("no ref to update".into()));
     }
@@ -288,7 +286,7 @@ pub fn command_list(
 }
 
 /// The number of objects in a pack, from its 12-byte header (`PACK`, version 2 or 3).
-pub fn pack_object_count(header: &[u8]) -> Result<u32, ProtocolError> {
+pub(super) fn pack_object_count(header: &[u8]) -> Result<u32, ProtocolError> {
     let [b'P', b'A', b'C', b'K', v0, v1, v2, v3, c0, c1, c2, c3, ..] = *header else {
         return Err(malformed("pack header", shown(header)));
     };
@@ -303,7 +301,7 @@ pub fn pack_object_count(header: &[u8]) -> Result<u32, ProtocolError> {
 
 /// What the server reported for a push.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
+struct Report {
     /// `Err` with the server's words when it could not unpack the pack.
     pub unpack: Result<(), String>,
     /// Every reported ref: `None` when updated, else the server's reason.
@@ -311,7 +309,7 @@ pub struct Report {
 }
 
 /// Parses a `report-status` stream (pkt-lines ending with a flush).
-pub fn parse_report(stream: &[u8]) -> Result<Report, ProtocolError> {
+fn parse_report(stream: &[u8]) -> Result<Report, ProtocolError> {
     const WHAT: &str = "report-status";
     let pkts = read_all_pkts(stream)?;
     let text = |d: &[u8]| {
@@ -373,7 +371,7 @@ fn is_progress(line: &str) -> bool {
 /// Splits the answer to the POST into the report and the server's messages, fed as the
 /// bytes arrive.
 #[derive(Debug)]
-pub struct Demux {
+struct Demux {
     sideband: bool,
     pending: Vec<u8>,
     report: Vec<u8>,
@@ -520,8 +518,10 @@ pub enum PushFailure {
     Interrupted(String),
 }
 
-/// Login attempts for one request: the first login, and a fresh one after each 401.
-pub const MAX_AUTH_ATTEMPTS: u32 = 3;
+/// Logins for one request or git2 operation: the first, and a fresh one after each
+/// refusal (a 401 here, another call of the credentials callback in
+/// [`git_mirror`](super::git_mirror)).
+pub(super) const MAX_AUTH_ATTEMPTS: u32 = 3;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const ADVERTISEMENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest silence accepted while reading the answer to the POST.
@@ -776,17 +776,6 @@ async fn send(
         }
     }
     unreachable!("the last attempt returns")
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(s) = next {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        next = s.source();
-    }
-    out
 }
 
 /// The next data of a response body; `None` at its end.

@@ -211,21 +211,7 @@ impl Bench {
         let n = self.tables.get();
         self.tables.set(n + 1);
         let name = format!("tozai-bench-{n}");
-        self.moto.aws(
-            TOKYO,
-            &[
-                "dynamodb",
-                "create-table",
-                "--table-name",
-                &name,
-                "--attribute-definitions",
-                "AttributeName=pk,AttributeType=S",
-                "--key-schema",
-                "AttributeName=pk,KeyType=HASH",
-                "--billing-mode",
-                "PAY_PER_REQUEST",
-            ],
-        );
+        self.moto.create_checkpoint_table(TOKYO, &name);
         name
     }
 

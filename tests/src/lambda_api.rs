@@ -48,6 +48,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+use crate::server::proc_stat_field;
+
 /// The server stops answering, and a function is killed, after this many seconds.
 pub const LIFETIME_SECS: u32 = 600;
 /// The Runtime API's version prefix.
@@ -985,18 +987,6 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
         .trim()
         .trim_end_matches("kB")
         .trim()
-        .parse()
-        .ok()
-}
-
-/// Field `index` after the command name of /proc/PID/stat (`pid (comm) state ppid pgrp
-/// ...`: 0 is the state, 1 the parent, 2 the group, 11 utime, 12 stime).
-fn proc_stat_field(pid: u32, index: usize) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(index)?
         .parse()
         .ok()
 }

@@ -447,6 +447,14 @@ pub fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
+/// The tests' virtualenv (awscli, moto, cfn-lint, checkov): `$TOZAI_TEST_VENV`, else
+/// `<workspace>/.venv` (`bash scripts/setup-test-env.sh` builds it).
+pub fn venv() -> PathBuf {
+    std::env::var_os("TOZAI_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv"))
+}
+
 /// A file under `tests/fixtures/`.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,26 +1,32 @@
 //! Helpers shared by the mirror tests (local paths and the signing HTTP server): git on bare
 //! repositories with no user or system configuration, the branches and tags of a
-//! repository as git sees them, and one ref's status in an outcome.
+//! repository as git sees them, commits and remotes for local repositories, and one ref's
+//! status in an outcome.
 
 use std::path::Path;
 use std::process::Command;
 
 use tozai::mirror::{MirrorOutcome, RefStatus};
+use tozai::ports::GitRemote;
 
-/// git in `dir` (a work tree or a bare repository), with no user or system configuration;
-/// a failure panics with git's standard error.
-pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
+/// git in `dir` with no user or system configuration, not yet run.
+fn git_command(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.arg("-C")
         .arg(dir)
         .args(["-c", "user.name=t", "-c", "user.email=t@tozai.invalid"])
         .args(args)
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .output()
-        .expect("git runs");
+        .env_remove("GIT_WORK_TREE");
+    cmd
+}
+
+/// git in `dir` (a work tree or a bare repository), with no user or system configuration;
+/// a failure panics with git's standard error.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = git_command(dir, args).output().expect("git runs");
     assert!(
         out.status.success(),
         "git {args:?} in {} failed: {}",
@@ -28,6 +34,41 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// [`git`], for a command that may fail: its standard output, trimmed, or `None` when git
+/// exits unsuccessfully (as `merge-base --is-ancestor` or `rev-parse --verify -q` do).
+pub fn try_git(dir: &Path, args: &[&str]) -> Option<String> {
+    let out = git_command(dir, args).output().expect("git runs");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The commit id `rev` names in `dir` (`git rev-parse --verify REV`).
+pub fn rev(dir: &Path, rev: &str) -> String {
+    git(dir, &["rev-parse", "--verify", rev]).trim().to_owned()
+}
+
+/// Writes `text` to `file` (creating its directories) in the work tree `work`, commits
+/// everything as "change FILE" and returns the new commit's id.
+pub fn commit_file(work: &Path, file: &str, text: &str) -> String {
+    let path = work.join(file);
+    std::fs::create_dir_all(path.parent().expect("a file has a parent directory"))
+        .unwrap_or_else(|e| panic!("cannot create the directory of {}: {e}", path.display()));
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    git(work, &["add", "-A"]);
+    git(work, &["commit", "-q", "-m", &format!("change {file}")]);
+    rev(work, "HEAD")
+}
+
+/// A remote for the repository at the local path `path`, with no credentials.
+pub fn local_remote(path: &Path) -> GitRemote {
+    GitRemote {
+        url: path.display().to_string(),
+        shown: path.display().to_string(),
+        credentials: None,
+    }
 }
 
 /// `%(objectname) %(refname)` of every branch and tag, one a line, as git lists them.

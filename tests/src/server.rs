@@ -484,15 +484,7 @@ pub struct AwsCli {
 
 impl AwsCli {
     pub fn find() -> Self {
-        let venv = std::env::var_os("TOZAI_TEST_VENV")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .parent()
-                    .expect("tests/ is inside the workspace")
-                    .join(".venv")
-            });
-        let aws = venv.join("bin").join("aws");
+        let aws = crate::venv().join("bin").join("aws");
         assert!(
             aws.is_file(),
             "awscli is not installed at {}: create the test virtualenv \
@@ -649,21 +641,7 @@ impl Tools {
              (Debian/Ubuntu: apt-get install -y git)",
             exec_path.display()
         );
-        let python_cmd = std::env::var_os("TOZAI_TEST_PYTHON").unwrap_or_else(|| "python3".into());
-        let python = Command::new(&python_cmd)
-            .args(["-c", "import sys; print(sys.executable)"])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
-            .filter(|p| p.is_absolute())
-            .unwrap_or_else(|| {
-                panic!(
-                    "{} does not run: install python3 (Debian/Ubuntu: apt-get install -y python3) \
-                     or point TOZAI_TEST_PYTHON at an interpreter",
-                    Path::new(&python_cmd).display()
-                )
-            });
+        let python = find_python();
         let timeout = find_program("timeout", &[]).unwrap_or_else(|| {
             panic!("`timeout` is not installed: install coreutils (apt-get install -y coreutils)")
         });
@@ -689,6 +667,27 @@ pub(crate) fn find_program(name: &str, extra: &[&str]) -> Option<PathBuf> {
         })
 }
 
+/// The Python interpreter for the stand-ins' scripts: `$TOZAI_TEST_PYTHON`, else `python3`,
+/// as an absolute path (`sys.executable`); a missing one is a failure that says what to
+/// install.
+pub(crate) fn find_python() -> PathBuf {
+    let python = std::env::var_os("TOZAI_TEST_PYTHON").unwrap_or_else(|| "python3".into());
+    Command::new(&python)
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| {
+            panic!(
+                "{} does not run: install python3 (Debian/Ubuntu: apt-get install -y python3) \
+                 or point TOZAI_TEST_PYTHON at an interpreter",
+                Path::new(&python).display()
+            )
+        })
+}
+
 /// A port that was free a moment ago.
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -698,18 +697,19 @@ pub(crate) fn free_port() -> u16 {
 }
 
 /// The process group of `pid`, from /proc.
-fn process_group(pid: u32) -> Option<u32> {
-    proc_stat_field(pid, 2)
+pub(crate) fn process_group(pid: u32) -> Option<u32> {
+    proc_stat_field(pid, 2).and_then(|g| u32::try_from(g).ok())
 }
 
 /// The parent of `pid`, from /proc.
-fn parent_process(pid: u32) -> Option<u32> {
-    proc_stat_field(pid, 1)
+pub(crate) fn parent_process(pid: u32) -> Option<u32> {
+    proc_stat_field(pid, 1).and_then(|p| u32::try_from(p).ok())
 }
 
-/// Field `index` after the command name of /proc/PID/stat (`pid (comm) state ppid pgrp ...`:
-/// the name may hold spaces, so fields are counted after the last `)`).
-fn proc_stat_field(pid: u32, index: usize) -> Option<u32> {
+/// Field `index` after the command name of /proc/PID/stat (`pid (comm) state ppid pgrp
+/// ...`: 0 is the state, 1 the parent, 2 the group, 11 utime, 12 stime). The name may hold
+/// spaces, so fields are counted after the last `)`.
+pub(crate) fn proc_stat_field(pid: u32, index: usize) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat.rsplit_once(')')?
         .1

@@ -58,7 +58,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tozai::git_auth::Credentials;
 
-use crate::server::{AwsCli, find_program, free_port};
+use crate::server::{AwsCli, find_program, find_python, free_port, process_group};
 
 /// The watchdog: a stand-in stops after this many seconds whatever happens to the test.
 pub const LIFETIME_SECS: u32 = 600;
@@ -346,7 +346,7 @@ impl Moto {
     /// Starts `moto_server -H 127.0.0.1 -p PORT` from the tests' virtualenv (recording every
     /// request, see [`recorded_requests`](Self::recorded_requests)) and waits until it answers.
     pub fn start() -> Self {
-        let moto_server = venv().join("bin").join("moto_server");
+        let moto_server = crate::venv().join("bin").join("moto_server");
         assert!(
             moto_server.is_file(),
             "moto_server is not installed at {}: run `bash scripts/setup-test-env.sh` in the \
@@ -574,6 +574,27 @@ impl Moto {
             &["codebuild", "create-project", "--cli-input-json", &input],
         );
         answer["project"].clone()
+    }
+
+    /// Creates tozai's checkpoint table `name` in DynamoDB in `region`: a string partition
+    /// key `pk`, on-demand billing. Returns the `TableDescription` moto answered.
+    pub fn create_checkpoint_table(&self, region: &str, name: &str) -> Value {
+        let answer = self.aws(
+            region,
+            &[
+                "dynamodb",
+                "create-table",
+                "--table-name",
+                name,
+                "--attribute-definitions",
+                "AttributeName=pk,AttributeType=S",
+                "--key-schema",
+                "AttributeName=pk,KeyType=HASH",
+                "--billing-mode",
+                "PAY_PER_REQUEST",
+            ],
+        );
+        answer["TableDescription"].clone()
     }
 
     /// Creates an SQS queue in `region` and an EventBridge rule on `event_bus` (created when
@@ -816,32 +837,6 @@ pub fn source_and_build_stages(repository: &str, branch: &str, project: &str) ->
     ]
 }
 
-/// The tests' virtualenv: `$TOZAI_TEST_VENV`, else `<workspace>/.venv`.
-fn venv() -> PathBuf {
-    std::env::var_os("TOZAI_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::workspace_root().join(".venv"))
-}
-
-/// The interpreter for the CodeCommit stand-in: `$TOZAI_TEST_PYTHON`, else `python3`.
-fn find_python() -> PathBuf {
-    let python = std::env::var_os("TOZAI_TEST_PYTHON").unwrap_or_else(|| "python3".into());
-    Command::new(&python)
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
-        .filter(|p| p.is_absolute())
-        .unwrap_or_else(|| {
-            panic!(
-                "{} does not run: install python3 (Debian/Ubuntu: apt-get install -y python3) \
-                 or point TOZAI_TEST_PYTHON at an interpreter",
-                Path::new(&python).display()
-            )
-        })
-}
-
 /// A token only this start knows.
 fn ready_token(what: &str) -> String {
     format!(
@@ -861,17 +856,7 @@ fn read_log(dir: &Path) -> String {
 /// really is the watchdog's own, then reaps it.
 fn kill_group(child: &mut Child) {
     let pid = child.id();
-    let group = fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .nth(2)?
-                .parse::<u32>()
-                .ok()
-        });
-    if group == Some(pid) {
+    if process_group(pid) == Some(pid) {
         let _ = Command::new("kill")
             .args(["-KILL", "--", &format!("-{pid}")])
             .stderr(Stdio::null())

@@ -3,7 +3,6 @@
 //! CodeBuild and EventBridge answered by moto. Only `endpoint_url` differs from AWS.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -14,6 +13,7 @@ use tozai::ports::{
     Ancestry, ChangeError, ChangeSource, CheckpointStore, Claim, EventSink, StartRequest, Starter,
 };
 use tozai::refs::{CommitId, RefName};
+use tozai_tests::mirror::git;
 use tozai_tests::stand_ins::{CodeCommitApi, Moto, source_and_build_stages};
 use tozai_tests::{GitRepo, git_name_status};
 
@@ -68,12 +68,10 @@ impl Served {
     fn publish(&self) {
         let bare = self.repos.path().join(REPO);
         if !bare.exists() {
-            let out = Command::new("git")
-                .args(["init", "-q", "--bare"])
-                .arg(&bare)
-                .output()
-                .unwrap();
-            assert!(out.status.success());
+            git(
+                self.repos.path(),
+                &["init", "-q", "--bare", bare.to_str().unwrap()],
+            );
         }
         self.work.git(&[
             "push",
@@ -219,21 +217,7 @@ async fn moto_sdk(moto: &Moto) -> aws_config::SdkConfig {
 #[tokio::test]
 async fn checkpoints_and_claims_in_dynamodb_are_conditional() {
     let moto = Moto::start();
-    moto.aws(
-        REGION,
-        &[
-            "dynamodb",
-            "create-table",
-            "--table-name",
-            "tozai-checkpoints",
-            "--attribute-definitions",
-            "AttributeName=pk,AttributeType=S",
-            "--key-schema",
-            "AttributeName=pk,KeyType=HASH",
-            "--billing-mode",
-            "PAY_PER_REQUEST",
-        ],
-    );
+    moto.create_checkpoint_table(REGION, "tozai-checkpoints");
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&moto_sdk(&moto).await),
         "tozai-checkpoints",

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
-use tozai_tests::{Run, Sandbox, tozai, tozai_bin};
+use tozai_tests::{Run, Sandbox, tozai, tozai_command};
 
 /// The brief: the demo finishes in under 15 s (a debug build, on a small machine).
 const LIMIT: Duration = Duration::from_secs(15);
@@ -330,10 +330,8 @@ fn json_prints_one_decision_record_a_line() {
     // Its own temporary directory, to see that nothing is left behind.
     let tmp = s.path().join("tmp");
     std::fs::create_dir(&tmp).unwrap();
-    let mut cmd = Command::new(tozai_bin());
-    cmd.current_dir(s.path()).args(["demo", "--json"]);
-    s.sandbox.apply(&mut cmd);
-    cmd.env("TMPDIR", &tmp).env_remove("TOZAI_LOG");
+    let mut cmd = tozai_command(s.path(), &s.sandbox, &["demo", "--json"]);
+    cmd.env("TMPDIR", &tmp);
     let t = Instant::now();
     let run = Run::of(cmd, "tozai demo --json".into());
     let took = t.elapsed();

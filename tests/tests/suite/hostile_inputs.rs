@@ -411,5 +411,10 @@ fn hostile_configs_get_an_error_naming_the_value() {
             !err.contains("secret"),
             "{what}: never echoes a password: {err}"
         );
+        // The message never echoes a control character back into a log.
+        assert!(
+            !err.chars().any(|c| c.is_control() && c != '\n'),
+            "{what}: {err:?}"
+        );
     }
 }

@@ -29,19 +29,13 @@ use std::process::{Command, Output};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tozai_tests::stand_ins::{MOTO_ACCOUNT_ID, Moto};
-use tozai_tests::workspace_root;
+use tozai_tests::{venv, workspace_root};
 
 const TOKYO: &str = "ap-northeast-1";
 const OSAKA: &str = "ap-northeast-3";
 const REPO: &str = "core-infra";
 
 // ---------------------------------------------------------------- tools
-
-fn venv() -> PathBuf {
-    std::env::var_os("TOZAI_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".venv"))
-}
 
 /// A program of the tests' virtualenv; missing is a failure that says what to install.
 fn tool(name: &str) -> PathBuf {

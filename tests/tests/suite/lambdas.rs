@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tozai_tests::GitRepo;
 use tozai_tests::lambda_api::{Function, LambdaApi, credentials};
-use tozai_tests::mirror::git;
+use tozai_tests::mirror::rev;
 use tozai_tests::server::GitServer;
 use tozai_tests::stand_ins::{CodeCommitApi, MOTO_ACCOUNT_ID, Moto, Queue, RecordedRequest};
 
@@ -146,21 +146,7 @@ impl World {
 
         let moto = Moto::start();
         for region in [TOKYO, OSAKA] {
-            moto.aws(
-                region,
-                &[
-                    "dynamodb",
-                    "create-table",
-                    "--table-name",
-                    TABLE,
-                    "--attribute-definitions",
-                    "AttributeName=pk,AttributeType=S",
-                    "--key-schema",
-                    "AttributeName=pk,KeyType=HASH",
-                    "--billing-mode",
-                    "PAY_PER_REQUEST",
-                ],
-            );
+            moto.create_checkpoint_table(region, TABLE);
         }
         let world = Self {
             moto,
@@ -230,9 +216,7 @@ impl World {
 
     /// Commits `files` in the work tree and pushes `main` to `bare`: (old, new) commit ids.
     fn push(&self, bare: &Path, files: &[(&str, &str)]) -> (String, String) {
-        let old = git(bare, &["rev-parse", "refs/heads/main"])
-            .trim()
-            .to_owned();
+        let old = rev(bare, "refs/heads/main");
         for (path, contents) in files {
             self.work.write(path, contents);
         }
@@ -243,9 +227,7 @@ impl World {
     }
 
     fn head(bare: &Path) -> String {
-        git(bare, &["rev-parse", "refs/heads/main"])
-            .trim()
-            .to_owned()
+        rev(bare, "refs/heads/main")
     }
 
     /// The bodies of the `operation` requests moto received for `region`.

@@ -25,9 +25,9 @@ use tozai::mirror::{MirrorOutcome, RefSelection, RefStatus};
 use tozai::ports::{
     GitCredentials, GitLogin, GitRemote, Mirror, MirrorError, MirrorRequest, TransferProgress,
 };
-use tozai_tests::mirror::{git, refs, refs_named, status};
+use tozai_tests::mirror::{git, refs, refs_named, rev, status};
 use tozai_tests::server::{AwsCli, GitServer, Request};
-use tozai_tests::{GitRepo, Run, Sandbox, tozai_bin};
+use tozai_tests::{GitRepo, Run, Sandbox, tozai_command};
 
 /// The region of every CodeCommit location here (the server accepts it).
 const REGION: &str = "us-east-1";
@@ -62,10 +62,6 @@ fn location(name: &str) -> Location {
         region: REGION.into(),
         name: name.into(),
     }
-}
-
-fn rev(dir: &Path, rev: &str) -> String {
-    git(dir, &["rev-parse", "--verify", rev]).trim().to_owned()
 }
 
 /// Deterministic incompressible bytes from a seeded xorshift64*.
@@ -233,19 +229,13 @@ impl World {
         for file in ["aws-config", "aws-credentials"] {
             std::fs::write(home.join(file), "").unwrap();
         }
-        let mut cmd = Command::new(tozai_bin());
-        cmd.current_dir(self.scratch.path()).args(args);
-        sandbox.apply(&mut cmd);
+        let mut cmd = tozai_command(self.scratch.path(), &sandbox, args);
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("AWS_") {
                 cmd.env_remove(name);
             }
         }
-        cmd.env_remove("RUST_BACKTRACE")
-            .env_remove("RUST_LIB_BACKTRACE")
-            .env_remove("TOZAI_LOG")
-            .env("NO_COLOR", "1")
-            .env("TOZAI_CODECOMMIT_ENDPOINT", self.server.url_prefix())
+        cmd.env("TOZAI_CODECOMMIT_ENDPOINT", self.server.url_prefix())
             .env("AWS_CONFIG_FILE", home.join("aws-config"))
             .env("AWS_SHARED_CREDENTIALS_FILE", home.join("aws-credentials"))
             .env("AWS_EC2_METADATA_DISABLED", "true")

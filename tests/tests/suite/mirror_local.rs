@@ -1,14 +1,14 @@
 //! The mirror over local repositories: what it does to each ref, checked with the real git
 //! CLI (`git fsck` on the standby, `git for-each-ref` equal to the source's).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use tempfile::TempDir;
 use tozai::adapters::git_mirror::Git2Mirror;
 use tozai::mirror::{MirrorOutcome, RefSelection, RefStatus};
-use tozai::ports::{GitRemote, Mirror, MirrorError, MirrorRequest};
-use tozai_tests::mirror::{assert_in_step, git, refs, status};
+use tozai::ports::{Mirror, MirrorError, MirrorRequest};
+use tozai_tests::mirror::{assert_in_step, commit_file, git, local_remote, refs, rev, status};
 
 struct World {
     _tmp: TempDir,
@@ -38,26 +38,13 @@ impl World {
     }
 
     fn commit(&self, file: &str, text: &str) -> String {
-        let path = self.src.join(file);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, text).unwrap();
-        git(&self.src, &["add", "-A"]);
-        git(
-            &self.src,
-            &["commit", "-q", "-m", &format!("change {file}")],
-        );
-        git(&self.src, &["rev-parse", "HEAD"]).trim().to_owned()
+        commit_file(&self.src, file, text)
     }
 
     fn request(&self, force: bool, dry_run: bool) -> MirrorRequest {
-        let remote = |p: &Path| GitRemote {
-            url: p.display().to_string(),
-            shown: p.display().to_string(),
-            credentials: None,
-        };
         MirrorRequest {
-            source: remote(&self.src),
-            target: remote(&self.dst),
+            source: local_remote(&self.src),
+            target: local_remote(&self.dst),
             selection: RefSelection::all(),
             force,
             dry_run,
@@ -175,11 +162,7 @@ fn a_force_pushed_source_leaves_the_standby_alone_unless_forced() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(
-        git(&w.dst, &["rev-parse", "main"]).trim(),
-        before,
-        "not rewound"
-    );
+    assert_eq!(rev(&w.dst, "main"), before, "not rewound");
 
     let o = w.mirror_with(&w.request(true, false));
     assert!(matches!(
@@ -319,7 +302,7 @@ fn two_mirrors_on_one_cache_take_turns_and_converge() {
 fn many_refs_are_pushed_in_batches_and_all_arrive() {
     let w = World::new();
     w.commit("a", "a");
-    let head = git(&w.src, &["rev-parse", "HEAD"]).trim().to_owned();
+    let head = rev(&w.src, "HEAD");
     let mut stdin = String::new();
     for i in 0..4500 {
         stdin.push_str(&format!("create refs/heads/b/{i:04} {head}\n"));
@@ -378,16 +361,21 @@ fn a_local_path_that_is_no_repository_is_named_and_nothing_is_touched() {
     let plain = w.src.parent().unwrap().join("plain");
     std::fs::create_dir(&plain).unwrap();
     let missing = w.src.parent().unwrap().join("missing.git");
-    let remote = |p: &Path| GitRemote {
-        url: p.display().to_string(),
-        shown: p.display().to_string(),
-        credentials: None,
-    };
     let cases = [
-        (remote(&plain), remote(&w.dst), "source", &plain),
-        (remote(&missing), remote(&w.dst), "source", &missing),
-        (remote(&w.src), remote(&plain), "target", &plain),
-        (remote(&w.src), remote(&missing), "target", &missing),
+        (local_remote(&plain), local_remote(&w.dst), "source", &plain),
+        (
+            local_remote(&missing),
+            local_remote(&w.dst),
+            "source",
+            &missing,
+        ),
+        (local_remote(&w.src), local_remote(&plain), "target", &plain),
+        (
+            local_remote(&w.src),
+            local_remote(&missing),
+            "target",
+            &missing,
+        ),
     ];
     for (source, target, role, path) in cases {
         let request = MirrorRequest {

@@ -4,7 +4,6 @@
 //! backwards, and must end at the primary's main. Checked with the git CLI.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -13,39 +12,17 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use tozai::adapters::git_mirror::Git2Mirror;
 use tozai::mirror::RefSelection;
-use tozai::ports::{GitRemote, Mirror, MirrorRequest};
-use tozai_tests::mirror::git;
+use tozai::ports::{Mirror, MirrorRequest};
+use tozai_tests::mirror::{git, local_remote, try_git};
 
 const PUSHERS: usize = 10;
 
-fn remote(p: &Path) -> GitRemote {
-    GitRemote {
-        url: p.display().to_string(),
-        shown: p.display().to_string(),
-        credentials: None,
-    }
-}
-
 fn is_ancestor(repo: &Path, a: &str, b: &str) -> bool {
-    Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(["merge-base", "--is-ancestor", a, b])
-        .status()
-        .expect("cannot run git")
-        .success()
+    try_git(repo, &["merge-base", "--is-ancestor", a, b]).is_some()
 }
 
 fn head(repo: &Path) -> Option<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(["rev-parse", "--verify", "-q", "refs/heads/main"])
-        .output()
-        .expect("cannot run git");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    try_git(repo, &["rev-parse", "--verify", "-q", "refs/heads/main"])
 }
 
 /// Commits a file of its own and pushes to the primary, rebasing until the push lands.
@@ -70,13 +47,8 @@ fn push_one(work: &Path, n: usize) -> usize {
                 &format!("pusher {n} attempt {attempts}"),
             ],
         );
-        let pushed = Command::new("git")
-            .arg("-C")
-            .arg(work)
-            .args(["push", "-q", "origin", "HEAD:refs/heads/main"])
-            .output()
-            .expect("cannot run git");
-        if pushed.status.success() {
+        let pushed = try_git(work, &["push", "-q", "origin", "HEAD:refs/heads/main"]);
+        if pushed.is_some() {
             return attempts;
         }
         assert!(attempts < 50, "pusher {n} never landed");
@@ -106,8 +78,8 @@ fn ten_racing_pushes_never_move_the_standby_backwards_and_converge() {
     // standby's expected-old-value check keeps an older run from pushing over a newer one.
     let mirror_in = |cache: PathBuf, dry_run: bool| {
         let request = MirrorRequest {
-            source: remote(&primary),
-            target: remote(&standby),
+            source: local_remote(&primary),
+            target: local_remote(&standby),
             selection: RefSelection::all(),
             force: false,
             dry_run,
@@ -159,10 +131,11 @@ fn ten_racing_pushes_never_move_the_standby_backwards_and_converge() {
             .iter()
             .enumerate()
             .map(|(n, work)| {
-                let mirror = &mirror;
+                let mirror_in = &mirror_in;
+                let cache = root.join(format!("cache-{n}"));
                 s.spawn(move || {
                     let attempts = push_one(work, n);
-                    let outcome = mirror(false)
+                    let outcome = mirror_in(cache, false)
                         .map(|o| o.in_sync())
                         .map_err(|e| e.to_string());
                     (attempts, outcome)

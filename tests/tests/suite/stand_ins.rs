@@ -3,8 +3,9 @@
 //! built with the git CLI: what they answer is checked against git, never against tozai.
 
 use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::Command;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -47,18 +48,13 @@ impl World {
 
     fn with_renames(work: GitRepo, renames: Renames) -> Self {
         let repos = TempDir::new().unwrap();
-        let mut clone = Command::new("git");
-        clone
-            .args(["clone", "-q", "--bare"])
-            .arg(work.path())
-            .arg(repos.path().join(REPO));
-        work.sandbox().apply(&mut clone);
-        let out = clone.output().expect("cannot run git clone");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        work.git(&[
+            "clone",
+            "-q",
+            "--bare",
+            work.path().to_str().unwrap(),
+            repos.path().join(REPO).to_str().unwrap(),
+        ]);
         Self {
             api: CodeCommitApi::start_with_renames(
                 repos.path(),
@@ -721,12 +717,14 @@ fn the_codecommit_stand_in_stops_when_dropped() {
     let repos = TempDir::new().unwrap();
     let api = CodeCommitApi::start(repos.path(), &[key()]);
     let pid = api.pid().unwrap();
+    let port = api.port();
     assert!(Path::new(&format!("/proc/{pid}")).exists());
     drop(api);
     assert!(
         !Path::new(&format!("/proc/{pid}")).exists(),
         "pid {pid} still runs"
     );
+    assert_port_closes(port, "the CodeCommit API stand-in");
 }
 
 #[test]
@@ -779,11 +777,27 @@ fn moto_delivers_eventbridge_events_to_an_sqs_queue() {
     assert_eq!(puts[0]["Entries"].as_array().unwrap().len(), 3);
 
     let pid = moto.pid().unwrap();
+    let port = moto.port();
     moto.kill();
     assert!(
         !Path::new(&format!("/proc/{pid}")).exists(),
         "moto's watchdog {pid} still runs"
     );
+    assert_port_closes(port, "moto");
+}
+
+/// The watchdog a stand-in runs under is always reaped; what shows the server itself
+/// stopped is its port, closed (SIGKILL is asynchronous: give the group a moment to exit).
+fn assert_port_closes(port: u16, what: &str) {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} still accepts connections on port {port} after it was stopped"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]

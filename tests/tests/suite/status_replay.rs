@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use tozai_tests::mirror::git;
+use tozai_tests::mirror::{commit_file, git, rev};
 use tozai_tests::stand_ins::Moto;
-use tozai_tests::{Run, Sandbox, tozai};
+use tozai_tests::{Run, Sandbox, tozai, tozai_command};
 
 const CONFIG: &str = r#"
 primary = "tokyo"
@@ -69,15 +69,7 @@ impl World {
     }
 
     fn commit(&self, file: &str, text: &str) -> String {
-        let path = self.work.join(file);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, text).unwrap();
-        git(&self.work, &["add", "-A"]);
-        git(
-            &self.work,
-            &["commit", "-q", "-m", &format!("change {file}")],
-        );
-        git(&self.work, &["rev-parse", "HEAD"]).trim().to_owned()
+        commit_file(&self.work, file, text)
     }
 
     fn push(&self, refspec: &str) {
@@ -85,12 +77,7 @@ impl World {
     }
 
     fn head(&self, bare: &str, reference: &str) -> String {
-        git(
-            &self.root().join(bare),
-            &["rev-parse", "--verify", "-q", reference],
-        )
-        .trim()
-        .to_owned()
+        rev(&self.root().join(bare), reference)
     }
 
     fn tozai(&self, args: &[&str]) -> Run {
@@ -333,19 +320,21 @@ fn replay_can_publish_the_sync_judges_event() {
         &json!({"source": ["tozai"], "detail-type": ["Sync Requested"]}),
     );
     let credentials = Moto::credentials();
-    let mut cmd = std::process::Command::new(tozai_tests::tozai_bin());
-    w.sandbox.apply(&mut cmd);
-    cmd.current_dir(w.root())
-        .args([
+    let mut cmd = tozai_command(
+        w.root(),
+        &w.sandbox,
+        &[
             "replay",
             "-c",
             "tozai.toml",
             "--commit",
             &change,
             "--publish",
-        ])
-        .args(["--event-bus", "tozai"])
-        .env("AWS_ACCESS_KEY_ID", &credentials.access_key_id)
+            "--event-bus",
+            "tozai",
+        ],
+    );
+    cmd.env("AWS_ACCESS_KEY_ID", &credentials.access_key_id)
         .env("AWS_SECRET_ACCESS_KEY", &credentials.secret_access_key)
         .env("AWS_ENDPOINT_URL_EVENTBRIDGE", moto.endpoint_url())
         .env("AWS_EC2_METADATA_DISABLED", "true");

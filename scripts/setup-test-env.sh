@@ -9,6 +9,13 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
 command -v lighttpd >/dev/null 2>&1 || missing+=(lighttpd)
+# The mirror links libgit2 and OpenSSL built from source (git2's vendored features): their
+# build scripts need a C compiler, make and perl with its core modules.
+command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+command -v make >/dev/null 2>&1 || missing+=(make)
+perl -MIPC::Cmd -MFindBin -MFile::Compare -e1 >/dev/null 2>&1 || missing+=(perl)
+# The git server stand-in serves HTTPS only, as CodeCommit does.
+[ -e /usr/lib/lighttpd/mod_openssl.so ] || missing+=(lighttpd-mod-openssl)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -129,6 +129,15 @@ pub enum MirrorError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The server's TLS certificate was refused: not from a trusted CA (the system's roots,
+    /// or `SSL_CERT_FILE` / `SSL_CERT_DIR`), expired, or not for this host. Never retried.
+    #[error("the TLS certificate of {host} was refused while {context} ({location}): {reason}")]
+    Certificate {
+        location: String,
+        host: String,
+        context: &'static str,
+        reason: String,
+    },
     #[error("git failed on {location} while {context}")]
     Git {
         location: String,

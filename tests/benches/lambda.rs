@@ -30,6 +30,12 @@
 //! tozai-pipeline-judge`; `bash bench/lambda.sh` does it first) and the test virtualenv
 //! (`bash scripts/setup-test-env.sh`). `cargo bench -p tozai-tests --bench lambda`.
 
+// The stand-ins serve HTTPS with the run's CA, trusted through SSL_CERT_FILE (tozai_tests::tls).
+#[ctor::ctor(unsafe)]
+fn install_test_ca() {
+    tozai_tests::tls::install();
+}
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -725,6 +725,8 @@ impl Function {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &home)
+            // The stand-ins' CA, trusted the way a user would add one: the only TLS setting.
+            .env("SSL_CERT_FILE", crate::tls::ca_file())
             .env("LC_ALL", "C")
             .env("TZ", "UTC")
             .env("AWS_LAMBDA_RUNTIME_API", api.address())

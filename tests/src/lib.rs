@@ -12,6 +12,7 @@ pub mod mirror;
 pub mod server;
 pub mod stand_ins;
 pub mod timing;
+pub mod tls;
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;

@@ -1,7 +1,10 @@
 //! A CodeCommit git stand-in for tests: git's smart HTTP over loopback, behind CodeCommit's
 //! IAM password check.
 //!
-//! [`GitServer`] runs `lighttpd` (Debian package `lighttpd`) on `127.0.0.1`, which hands every
+//! [`GitServer`] runs `lighttpd` (Debian packages `lighttpd` and `lighttpd-mod-openssl`) on
+//! `127.0.0.1`, serving HTTPS only (TLS 1.2 and up, as CodeCommit) with a certificate for
+//! `127.0.0.1` and `localhost` from the run's CA ([`crate::tls`]; tests of refusals choose
+//! another with [`GitServer::start_with_tls`]). lighttpd hands every
 //! `/v1/repos/NAME/...` request to `tests/support/codecommit_cgi.py`. That CGI verifies the
 //! HTTP Basic login the way CodeCommit does (access key id plus an optional `%SESSION_TOKEN`,
 //! a SigV4 password at most 15 minutes old, recomputed in Python with the standard library
@@ -52,14 +55,15 @@
 //! ```
 
 use std::fs::{self, OpenOptions};
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tempfile::TempDir;
 use tozai::git_auth::Credentials;
+
+use crate::tls::{self, Authority, Expected, ServerCert, https_exchange};
 
 /// Regions whose signatures a server started with [`GitServer::start`] accepts.
 pub const DEFAULT_REGIONS: &[&str] = &[
@@ -90,6 +94,33 @@ pub struct GitServer {
     port: u16,
     child: Option<Child>,
     starts: u32,
+    tls: ServerTls,
+}
+
+/// The certificate the server presents, and what a client that trusts it expects.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert: ServerCert,
+    pub expected: Expected,
+}
+
+impl ServerTls {
+    /// A certificate for `127.0.0.1` and `localhost` from this run's CA, written under `dir`:
+    /// what tozai trusts through `SSL_CERT_FILE`.
+    pub fn from_run_ca(dir: &Path) -> Self {
+        Self::issued_by(tls::run_ca(), &["127.0.0.1", "localhost"], dir)
+    }
+
+    /// A certificate for `names` from `authority`, written under `dir`.
+    pub fn issued_by(authority: &Authority, names: &[&str], dir: &Path) -> Self {
+        Self {
+            cert: authority.issue(names, dir, "server"),
+            expected: Expected {
+                ca_pem: authority.pem().to_owned(),
+                name: names[0].to_owned(),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -118,11 +149,31 @@ impl GitServer {
         credentials: &[Credentials],
         regions: &[&str],
     ) -> Self {
+        Self::start_with(repos_root, credentials, regions, ServerTls::from_run_ca)
+    }
+
+    /// Like [`start`](Self::start), presenting the certificate `tls` makes (in the server's
+    /// own directory): one tozai must refuse, for the tests of refusals.
+    pub fn start_with_tls(
+        repos_root: &Path,
+        credentials: &[Credentials],
+        tls: impl FnOnce(&Path) -> ServerTls,
+    ) -> Self {
+        Self::start_with(repos_root, credentials, DEFAULT_REGIONS, tls)
+    }
+
+    fn start_with(
+        repos_root: &Path,
+        credentials: &[Credentials],
+        regions: &[&str],
+        tls: impl FnOnce(&Path) -> ServerTls,
+    ) -> Self {
         let tools = Tools::find();
         let dir = tempfile::Builder::new()
             .prefix("tozai-git-server-")
             .tempdir()
             .expect("cannot create the git server's temporary directory");
+        let tls = tls(dir.path());
         for sub in ["htdocs", "uploads"] {
             fs::create_dir(dir.path().join(sub)).expect("cannot create the server's directories");
         }
@@ -158,6 +209,7 @@ impl GitServer {
             port: 0,
             child: None,
             starts: 0,
+            tls,
         };
         for _ in 0..PORT_ATTEMPTS {
             server.port = free_port();
@@ -170,12 +222,17 @@ impl GitServer {
         panic!("the git server found no free port in {PORT_ATTEMPTS} attempts")
     }
 
-    /// `http://127.0.0.1:PORT`: the value for `TOZAI_CODECOMMIT_ENDPOINT`.
+    /// `https://127.0.0.1:PORT`: the value for `TOZAI_CODECOMMIT_ENDPOINT`.
     pub fn url_prefix(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("https://127.0.0.1:{}", self.port)
     }
 
-    /// `http://127.0.0.1:PORT/v1/repos/NAME`.
+    /// What a client that trusts this server expects of its certificate.
+    pub fn expected_tls(&self) -> &Expected {
+        &self.tls.expected
+    }
+
+    /// `https://127.0.0.1:PORT/v1/repos/NAME`.
     pub fn repo_url(&self, name: &str) -> String {
         format!("{}/v1/repos/{name}", self.url_prefix())
     }
@@ -319,7 +376,7 @@ impl GitServer {
             .collect()
     }
 
-    /// One plain HTTP/1.0 GET of `path_and_query` with an optional Basic login, for tests
+    /// One HTTP/1.0 GET over TLS of `path_and_query` with an optional Basic login, for tests
     /// of the server's answers without git in between.
     pub fn get(&self, path_and_query: &str, login: Option<(&str, &str)>) -> HttpResponse {
         let mut request = format!(
@@ -331,8 +388,13 @@ impl GitServer {
             request.push_str(&format!("Authorization: Basic {basic}\r\n"));
         }
         request.push_str("\r\n");
-        let raw = http_exchange(self.port, &request, Duration::from_secs(30))
-            .unwrap_or_else(|e| panic!("GET {path_and_query}: {e}\n{}", self.log()));
+        let raw = https_exchange(
+            self.port,
+            &self.tls.expected,
+            request.as_bytes(),
+            Duration::from_secs(30),
+        )
+        .unwrap_or_else(|e| panic!("GET {path_and_query}: {e}\n{}", self.log()));
         HttpResponse::parse(&raw)
             .unwrap_or_else(|| panic!("GET {path_and_query}: unreadable answer\n{}", self.log()))
     }
@@ -402,8 +464,12 @@ impl GitServer {
                 )));
             }
             let request = "GET /ready.txt HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-            if let Ok(answer) = http_exchange(self.port, request, Duration::from_secs(1))
-                && String::from_utf8_lossy(&answer).ends_with(&token)
+            if let Ok(answer) = https_exchange(
+                self.port,
+                &self.tls.expected,
+                request.as_bytes(),
+                Duration::from_secs(1),
+            ) && String::from_utf8_lossy(&answer).ends_with(&token)
             {
                 self.child = Some(child);
                 return Ok(());
@@ -428,9 +494,16 @@ impl GitServer {
         assert!(script.is_file(), "{} is missing", script.display());
         format!(
             r#"# Written by tozai-tests' GitServer for one test.
-server.modules = ("mod_alias", "mod_cgi", "mod_setenv", "mod_accesslog")
+server.modules = ("mod_openssl", "mod_alias", "mod_cgi", "mod_setenv", "mod_accesslog")
 server.bind = "127.0.0.1"
 server.port = {port}
+# HTTPS only, as CodeCommit: TLS 1.2 and up, HTTP/1.1 (libgit2 speaks nothing else; see
+# tests/PARITY.md).
+server.feature-flags = ("server.h2proto" => "disable")
+ssl.engine = "enable"
+ssl.pemfile = {cert}
+ssl.privkey = {key}
+ssl.openssl.ssl-conf-cmd = ("MinProtocol" => "TLSv1.2")
 server.document-root = {htdocs}
 server.errorlog = {errorlog}
 server.pid-file = {pidfile}
@@ -448,6 +521,8 @@ $HTTP["url"] =^ "/v1/repos" {{
 setenv.add-environment = ("TOZAI_CODECOMMIT_STANDIN" => {standin})
 "#,
             port = self.port,
+            cert = q(&self.tls.cert.chain),
+            key = q(&self.tls.cert.key),
             htdocs = q(&dir.join("htdocs")),
             errorlog = q(&dir.join("error.log")),
             pidfile = q(&dir.join("lighttpd.pid")),
@@ -507,11 +582,13 @@ impl AwsCli {
         &self.aws
     }
 
-    /// The environment that makes awscli use exactly `credentials` and `region`.
+    /// The environment that makes awscli use exactly `credentials` and `region`, trusting
+    /// this run's CA (botocore reads `AWS_CA_BUNDLE`, not `SSL_CERT_FILE`).
     pub fn env(&self, credentials: &Credentials, region: &str) -> Vec<(&'static str, String)> {
         let home = self.home.path();
         let mut env = vec![
             ("HOME", home.display().to_string()),
+            ("AWS_CA_BUNDLE", tls::ca_file().display().to_string()),
             ("AWS_CONFIG_FILE", home.join("config").display().to_string()),
             (
                 "AWS_SHARED_CREDENTIALS_FILE",
@@ -624,6 +701,13 @@ impl Tools {
                      install it (Debian/Ubuntu: apt-get install -y lighttpd); tozai's git server tests need it"
                 )
             });
+        let modules = Path::new("/usr/lib/lighttpd");
+        assert!(
+            !modules.is_dir() || modules.join("mod_openssl.so").is_file(),
+            "lighttpd's TLS module is not installed ({}): install it (Debian/Ubuntu: \
+             apt-get install -y lighttpd-mod-openssl); the git server serves HTTPS only",
+            modules.join("mod_openssl.so").display()
+        );
         let git = find_program("git", &[]).unwrap_or_else(|| {
             panic!("git is not installed: install it (Debian/Ubuntu: apt-get install -y git)")
         });
@@ -717,19 +801,6 @@ pub(crate) fn proc_stat_field(pid: u32, index: usize) -> Option<u64> {
         .nth(index)?
         .parse()
         .ok()
-}
-
-/// Sends `request` to 127.0.0.1:`port` and reads the whole answer (HTTP/1.0: the server
-/// closes the connection).
-fn http_exchange(port: u16, request: &str, timeout: Duration) -> std::io::Result<Vec<u8>> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    stream.write_all(request.as_bytes())?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer)?;
-    Ok(answer)
 }
 
 fn file_len(path: &Path) -> usize {

@@ -46,8 +46,6 @@
 //! ```
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -59,6 +57,7 @@ use tempfile::TempDir;
 use tozai::git_auth::Credentials;
 
 use crate::server::{AwsCli, find_program, find_python, free_port, process_group};
+use crate::tls::{self, Expected, https_exchange};
 
 /// The watchdog: a stand-in stops after this many seconds whatever happens to the test.
 pub const LIFETIME_SECS: u32 = 600;
@@ -141,6 +140,7 @@ impl CodeCommitApi {
         )
         .expect("cannot write the stand-in's configuration");
         let port_file = dir.path().join("port");
+        let cert = tls::run_ca().issue(&["127.0.0.1", "localhost"], dir.path(), "server");
         let log = File::create(dir.path().join("server.log")).expect("cannot create the log");
         let mut child = Command::new(&python)
             .arg(&script)
@@ -148,6 +148,10 @@ impl CodeCommitApi {
             .arg(&config_file)
             .arg("--port-file")
             .arg(&port_file)
+            .arg("--cert")
+            .arg(&cert.chain)
+            .arg("--key")
+            .arg(&cert.key)
             .args(["--lifetime", &LIFETIME_SECS.to_string()])
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -201,9 +205,9 @@ impl CodeCommitApi {
         api
     }
 
-    /// `http://127.0.0.1:PORT`: the `endpoint_url` for a CodeCommit client.
+    /// `https://127.0.0.1:PORT`: the `endpoint_url` for a CodeCommit client.
     pub fn endpoint_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("https://127.0.0.1:{}", self.port)
     }
 
     /// The port it listens on.
@@ -363,6 +367,7 @@ impl Moto {
             .prefix("tozai-moto-")
             .tempdir()
             .expect("cannot create moto's temporary directory");
+        let cert = tls::run_ca().issue(&["127.0.0.1", "localhost"], dir.path(), "server");
         let mut last = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port();
@@ -372,6 +377,10 @@ impl Moto {
                 .args(["-s", "KILL", &LIFETIME_SECS.to_string()])
                 .arg(&moto_server)
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .arg("-c")
+                .arg(&cert.chain)
+                .arg("-k")
+                .arg(&cert.key)
                 .env_clear()
                 .env("PATH", std::env::var_os("PATH").unwrap_or_default())
                 .env("HOME", dir.path())
@@ -423,9 +432,9 @@ impl Moto {
         panic!("moto_server found no free port in {PORT_ATTEMPTS} attempts:\n{last}")
     }
 
-    /// `http://127.0.0.1:PORT`: the `endpoint_url` for any client of the services moto fakes.
+    /// `https://127.0.0.1:PORT`: the `endpoint_url` for any client of the services moto fakes.
     pub fn endpoint_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("https://127.0.0.1:{}", self.port)
     }
 
     /// The port it listens on.
@@ -866,18 +875,12 @@ fn kill_group(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// One HTTP/1.0 request without a body to 127.0.0.1:`port`: the status and the body.
+/// One HTTP/1.0 request without a body to 127.0.0.1:`port` over TLS (the server's
+/// certificate checked against the run's CA): the status and the body.
 fn http(port: u16, method: &str, path: &str, timeout: Duration) -> std::io::Result<(u16, Vec<u8>)> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n"
-    )?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer)?;
+    let request =
+        format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n");
+    let answer = https_exchange(port, &Expected::run_ca(), request.as_bytes(), timeout)?;
     let unreadable = || std::io::Error::other("unreadable HTTP answer");
     let end = answer
         .windows(4)

@@ -66,7 +66,8 @@ For tests, without authentication:
   JSON, or the raw text when it is not JSON; ``error`` the ``__type`` or null).
 - ``DELETE /_stand-in/requests``: forgets them.
 
-Usage: ``codecommit_api.py --config FILE --port-file FILE [--port N] [--lifetime SECONDS]``.
+Usage: ``codecommit_api.py --config FILE --port-file FILE --cert PEM --key PEM [--port N]
+[--lifetime SECONDS]``. It serves HTTPS only, with the certificate given.
 The configuration (JSON)::
 
     {"repos_root": "/tmp/x/repos", "git": "/usr/bin/git", "renames": "paired",
@@ -86,6 +87,7 @@ import hmac
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -531,11 +533,18 @@ def main():
     parser.add_argument("--port-file", required=True)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--lifetime", type=float, default=600)
+    parser.add_argument("--cert", required=True, help="PEM certificate chain (HTTPS only)")
+    parser.add_argument("--key", required=True, help="PEM private key")
     args = parser.parse_args()
     with open(args.config, encoding="utf-8") as f:
         CONFIG.update(json.load(f))
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
+    # HTTPS only, as CodeCommit's API: TLS 1.2 and up.
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.minimum_version = ssl.TLSVersion.TLSv1_2
+    tls.load_cert_chain(args.cert, args.key)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=watchdog, args=(args.lifetime,), daemon=True).start()
     tmp = args.port_file + ".tmp"
     with open(tmp, "w", encoding="ascii") as f:

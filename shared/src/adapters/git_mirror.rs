@@ -43,6 +43,19 @@
 //! Credentials come from the remote's [`GitCredentials`](crate::ports::GitCredentials) on each request, through git2's
 //! credentials callback, which gives up after a bounded number of attempts. Nothing is put
 //! in URLs, logs or on disk. Network failures are retried with backoff; others are not.
+//!
+//! **TLS.** libgit2 is built with OpenSSL, both vendored and linked statically (the `git`
+//! feature), so `https://` works in the Lambda's bare runtime. Certificates are always
+//! verified: against the system's roots (found by `openssl-probe`), or the files named by
+//! `SSL_CERT_FILE` / `SSL_CERT_DIR` when set, the convention OpenSSL, rustls-native-certs
+//! and the AWS SDK share; the pack-as-is push ([`receive_pack`], rustls) reads the same
+//! variables. There is no way to turn verification off. A refused certificate is
+//! [`MirrorError::Certificate`], naming the host and the reason, and is not retried.
+//!
+//! **Proxies.** libgit2 finds them as git does (`http.proxy` in git's config, then
+//! `https_proxy` / `HTTPS_PROXY`, `http_proxy`, with `no_proxy` / `NO_PROXY`). The pack-as-is
+//! push connects directly, so it is not taken when a proxy variable is set for the standby's
+//! scheme: the run pushes through libgit2 instead.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
@@ -51,8 +64,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use git2::{
-    AutotagOption, Cred, Direction, ErrorClass, ErrorCode, FetchOptions, Oid, PushOptions,
-    RemoteCallbacks, Repository,
+    AutotagOption, Cred, Direction, ErrorClass, ErrorCode, FetchOptions, Oid, ProxyOptions,
+    PushOptions, RemoteCallbacks, Repository,
 };
 
 use super::git::to_id;
@@ -472,6 +485,7 @@ fn fetch(
         let mut options = FetchOptions::new();
         options
             .remote_callbacks(callbacks)
+            .proxy_options(proxy_options())
             .download_tags(AutotagOption::None)
             .update_fetchhead(false);
         let mut remote = repo
@@ -580,7 +594,7 @@ fn list_remote(
         auth.install(&mut callbacks, target);
         let mut remote = repo.remote_anonymous(&target.url).map_err(|e| (e, false))?;
         let connection = remote
-            .connect_auth(Direction::Push, Some(callbacks), None)
+            .connect_auth(Direction::Push, Some(callbacks), Some(proxy_options()))
             .map_err(|e| (e, auth.failed()))?;
         let mut refs = RefMap::new();
         for head in connection.list().map_err(|e| (e, false))? {
@@ -688,6 +702,7 @@ fn push_steps(
             // request gets a connection of its own.
             options
                 .remote_callbacks(callbacks)
+                .proxy_options(proxy_options())
                 .packbuilder_parallelism(0)
                 .custom_headers(&["Connection: close"]);
             let mut remote = repo.remote_anonymous(&target.url).map_err(|e| (e, false))?;
@@ -818,6 +833,9 @@ fn push_cache_pack(
         tracing::trace!(standby = %target.shown, reason = why, "not sending the cache's pack as it is");
         Ok(PackResult::Declined)
     };
+    if proxy_configured(&target.url) {
+        return declined("a proxy is configured: libgit2 connects through it");
+    }
     let (updates, pack) = match pack_push_plan(repo, dir, target, steps, per_push) {
         Ok(plan) => plan,
         Err(why) => return declined(&why),
@@ -1043,6 +1061,14 @@ fn with_network_retries<T>(
                 detail: e.message().to_owned(),
             });
         }
+        if is_certificate_error(&e) {
+            return Err(MirrorError::Certificate {
+                location: remote.shown.clone(),
+                host: url_host(&remote.url).unwrap_or("the server").to_owned(),
+                context,
+                reason: certificate_reason(&e),
+            });
+        }
         if !is_transient(&e) {
             return Err(MirrorError::Git {
                 location: remote.shown.clone(),
@@ -1071,10 +1097,67 @@ fn is_auth_error(e: &git2::Error) -> bool {
 }
 
 fn is_transient(e: &git2::Error) -> bool {
-    matches!(
-        e.class(),
-        ErrorClass::Net | ErrorClass::Os | ErrorClass::Ssl
-    ) || e.message().contains("status code: 5")
+    !is_certificate_error(e)
+        && (matches!(
+            e.class(),
+            ErrorClass::Net | ErrorClass::Os | ErrorClass::Ssl
+        ) || e.message().contains("status code: 5"))
+}
+
+/// libgit2 refused the server's certificate (OpenSSL verified it against the system's
+/// roots or `SSL_CERT_FILE` / `SSL_CERT_DIR`, and libgit2 checked the host name).
+fn is_certificate_error(e: &git2::Error) -> bool {
+    e.code() == ErrorCode::Certificate
+}
+
+/// What libgit2 says of a refused certificate, in words an operator can act on.
+fn certificate_reason(e: &git2::Error) -> String {
+    let said = e.message();
+    if said.contains("hostname does not match") {
+        format!("{said} (it was issued for another host name)")
+    } else {
+        format!(
+            "{said} (not signed by a trusted CA, or expired: tozai trusts the system's roots, \
+             or SSL_CERT_FILE / SSL_CERT_DIR when set)"
+        )
+    }
+}
+
+/// The host of an `http(s)://` URL, without user info or port.
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => host_port.split(':').next()?,
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+/// A proxy applies to `url` through the environment, as libgit2 reads it
+/// (`https_proxy` / `HTTPS_PROXY` for https, `http_proxy` / `HTTP_PROXY` for http;
+/// `no_proxy` is left to libgit2). Used only to keep the pack-as-is push, which connects
+/// directly, away from a standby behind a proxy.
+fn proxy_configured(url: &str) -> bool {
+    let names: &[&str] = if url.starts_with("https://") {
+        &["https_proxy", "HTTPS_PROXY"]
+    } else if url.starts_with("http://") {
+        &["http_proxy", "HTTP_PROXY"]
+    } else {
+        &[]
+    };
+    names
+        .iter()
+        .any(|n| std::env::var_os(n).is_some_and(|v| !v.is_empty()))
+}
+
+/// Proxy settings for every connection: libgit2 finds them itself, in git's config
+/// (`http.proxy`) and the environment (`https_proxy`, `no_proxy`...), as git does.
+fn proxy_options() -> ProxyOptions<'static> {
+    let mut proxy = ProxyOptions::new();
+    proxy.auto();
+    proxy
 }
 
 #[cfg(test)]

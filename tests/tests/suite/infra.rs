@@ -323,6 +323,8 @@ fn moto_events(moto: &Moto, spec: &Value) -> Value {
         .arg(workspace_root().join("tests/support/infra_events.py"))
         .arg(moto.endpoint_url())
         .env("AWS_DEFAULT_REGION", TOKYO)
+        // boto3 trusts moto's certificate (the run's CA) through AWS_CA_BUNDLE.
+        .env("AWS_CA_BUNDLE", tozai_tests::tls::ca_file())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

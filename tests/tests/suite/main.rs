@@ -1,5 +1,14 @@
 //! The integration tests: one binary, so that the suite links once (each test binary links
 //! the AWS SDK and libgit2). Run one module with `cargo test -p tozai-tests --test suite cli::`.
+//!
+//! Every stand-in serves HTTPS with a certificate from a CA made for this run: it is
+//! installed before `main`, as `SSL_CERT_FILE`, the only way tozai and the AWS SDK are told
+//! to trust it (see `tozai_tests::tls`).
+
+#[ctor::ctor(unsafe)]
+fn install_test_ca() {
+    tozai_tests::tls::install();
+}
 
 mod aws_adapters;
 mod changes;
@@ -15,3 +24,4 @@ mod mirror_local;
 mod reliability;
 mod stand_ins;
 mod status_replay;
+mod tls;

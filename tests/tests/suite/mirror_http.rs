@@ -272,6 +272,7 @@ impl World {
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_SSL_CAINFO", tozai_tests::tls::ca_file())
             .envs(aws.env(credentials, REGION))
             .output()
             .expect("git runs");

@@ -8,7 +8,9 @@
 #
 # Knobs (environment): LINKS="loopback shaped", RUNS_SLOW=3 (cases a, e), RUNS_FAST=7 (b, c,
 # d), SEED=20240601, COMMITS=10000 FILES=5000 (smaller for a smoke test), KEEPALIVE_IDLE=5
-# (the stand-in's keep-alive idle timeout, seconds), SKIP_BUILD=1 (use target/release/tozai as is).
+# (the stand-in's keep-alive idle timeout, seconds), SKIP_BUILD=1 (use target/release/tozai as is),
+# TLS=1 (HTTPS, as CodeCommit: a CA made for the run with the openssl CLI, trusted by tozai
+# through SSL_CERT_FILE and by git through GIT_SSL_CAINFO; TLS=0 serves plain HTTP).
 #
 # The cases:
 #   (a) tozai mirror into an empty standby, cold cache
@@ -47,6 +49,11 @@ command -v lighttpd >/dev/null 2>&1 || [ -x /usr/sbin/lighttpd ] || need+=(light
 [ -x /usr/bin/time ] || need+=(time)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)
 command -v tc >/dev/null 2>&1 || [ -x /usr/sbin/tc ] || need+=(iproute2)
+TLS=${TLS:-1}
+if [ "$TLS" = 1 ]; then
+  [ -e /usr/lib/lighttpd/mod_openssl.so ] || need+=(lighttpd-mod-openssl)
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)
+fi
 if [ "${#need[@]}" -gt 0 ]; then
   log "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -112,6 +119,24 @@ cat > "$RUN/server/standin.json" <<EOF
  "credentials": [{"access_key_id": "$AWS_ACCESS_KEY_ID", "secret_access_key": "$AWS_SECRET_ACCESS_KEY", "session_token": null}]}
 EOF
 
+# ---- HTTPS: a CA for this run, a server certificate for both links' addresses ----
+SCHEME=http
+if [ "$TLS" = 1 ]; then
+  SCHEME=https
+  tls=$RUN/server/tls
+  mkdir -p "$tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+    -keyout "$tls/ca.key" -out "$tls/ca.pem" -subj "/CN=tozai bench CA" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$tls/server.key" -out "$tls/server.csr" -subj "/CN=tozai bench server" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,IP:%s.2\nextendedKeyUsage=serverAuth\n' "$SUBNET" > "$tls/ext"
+  openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+    -CAcreateserial -days 1 -extfile "$tls/ext" -out "$tls/server.pem" 2>/dev/null
+  # tozai (libgit2's OpenSSL, rustls), Python's urllib: SSL_CERT_FILE; git (curl): GIT_SSL_CAINFO.
+  export SSL_CERT_FILE=$tls/ca.pem GIT_SSL_CAINFO=$tls/ca.pem
+  unset SSL_CERT_DIR
+fi
+
 # ---- cleanup: only what this script started ----
 PIDS=()
 NS=""
@@ -135,8 +160,19 @@ free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)
 
 # ---- the server: start_server LINK sets URL_PREFIX ----
 lighttpd_conf() { # bind port
+  local modules='"mod_alias", "mod_cgi", "mod_setenv", "mod_accesslog"'
+  [ "$TLS" = 1 ] && modules='"mod_openssl", '$modules
+  echo "server.modules = ($modules)"
+  if [ "$TLS" = 1 ]; then
+    cat <<EOF
+server.feature-flags = ("server.h2proto" => "disable")
+ssl.engine = "enable"
+ssl.pemfile = "$RUN/server/tls/server.pem"
+ssl.privkey = "$RUN/server/tls/server.key"
+ssl.openssl.ssl-conf-cmd = ("MinProtocol" => "TLSv1.2")
+EOF
+  fi
   cat <<EOF
-server.modules = ("mod_alias", "mod_cgi", "mod_setenv", "mod_accesslog")
 server.bind = "$1"
 server.port = $2
 server.document-root = "$RUN/server/htdocs"
@@ -182,7 +218,7 @@ start_server() {
       lighttpd_conf 127.0.0.1 "$port" > "$RUN/server/lighttpd.conf"
       timeout 7200 "$LIGHTTPD" -D -f "$RUN/server/lighttpd.conf" >> "$RUN/server/out.log" 2>&1 &
       PIDS+=($!)
-      URL_PREFIX=http://127.0.0.1:$port
+      URL_PREFIX=$SCHEME://127.0.0.1:$port
       ;;
     shaped)
       ip -4 route | grep -q "^$SUBNET\." && die "$SUBNET.0/30 is already routed here; change SUBNET"
@@ -203,7 +239,7 @@ start_server() {
       lighttpd_conf "$SUBNET.2" "$port" > "$RUN/server/lighttpd.conf"
       ip netns exec "$NS" timeout 7200 "$LIGHTTPD" -D -f "$RUN/server/lighttpd.conf" >> "$RUN/server/out.log" 2>&1 &
       PIDS+=($!)
-      wait_http "http://$SUBNET.2:$port/ready.txt"
+      wait_http "$SCHEME://$SUBNET.2:$port/ready.txt"
       # The latency: 5 ms each way in a proxy on loopback, in front of the veth pair.
       rm -f "$RUN/server/proxy.port"
       timeout 7200 "$PY" "$BENCH/delay-proxy.py" 127.0.0.1:0 "$SUBNET.2:$port" "$ONE_WAY_MS" \
@@ -211,7 +247,7 @@ start_server() {
       PIDS+=($!)
       for _ in $(seq 1 100); do [ -f "$RUN/server/proxy.port" ] && break; sleep 0.05; done
       [ -f "$RUN/server/proxy.port" ] || die "the delay proxy did not start"
-      URL_PREFIX=http://127.0.0.1:$(cat "$RUN/server/proxy.port")
+      URL_PREFIX=$SCHEME://127.0.0.1:$(cat "$RUN/server/proxy.port")
       ;;
     *) die "unknown link $link" ;;
   esac
@@ -377,7 +413,7 @@ rm -f "$RESULTS.tmp"
 # ---- the table ----
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 sleep 5 # lighttpd has flushed its access log by now (the servers are stopped anyway)
-"$PY" - "$RESULTS" "$GEN/bench-summary.json" "$RUN/link.txt" "$RUN/server/access.log" <<'EOF' | tee "$WORK/mirror-$STAMP.md"
+"$PY" - "$RESULTS" "$GEN/bench-summary.json" "$RUN/link.txt" "$RUN/server/access.log" "$TLS" <<'EOF' | tee "$WORK/mirror-$STAMP.md"
 import json, statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 summary = json.load(open(sys.argv[2]))
@@ -405,6 +441,7 @@ names = {
     "d": "(d) git fetch + push --mirror, warm clone (floor)",
     "e": "(e) git clone --mirror + push --mirror, empty standby",
 }
+print("Served over %s." % ("HTTPS (TLS 1.2+, ECDSA P-256)" if sys.argv[5] == "1" else "plain HTTP"))
 print("Repository: %d commits, %d files, %d objects, pack %.1f MB (%.1f MiB)"
       % (summary["commits"], summary["files"], summary["objects"], summary["pack_bytes"] / 1e6,
          summary["pack_bytes"] / 2**20))

@@ -1188,6 +1188,46 @@ mod tests {
     }
 
     #[test]
+    fn url_hosts_for_certificate_errors() {
+        let rows = [
+            (
+                "https://git-codecommit.ap-northeast-3.amazonaws.com/v1/repos/r",
+                Some("git-codecommit.ap-northeast-3.amazonaws.com"),
+            ),
+            ("https://127.0.0.1:8443/v1/repos/r", Some("127.0.0.1")),
+            ("https://user@host.example:443/x", Some("host.example")),
+            ("https://[::1]:9000/v1/repos/r", Some("::1")),
+            ("https://host.example?x=1", Some("host.example")),
+            ("/srv/git/r.git", None),
+            ("https:///x", None),
+        ];
+        for (url, want) in rows {
+            assert_eq!(url_host(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_refused_certificate_is_not_transient() {
+        let refused = git2::Error::new(
+            ErrorCode::Certificate,
+            ErrorClass::Ssl,
+            "the SSL certificate is invalid",
+        );
+        assert!(is_certificate_error(&refused));
+        assert!(!is_transient(&refused));
+        assert!(certificate_reason(&refused).contains("SSL_CERT_FILE"));
+        let reset = git2::Error::new(
+            ErrorCode::GenericError,
+            ErrorClass::Ssl,
+            "SSL error: syscall failure",
+        );
+        assert!(
+            is_transient(&reset),
+            "other TLS failures are network errors"
+        );
+    }
+
+    #[test]
     fn what_earlier_attempts_pushed_is_reported_by_the_last_one() {
         let mut landed = Landed::default();
         landed.keep(&outcome(

@@ -1340,3 +1340,223 @@ fn the_deploy_commands_package_every_nested_template_and_function() {
         );
     }
 }
+
+// ---------------------------------------------------------------- scripts/package-lambdas.sh
+
+/// A C compiler for the tests' small ELF binaries; missing is a failure saying what to install.
+fn c_compiler(name: &str) -> PathBuf {
+    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| {
+        panic!(
+            "{name} is missing: run `bash scripts/setup-test-env.sh` (it installs the Debian \\
+             packages gcc-aarch64-linux-gnu and libc6-dev-arm64-cross, which compile the \\
+             aarch64 binaries the Lambda package check is tried on)"
+        )
+    })
+}
+
+/// Compiles `source` (C) with `compiler` and `flags` into `dir/name`; returns its path.
+fn compile(compiler: &Path, dir: &Path, name: &str, source: &str, flags: &[&str]) -> PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(&src, source).unwrap();
+    let out = dir.join(name);
+    let mut cmd = Command::new(compiler);
+    cmd.current_dir(dir)
+        .args(["-O2", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .args(flags);
+    let done = run(cmd);
+    assert!(
+        done.status.success(),
+        "{} {name}.c: {}",
+        compiler.display(),
+        text(&done.stderr)
+    );
+    out
+}
+
+/// The binaries the check is tried on, for one architecture: a clean one, and one each that
+/// needs what provided.al2023 lacks.
+struct Binaries {
+    clean: PathBuf,
+    newer_glibc: PathBuf,
+    extra_library: PathBuf,
+}
+
+fn binaries(compiler: &Path, dir: &Path) -> Binaries {
+    std::fs::create_dir_all(dir).unwrap();
+    let clean = compile(
+        compiler,
+        dir,
+        "clean",
+        "#include <stdio.h>\nint main(void) { puts(\"hi\"); return 0; }\n",
+        &[],
+    );
+    // arc4random is glibc 2.36's (Debian 12's glibc; provided.al2023 has 2.34).
+    let newer_glibc = compile(
+        compiler,
+        dir,
+        "newer-glibc",
+        "#include <stdio.h>\n#include <stdlib.h>\n\
+         int main(void) { printf(\"%u\\n\", arc4random()); return 0; }\n",
+        &[],
+    );
+    let lib = dir.join("libextra.so");
+    let mut cmd = Command::new(compiler);
+    std::fs::write(dir.join("extra.c"), "int extra(void) { return 0; }\n").unwrap();
+    cmd.current_dir(dir)
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg("extra.c");
+    assert!(run(cmd).status.success(), "cannot build libextra.so");
+    let extra_library = compile(
+        compiler,
+        dir,
+        "extra-library",
+        "int extra(void);\nint main(void) { return extra(); }\n",
+        &["-L.", "-lextra"],
+    );
+    Binaries {
+        clean,
+        newer_glibc,
+        extra_library,
+    }
+}
+
+/// Runs `scripts/package-lambdas.sh --arch ARCH` in a copy of the workspace where a stand-in
+/// `cargo` "builds" every function as `binary` (where plain cargo, or cargo-lambda for arm64,
+/// would put it): what the script's check then makes of the binary.
+fn package_lambdas(arch: &str, binary: &Path) -> (Output, TempDir) {
+    let work = TempDir::new().unwrap();
+    let root = work.path();
+    std::fs::create_dir_all(root.join("scripts")).unwrap();
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy(
+        workspace_root().join("scripts/package-lambdas.sh"),
+        root.join("scripts/package-lambdas.sh"),
+    )
+    .unwrap();
+    std::fs::copy(
+        workspace_root().join("examples/tozai.toml"),
+        root.join("tozai.toml"),
+    )
+    .unwrap();
+    let cargo = root.join("bin/cargo");
+    std::fs::write(
+        &cargo,
+        r#"#!/usr/bin/env bash
+# A stand-in for cargo and cargo-lambda: copies $STAND_IN_BINARY where they put each -p.
+set -euo pipefail
+if [ "$1" = lambda ] && [ "${2:-}" = --version ]; then echo "cargo-lambda (stand-in)"; exit 0; fi
+lambda=0 out=target/release packages=()
+[ "$1" = lambda ] && lambda=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -p) packages+=("$2"); shift 2 ;;
+    --target) out="target/$2/release"; shift 2 ;;
+    *) shift ;;
+  esac
+done
+for p in "${packages[@]}"; do
+  if [ "$lambda" = 1 ]; then dest="target/lambda/$p/bootstrap"; else dest="$out/$p"; fi
+  mkdir -p "$(dirname "$dest")"
+  cp "$STAND_IN_BINARY" "$dest"
+done
+"#,
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = std::env::join_paths(std::iter::once(root.join("bin")).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap();
+    let mut cmd = Command::new("bash");
+    cmd.current_dir(root)
+        .env("PATH", path)
+        .env("STAND_IN_BINARY", binary)
+        .args([
+            "scripts/package-lambdas.sh",
+            "-c",
+            "tozai.toml",
+            "--arch",
+            arch,
+        ]);
+    (run(cmd), work)
+}
+
+#[test]
+fn the_lambda_package_check_refuses_what_provided_al2023_cannot_start_on_both_architectures() {
+    let dir = TempDir::new().unwrap();
+    let x86 = binaries(&c_compiler("cc"), &dir.path().join("x86_64"));
+    let arm = binaries(
+        &c_compiler("aarch64-linux-gnu-gcc"),
+        &dir.path().join("arm64"),
+    );
+    // Linked with -z pack-relative-relocs, a binary needs GLIBC_ABI_DT_RELR (glibc 2.36).
+    let relr = compile(
+        &c_compiler("cc"),
+        &dir.path().join("x86_64"),
+        "relr",
+        "#include <stdio.h>\nint main(void) { puts(\"hi\"); return 0; }\n",
+        &["-Wl,-z,pack-relative-relocs"],
+    );
+
+    for (arch, b) in [("x86_64", &x86), ("arm64", &arm)] {
+        let (out, work) = package_lambdas(arch, &b.clean);
+        assert!(
+            out.status.success(),
+            "{arch}: a clean binary is packaged: {}{}",
+            text(&out.stderr),
+            text(&out.stdout)
+        );
+        for f in ["sync-judge", "pipeline-judge", "mirror"] {
+            assert!(
+                work.path().join(format!("target/lambda/{f}.zip")).is_file(),
+                "{arch}: {f}.zip"
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(work.path().join("target/lambda/ARCH")).unwrap(),
+            format!("{arch}\n")
+        );
+
+        let refused: [(&str, &Path, &str); 3] = [
+            ("a newer glibc", &b.newer_glibc, "needs glibc 2.36"),
+            ("another library", &b.extra_library, "needs libextra.so"),
+            (
+                "the other architecture",
+                if arch == "x86_64" {
+                    &arm.clean
+                } else {
+                    &x86.clean
+                },
+                &format!("not {arch}"),
+            ),
+        ];
+        for (what, binary, says) in refused {
+            let (out, work) = package_lambdas(arch, binary);
+            let err = text(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{arch}: a binary that needs {what} must be refused: {err}{}",
+                text(&out.stdout)
+            );
+            assert!(err.contains(says), "{arch}, {what}: {err}");
+            assert!(
+                !work.path().join("target/lambda/sync-judge.zip").exists(),
+                "{arch}, {what}: nothing is packaged"
+            );
+        }
+    }
+    let (out, _work) = package_lambdas("x86_64", &relr);
+    let err = text(&out.stderr);
+    assert!(
+        out.status.code() == Some(1) && err.contains("GLIBC_ABI_DT_RELR"),
+        "a binary that needs GLIBC_ABI_DT_RELR must be refused: {err}"
+    );
+}

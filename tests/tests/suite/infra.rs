@@ -1341,6 +1341,198 @@ fn the_deploy_commands_package_every_nested_template_and_function() {
     }
 }
 
+// ---------------------------------------------------------------- scripts/deploy.sh
+
+/// A copy of what `scripts/deploy.sh` reads (scripts, infra/), with stand-in packages built
+/// for `config` (`--no-build`), in a temporary directory.
+fn deploy_workspace(config: &str) -> TempDir {
+    let work = TempDir::new().unwrap();
+    let root = work.path();
+    for dir in [
+        "scripts",
+        "infra/common",
+        "infra/primary",
+        "infra/secondary",
+        "target/lambda",
+    ] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    for file in [
+        "scripts/deploy.sh",
+        "scripts/package-lambdas.sh",
+        "infra/params.py",
+        "infra/common/table.yaml",
+        "infra/common/alarms.yaml",
+        "infra/common/pipeline-judge.yaml",
+        "infra/common/sync.yaml",
+        "infra/primary/root.yaml",
+        "infra/secondary/root.yaml",
+    ] {
+        std::fs::copy(workspace_root().join(file), root.join(file)).unwrap();
+    }
+    std::fs::write(root.join("tozai.toml"), config).unwrap();
+    for f in ["sync-judge", "pipeline-judge", "mirror"] {
+        std::fs::create_dir_all(root.join(format!("target/lambda/{f}"))).unwrap();
+        std::fs::write(root.join(format!("target/lambda/{f}/tozai.toml")), config).unwrap();
+        std::fs::write(
+            root.join(format!("target/lambda/{f}.zip")),
+            format!("PK\x05\x06stand-in for {f}"),
+        )
+        .unwrap();
+    }
+    std::fs::write(root.join("target/lambda/ARCH"), "arm64\n").unwrap();
+    work
+}
+
+/// `bash scripts/deploy.sh ARGS` in `dir`, its AWS CLI (the tests' virtualenv's) talking to
+/// moto only: moto's credentials, every service's endpoint moto's.
+fn deploy_sh(moto: &Moto, dir: &Path, args: &[&str]) -> Output {
+    let aws = moto.aws_command(TOKYO);
+    let mut cmd = Command::new("bash");
+    cmd.env_clear();
+    for (key, value) in aws.get_envs() {
+        if let Some(value) = value {
+            cmd.env(key, value);
+        }
+    }
+    let path = std::env::join_paths(std::iter::once(venv().join("bin")).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap();
+    cmd.env("PATH", path)
+        .env("AWS_ENDPOINT_URL", moto.endpoint_url())
+        .current_dir(dir)
+        .arg("scripts/deploy.sh")
+        .args(args);
+    run(cmd)
+}
+
+#[test]
+fn the_deploy_script_creates_private_artifact_buckets_in_us_east_1_and_in_other_regions() {
+    // S3 refuses `LocationConstraint=us-east-1` (InvalidLocationConstraint, as moto does):
+    // a primary in N. Virginia must still get its bucket.
+    let example = std::fs::read_to_string(workspace_root().join("examples/tozai.toml")).unwrap();
+    let config = example.replacen(
+        "aws_region = \"ap-northeast-1\"",
+        "aws_region = \"us-east-1\"",
+        1,
+    );
+    assert_ne!(
+        config, example,
+        "the example's tokyo region moved to us-east-1"
+    );
+    let work = deploy_workspace(&config);
+    let args = [
+        "-c",
+        "tozai.toml",
+        "--home",
+        "tokyo",
+        "--bucket-prefix",
+        "tozai-artifacts",
+        "--account",
+        MOTO_ACCOUNT_ID,
+        "--no-build",
+    ];
+
+    // What --dry-run shows: no location constraint in us-east-1, the region's elsewhere.
+    let moto = Moto::start();
+    let out = deploy_sh(&moto, work.path(), &[&args[..], &["--dry-run"]].concat());
+    let plan = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "deploy.sh --dry-run: {}{plan}",
+        text(&out.stderr)
+    );
+    let creates: Vec<&str> = plan
+        .lines()
+        .filter(|l| l.starts_with("aws s3api create-bucket"))
+        .collect();
+    assert_eq!(creates.len(), 2, "{plan}");
+    assert!(
+        creates[0].contains("--bucket tozai-artifacts-us-east-1 --region us-east-1")
+            && !creates[0].contains("LocationConstraint"),
+        "{}",
+        creates[0]
+    );
+    assert!(
+        creates[1].contains("--bucket tozai-artifacts-ap-northeast-3")
+            && creates[1].contains("LocationConstraint=ap-northeast-3"),
+        "{}",
+        creates[1]
+    );
+
+    // Against moto's S3: both buckets made, in their regions, private, packages uploaded.
+    for attempt in ["first", "second (the buckets exist)"] {
+        let out = deploy_sh(
+            &moto,
+            work.path(),
+            &[&args[..], &["--package-only"]].concat(),
+        );
+        assert!(
+            out.status.success(),
+            "deploy.sh --package-only, {attempt} run: {}{}\n--- moto log\n{}",
+            text(&out.stderr),
+            text(&out.stdout),
+            moto.log()
+        );
+    }
+    for (bucket, aws_region, location) in [
+        ("tozai-artifacts-us-east-1", "us-east-1", Value::Null),
+        (
+            "tozai-artifacts-ap-northeast-3",
+            "ap-northeast-3",
+            json!("ap-northeast-3"),
+        ),
+    ] {
+        let got = moto.aws(
+            aws_region,
+            &["s3api", "get-bucket-location", "--bucket", bucket],
+        );
+        assert_eq!(got["LocationConstraint"], location, "{bucket}: {got}");
+        let block = moto.aws(
+            aws_region,
+            &["s3api", "get-public-access-block", "--bucket", bucket],
+        );
+        assert_eq!(
+            block["PublicAccessBlockConfiguration"],
+            json!({"BlockPublicAcls": true, "IgnorePublicAcls": true,
+                   "BlockPublicPolicy": true, "RestrictPublicBuckets": true}),
+            "{bucket} is private"
+        );
+        let objects = moto.aws(
+            aws_region,
+            &["s3api", "list-objects-v2", "--bucket", bucket],
+        );
+        let keys: Vec<&str> = objects["Contents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o["Key"].as_str())
+            .collect();
+        assert!(
+            keys.len() >= 4 && keys.iter().all(|k| k.starts_with("tozai/")),
+            "{bucket}: the nested templates and packages, under the stack's prefix: {keys:?}"
+        );
+    }
+    for region in ["tokyo", "osaka"] {
+        let packaged =
+            std::fs::read_to_string(work.path().join(format!("target/infra/{region}.yaml")))
+                .unwrap_or_else(|e| panic!("target/infra/{region}.yaml: {e}"));
+        assert!(
+            packaged.contains("tozai-artifacts-") && !packaged.contains("../common/"),
+            "{region}'s packaged root still names local templates:\n{packaged}"
+        );
+    }
+    for aws_region in ["us-east-1", "ap-northeast-3"] {
+        let stacks = moto.aws(aws_region, &["cloudformation", "list-stacks"]);
+        assert_eq!(
+            stacks["StackSummaries"],
+            json!([]),
+            "--package-only deploys nothing ({aws_region})"
+        );
+    }
+}
+
 // ---------------------------------------------------------------- scripts/package-lambdas.sh
 
 /// A C compiler for the tests' small ELF binaries; missing is a failure saying what to install.

@@ -95,7 +95,15 @@ fn translated() -> TempDir {
 
 /// What each region's roots deploy, for a config (see `infra_templates.py model`).
 fn model(config: &Path) -> Value {
-    templates(&["model", "infra", config.to_str().unwrap()])
+    model_with(config, &[])
+}
+
+/// [`model`] with root parameter overrides (`KEY=VALUE`), as `scripts/deploy.sh -- KEY=VALUE`
+/// passes them to both roots.
+fn model_with(config: &Path, overrides: &[&str]) -> Value {
+    let mut args = vec!["model", "infra", config.to_str().unwrap()];
+    args.extend_from_slice(overrides);
+    templates(&args)
 }
 
 /// The model of `examples/tozai.toml`, evaluated once for every test that reads it.
@@ -1075,6 +1083,10 @@ fn every_function_is_wired_with_its_settings_failure_destination_alarm_and_logs(
     );
     assert_eq!(mirror["EphemeralStorage"], json!({"Size": "2048"}));
     assert_eq!(mirror["Timeout"], "900");
+    assert_eq!(
+        sync_judge["Timeout"], "60",
+        "the sync-judge's default timeout (SyncJudgeTimeout)"
+    );
     let schedule = sync["rules"]
         .as_array()
         .unwrap()
@@ -1339,6 +1351,44 @@ fn the_deploy_commands_package_every_nested_template_and_function() {
             text(&out.stderr)
         );
     }
+}
+
+#[test]
+fn the_sync_judges_timeout_is_a_root_stack_parameter_that_reaches_the_function() {
+    // A push of many files takes the sync-judge a GetDifferences page per 100 paths: an
+    // operator raises its timeout with `scripts/deploy.sh ... -- SyncJudgeTimeout=300`.
+    let config = workspace_root().join("examples/tozai.toml");
+    let raised = model_with(&config, &["SyncJudgeTimeout=300"]);
+    for (region, root) in [("tokyo", "primary"), ("tokyo", "secondary")] {
+        let sync = &raised[region]["roots"][root]["stacks"]["Sync"];
+        assert_eq!(sync["parameters"]["SyncJudgeTimeout"], "300", "{root}");
+        assert_eq!(
+            function(sync, "SyncJudge")["Timeout"],
+            "300",
+            "{region}'s {root} root: the parameter reaches the function"
+        );
+        assert_eq!(
+            function(sync, "Mirror")["Timeout"],
+            "900",
+            "the mirror keeps its own"
+        );
+    }
+    // Lambda's limit is 900 seconds: refused when the stack is evaluated, not at deploy time.
+    let mut cmd = Command::new(tool("python"));
+    cmd.current_dir(workspace_root())
+        .arg(workspace_root().join("tests/support/infra_templates.py"))
+        .args([
+            "model",
+            "infra",
+            config.to_str().unwrap(),
+            "SyncJudgeTimeout=901",
+        ]);
+    let out = run(cmd);
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("SyncJudgeTimeout=901") && err.contains("MaxValue"),
+        "a timeout over 900 s must be refused: {err}"
+    );
 }
 
 // ---------------------------------------------------------------- scripts/deploy.sh

@@ -12,14 +12,18 @@
 #   --home NAME         the config region that deploys infra/primary/root.yaml (your primary
 #                       site, e.g. tokyo); it stays the same after a failover
 #   --bucket-prefix P   artifacts go to the S3 bucket P-<aws_region> of each region (created,
-#                       private, if missing): Lambda code must be in the function's region
+#                       private, if missing; us-east-1 included): Lambda code must be in the
+#                       function's region
 #   --stack-name S      the root stack's name in both regions (default tozai)
 #   --only NAME         deploy that region only (a failover while the other region is down)
 #   --arch A            x86_64 or arm64 (default x86_64: see scripts/package-lambdas.sh)
 #   --no-build          use the packages already in target/lambda (their config must be FILE)
 #   --account ID        the AWS account (default: asked from STS)
 #   --alarm-email ADDR  subscribe an e-mail address to the alarms
-#   --dry-run           print the AWS commands instead of running them
+#   --package-only      create the buckets and package the templates (target/infra/NAME.yaml,
+#                       code and nested templates uploaded), deploy nothing: to review first
+#   --dry-run           print the AWS commands instead of running them (the bucket's creation
+#                       is printed too; it runs only when the bucket is missing)
 #   -- KEY=VALUE...     more parameter overrides for both roots (MirrorSchedule=rate(15 minutes),
 #                       MirrorReservedConcurrency=0, LogRetentionDays=365, NamePrefix=...)
 #
@@ -35,7 +39,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 config="" home="" bucket_prefix="" stack="tozai" only="" arch="x86_64" build=1 account=""
-email="" dry_run=0 extra=()
+email="" dry_run=0 package_only=0 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     -c|--config) config="${2:?}"; shift 2 ;;
@@ -48,6 +52,7 @@ while [ $# -gt 0 ]; do
     --account) account="${2:?}"; shift 2 ;;
     --alarm-email) email="${2:?}"; shift 2 ;;
     --dry-run) dry_run=1; shift ;;
+    --package-only) package_only=1; shift ;;
     --) shift; extra=("$@"); break ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "deploy: unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -62,6 +67,25 @@ command -v python3 >/dev/null || die "python3 is needed"
 [ "$dry_run" = 1 ] || command -v aws >/dev/null || die "the AWS CLI is needed (pip install awscli, or AWS CLI v2)"
 
 run() { if [ "$dry_run" = 1 ]; then printf '%q ' "$@"; echo; else "$@"; fi; }
+
+# The artifacts bucket $1 in AWS region $2, created private when missing. S3 refuses a
+# LocationConstraint of us-east-1 (its default location): there the configuration is left out.
+ensure_bucket() {
+  local bucket="$1" aws_region="$2" location=()
+  if [ "$dry_run" = 0 ] && aws s3api head-bucket --bucket "$bucket" --region "$aws_region" >/dev/null 2>&1; then
+    return
+  fi
+  [ "$aws_region" = us-east-1 ] || location=(--create-bucket-configuration "LocationConstraint=$aws_region")
+  [ "$dry_run" = 0 ] || echo "# if s3://$bucket is missing:"
+  if [ "$dry_run" = 1 ]; then
+    run aws s3api create-bucket --bucket "$bucket" --region "$aws_region" "${location[@]}"
+  else
+    aws s3api create-bucket --bucket "$bucket" --region "$aws_region" "${location[@]}" >/dev/null
+  fi
+  run aws s3api put-public-access-block --bucket "$bucket" --region "$aws_region" \
+    --public-access-block-configuration \
+    BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true
+}
 
 if [ -z "$account" ]; then
   if [ "$dry_run" = 1 ]; then account=123456789012; else
@@ -95,18 +119,13 @@ while read -r name aws_region; do
   [ "$name" = "$home" ] && root=infra/primary/root.yaml
   bucket="$bucket_prefix-$aws_region"
   echo "deploy: $name ($aws_region): $root -> stack $stack"
-  if [ "$dry_run" = 0 ] && ! aws s3api head-bucket --bucket "$bucket" --region "$aws_region" 2>/dev/null; then
-    aws s3api create-bucket --bucket "$bucket" --region "$aws_region" \
-      --create-bucket-configuration "LocationConstraint=$aws_region" >/dev/null
-    aws s3api put-public-access-block --bucket "$bucket" --region "$aws_region" \
-      --public-access-block-configuration \
-      BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true
-  fi
+  ensure_bucket "$bucket" "$aws_region"
   mapfile -t params < <(python3 infra/params.py -c "$config" -a "$account" --region "$name")
   params+=("Architecture=$arch")
   [ -z "$email" ] || params+=("AlarmEmail=$email")
   run aws cloudformation package --region "$aws_region" --template-file "$root" \
     --s3-bucket "$bucket" --s3-prefix "$stack" --output-template-file "target/infra/$name.yaml"
+  [ "$package_only" = 0 ] || { echo "deploy: $name packaged: target/infra/$name.yaml (--package-only: not deployed)"; continue; }
   run aws cloudformation deploy --region "$aws_region" --stack-name "$stack" \
     --template-file "target/infra/$name.yaml" --s3-bucket "$bucket" --s3-prefix "$stack" \
     --capabilities CAPABILITY_IAM CAPABILITY_NAMED_IAM CAPABILITY_AUTO_EXPAND \

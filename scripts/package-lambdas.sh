@@ -13,9 +13,7 @@
 #
 # -c      the config to bundle (default: ./tozai.toml, else examples/tozai.toml with a note)
 # --arch  x86_64 (the default): plain `cargo build --release` for the host target
-#           (x86_64-unknown-linux-gnu), no extra tools. The binaries must not need a newer
-#           glibc than provided.al2023's (2.34) nor a library the runtime lacks: both are
-#           checked after the build (zlib is linked statically: LIBZ_SYS_STATIC=1).
+#           (x86_64-unknown-linux-gnu), no extra tools.
 #         arm64 (Graviton, the templates' default): with cargo-lambda when it is installed
 #           (`cargo install cargo-lambda`; it cross-links with zig for the Lambda glibc):
 #             cargo lambda build --release --arm64 -p tozai-sync-judge -p tozai-pipeline-judge
@@ -26,6 +24,12 @@
 #             CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
 #             CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
 #               cargo build --release --target aarch64-unknown-linux-gnu -p ...
+#
+# Whatever the architecture, each binary is checked before it is packaged (readelf, from
+# binutils, reads either architecture's ELF): it must be built for --arch, need no glibc
+# newer than provided.al2023's 2.34 (nor GLIBC_ABI_DT_RELR, which came with glibc 2.36),
+# and no shared library beyond glibc's and libgcc's (zlib is linked statically:
+# LIBZ_SYS_STATIC=1). A binary that fails is not packaged and the script exits 1.
 #
 # The judges are built apart from the mirror so that they do not link libgit2 (cargo would
 # otherwise unify the `git` feature of the shared crate into all three).
@@ -94,19 +98,30 @@ binary() { # the built binary of function $1
   if [ "$bin_dir" = cargo-lambda ]; then echo "target/lambda/tozai-$1/bootstrap"; else echo "$bin_dir/tozai-$1"; fi
 }
 
-# Refuses a binary provided.al2023 could not start: a glibc symbol newer than its 2.34, or
-# a shared library other than glibc's and libgcc's.
+# Refuses a binary provided.al2023 could not start: one built for another architecture, a
+# glibc symbol version newer than its 2.34, or a shared library other than glibc's and
+# libgcc's.
 check_binary() {
-  local bin="$1" needed newest
+  local bin="$1" machine needed versions newest
   command -v readelf >/dev/null || { echo "package-lambdas: readelf (binutils) is needed to check $bin" >&2; exit 2; }
-  needed=$(readelf -d "$bin" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p')
+  machine=$(LC_ALL=C readelf -h "$bin" | sed -n 's/^ *Machine: *//p')
+  case "$arch:$machine" in
+    x86_64:*X86-64*|arm64:AArch64) ;;
+    *) echo "package-lambdas: $bin is built for ${machine:-an unknown machine}, not $arch" >&2; exit 1 ;;
+  esac
+  needed=$(LC_ALL=C readelf -d "$bin" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p')
   for lib in $needed; do
     case "$lib" in
       libc.so.6|libm.so.6|libgcc_s.so.1|libpthread.so.0|libdl.so.2|librt.so.1|libutil.so.1|ld-linux-*.so.*) ;;
       *) echo "package-lambdas: $bin needs $lib, which provided.al2023 does not promise" >&2; exit 1 ;;
     esac
   done
-  newest=$(readelf -V "$bin" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -n 1)
+  versions=$(LC_ALL=C readelf -V "$bin" | grep -o 'GLIBC_[0-9A-Z_.]*' | sort -u || true)
+  if printf '%s\n' "$versions" | grep -q '^GLIBC_ABI_DT_RELR$'; then
+    echo "package-lambdas: $bin needs GLIBC_ABI_DT_RELR (glibc 2.36, linked with -z pack-relative-relocs); provided.al2023 has glibc 2.34" >&2
+    exit 1
+  fi
+  newest=$(printf '%s\n' "$versions" | sed -n 's/^GLIBC_\([0-9][0-9.]*\)$/\1/p' | sort -V | tail -n 1)
   if [ -n "$newest" ] && [ "$(printf '%s\n%s\n' "$newest" 2.34 | sort -V | tail -n 1)" != 2.34 ]; then
     echo "package-lambdas: $bin needs glibc $newest; provided.al2023 has 2.34. Build with cargo-lambda (zig) or on an older distribution." >&2
     exit 1
@@ -114,11 +129,15 @@ check_binary() {
 }
 
 build
-mkdir -p target/lambda
+# Every binary is checked before any is packaged: a refused build leaves no new package.
 for fn in "${functions[@]}"; do
   src=$(binary "$fn")
   [ -x "$src" ] || { echo "package-lambdas: $src was not built" >&2; exit 1; }
-  [ "$arch" = x86_64 ] && check_binary "$src"
+  check_binary "$src"
+done
+mkdir -p target/lambda
+for fn in "${functions[@]}"; do
+  src=$(binary "$fn")
   dir="target/lambda/$fn"
   rm -rf "$dir" "$dir.zip"
   mkdir -p "$dir"

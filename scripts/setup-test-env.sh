@@ -16,6 +16,9 @@ command -v make >/dev/null 2>&1 || missing+=(make)
 perl -MIPC::Cmd -MFindBin -MFile::Compare -e1 >/dev/null 2>&1 || missing+=(perl)
 # The git server stand-in serves HTTPS only, as CodeCommit does.
 [ -e /usr/lib/lighttpd/mod_openssl.so ] || missing+=(lighttpd-mod-openssl)
+# An aarch64 C cross compiler: tests try the Lambda package check on aarch64 binaries.
+command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || missing+=(gcc-aarch64-linux-gnu)
+[ -f /usr/aarch64-linux-gnu/lib/libc.so ] || missing+=(libc6-dev-arm64-cross)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

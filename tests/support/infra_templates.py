@@ -14,9 +14,10 @@ aws-sam-translator for the SAM transform).
         Every checkov suppression in the templates' resource Metadata: file, resource, check
         id and comment (the reason), as JSON.
 
-    infra_templates.py model INFRA CONFIG
+    infra_templates.py model INFRA CONFIG [KEY=VALUE...]
         Evaluates each region's root stack, with the parameters infra/params.py derives from
-        CONFIG (tozai.toml), through its nested stacks (conditions, Ref, Sub, Join, Split,
+        CONFIG (tozai.toml) and the KEY=VALUE overrides given (as scripts/deploy.sh's
+        `-- KEY=VALUE` passes them to both roots), through its nested stacks (conditions, Ref, Sub, Join, Split,
         If...) and prints what would be deployed, as JSON: for each region and each of the
         two roots, every stack created, its parameters (checked against AllowedPattern,
         AllowedValues, MinValue and MaxValue), its EventBridge rules with their event
@@ -387,11 +388,18 @@ def derive(infra: Path, config: Path) -> dict:
         return params.derive(tomllib.load(f), ACCOUNT)
 
 
-def cmd_model(infra: Path, config: Path) -> dict:
+def cmd_model(infra: Path, config: Path, overrides: list[str]) -> dict:
     regions = derive(infra, config)
+    extra = {}
+    for item in overrides:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise Problem(f"an override is KEY=VALUE, not {item!r}")
+        extra[key] = value
     cache: dict = {}
     out = {}
     for name, region in regions.items():
+        region["parameters"] = {**region["parameters"], **extra}
         out[name] = {
             "aws_region": region["aws_region"],
             "is_primary": region["is_primary"],
@@ -437,8 +445,8 @@ def main(argv: list[str]) -> int:
             print(json.dumps(cmd_translate(Path(argv[1]), Path(argv[2]))))
         elif len(argv) == 2 and argv[0] == "suppressions":
             print(json.dumps(cmd_suppressions(Path(argv[1]))))
-        elif len(argv) == 3 and argv[0] == "model":
-            print(json.dumps(cmd_model(Path(argv[1]), Path(argv[2])), indent=1))
+        elif len(argv) >= 3 and argv[0] == "model":
+            print(json.dumps(cmd_model(Path(argv[1]), Path(argv[2]), argv[3:]), indent=1))
         else:
             print(__doc__, file=sys.stderr)
             return 2

@@ -95,7 +95,15 @@ fn translated() -> TempDir {
 
 /// What each region's roots deploy, for a config (see `infra_templates.py model`).
 fn model(config: &Path) -> Value {
-    templates(&["model", "infra", config.to_str().unwrap()])
+    model_with(config, &[])
+}
+
+/// [`model`] with root parameter overrides (`KEY=VALUE`), as `scripts/deploy.sh -- KEY=VALUE`
+/// passes them to both roots.
+fn model_with(config: &Path, overrides: &[&str]) -> Value {
+    let mut args = vec!["model", "infra", config.to_str().unwrap()];
+    args.extend_from_slice(overrides);
+    templates(&args)
 }
 
 /// The model of `examples/tozai.toml`, evaluated once for every test that reads it.
@@ -1077,6 +1085,10 @@ fn every_function_is_wired_with_its_settings_failure_destination_alarm_and_logs(
     );
     assert_eq!(mirror["EphemeralStorage"], json!({"Size": "2048"}));
     assert_eq!(mirror["Timeout"], "900");
+    assert_eq!(
+        sync_judge["Timeout"], "60",
+        "the sync-judge's default timeout (SyncJudgeTimeout)"
+    );
     let schedule = sync["rules"]
         .as_array()
         .unwrap()
@@ -1341,4 +1353,454 @@ fn the_deploy_commands_package_every_nested_template_and_function() {
             text(&out.stderr)
         );
     }
+}
+
+#[test]
+fn the_sync_judges_timeout_is_a_root_stack_parameter_that_reaches_the_function() {
+    // A push of many files takes the sync-judge a GetDifferences page per 100 paths: an
+    // operator raises its timeout with `scripts/deploy.sh ... -- SyncJudgeTimeout=300`.
+    let config = workspace_root().join("examples/tozai.toml");
+    let raised = model_with(&config, &["SyncJudgeTimeout=300"]);
+    for (region, root) in [("tokyo", "primary"), ("tokyo", "secondary")] {
+        let sync = &raised[region]["roots"][root]["stacks"]["Sync"];
+        assert_eq!(sync["parameters"]["SyncJudgeTimeout"], "300", "{root}");
+        assert_eq!(
+            function(sync, "SyncJudge")["Timeout"],
+            "300",
+            "{region}'s {root} root: the parameter reaches the function"
+        );
+        assert_eq!(
+            function(sync, "Mirror")["Timeout"],
+            "900",
+            "the mirror keeps its own"
+        );
+    }
+    // Lambda's limit is 900 seconds: refused when the stack is evaluated, not at deploy time.
+    let mut cmd = Command::new(tool("python"));
+    cmd.current_dir(workspace_root())
+        .arg(workspace_root().join("tests/support/infra_templates.py"))
+        .args([
+            "model",
+            "infra",
+            config.to_str().unwrap(),
+            "SyncJudgeTimeout=901",
+        ]);
+    let out = run(cmd);
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("SyncJudgeTimeout=901") && err.contains("MaxValue"),
+        "a timeout over 900 s must be refused: {err}"
+    );
+}
+
+// ---------------------------------------------------------------- scripts/deploy.sh
+
+/// A copy of what `scripts/deploy.sh` reads (scripts, infra/), with stand-in packages built
+/// for `config` (`--no-build`), in a temporary directory.
+fn deploy_workspace(config: &str) -> TempDir {
+    let work = TempDir::new().unwrap();
+    let root = work.path();
+    for dir in [
+        "scripts",
+        "infra/common",
+        "infra/primary",
+        "infra/secondary",
+        "target/lambda",
+    ] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    for file in [
+        "scripts/deploy.sh",
+        "scripts/package-lambdas.sh",
+        "infra/params.py",
+        "infra/common/table.yaml",
+        "infra/common/alarms.yaml",
+        "infra/common/pipeline-judge.yaml",
+        "infra/common/sync.yaml",
+        "infra/primary/root.yaml",
+        "infra/secondary/root.yaml",
+    ] {
+        std::fs::copy(workspace_root().join(file), root.join(file)).unwrap();
+    }
+    std::fs::write(root.join("tozai.toml"), config).unwrap();
+    for f in ["sync-judge", "pipeline-judge", "mirror"] {
+        std::fs::create_dir_all(root.join(format!("target/lambda/{f}"))).unwrap();
+        std::fs::write(root.join(format!("target/lambda/{f}/tozai.toml")), config).unwrap();
+        std::fs::write(
+            root.join(format!("target/lambda/{f}.zip")),
+            format!("PK\x05\x06stand-in for {f}"),
+        )
+        .unwrap();
+    }
+    std::fs::write(root.join("target/lambda/ARCH"), "arm64\n").unwrap();
+    work
+}
+
+/// `bash scripts/deploy.sh ARGS` in `dir`, its AWS CLI (the tests' virtualenv's) talking to
+/// moto only: moto's credentials, every service's endpoint moto's.
+fn deploy_sh(moto: &Moto, dir: &Path, args: &[&str]) -> Output {
+    let aws = moto.aws_command(TOKYO);
+    let mut cmd = Command::new("bash");
+    cmd.env_clear();
+    for (key, value) in aws.get_envs() {
+        if let Some(value) = value {
+            cmd.env(key, value);
+        }
+    }
+    let path = std::env::join_paths(std::iter::once(venv().join("bin")).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap();
+    cmd.env("PATH", path)
+        .env("AWS_ENDPOINT_URL", moto.endpoint_url())
+        .current_dir(dir)
+        .arg("scripts/deploy.sh")
+        .args(args);
+    run(cmd)
+}
+
+#[test]
+fn the_deploy_script_creates_private_artifact_buckets_in_us_east_1_and_in_other_regions() {
+    // S3 refuses `LocationConstraint=us-east-1` (InvalidLocationConstraint, as moto does):
+    // a primary in N. Virginia must still get its bucket.
+    let example = std::fs::read_to_string(workspace_root().join("examples/tozai.toml")).unwrap();
+    let config = example.replacen(
+        "aws_region = \"ap-northeast-1\"",
+        "aws_region = \"us-east-1\"",
+        1,
+    );
+    assert_ne!(
+        config, example,
+        "the example's tokyo region moved to us-east-1"
+    );
+    let work = deploy_workspace(&config);
+    let args = [
+        "-c",
+        "tozai.toml",
+        "--home",
+        "tokyo",
+        "--bucket-prefix",
+        "tozai-artifacts",
+        "--account",
+        MOTO_ACCOUNT_ID,
+        "--no-build",
+    ];
+
+    // What --dry-run shows: no location constraint in us-east-1, the region's elsewhere.
+    let moto = Moto::start();
+    let out = deploy_sh(&moto, work.path(), &[&args[..], &["--dry-run"]].concat());
+    let plan = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "deploy.sh --dry-run: {}{plan}",
+        text(&out.stderr)
+    );
+    let creates: Vec<&str> = plan
+        .lines()
+        .filter(|l| l.starts_with("aws s3api create-bucket"))
+        .collect();
+    assert_eq!(creates.len(), 2, "{plan}");
+    assert!(
+        creates[0].contains("--bucket tozai-artifacts-us-east-1 --region us-east-1")
+            && !creates[0].contains("LocationConstraint"),
+        "{}",
+        creates[0]
+    );
+    assert!(
+        creates[1].contains("--bucket tozai-artifacts-ap-northeast-3")
+            && creates[1].contains("LocationConstraint=ap-northeast-3"),
+        "{}",
+        creates[1]
+    );
+
+    // Against moto's S3: both buckets made, in their regions, private, packages uploaded.
+    for attempt in ["first", "second (the buckets exist)"] {
+        let out = deploy_sh(
+            &moto,
+            work.path(),
+            &[&args[..], &["--package-only"]].concat(),
+        );
+        assert!(
+            out.status.success(),
+            "deploy.sh --package-only, {attempt} run: {}{}\n--- moto log\n{}",
+            text(&out.stderr),
+            text(&out.stdout),
+            moto.log()
+        );
+    }
+    for (bucket, aws_region, location) in [
+        ("tozai-artifacts-us-east-1", "us-east-1", Value::Null),
+        (
+            "tozai-artifacts-ap-northeast-3",
+            "ap-northeast-3",
+            json!("ap-northeast-3"),
+        ),
+    ] {
+        let got = moto.aws(
+            aws_region,
+            &["s3api", "get-bucket-location", "--bucket", bucket],
+        );
+        assert_eq!(got["LocationConstraint"], location, "{bucket}: {got}");
+        let block = moto.aws(
+            aws_region,
+            &["s3api", "get-public-access-block", "--bucket", bucket],
+        );
+        assert_eq!(
+            block["PublicAccessBlockConfiguration"],
+            json!({"BlockPublicAcls": true, "IgnorePublicAcls": true,
+                   "BlockPublicPolicy": true, "RestrictPublicBuckets": true}),
+            "{bucket} is private"
+        );
+        let objects = moto.aws(
+            aws_region,
+            &["s3api", "list-objects-v2", "--bucket", bucket],
+        );
+        let keys: Vec<&str> = objects["Contents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o["Key"].as_str())
+            .collect();
+        assert!(
+            keys.len() >= 4 && keys.iter().all(|k| k.starts_with("tozai/")),
+            "{bucket}: the nested templates and packages, under the stack's prefix: {keys:?}"
+        );
+    }
+    for region in ["tokyo", "osaka"] {
+        let packaged =
+            std::fs::read_to_string(work.path().join(format!("target/infra/{region}.yaml")))
+                .unwrap_or_else(|e| panic!("target/infra/{region}.yaml: {e}"));
+        assert!(
+            packaged.contains("tozai-artifacts-") && !packaged.contains("../common/"),
+            "{region}'s packaged root still names local templates:\n{packaged}"
+        );
+    }
+    for aws_region in ["us-east-1", "ap-northeast-3"] {
+        let stacks = moto.aws(aws_region, &["cloudformation", "list-stacks"]);
+        assert_eq!(
+            stacks["StackSummaries"],
+            json!([]),
+            "--package-only deploys nothing ({aws_region})"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- scripts/package-lambdas.sh
+
+/// A C compiler for the tests' small ELF binaries; missing is a failure saying what to install.
+fn c_compiler(name: &str) -> PathBuf {
+    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| {
+        panic!(
+            "{name} is missing: run `bash scripts/setup-test-env.sh` (it installs the Debian \\
+             packages gcc-aarch64-linux-gnu and libc6-dev-arm64-cross, which compile the \\
+             aarch64 binaries the Lambda package check is tried on)"
+        )
+    })
+}
+
+/// Compiles `source` (C) with `compiler` and `flags` into `dir/name`; returns its path.
+fn compile(compiler: &Path, dir: &Path, name: &str, source: &str, flags: &[&str]) -> PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(&src, source).unwrap();
+    let out = dir.join(name);
+    let mut cmd = Command::new(compiler);
+    cmd.current_dir(dir)
+        .args(["-O2", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .args(flags);
+    let done = run(cmd);
+    assert!(
+        done.status.success(),
+        "{} {name}.c: {}",
+        compiler.display(),
+        text(&done.stderr)
+    );
+    out
+}
+
+/// The binaries the check is tried on, for one architecture: a clean one, and one each that
+/// needs what provided.al2023 lacks.
+struct Binaries {
+    clean: PathBuf,
+    newer_glibc: PathBuf,
+    extra_library: PathBuf,
+}
+
+fn binaries(compiler: &Path, dir: &Path) -> Binaries {
+    std::fs::create_dir_all(dir).unwrap();
+    let clean = compile(
+        compiler,
+        dir,
+        "clean",
+        "#include <stdio.h>\nint main(void) { puts(\"hi\"); return 0; }\n",
+        &[],
+    );
+    // arc4random is glibc 2.36's (Debian 12's glibc; provided.al2023 has 2.34).
+    let newer_glibc = compile(
+        compiler,
+        dir,
+        "newer-glibc",
+        "#include <stdio.h>\n#include <stdlib.h>\n\
+         int main(void) { printf(\"%u\\n\", arc4random()); return 0; }\n",
+        &[],
+    );
+    let lib = dir.join("libextra.so");
+    let mut cmd = Command::new(compiler);
+    std::fs::write(dir.join("extra.c"), "int extra(void) { return 0; }\n").unwrap();
+    cmd.current_dir(dir)
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg("extra.c");
+    assert!(run(cmd).status.success(), "cannot build libextra.so");
+    let extra_library = compile(
+        compiler,
+        dir,
+        "extra-library",
+        "int extra(void);\nint main(void) { return extra(); }\n",
+        &["-L.", "-lextra"],
+    );
+    Binaries {
+        clean,
+        newer_glibc,
+        extra_library,
+    }
+}
+
+/// Runs `scripts/package-lambdas.sh --arch ARCH` in a copy of the workspace where a stand-in
+/// `cargo` "builds" every function as `binary` (where plain cargo, or cargo-lambda for arm64,
+/// would put it): what the script's check then makes of the binary.
+fn package_lambdas(arch: &str, binary: &Path) -> (Output, TempDir) {
+    let work = TempDir::new().unwrap();
+    let root = work.path();
+    std::fs::create_dir_all(root.join("scripts")).unwrap();
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy(
+        workspace_root().join("scripts/package-lambdas.sh"),
+        root.join("scripts/package-lambdas.sh"),
+    )
+    .unwrap();
+    std::fs::copy(
+        workspace_root().join("examples/tozai.toml"),
+        root.join("tozai.toml"),
+    )
+    .unwrap();
+    let cargo = root.join("bin/cargo");
+    std::fs::write(
+        &cargo,
+        r#"#!/usr/bin/env bash
+# A stand-in for cargo and cargo-lambda: copies $STAND_IN_BINARY where they put each -p.
+set -euo pipefail
+if [ "$1" = lambda ] && [ "${2:-}" = --version ]; then echo "cargo-lambda (stand-in)"; exit 0; fi
+lambda=0 out=target/release packages=()
+[ "$1" = lambda ] && lambda=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -p) packages+=("$2"); shift 2 ;;
+    --target) out="target/$2/release"; shift 2 ;;
+    *) shift ;;
+  esac
+done
+for p in "${packages[@]}"; do
+  if [ "$lambda" = 1 ]; then dest="target/lambda/$p/bootstrap"; else dest="$out/$p"; fi
+  mkdir -p "$(dirname "$dest")"
+  cp "$STAND_IN_BINARY" "$dest"
+done
+"#,
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = std::env::join_paths(std::iter::once(root.join("bin")).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap();
+    let mut cmd = Command::new("bash");
+    cmd.current_dir(root)
+        .env("PATH", path)
+        .env("STAND_IN_BINARY", binary)
+        .args([
+            "scripts/package-lambdas.sh",
+            "-c",
+            "tozai.toml",
+            "--arch",
+            arch,
+        ]);
+    (run(cmd), work)
+}
+
+#[test]
+fn the_lambda_package_check_refuses_what_provided_al2023_cannot_start_on_both_architectures() {
+    let dir = TempDir::new().unwrap();
+    let x86 = binaries(&c_compiler("cc"), &dir.path().join("x86_64"));
+    let arm = binaries(
+        &c_compiler("aarch64-linux-gnu-gcc"),
+        &dir.path().join("arm64"),
+    );
+    // Linked with -z pack-relative-relocs, a binary needs GLIBC_ABI_DT_RELR (glibc 2.36).
+    let relr = compile(
+        &c_compiler("cc"),
+        &dir.path().join("x86_64"),
+        "relr",
+        "#include <stdio.h>\nint main(void) { puts(\"hi\"); return 0; }\n",
+        &["-Wl,-z,pack-relative-relocs"],
+    );
+
+    for (arch, b) in [("x86_64", &x86), ("arm64", &arm)] {
+        let (out, work) = package_lambdas(arch, &b.clean);
+        assert!(
+            out.status.success(),
+            "{arch}: a clean binary is packaged: {}{}",
+            text(&out.stderr),
+            text(&out.stdout)
+        );
+        for f in ["sync-judge", "pipeline-judge", "mirror"] {
+            assert!(
+                work.path().join(format!("target/lambda/{f}.zip")).is_file(),
+                "{arch}: {f}.zip"
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(work.path().join("target/lambda/ARCH")).unwrap(),
+            format!("{arch}\n")
+        );
+
+        let refused: [(&str, &Path, &str); 3] = [
+            ("a newer glibc", &b.newer_glibc, "needs glibc 2.36"),
+            ("another library", &b.extra_library, "needs libextra.so"),
+            (
+                "the other architecture",
+                if arch == "x86_64" {
+                    &arm.clean
+                } else {
+                    &x86.clean
+                },
+                &format!("not {arch}"),
+            ),
+        ];
+        for (what, binary, says) in refused {
+            let (out, work) = package_lambdas(arch, binary);
+            let err = text(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{arch}: a binary that needs {what} must be refused: {err}{}",
+                text(&out.stdout)
+            );
+            assert!(err.contains(says), "{arch}, {what}: {err}");
+            assert!(
+                !work.path().join("target/lambda/sync-judge.zip").exists(),
+                "{arch}, {what}: nothing is packaged"
+            );
+        }
+    }
+    let (out, _work) = package_lambdas("x86_64", &relr);
+    let err = text(&out.stderr);
+    assert!(
+        out.status.code() == Some(1) && err.contains("GLIBC_ABI_DT_RELR"),
+        "a binary that needs GLIBC_ABI_DT_RELR must be refused: {err}"
+    );
 }

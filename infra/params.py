@@ -65,7 +65,7 @@ def codecommit_name(region: str, spec: dict) -> str:
             raise ConfigError(f"regions.{region}.repository: expected codecommit::REGION://NAME")
     elif text.startswith("codecommit://"):
         name = text[len("codecommit://"):]
-    elif m := re.match(r"^https://git-codecommit(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com/v1/repos/([^/]+)$", text):
+    elif m := re.match(r"^https://git-codecommit(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/v1/repos/([^/]+)$", text):
         repo_region, name = m.group(1), m.group(2)
     elif "/" not in text and ":" not in text and not text.startswith("."):
         name = text

@@ -144,7 +144,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// AWS access, built only when one of the locations is CodeCommit: the default credential
-/// chain and `TOZAI_CODECOMMIT_ENDPOINT`, with a runtime to resolve credentials on.
+/// chain and the git endpoint overrides (`TOZAI_CODECOMMIT_ENDPOINTS`,
+/// `TOZAI_CODECOMMIT_ENDPOINT`), with a runtime to call AWS on. The runtime has a worker
+/// thread of its own: a CodeCommit target's default branch is read on it while the mirror
+/// runs on this thread.
 pub fn aws_access(
     locations: &[&tozai::location::Location],
 ) -> anyhow::Result<Option<(tokio::runtime::Runtime, tozai::remote::AwsAccess)>> {
@@ -155,27 +158,18 @@ pub fn aws_access(
     {
         return Ok(None);
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let endpoints = tozai::git_auth::EndpointOverrides::from_lookup(|name| {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()?;
     let config = runtime.block_on(aws_config::load_defaults(
         aws_config::BehaviorVersion::latest(),
     ));
-    let provider = config.credentials_provider().ok_or_else(|| {
-        OperationFailed::wrap(anyhow::anyhow!(
-            "no AWS credentials provider is configured (environment, profile, SSO, container or instance role)"
-        ))
-    })?;
-    let endpoint_override = std::env::var(tozai::git_auth::ENDPOINT_OVERRIDE_ENV)
-        .ok()
-        .filter(|v| !v.is_empty());
-    Ok(Some((
-        runtime,
-        tozai::remote::AwsAccess {
-            provider,
-            endpoint_override,
-        },
-    )))
+    let access = tozai::remote::AwsAccess::new(config, endpoints).map_err(OperationFailed::wrap)?;
+    Ok(Some((runtime, access)))
 }
 
 fn init_logging(verbose: u8) {

@@ -63,7 +63,7 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
         ),
         _ => bail!("give either -c tozai.toml (primary to standby) or both --from and --to"),
     };
-    let (source, target) = remotes(&source, &target)?;
+    let (source, target, _aws) = remotes(&source, &target)?;
     let request = MirrorRequest {
         source,
         target,
@@ -119,21 +119,32 @@ pub fn mirror_failed(e: tozai::ports::MirrorError) -> anyhow::Error {
     }
 }
 
-/// The git remotes of two locations, signed with AWS credentials when one is CodeCommit.
+/// The git remotes of two locations, signed with AWS credentials when one is CodeCommit,
+/// and the runtime AWS is called on, which must be kept while the mirror runs (a CodeCommit
+/// target reads its default branch on it).
 pub fn remotes(
     source: &Location,
     target: &Location,
-) -> anyhow::Result<(tozai::ports::GitRemote, tozai::ports::GitRemote)> {
-    let aws = crate::aws_access(&[source, target])?;
-    let remote = |location: &Location| -> anyhow::Result<tozai::ports::GitRemote> {
-        Ok(match &aws {
-            Some((runtime, access)) => runtime
-                .block_on(access.remote(location))
-                .map_err(crate::OperationFailed::wrap)?,
-            None => tozai::remote::plain(location)?,
-        })
+) -> anyhow::Result<(
+    tozai::ports::GitRemote,
+    tozai::ports::GitRemote,
+    Option<tokio::runtime::Runtime>,
+)> {
+    let Some((runtime, access)) = crate::aws_access(&[source, target])? else {
+        let (source, target) = (tozai::remote::plain(source)?, tozai::remote::plain(target)?);
+        return Ok((source, target, None));
     };
-    Ok((remote(source)?, remote(target)?))
+    // An endpoint error (a region with no git host, another region's endpoint) is a
+    // setting to fix (exit 2); credentials that cannot be had, an operation failure.
+    let failed = |e: tozai::remote::RemoteError| match e {
+        e @ tozai::remote::RemoteError::Endpoint(_) => anyhow::Error::new(e),
+        e => crate::OperationFailed::wrap(e),
+    };
+    let source = runtime.block_on(access.remote(source)).map_err(failed)?;
+    let target = runtime
+        .block_on(access.target_remote(target))
+        .map_err(failed)?;
+    Ok((source, target, Some(runtime)))
 }
 
 fn parse_location(text: &str, flag: &str) -> anyhow::Result<Location> {

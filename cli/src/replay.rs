@@ -148,7 +148,7 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
             .map_err(OperationFailed::wrap)?;
         None
     } else if mirror || !o.execute {
-        let (source, target) =
+        let (source, target, _aws) =
             crate::mirror::remotes(&primary.repository, &config.standby().repository)?;
         let request = MirrorRequest {
             source,

@@ -25,7 +25,7 @@ pub struct Options {
 
 pub fn run(o: Options) -> anyhow::Result<ExitCode> {
     let config = Config::load(&o.config)?;
-    let (source, target) =
+    let (source, target, _aws) =
         crate::mirror::remotes(&config.primary().repository, &config.standby().repository)?;
     let request = MirrorRequest {
         source,

@@ -6,9 +6,11 @@
 //! credentials, the [`GitEndpoint`] and the time, and does no I/O.
 //!
 //! - **URL**: `https://git-codecommit.REGION.amazonaws.com/v1/repos/NAME` (no `.git`, no
-//!   trailing slash). An override prefix (tozai reads it from [`ENDPOINT_OVERRIDE_ENV`],
-//!   e.g. `http://127.0.0.1:8080` for a local stand-in or a VPC endpoint) replaces
-//!   everything before `/v1/repos/NAME`.
+//!   trailing slash), in China `git-codecommit.REGION.amazonaws.com.cn` ([`git_host`]: the
+//!   host of the region's partition; the isolated partitions have none). An override prefix
+//!   ([`EndpointOverrides`], per region: a FIPS or VPC endpoint, or `http://127.0.0.1:8080`
+//!   for a local stand-in) replaces everything before `/v1/repos/NAME`; an AWS host of
+//!   another region is refused, since the password is signed for the repository's region.
 //! - **Username**: the access key id, then `%` and the session token when there is one. The
 //!   token is sent, not signed.
 //! - **Password**: `TIMESTAMP` + `Z` + the hex SigV4 signature, TIMESTAMP being the UTC time
@@ -57,9 +59,97 @@ use sha2::{Digest, Sha256};
 use crate::location::{Location, check_aws_region, check_codecommit_name};
 pub use crate::ports::GitLogin;
 
-/// The environment variable the binaries read for the endpoint override prefix. The library
-/// never reads it: callers pass its value to [`GitEndpoint::codecommit`].
+/// The environment variable the binaries read for an endpoint override prefix that applies
+/// to every region: a local stand-in serving both regions. The library never reads the
+/// environment: callers hand the values to [`EndpointOverrides::parse`].
 pub const ENDPOINT_OVERRIDE_ENV: &str = "TOZAI_CODECOMMIT_ENDPOINT";
+/// The environment variable the binaries read for per-region endpoint overrides:
+/// `REGION=PREFIX` pairs, comma-separated (`us-east-1=https://git-codecommit-fips.us-east-1.amazonaws.com`).
+/// An empty PREFIX keeps that region's own endpoint. A region listed here ignores
+/// [`ENDPOINT_OVERRIDE_ENV`].
+pub const ENDPOINTS_ENV: &str = "TOZAI_CODECOMMIT_ENDPOINTS";
+
+/// Which git endpoint each AWS region's CodeCommit repositories are reached at, when it is
+/// not CodeCommit's own (a FIPS endpoint, a VPC endpoint, a local stand-in).
+///
+/// ```
+/// use tozai::git_auth::EndpointOverrides;
+/// let o = EndpointOverrides::parse(
+///     Some("http://127.0.0.1:8080"),
+///     Some("us-east-1=https://git-codecommit-fips.us-east-1.amazonaws.com, us-west-2="),
+/// ).unwrap();
+/// assert_eq!(o.for_region("us-east-1"), Some("https://git-codecommit-fips.us-east-1.amazonaws.com"));
+/// assert_eq!(o.for_region("us-west-2"), None); // listed empty: CodeCommit's own endpoint
+/// assert_eq!(o.for_region("eu-west-1"), Some("http://127.0.0.1:8080"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointOverrides {
+    every_region: Option<String>,
+    per_region: std::collections::BTreeMap<String, Option<String>>,
+}
+
+impl EndpointOverrides {
+    /// From the values of [`ENDPOINT_OVERRIDE_ENV`] (`every_region`) and [`ENDPOINTS_ENV`]
+    /// (`per_region`); empty values count as unset. Each prefix is checked, and a prefix
+    /// that is an AWS host of another region than its key is refused.
+    pub fn parse(
+        every_region: Option<&str>,
+        per_region: Option<&str>,
+    ) -> Result<Self, EndpointError> {
+        let mut out = Self::default();
+        if let Some(prefix) = every_region.map(str::trim).filter(|v| !v.is_empty()) {
+            override_host(prefix).map_err(|problem| EndpointError::InvalidSetting {
+                variable: ENDPOINT_OVERRIDE_ENV,
+                problem: EndpointError::InvalidOverride {
+                    value: prefix.to_owned(),
+                    problem,
+                }
+                .to_string(),
+            })?;
+            out.every_region = Some(prefix.to_owned());
+        }
+        let pairs = per_region.unwrap_or("").split(',').map(str::trim);
+        for pair in pairs.filter(|p| !p.is_empty()) {
+            let bad = |problem: String| EndpointError::InvalidSetting {
+                variable: ENDPOINTS_ENV,
+                problem,
+            };
+            let (region, prefix) = pair.split_once('=').ok_or_else(|| {
+                bad(format!(
+                    "{pair:?} is not REGION=PREFIX (like us-east-1=https://host)"
+                ))
+            })?;
+            let (region, prefix) = (region.trim(), prefix.trim());
+            check_aws_region(region).map_err(bad)?;
+            if out.per_region.contains_key(region) {
+                return Err(bad(format!("{region} is listed twice")));
+            }
+            let prefix = (!prefix.is_empty()).then(|| prefix.to_owned());
+            if let Some(p) = &prefix {
+                // The shape, and the region of an AWS host.
+                GitEndpoint::codecommit(region, "x", Some(p)).map_err(|e| bad(e.to_string()))?;
+            }
+            out.per_region.insert(region.to_owned(), prefix);
+        }
+        Ok(out)
+    }
+
+    /// Reads both settings through `lookup` (the environment, in the binaries).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, EndpointError> {
+        Self::parse(
+            lookup(ENDPOINT_OVERRIDE_ENV).as_deref(),
+            lookup(ENDPOINTS_ENV).as_deref(),
+        )
+    }
+
+    /// The override prefix for `region`'s repositories; `None`: CodeCommit's own endpoint.
+    pub fn for_region(&self, region: &str) -> Option<&str> {
+        match self.per_region.get(region) {
+            Some(listed) => listed.as_deref(),
+            None => self.every_region.as_deref(),
+        }
+    }
+}
 
 /// AWS credentials to sign with. `Debug` hides the secret and the token.
 #[derive(Clone, PartialEq, Eq)]
@@ -99,13 +189,19 @@ pub enum EndpointError {
         value: String,
         problem: OverrideProblem,
     },
+    /// An endpoint setting (an environment variable) is malformed.
+    #[error("{variable}: {problem}")]
+    InvalidSetting {
+        variable: &'static str,
+        problem: String,
+    },
     /// The location is not a CodeCommit repository, or its region or name is malformed.
     #[error("no CodeCommit git endpoint for {location}: {reason}")]
     InvalidLocation { location: String, reason: String },
 }
 
 /// What is wrong with an endpoint override prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OverrideProblem {
     #[error("the scheme must be http:// or https://")]
     Scheme,
@@ -119,6 +215,11 @@ pub enum OverrideProblem {
         "it must not have a path, query or fragment: tozai appends /v1/repos/NAME (give only scheme://host[:port])"
     )]
     Path,
+    /// An AWS host of another region: its signature and its repositories are that region's.
+    #[error(
+        "it is an endpoint of {host_region}, not of {region}: give each region its own endpoint in {ENDPOINTS_ENV}"
+    )]
+    OtherRegion { host_region: String, region: String },
 }
 
 /// Where git reaches one CodeCommit repository, and what gets signed for it.
@@ -152,15 +253,21 @@ impl GitEndpoint {
         let path = format!("/v1/repos/{name}");
         let (url, host) = match override_prefix {
             None => {
-                let host = format!("git-codecommit.{region}.amazonaws.com");
+                let host = git_host(region).map_err(bad_location)?;
                 (format!("https://{host}{path}"), host)
             }
             Some(prefix) => {
-                let host =
-                    override_host(prefix).map_err(|problem| EndpointError::InvalidOverride {
-                        value: prefix.to_owned(),
-                        problem,
-                    })?;
+                let invalid = |problem| EndpointError::InvalidOverride {
+                    value: prefix.to_owned(),
+                    problem,
+                };
+                let host = override_host(prefix).map_err(invalid)?;
+                if let Some(other) = aws_host_region(&host).filter(|r| r != region) {
+                    return Err(invalid(OverrideProblem::OtherRegion {
+                        host_region: other,
+                        region: region.to_owned(),
+                    }));
+                }
                 (format!("{}{path}", prefix.trim_end_matches('/')), host)
             }
         };
@@ -192,6 +299,64 @@ impl GitEndpoint {
     pub fn sign(&self, credentials: &Credentials, at: SystemTime) -> GitLogin {
         sign(credentials, &self.region, &self.host, &self.path, at)
     }
+}
+
+/// CodeCommit's git host for `region`, in the region's partition:
+/// `git-codecommit.REGION.amazonaws.com` (the `aws` and `aws-us-gov` partitions) or
+/// `git-codecommit.REGION.amazonaws.com.cn` (`aws-cn`: `cn-north-1`, `cn-northwest-1`).
+/// Regions of the isolated partitions (`us-iso-*`, `us-isob-*`, `us-isof-*`, `eu-isoe-*`)
+/// are refused: CodeCommit documents no git endpoint there.
+pub fn git_host(region: &str) -> Result<String, String> {
+    check_aws_region(region)?;
+    match Partition::of(region) {
+        Partition::Aws | Partition::AwsUsGov => {
+            Ok(format!("git-codecommit.{region}.amazonaws.com"))
+        }
+        Partition::AwsCn => Ok(format!("git-codecommit.{region}.amazonaws.com.cn")),
+        Partition::Isolated => Err(format!(
+            "{region} is in an isolated AWS partition, where CodeCommit has no documented git \
+             endpoint: set {ENDPOINTS_ENV} to reach it"
+        )),
+    }
+}
+
+/// The AWS partitions, as far as CodeCommit's git hosts differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Partition {
+    /// `aws`: git hosts under `amazonaws.com`.
+    Aws,
+    /// `aws-cn`: `cn-*`, git hosts under `amazonaws.com.cn`.
+    AwsCn,
+    /// `aws-us-gov`: `us-gov-*`, git hosts under `amazonaws.com`.
+    AwsUsGov,
+    /// `aws-iso`, `aws-iso-b`, `aws-iso-e`, `aws-iso-f`: no documented CodeCommit git host.
+    Isolated,
+}
+
+impl Partition {
+    /// The partition of a region name (assumed well formed).
+    pub fn of(region: &str) -> Self {
+        let first_two: Vec<&str> = region.splitn(3, '-').take(2).collect();
+        match first_two.as_slice() {
+            ["cn", ..] => Self::AwsCn,
+            [_, "gov"] => Self::AwsUsGov,
+            [_, area] if area.starts_with("iso") => Self::Isolated,
+            _ => Self::Aws,
+        }
+    }
+}
+
+/// The AWS region an AWS host name is in (`git-codecommit-fips.us-east-1.amazonaws.com`,
+/// `vpce-0a-b.git-codecommit.us-east-1.vpce.amazonaws.com` → `us-east-1`); `None` for
+/// another host.
+fn aws_host_region(host: &str) -> Option<String> {
+    let host = host.to_ascii_lowercase();
+    let rest = host
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| host.strip_suffix(".amazonaws.com.cn"))?;
+    rest.split('.')
+        .find(|label| check_aws_region(label).is_ok())
+        .map(str::to_owned)
 }
 
 /// The host of an override prefix, without the port; checks the prefix's shape.
@@ -502,6 +667,190 @@ mod tests {
             assert_eq!((e.url.as_str(), e.host.as_str()), (url, host), "{prefix:?}");
             assert_eq!(e.path, format!("/v1/repos/{name}"));
             assert_eq!(e.region, region);
+        }
+    }
+
+    #[test]
+    fn each_partition_has_its_git_host() {
+        let rows = [
+            ("us-east-1", Ok("git-codecommit.us-east-1.amazonaws.com")),
+            (
+                "ap-northeast-3",
+                Ok("git-codecommit.ap-northeast-3.amazonaws.com"),
+            ),
+            (
+                "cn-north-1",
+                Ok("git-codecommit.cn-north-1.amazonaws.com.cn"),
+            ),
+            (
+                "cn-northwest-1",
+                Ok("git-codecommit.cn-northwest-1.amazonaws.com.cn"),
+            ),
+            (
+                "us-gov-west-1",
+                Ok("git-codecommit.us-gov-west-1.amazonaws.com"),
+            ),
+            (
+                "us-gov-east-1",
+                Ok("git-codecommit.us-gov-east-1.amazonaws.com"),
+            ),
+            ("us-iso-east-1", Err("isolated AWS partition")),
+            ("us-isob-east-1", Err("isolated AWS partition")),
+            ("eu-isoe-west-1", Err("isolated AWS partition")),
+            ("us-isof-south-1", Err("isolated AWS partition")),
+        ];
+        for (region, want) in rows {
+            let got = GitEndpoint::codecommit(region, "r", None);
+            match (want, got) {
+                (Ok(host), Ok(e)) => {
+                    assert_eq!(e.host, host, "{region}");
+                    assert_eq!(e.url, format!("https://{host}/v1/repos/r"));
+                    assert_eq!(e.region, region);
+                }
+                (Err(why), Err(e)) => {
+                    let e = e.to_string();
+                    assert!(e.contains(why) && e.contains(region), "{region}: {e}");
+                    assert!(e.contains(ENDPOINTS_ENV), "says what to do: {e}");
+                }
+                (want, got) => panic!("{region}: want {want:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_aws_endpoint_of_another_region_is_refused() {
+        let rows = [
+            (
+                "us-west-2",
+                "https://git-codecommit-fips.us-east-1.amazonaws.com",
+                Some("us-east-1"),
+            ),
+            (
+                "us-east-1",
+                "https://git-codecommit-fips.us-east-1.amazonaws.com",
+                None,
+            ),
+            (
+                "cn-north-1",
+                "https://git-codecommit.cn-northwest-1.amazonaws.com.cn",
+                Some("cn-northwest-1"),
+            ),
+            (
+                "ap-northeast-3",
+                "https://vpce-0abc-def.git-codecommit.ap-northeast-1.vpce.amazonaws.com",
+                Some("ap-northeast-1"),
+            ),
+            (
+                "us-east-1",
+                "https://VPCE-1.GIT-CODECOMMIT.US-EAST-1.VPCE.AMAZONAWS.COM",
+                None,
+            ),
+            // Not an AWS host: a stand-in serves any region.
+            ("us-west-2", "http://us-east-1.example.com:8080", None),
+        ];
+        for (region, prefix, other) in rows {
+            match (GitEndpoint::codecommit(region, "r", Some(prefix)), other) {
+                (Ok(e), None) => assert_eq!(e.region, region),
+                (Err(e), Some(other)) => assert_eq!(
+                    e,
+                    EndpointError::InvalidOverride {
+                        value: prefix.into(),
+                        problem: OverrideProblem::OtherRegion {
+                            host_region: other.into(),
+                            region: region.into()
+                        }
+                    },
+                    "{region} {prefix}"
+                ),
+                (got, want) => panic!("{region} {prefix}: {got:?}, want other region {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn endpoint_overrides_are_per_region_with_a_shared_fallback() {
+        let fips_east = "https://git-codecommit-fips.us-east-1.amazonaws.com";
+        let fips_west = "https://git-codecommit-fips.us-west-2.amazonaws.com";
+        let both = format!("us-east-1={fips_east}, us-west-2={fips_west}");
+        let east_and_west_default = format!("us-east-1={fips_east},us-west-2=");
+        let east_only = format!("us-east-1={fips_east},");
+        let stand_in = Some("http://127.0.0.1:9");
+        let rows = [
+            (None, None, [None, None, None]),
+            (Some(""), Some(" "), [None, None, None]),
+            (stand_in, None, [stand_in; 3]),
+            (
+                None,
+                Some(both.as_str()),
+                [Some(fips_east), Some(fips_west), None],
+            ),
+            (
+                stand_in,
+                Some(east_and_west_default.as_str()),
+                [Some(fips_east), None, stand_in],
+            ),
+            (
+                None,
+                Some(east_only.as_str()),
+                [Some(fips_east), None, None],
+            ),
+        ];
+        for (every, per, want) in rows {
+            let o = EndpointOverrides::parse(every, per).unwrap();
+            let got = ["us-east-1", "us-west-2", "eu-west-1"].map(|r| o.for_region(r));
+            assert_eq!(got, want, "{every:?} {per:?}");
+        }
+        let env = |name: &str| (name == ENDPOINTS_ENV).then(|| format!("us-west-2={fips_west}"));
+        let o = EndpointOverrides::from_lookup(env).unwrap();
+        assert_eq!(o.for_region("us-west-2"), Some(fips_west));
+    }
+
+    #[test]
+    fn bad_endpoint_settings_name_the_variable_and_the_value() {
+        let rows = [
+            (None, Some("us-east-1"), ENDPOINTS_ENV, "not REGION=PREFIX"),
+            (
+                None,
+                Some("tokyo=http://h"),
+                ENDPOINTS_ENV,
+                "\"tokyo\" is not an AWS region",
+            ),
+            (
+                None,
+                Some("us-east-1=ftp://h"),
+                ENDPOINTS_ENV,
+                "\"ftp://h\"",
+            ),
+            (
+                None,
+                Some("us-east-1=http://h,us-east-1=http://i"),
+                ENDPOINTS_ENV,
+                "listed twice",
+            ),
+            (
+                None,
+                Some("us-west-2=https://git-codecommit.us-east-1.amazonaws.com"),
+                ENDPOINTS_ENV,
+                "an endpoint of us-east-1, not of us-west-2",
+            ),
+            (
+                Some("http://h/x"),
+                None,
+                ENDPOINT_OVERRIDE_ENV,
+                "\"http://h/x\"",
+            ),
+        ];
+        for (every, per, variable, why) in rows {
+            let e = EndpointOverrides::parse(every, per).unwrap_err();
+            assert!(
+                matches!(&e, EndpointError::InvalidSetting { variable: v, .. } if *v == variable),
+                "{e:?}"
+            );
+            let e = e.to_string();
+            assert!(
+                e.starts_with(variable) && e.contains(why),
+                "{every:?} {per:?}: {e}"
+            );
         }
     }
 

@@ -11,7 +11,8 @@
 //! | `TOZAI_EVENT_BUS` | sync-judge, mirror | the EventBridge bus for tozai's events (default `default`) |
 //! | `TOZAI_IGNORE_ROLES` | sync-judge | IAM role names or ARNs whose pushes are not mirrored (the mirror's own role) |
 //! | `TOZAI_CACHE` | mirror | the mirror's cache directory (default `/tmp/tozai-cache`) |
-//! | `TOZAI_CODECOMMIT_ENDPOINT` | mirror | git endpoint override (VPC endpoints, FIPS, local stand-ins) |
+//! | `TOZAI_CODECOMMIT_ENDPOINTS` | mirror | per-region git endpoint overrides, `REGION=PREFIX,...` (FIPS endpoints; an empty PREFIX keeps the region's own) |
+//! | `TOZAI_CODECOMMIT_ENDPOINT` | mirror | one git endpoint override for every region not listed above (a local stand-in serving both) |
 //!
 //! The AWS SDK's own settings apply as usual (credentials chain, `AWS_ENDPOINT_URL_<SERVICE>`).
 
@@ -27,9 +28,12 @@ pub enum InitError {
     Config(#[from] crate::config::ConfigError),
     #[error("environment variable {name}: {problem}")]
     Env { name: &'static str, problem: String },
+    /// A git endpoint setting, or a region it cannot serve.
+    #[error(transparent)]
+    Endpoint(#[from] crate::git_auth::EndpointError),
 }
 
-fn env(name: &'static str) -> Option<String> {
+fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
@@ -135,17 +139,17 @@ pub struct LiveMirror {
 
 #[cfg(feature = "git")]
 impl LiveMirror {
-    /// From the config (primary to standby) and the environment.
+    /// From the config (primary to standby) and the environment. The git endpoints of both
+    /// regions are checked here, so a bad override fails the init.
     pub fn from_config(config: &Config, sdk: &aws_config::SdkConfig) -> Result<Self, InitError> {
-        let provider = sdk.credentials_provider().ok_or(InitError::Env {
-            name: "AWS_ACCESS_KEY_ID",
-            problem: "no AWS credentials provider is configured".into(),
-        })?;
+        let endpoints = endpoints_from_env(config)?;
+        let access =
+            crate::remote::AwsAccess::new(sdk.clone(), endpoints).map_err(|e| InitError::Env {
+                name: "AWS_ACCESS_KEY_ID",
+                problem: e.to_string(),
+            })?;
         Ok(Self {
-            access: Some(crate::remote::AwsAccess {
-                provider,
-                endpoint_override: env(crate::git_auth::ENDPOINT_OVERRIDE_ENV),
-            }),
+            access: Some(access),
             source: config.primary().repository.clone(),
             target: config.standby().repository.clone(),
             cache: env("TOZAI_CACHE")
@@ -174,6 +178,7 @@ impl crate::judge::RefMirror for LiveMirror {
         use crate::ports::{Mirror, MirrorError, MirrorRequest};
         let remote = async |location: &Location| {
             let remote = match &self.access {
+                Some(access) if location == &self.target => access.target_remote(location).await,
                 Some(access) => access.remote(location).await,
                 None => crate::remote::plain(location),
             };
@@ -198,6 +203,24 @@ impl crate::judge::RefMirror for LiveMirror {
                 source: Box::new(e),
             })?
     }
+}
+
+/// The git endpoint overrides (`TOZAI_CODECOMMIT_ENDPOINTS`, `TOZAI_CODECOMMIT_ENDPOINT`),
+/// checked against each region's CodeCommit repository: an override that is another
+/// region's AWS host, or a region with no git host, is an error here.
+pub fn endpoints_from_env(
+    config: &Config,
+) -> Result<crate::git_auth::EndpointOverrides, InitError> {
+    let endpoints = crate::git_auth::EndpointOverrides::from_lookup(env)?;
+    for region in &config.regions {
+        if let Location::CodeCommit { region: aws, .. } = &region.repository {
+            crate::git_auth::GitEndpoint::for_location(
+                &region.repository,
+                endpoints.for_region(aws),
+            )?;
+        }
+    }
+    Ok(endpoints)
 }
 
 /// The pushed region's repository as a CodeCommit change source.

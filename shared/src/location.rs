@@ -5,7 +5,7 @@
 //! | `core-infra` | the CodeCommit repository `core-infra` in the region's own AWS region |
 //! | `codecommit::ap-northeast-3://core-infra` | CodeCommit, region given (git-remote-codecommit's spelling) |
 //! | `codecommit://core-infra` | CodeCommit in the region's own AWS region |
-//! | `https://git-codecommit.ap-northeast-3.amazonaws.com/v1/repos/core-infra` | CodeCommit over HTTPS |
+//! | `https://git-codecommit.ap-northeast-3.amazonaws.com/v1/repos/core-infra` | CodeCommit over HTTPS (in China: `git-codecommit.cn-north-1.amazonaws.com.cn`) |
 //! | `https://git.example.com/infra.git`, `http://127.0.0.1:8080/x` | another git server |
 //! | `./repos/tokyo`, `/srv/git/infra.git`, `file:///srv/git/infra.git` | a local repository (relative paths are relative to the config file) |
 //!
@@ -175,22 +175,32 @@ fn has_credentials(text: &str) -> bool {
         .is_some_and(|(_, rest)| rest.split('/').next().unwrap_or("").contains('@'))
 }
 
-/// `Some` when the URL is CodeCommit's own git endpoint.
+/// `Some` when the URL is CodeCommit's own git endpoint (`git-codecommit.REGION.amazonaws.com`,
+/// or `.amazonaws.com.cn` in China); the host must be the one of the region's partition.
 fn parse_codecommit_url(url: &str) -> Option<Result<Location, String>> {
     let rest = url.strip_prefix("https://")?;
     let (host, path) = rest.split_once('/')?;
-    let region = host
-        .strip_prefix("git-codecommit.")?
-        .strip_suffix(".amazonaws.com")?;
+    let in_region = host.strip_prefix("git-codecommit.")?;
+    let region = in_region
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| in_region.strip_suffix(".amazonaws.com.cn"))?;
     let name = path.strip_prefix("v1/repos/")?;
-    Some(
-        check_aws_region(region)
-            .and_then(|()| check_codecommit_name(name))
-            .map(|()| Location::CodeCommit {
-                region: region.to_owned(),
-                name: name.to_owned(),
-            }),
-    )
+    let checked = check_aws_region(region)
+        .and_then(|()| check_codecommit_name(name))
+        .and_then(|()| crate::git_auth::git_host(region))
+        .and_then(|expected| {
+            if expected == host {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{host} is not CodeCommit's git host for {region} (that is {expected})"
+                ))
+            }
+        });
+    Some(checked.map(|()| Location::CodeCommit {
+        region: region.to_owned(),
+        name: name.to_owned(),
+    }))
 }
 
 /// Checks the shape of an AWS region name (`ap-northeast-1`, `us-gov-west-1`).
@@ -266,6 +276,18 @@ mod tests {
                 "./repos/tokyo",
                 Location::Local("/cfg/./repos/tokyo".into()),
             ),
+            (
+                "https://git-codecommit.cn-north-1.amazonaws.com.cn/v1/repos/r",
+                cc("cn-north-1", "r"),
+            ),
+            (
+                "https://git-codecommit.cn-northwest-1.amazonaws.com.cn/v1/repos/r",
+                cc("cn-northwest-1", "r"),
+            ),
+            (
+                "https://git-codecommit.us-gov-west-1.amazonaws.com/v1/repos/r",
+                cc("us-gov-west-1", "r"),
+            ),
             ("/srv/git/x.git", Location::Local("/srv/git/x.git".into())),
             ("file:///srv/x", Location::Local("/srv/x".into())),
         ];
@@ -294,6 +316,18 @@ mod tests {
                 "not a CodeCommit",
             ),
             ("a\nb", "control"),
+            (
+                "https://git-codecommit.cn-north-1.amazonaws.com/v1/repos/r",
+                "is not CodeCommit's git host for cn-north-1 (that is git-codecommit.cn-north-1.amazonaws.com.cn)",
+            ),
+            (
+                "https://git-codecommit.us-east-1.amazonaws.com.cn/v1/repos/r",
+                "(that is git-codecommit.us-east-1.amazonaws.com)",
+            ),
+            (
+                "https://git-codecommit.us-iso-east-1.amazonaws.com/v1/repos/r",
+                "isolated AWS partition",
+            ),
         ];
         let secret = "https://user:s3cret@git.example.com/x.git";
         let err = parse(secret).unwrap_err().to_string();

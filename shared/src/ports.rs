@@ -73,6 +73,15 @@ pub trait GitCredentials: Send + Sync {
     fn login(&self) -> Result<GitLogin, String>;
 }
 
+/// Says which branch is a repository's default from outside git, for a server whose push
+/// advertisement does not (CodeCommit's receive-pack advertises no `HEAD`): CodeCommit's
+/// `GetRepository`. Called only when the answer matters (a branch the mirror would delete),
+/// from the thread the mirror runs on.
+pub trait DefaultBranchSource: Send + Sync {
+    /// The default branch's short name (`main`); `None` when the repository has none yet.
+    fn default_branch(&self) -> Result<Option<String>, ServiceError>;
+}
+
 /// A git remote: where it is, how it is shown, and how to log in (no static secrets).
 #[derive(Clone)]
 pub struct GitRemote {
@@ -81,6 +90,9 @@ pub struct GitRemote {
     /// How the remote is named in reports and errors (never with credentials).
     pub shown: String,
     pub credentials: Option<std::sync::Arc<dyn GitCredentials>>,
+    /// Where its default branch is read when it is a mirror's target; `None`: from git
+    /// itself (a local repository's `HEAD`, upload-pack's `symref=HEAD:`).
+    pub default_branch: Option<std::sync::Arc<dyn DefaultBranchSource>>,
 }
 
 impl std::fmt::Debug for GitRemote {
@@ -88,6 +100,7 @@ impl std::fmt::Debug for GitRemote {
         f.debug_struct("GitRemote")
             .field("shown", &self.shown)
             .field("signed", &self.credentials.is_some())
+            .field("default_branch_source", &self.default_branch.is_some())
             .finish()
     }
 }

@@ -68,6 +68,7 @@ pub fn local_remote(path: &Path) -> GitRemote {
         url: path.display().to_string(),
         shown: path.display().to_string(),
         credentials: None,
+        default_branch: None,
     }
 }
 

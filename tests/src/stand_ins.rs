@@ -1,7 +1,7 @@
 //! Stand-ins for the AWS APIs tozai calls, on loopback, for real AWS SDK clients (give them
 //! [`CodeCommitApi::endpoint_url`] or [`Moto::endpoint_url`] as `endpoint_url`).
 //!
-//! - [`CodeCommitApi`]: CodeCommit's JSON API (`GetDifferences`, `GetBranch`, `GetCommit`,
+//! - [`CodeCommitApi`]: CodeCommit's JSON API (`GetDifferences`, `GetBranch`, `GetCommit`, `GetRepository`,
 //!   `GetMergeOptions`) answered by `tests/support/codecommit_api.py`, a Python
 //!   standard-library server that computes every answer with the git CLI from the bare
 //!   repositories `<repos_root>/NAME` (the layout [`GitServer`](crate::server::GitServer)

@@ -21,6 +21,11 @@ Operations (fields as in the CodeCommit API reference / botocore's service model
   or under either given path; a given path found in neither commit is
   ``PathDoesNotExistException``.
 - ``GetBranch`` {repositoryName, branchName} -> {branch: {branchName, commitId}}.
+- ``GetRepository`` {repositoryName} -> {repositoryMetadata: {accountId, repositoryId,
+  repositoryName, creationDate, lastModifiedDate, defaultBranch?}}. ``defaultBranch`` is the
+  branch the bare repository's ``HEAD`` names, when it exists; an empty repository has none,
+  as in CodeCommit. (CodeCommit makes the first branch pushed to an empty repository its
+  default; here ``HEAD`` stays what ``git init`` made it, ``main``. No ARN or clone URLs.)
 - ``GetCommit`` {repositoryName, commitId (full id)} -> {commit: {commitId, treeId,
   parents, message, author, committer, additionalData}}; dates as CodeCommit's docs show
   them, ``"<unix seconds> <+hhmm>"``; the message without its trailing newlines.
@@ -365,9 +370,29 @@ def get_merge_options(body):
             "destinationCommitId": destination, "baseCommitId": base_id}
 
 
+def get_repository(body):
+    """The repository's metadata. ``defaultBranch`` is the branch ``HEAD`` names, and only
+    when that branch exists: an empty repository has none."""
+    repo = repository(body)
+    metadata = {
+        "accountId": "123456789012",
+        "repositoryId": hashlib.sha256(repo.encode("utf-8")).hexdigest()[:32],
+        "repositoryName": body["repositoryName"],
+        "creationDate": int(os.stat(repo).st_ctime),
+        "lastModifiedDate": int(os.stat(repo).st_mtime),
+    }
+    head = git(repo, "symbolic-ref", "--quiet", "HEAD", check=False)
+    branch = text(head.stdout).strip()
+    if head.returncode == 0 and branch.startswith("refs/heads/") and git(
+            repo, "rev-parse", "--verify", "--quiet", branch, check=False).returncode == 0:
+        metadata["defaultBranch"] = branch[len("refs/heads/"):]
+    return {"repositoryMetadata": metadata}
+
+
 OPERATIONS = {
     "GetDifferences": get_differences,
     "GetBranch": get_branch,
+    "GetRepository": get_repository,
     "GetCommit": get_commit,
     "GetMergeOptions": get_merge_options,
 }

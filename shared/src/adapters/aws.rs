@@ -88,7 +88,7 @@ fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(err: &SdkErro
     }
 }
 
-fn service_error<E>(service: &str, context: String, err: SdkError<E>) -> ServiceError
+pub(crate) fn service_error<E>(service: &str, context: String, err: SdkError<E>) -> ServiceError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {

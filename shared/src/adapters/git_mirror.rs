@@ -6,7 +6,10 @@
 //! 2. fetches the source's branches and tags into it, explicitly (CodeCommit does not
 //!    auto-follow tags), pruning what the source deleted, so only new objects travel;
 //! 3. lists the target's refs and plans every selected ref ([`plan_refs`]): fast-forward
-//!    only unless forced;
+//!    only unless forced. When the plan may delete a branch, it first reads the target's
+//!    default branch, which is never deleted (receive-pack's advertisement has no `HEAD`):
+//!    from the target's `GetRepository` source (CodeCommit), a local repository's `HEAD`,
+//!    or upload-pack's `symref=HEAD:`;
 //! 4. pushes explicit refspecs (git2 takes no globs), at most 4,000 per push (fewer with
 //!    [`Git2Mirror::with_refs_per_push`]), checking in
 //!    `push_negotiation` that each target ref still has the value the plan read. A ref
@@ -71,8 +74,8 @@ use git2::{
 use super::git::to_id;
 use super::receive_pack::{self, MAX_AUTH_ATTEMPTS, PackPush, PushFailure, RefUpdate};
 use crate::mirror::{
-    History, MirrorOptions, MirrorOutcome, RefAction, RefMap, RefResult, RefStatus, RefStep,
-    plan_refs,
+    History, MirrorOptions, MirrorOutcome, RefAction, RefMap, RefResult, RefSelection, RefStatus,
+    RefStep, plan_refs,
 };
 use crate::ports::{GitRemote, Mirror, MirrorError, MirrorRequest, TransferProgress};
 use crate::refs::{CommitId, RefName};
@@ -120,10 +123,12 @@ impl Git2Mirror {
             .join("tozai")
     }
 
-    /// The cache repository of a source.
+    /// The cache repository of a source, named after its canonical location
+    /// ([`cache_key`]): the same source has one cache whatever the working directory, and
+    /// two sources never share one.
     pub fn cache_dir(&self, source: &GitRemote) -> PathBuf {
-        let readable: String = source
-            .shown
+        let key = cache_key(&source.url);
+        let readable: String = key
             .chars()
             .rev()
             .take(48)
@@ -138,11 +143,36 @@ impl Git2Mirror {
                 }
             })
             .collect();
-        self.cache_root.join(format!(
-            "{readable}-{:016x}.git",
-            fnv1a(source.url.as_bytes())
-        ))
+        self.cache_root
+            .join(format!("{readable}-{:016x}.git", fnv1a(key.as_bytes())))
     }
+}
+
+/// A source's canonical location: a local path made absolute with its symbolic links and
+/// `..` resolved (as given, made absolute, when it cannot be resolved); a URL with its
+/// scheme and host in lower case, without the scheme's default port or trailing slashes.
+fn cache_key(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        let path = Path::new(url);
+        return std::fs::canonicalize(path)
+            .or_else(|_| std::path::absolute(path))
+            .unwrap_or_else(|_| path.to_owned())
+            .display()
+            .to_string();
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    let authority = authority.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "https" => ":443",
+        "http" => ":80",
+        _ => "",
+    };
+    let authority = match authority.strip_suffix(default_port) {
+        Some(host) if !default_port.is_empty() => host,
+        _ => &authority,
+    };
+    format!("{scheme}://{authority}{}", path.trim_end_matches('/'))
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -167,6 +197,8 @@ impl Mirror for Git2Mirror {
         // pack that may go to an empty standby as it is (see the module documentation).
         let mut pack_as_is = cold;
 
+        // Read once, and only when the plan may delete a branch.
+        let mut standby_default: Option<Option<RefName>> = None;
         let mut moved = String::new();
         // What earlier attempts pushed before a later batch found the standby moved: a
         // re-plan sees those refs already in step, and must still report what it did.
@@ -181,10 +213,15 @@ impl Mirror for Git2Mirror {
             }
             let source_refs = local_refs(&repo, &dir)?;
             let history = RepoHistory(&repo);
-            let (target_refs, default) = list_remote(&repo, &request.target)?;
+            let target_refs = list_remote(&repo, &request.target)?;
+            if standby_default.is_none()
+                && deletes_a_branch(&source_refs, &target_refs, &request.selection)
+            {
+                standby_default = Some(read_default_branch(&repo, &request.target)?);
+            }
             let options = MirrorOptions {
                 force: request.force,
-                standby_default: default,
+                standby_default: standby_default.clone().flatten(),
             };
             let steps = plan_refs(
                 &source_refs,
@@ -583,11 +620,9 @@ impl History for RepoHistory<'_> {
 
 // ---- the target ----
 
-/// The target's branches and tags, and its default branch.
-fn list_remote(
-    repo: &Repository,
-    target: &GitRemote,
-) -> Result<(RefMap, Option<RefName>), MirrorError> {
+/// The target's branches and tags, as its push advertisement lists them (which says
+/// nothing of its default branch: see [`read_default_branch`]).
+fn list_remote(repo: &Repository, target: &GitRemote) -> Result<RefMap, MirrorError> {
     with_network_retries(target, "listing the target's refs", || {
         let auth = AuthState::default();
         let mut callbacks = RemoteCallbacks::new();
@@ -602,11 +637,85 @@ fn list_remote(
                 refs.insert(r, to_id(head.oid()));
             }
         }
-        let default = connection
-            .default_branch()
-            .ok()
-            .and_then(|b| b.as_str().ok().and_then(|s| s.parse().ok()));
-        Ok((refs, default))
+        Ok(refs)
+    })
+}
+
+/// True when the plan may delete a branch: a selected branch the standby has and the
+/// source does not. Only then does the standby's default branch matter.
+fn deletes_a_branch(source: &RefMap, target: &RefMap, selection: &RefSelection) -> bool {
+    target
+        .keys()
+        .any(|r| !r.is_tag() && !source.contains_key(r) && selection.selects(r))
+}
+
+/// The standby's default branch, which the mirror never deletes (CodeCommit refuses to).
+/// receive-pack's advertisement has no `HEAD`, so it is read elsewhere: from the target's
+/// own [`DefaultBranchSource`](crate::ports::DefaultBranchSource) (CodeCommit's
+/// `GetRepository`), a local repository's `HEAD`, or upload-pack's `symref=HEAD:`
+/// capability. `None` when the standby has none or does not say.
+fn read_default_branch(
+    repo: &Repository,
+    target: &GitRemote,
+) -> Result<Option<RefName>, MirrorError> {
+    const CONTEXT: &str = "reading the target's default branch";
+    let full_name = if let Some(source) = &target.default_branch {
+        let short = source.default_branch().map_err(|e| {
+            let (location, transient) = (target.shown.clone(), e.transient);
+            let source = Box::new(e);
+            if transient {
+                MirrorError::Unreachable {
+                    location,
+                    context: CONTEXT,
+                    source,
+                }
+            } else {
+                MirrorError::Git {
+                    location,
+                    context: CONTEXT,
+                    source,
+                }
+            }
+        })?;
+        short.map(|b| format!("refs/heads/{b}"))
+    } else if !target.url.contains("://") {
+        local_head(target).map_err(|e| MirrorError::Git {
+            location: target.shown.clone(),
+            context: CONTEXT,
+            source: Box::new(e),
+        })?
+    } else {
+        advertised_head(repo, target)?
+    };
+    let default = full_name.and_then(|n| n.parse::<RefName>().ok().filter(|r| !r.is_tag()));
+    tracing::debug!(standby = %target.shown, default_branch = ?default.as_ref().map(RefName::full), "read the standby's default branch");
+    Ok(default)
+}
+
+/// The branch a local repository's `HEAD` names (born or not).
+fn local_head(target: &GitRemote) -> Result<Option<String>, git2::Error> {
+    let repo = Repository::open(&target.url)?;
+    let head = repo.find_reference("HEAD")?;
+    Ok(head.symbolic_target()?.map(str::to_owned))
+}
+
+/// The branch upload-pack's advertisement names as `HEAD` (`symref=HEAD:refs/heads/main`);
+/// `None` when it names none (an empty repository, an old server). libgit2's guess from
+/// commit ids is not used.
+fn advertised_head(repo: &Repository, target: &GitRemote) -> Result<Option<String>, MirrorError> {
+    with_network_retries(target, "reading the target's default branch", || {
+        let auth = AuthState::default();
+        let mut callbacks = RemoteCallbacks::new();
+        auth.install(&mut callbacks, target);
+        let mut remote = repo.remote_anonymous(&target.url).map_err(|e| (e, false))?;
+        let connection = remote
+            .connect_auth(Direction::Fetch, Some(callbacks), Some(proxy_options()))
+            .map_err(|e| (e, auth.failed()))?;
+        let heads = connection.list().map_err(|e| (e, false))?;
+        Ok(heads
+            .iter()
+            .find(|h| h.name() == "HEAD")
+            .and_then(|h| h.symref_target().map(str::to_owned)))
     })
 }
 
@@ -1224,6 +1333,77 @@ mod tests {
         assert!(
             is_transient(&reset),
             "other TLS failures are network errors"
+        );
+    }
+
+    #[test]
+    fn a_local_source_has_one_cache_key_however_its_path_is_written() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let repo = root.join("regions/virginia.git");
+        std::fs::create_dir_all(&repo).unwrap();
+        std::fs::create_dir(root.join("sub")).unwrap();
+        std::os::unix::fs::symlink(&repo, root.join("link.git")).unwrap();
+        let want = repo.display().to_string();
+        for written in [
+            repo.clone(),
+            root.join("sub/../regions/virginia.git"),
+            root.join("./regions/./virginia.git/"),
+            root.join("link.git"),
+        ] {
+            assert_eq!(
+                cache_key(&written.display().to_string()),
+                want,
+                "{written:?}"
+            );
+        }
+        // A relative path is the working directory's: never the same key as another
+        // directory's path of the same spelling.
+        let relative = cache_key("regions/virginia.git");
+        assert!(Path::new(&relative).is_absolute(), "{relative}");
+        assert_ne!(relative, want);
+    }
+
+    #[test]
+    fn urls_are_normalised_for_their_cache_key() {
+        let rows = [
+            (
+                "https://Git.Example.com:443/infra/x.git/",
+                "https://git.example.com/infra/x.git",
+            ),
+            (
+                "HTTPS://git.example.com/infra/x.git",
+                "https://git.example.com/infra/x.git",
+            ),
+            (
+                "http://127.0.0.1:80/v1/repos/r",
+                "http://127.0.0.1/v1/repos/r",
+            ),
+            (
+                "http://127.0.0.1:8080/v1/repos/r",
+                "http://127.0.0.1:8080/v1/repos/r",
+            ),
+            ("https://host:8443/r", "https://host:8443/r"),
+            ("https://host/R", "https://host/R"),
+            ("https://host", "https://host"),
+        ];
+        for (url, want) in rows {
+            assert_eq!(cache_key(url), want, "{url}");
+        }
+        let mirror = Git2Mirror::new("/cache");
+        let remote = |url: &str| GitRemote {
+            url: url.into(),
+            shown: "shown".into(),
+            credentials: None,
+            default_branch: None,
+        };
+        assert_eq!(
+            mirror.cache_dir(&remote("https://HOST:443/x/")),
+            mirror.cache_dir(&remote("https://host/x"))
+        );
+        assert_ne!(
+            mirror.cache_dir(&remote("https://host/x")),
+            mirror.cache_dir(&remote("https://host/y"))
         );
     }
 

@@ -479,6 +479,7 @@ fn libgit2_pushes_through_tozai_mirror_with_signed_passwords() {
             url: src.display().to_string(),
             shown: "src".into(),
             credentials: None,
+            default_branch: None,
         },
         target,
         selection: RefSelection::all(),

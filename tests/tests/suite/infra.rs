@@ -839,6 +839,11 @@ fn expected_mirror(primary: &str, standby: &str) -> Grants {
             &["codecommit:GitPush"],
             &[&arn("codecommit", standby, REPO)],
         ),
+        // The standby's default branch, which the mirror never deletes.
+        grant(
+            &["codecommit:GetRepository"],
+            &[&arn("codecommit", standby, REPO)],
+        ),
         grant(&["events:PutEvents"], &["GetAtt(Bus.Arn)"]),
         grant(&["sqs:SendMessage"], &["GetAtt(DeadLetterQueue.Arn)"]),
     ])

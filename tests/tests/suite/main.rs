@@ -22,6 +22,7 @@ mod lambdas;
 mod mirror_http;
 mod mirror_local;
 mod reliability;
+mod remotes;
 mod stand_ins;
 mod status_replay;
 mod tls;

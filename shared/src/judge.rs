@@ -44,8 +44,11 @@ pub const SYNC_CONSUMER: &str = "sync";
 pub const START_LEASE: Duration = Duration::from_secs(120);
 /// Attempts at moving a checkpoint that other invocations keep moving.
 const SAVE_ATTEMPTS: u32 = 5;
-/// CodePipeline's limit on a variable's value.
+/// CodePipeline's limit on a variable's value (1-1,000 characters; counted here in bytes,
+/// which is never fewer).
 const VARIABLE_MAX: usize = 1000;
+/// The value of a variable that has nothing to say (CodePipeline refuses empty values).
+const NO_VALUE: &str = "(none)";
 
 /// The checkpoint consumer name of a pipeline target.
 pub fn target_consumer(target: &str) -> String {
@@ -717,43 +720,50 @@ fn eligible(target: &Target, reference: &RefName) -> bool {
     filter.first_match(reference.short()).is_some()
 }
 
+/// The variables a start carries, each cut to CodePipeline's 1,000 characters with a
+/// visible marker (see [`crate::text`]) and never empty: CodePipeline refuses both.
 fn variables(
     decision: &TargetDecision,
     e: &RefChanged,
     commit: &CommitId,
 ) -> Vec<(String, String)> {
-    let mut matched = String::new();
-    for m in &decision.matches {
-        let item = m.path.to_string();
-        if matched.len() + item.len() + 1 > VARIABLE_MAX {
-            break;
-        }
-        if !matched.is_empty() {
-            matched.push(',');
-        }
-        matched.push_str(&item);
-    }
-    let mut patterns: Vec<String> = decision
+    let paths: Vec<String> = decision
+        .matches
+        .iter()
+        .map(|m| m.path.to_string())
+        .collect();
+    let mut rules: Vec<String> = decision
         .matches
         .iter()
         .map(|m| format!("{}:{}", m.rule, m.pattern))
         .collect();
-    patterns.sort();
-    patterns.dedup();
-    let mut rules = patterns.join(",");
-    if rules.len() > VARIABLE_MAX {
-        let mut cut = VARIABLE_MAX;
-        while !rules.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        rules.truncate(cut);
-    }
-    vec![
-        ("TOZAI_COMMIT_ID".to_owned(), commit.to_string()),
-        ("TOZAI_REF".to_owned(), e.reference.full()),
-        ("TOZAI_MATCHED_RULES".to_owned(), rules),
-        ("TOZAI_MATCHED_PATHS".to_owned(), matched),
+    rules.sort();
+    rules.dedup();
+    [
+        ("TOZAI_COMMIT_ID", commit.to_string()),
+        (
+            "TOZAI_REF",
+            crate::text::cut(&e.reference.full(), VARIABLE_MAX),
+        ),
+        (
+            "TOZAI_MATCHED_RULES",
+            crate::text::list(&rules, VARIABLE_MAX),
+        ),
+        (
+            "TOZAI_MATCHED_PATHS",
+            crate::text::list(&paths, VARIABLE_MAX),
+        ),
     ]
+    .into_iter()
+    .map(|(name, value)| {
+        let value = if value.is_empty() {
+            NO_VALUE.to_owned()
+        } else {
+            value
+        };
+        (name.to_owned(), value)
+    })
+    .collect()
 }
 
 /// The pipeline-judge of `region_name`: on a push to that region's repository, starts each

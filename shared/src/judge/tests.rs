@@ -1164,3 +1164,141 @@ async fn choose_base_keeps_track_of_the_handled_history() {
     };
     assert_eq!(save, (c4, Some(c1)));
 }
+
+// ---- pipeline variables ----
+
+fn decision_matching(rules: &[(&str, &str)], paths: &[String]) -> TargetDecision {
+    let matches = paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (rule, pattern) = rules[i % rules.len()];
+            crate::rules::Match {
+                rule: rule.into(),
+                pattern: pattern.into(),
+                path: p.as_str().into(),
+            }
+        })
+        .collect();
+    TargetDecision {
+        target: "tokyo-core".into(),
+        region: "tokyo".into(),
+        kind: "codepipeline",
+        name: "core-deploy".into(),
+        start: true,
+        reason: Reason::PathsMatched,
+        matches,
+        excluded: Vec::new(),
+    }
+}
+
+/// Regression: `TOZAI_MATCHED_PATHS` was empty when the first matched path alone was over
+/// CodePipeline's 1,000 characters, and CodePipeline refuses an empty value.
+#[test]
+fn pipeline_variables_are_never_empty_and_never_over_1000() {
+    let long = format!("common/{}", "x".repeat(2000));
+    let kanji = format!("common/{}.yaml", "東".repeat(700));
+    let many: Vec<String> = (0..400)
+        .map(|i| format!("共通/テンプレート-{i:03}.yaml"))
+        .collect();
+    let rules: Vec<(String, String)> = (0..60)
+        .map(|i| (format!("target-{i}"), format!("common/dir-{i}/**")))
+        .collect();
+    let rules: Vec<(&str, &str)> = rules.iter().map(|(r, p)| (&r[..], &p[..])).collect();
+    let long_tag = format!("refs/tags/{}", "v".repeat(1000));
+    // (what, ref, rules, paths, expected start of TOZAI_MATCHED_PATHS, expected end)
+    type Row<'a> = (
+        &'a str,
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        Vec<String>,
+        String,
+        &'a str,
+    );
+    let rows: Vec<Row> = vec![
+        (
+            "one short path",
+            MAIN,
+            vec![("tokyo-core", "common/**")],
+            vec!["common/a.yaml".into()],
+            "common/a.yaml".into(),
+            "common/a.yaml",
+        ),
+        (
+            "one 2,000-character path",
+            MAIN,
+            vec![("tokyo-core", "common/**")],
+            vec![long.clone()],
+            format!("common/{}", "x".repeat(900)),
+            "…",
+        ),
+        (
+            "a long first path, then more",
+            MAIN,
+            vec![("tokyo-core", "common/**")],
+            vec![long.clone(), "common/b.yaml".into()],
+            "common/xxx".into(),
+            "…,...(+1 more)",
+        ),
+        (
+            "a multi-byte path over the limit",
+            MAIN,
+            vec![("tokyo-core", "common/**")],
+            vec![kanji.clone()],
+            "common/東東東".into(),
+            "…",
+        ),
+        (
+            "400 multi-byte paths",
+            MAIN,
+            vec![("tokyo-core", "common/**")],
+            many.clone(),
+            "共通/テンプレート-000.yaml,".into(),
+            "more)",
+        ),
+        (
+            "60 rules",
+            "refs/tags/v1",
+            rules.clone(),
+            many.clone(),
+            "共通/".into(),
+            "more)",
+        ),
+        (
+            "a 1,500-character tag",
+            &long_tag,
+            vec![("tokyo-core", "common/**")],
+            vec!["common/a.yaml".into()],
+            "common/a.yaml".into(),
+            "common/a.yaml",
+        ),
+    ];
+    for (what, reference, rules, paths, starts, ends) in rows {
+        let Inbound::RefChanged(e) = push(TOKYO, reference, None, Some(&id(1))) else {
+            panic!("{what}: not a ref event")
+        };
+        let vars = variables(&decision_matching(&rules, &paths), &e, &id(1));
+        for (name, value) in &vars {
+            assert!(!value.is_empty(), "{what}: {name} is empty");
+            assert!(
+                value.len() <= 1000,
+                "{what}: {name} is {} bytes",
+                value.len()
+            );
+        }
+        let value = |name: &str| vars.iter().find(|(n, _)| n == name).unwrap().1.clone();
+        let paths_value = value("TOZAI_MATCHED_PATHS");
+        assert!(paths_value.starts_with(&starts), "{what}: {paths_value}");
+        assert!(paths_value.ends_with(ends), "{what}: {paths_value}");
+        assert!(
+            value("TOZAI_MATCHED_RULES").starts_with(&format!("{}:", rules[0].0)),
+            "{what}"
+        );
+        if rules.len() > 20 {
+            assert!(value("TOZAI_MATCHED_RULES").ends_with("more)"), "{what}");
+        }
+        if reference.len() > 1000 {
+            assert!(value("TOZAI_REF").ends_with('…'), "{what}");
+        }
+    }
+}

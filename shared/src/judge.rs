@@ -19,14 +19,15 @@
 //! 6. with no usable base, every file of the commit counts as changed (fail open, logged).
 //!
 //! Pipeline starts happen at most once per (target, commit): a claim in the checkpoint
-//! store is written before the start, the start carries a token derived from the target
-//! and the commit, and the start's id is recorded after it.
+//! store is written before the start and the start's id is recorded after it. The start
+//! carries a token derived from the target, the commit and every parameter it sends
+//! ([`StartRequest::new`]), so a retry repeats it exactly; the services' own deduplication
+//! is a second line only (CodeBuild's lasts 5 minutes, CodePipeline documents none).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::config::{Config, Region, Target};
 use crate::event::{Inbound, RefChange, RefChanged, SYNC_REQUESTED, SyncRequested};
@@ -53,15 +54,6 @@ const NO_VALUE: &str = "(none)";
 /// The checkpoint consumer name of a pipeline target.
 pub fn target_consumer(target: &str) -> String {
     format!("target:{target}")
-}
-
-/// The start token of (target, commit): the same for every attempt, different for every
-/// pair; matches `^[a-zA-Z0-9-]+$` and is at most 128 characters (CodePipeline's
-/// `clientRequestToken`, CodeBuild's `idempotencyToken`).
-pub fn start_token(target: &str, commit: &CommitId) -> String {
-    let digest = Sha256::digest(target.as_bytes());
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("tozai-{hex}-{}", commit.as_str())
 }
 
 /// Why a judge could not finish. The Lambda returns it as an error, so the event is
@@ -917,21 +909,21 @@ async fn start_once(
         Claim::InProgress => return Ok(("in_progress", None)),
         Claim::Won => {}
     }
-    let request = StartRequest {
-        target: target.name.clone(),
-        kind: target.kind.label(),
-        name: target.kind.resource().to_owned(),
-        source_action: match &target.kind {
-            crate::config::TargetKind::CodePipeline { source_action, .. } => {
-                Some(source_action.clone())
-            }
-            crate::config::TargetKind::CodeBuild { .. } => None,
-        },
-        commit: commit.clone(),
-        reference: e.reference.clone(),
-        variables: variables(decision, e, commit),
-        token: start_token(&target.name, commit),
+    let source_action = match &target.kind {
+        crate::config::TargetKind::CodePipeline { source_action, .. } => {
+            Some(source_action.clone())
+        }
+        crate::config::TargetKind::CodeBuild { .. } => None,
     };
+    let request = StartRequest::new(
+        &target.name,
+        target.kind.label(),
+        target.kind.resource(),
+        source_action,
+        commit.clone(),
+        e.reference.clone(),
+        variables(decision, e, commit),
+    );
     let id = match starter.start(&request).await {
         Ok(id) => id,
         Err(err) => {
@@ -1094,4 +1086,4 @@ async fn report<E: EventSink>(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -58,7 +58,7 @@ fn config() -> Config {
 type FakeCommit = (Vec<usize>, BTreeMap<String, u32>);
 
 #[derive(Default)]
-struct Repo {
+pub(crate) struct Repo {
     commits: Mutex<Vec<FakeCommit>>,
     branches: Mutex<HashMap<String, CommitId>>,
     diffs: Mutex<Vec<(Option<CommitId>, CommitId)>>,
@@ -74,7 +74,11 @@ fn index(c: &CommitId) -> usize {
 
 impl Repo {
     /// A commit on `parent` (none: a root) writing (`Some`) or deleting (`None`) files.
-    fn commit(&self, parent: Option<&CommitId>, files: &[(&str, Option<u32>)]) -> CommitId {
+    pub(crate) fn commit(
+        &self,
+        parent: Option<&CommitId>,
+        files: &[(&str, Option<u32>)],
+    ) -> CommitId {
         let mut commits = self.commits.lock().unwrap();
         let (parents, mut tree) = match parent {
             Some(p) => (vec![index(p)], commits[index(p)].1.clone()),
@@ -158,7 +162,7 @@ impl Ancestry for Repo {
 // ---- store, starter, events ----
 
 #[derive(Default)]
-struct Store {
+pub(crate) struct Store {
     checkpoints: Mutex<HashMap<String, Checkpoint>>,
     starts: Mutex<HashMap<(String, CommitId), Option<String>>>,
 }
@@ -271,7 +275,7 @@ impl CheckpointStore for Store {
 }
 
 #[derive(Default)]
-struct Starts {
+pub(crate) struct Starts {
     done: Mutex<Vec<StartRequest>>,
     /// Targets whose start fails, and whether transiently.
     failing: Mutex<HashMap<String, bool>>,
@@ -305,7 +309,7 @@ impl Starter for Starts {
 }
 
 #[derive(Default)]
-struct Bus(Mutex<Vec<(String, Value)>>);
+pub(crate) struct Bus(Mutex<Vec<(String, Value)>>);
 
 impl Bus {
     fn sent(&self) -> Vec<(String, Value)> {
@@ -325,7 +329,7 @@ impl EventSink for Bus {
 
 // ---- events shaped like AWS's sample ----
 
-fn push(
+pub(crate) fn push(
     aws_region: &str,
     reference: &str,
     old: Option<&CommitId>,
@@ -381,16 +385,16 @@ fn push_by(
     .unwrap()
 }
 
-const TOKYO: &str = "ap-northeast-1";
+pub(crate) const TOKYO: &str = "ap-northeast-1";
 const OSAKA: &str = "ap-northeast-3";
-const MAIN: &str = "refs/heads/main";
+pub(crate) const MAIN: &str = "refs/heads/main";
 
-struct World {
-    config: Config,
-    repo: Repo,
-    store: Store,
-    starts: Starts,
-    bus: Bus,
+pub(crate) struct World {
+    pub(crate) config: Config,
+    pub(crate) repo: Repo,
+    pub(crate) store: Store,
+    pub(crate) starts: Starts,
+    pub(crate) bus: Bus,
 }
 
 impl World {
@@ -406,7 +410,7 @@ impl World {
 
     /// A main branch with one commit holding files everywhere, every consumer's checkpoint
     /// on it (the steady state).
-    fn steady() -> (Self, CommitId) {
+    pub(crate) fn steady() -> (Self, CommitId) {
         let w = Self::new();
         let c0 = w.repo.commit(
             None,
@@ -612,7 +616,12 @@ async fn the_same_event_five_times_starts_each_target_once() {
     assert_eq!(core.kind, "codepipeline");
     assert_eq!(core.name, "core-deploy");
     assert_eq!(core.source_action.as_deref(), Some("Source"));
-    assert_eq!(core.token, start_token("tokyo-core", &c1));
+    assert_eq!(core.token, core.derived_token());
+    assert!(
+        core.token.starts_with(&format!("tozai-{c1}-")),
+        "{}",
+        core.token
+    );
     let vars: BTreeMap<_, _> = core.variables.iter().cloned().collect();
     assert_eq!(vars["TOZAI_COMMIT_ID"], c1.as_str());
     assert_eq!(vars["TOZAI_REF"], MAIN);
@@ -810,18 +819,39 @@ async fn one_diff_serves_every_target_with_the_same_base() {
 }
 
 #[test]
-fn start_tokens_are_deterministic_valid_and_distinct() {
-    let c = id(41);
+fn start_tokens_are_deterministic_valid_and_cover_every_parameter() {
+    let start = |target: &str, name: &str, commit: usize, reference: &str, paths: &str| {
+        StartRequest::new(
+            target,
+            "codebuild",
+            name,
+            None,
+            id(commit),
+            reference.parse().unwrap(),
+            vec![("TOZAI_MATCHED_PATHS".into(), paths.into())],
+        )
+    };
     let long = "t".repeat(500);
+    let rows = [
+        start("tokyo-core", "core-lint", 41, MAIN, "common/a.yaml"),
+        start("osaka-core", "core-lint", 41, MAIN, "common/a.yaml"),
+        start("名前 with spaces", "core-lint", 41, MAIN, "common/a.yaml"),
+        start(&long, "core-lint", 41, MAIN, "common/a.yaml"),
+        start("tokyo-core", "other-project", 41, MAIN, "common/a.yaml"),
+        start("tokyo-core", "core-lint", 42, MAIN, "common/a.yaml"),
+        start(
+            "tokyo-core",
+            "core-lint",
+            41,
+            "refs/heads/release/1",
+            "common/a.yaml",
+        ),
+        start("tokyo-core", "core-lint", 41, MAIN, "common/b.yaml"),
+    ];
     let mut seen = HashSet::new();
-    for target in [
-        "tokyo-core",
-        "osaka-core",
-        "名前 with spaces",
-        long.as_str(),
-    ] {
-        let token = start_token(target, &c);
-        assert_eq!(token, start_token(target, &c));
+    for r in &rows {
+        let token = &r.token;
+        assert_eq!(token, &r.clone().derived_token(), "deterministic");
         assert!(token.len() <= 128, "{token}");
         assert!(
             token
@@ -829,12 +859,18 @@ fn start_tokens_are_deterministic_valid_and_distinct() {
                 .all(|ch| ch.is_ascii_alphanumeric() || ch == '-'),
             "{token}"
         );
-        assert!(seen.insert(token));
+        assert!(seen.insert(token.clone()), "{token} for {r:?}");
     }
-    assert_ne!(
-        start_token("tokyo-core", &id(1)),
-        start_token("tokyo-core", &id(2))
+    let sha256 = StartRequest::new(
+        "t",
+        "codebuild",
+        "p",
+        None,
+        "ab".repeat(32).parse().unwrap(),
+        MAIN.parse().unwrap(),
+        vec![],
     );
+    assert!(sha256.token.len() <= 128, "{}", sha256.token);
 }
 
 #[test]

@@ -174,16 +174,15 @@ async fn merge_base_tries_both_orders_and_a_missing_branch_is_none() {
 }
 
 fn request(kind: &'static str, commit: CommitId) -> StartRequest {
-    StartRequest {
-        target: "tokyo-core".into(),
+    StartRequest::new(
+        "tokyo-core",
         kind,
-        name: "core-deploy".into(),
-        source_action: (kind == "codepipeline").then(|| "Source".to_owned()),
-        token: crate::judge::start_token("tokyo-core", &commit),
+        "core-deploy",
+        (kind == "codepipeline").then(|| "Source".to_owned()),
         commit,
-        reference: RefName::branch("main").unwrap(),
-        variables: vec![("TOZAI_COMMIT_ID".into(), "c".into())],
-    }
+        RefName::branch("main").unwrap(),
+        vec![("TOZAI_COMMIT_ID".into(), "c".into())],
+    )
 }
 
 fn token_is_valid(token: &str) -> bool {
@@ -455,5 +454,87 @@ async fn events_are_published_on_the_bus_and_refusals_are_errors() {
     assert!(
         e.transient && e.to_string().contains("ThrottlingException"),
         "{e}"
+    );
+}
+
+/// CodeBuild honours `idempotencyToken` for 5 minutes and refuses the same token with other
+/// parameters; CodePipeline documents no window for `clientRequestToken`. Through the
+/// pipeline-judge: a retried start sends exactly the same request (so the same token), and
+/// a start of the same (target, commit) with other parameters sends another token: here,
+/// after two failed attempts released the claim, a new branch at the same commit (another
+/// `TOZAI_REF`) takes it; with the same token CodeBuild would refuse it.
+#[tokio::test]
+async fn a_retried_start_repeats_its_request_and_other_parameters_get_another_token() {
+    use crate::judge::pipeline_judge;
+    use crate::judge::tests::{MAIN, TOKYO, World, push};
+    use aws_sdk_codebuild::operation::start_build::{StartBuildError, StartBuildOutput};
+    use aws_sdk_codebuild::types::Build;
+    use aws_sdk_codebuild::types::error::AccountLimitExceededException;
+    use aws_sdk_codepipeline::operation::start_pipeline_execution::StartPipelineExecutionOutput;
+
+    let seen = recorder();
+    let log = seen.clone();
+    let build = mock!(aws_sdk_codebuild::Client::start_build).then_compute_response(move |req| {
+        let mut log = log.lock().unwrap();
+        log.push(req.clone());
+        if log.len() <= 2 {
+            MockResponse::Error(StartBuildError::AccountLimitExceededException(
+                AccountLimitExceededException::builder()
+                    .message("too many builds")
+                    .build(),
+            ))
+        } else {
+            MockResponse::Output(
+                StartBuildOutput::builder()
+                    .build_value(
+                        Build::builder()
+                            .id(format!("core-lint:{}", log.len()))
+                            .build(),
+                    )
+                    .build(),
+            )
+        }
+    });
+    let pipeline =
+        mock!(aws_sdk_codepipeline::Client::start_pipeline_execution).then_output(|| {
+            StartPipelineExecutionOutput::builder()
+                .pipeline_execution_id("exec-1")
+                .build()
+        });
+    let starter = AwsStarter::new(
+        mock_client!(aws_sdk_codepipeline, RuleMode::MatchAny, [&pipeline]),
+        mock_client!(aws_sdk_codebuild, RuleMode::MatchAny, [&build]),
+    );
+    let (w, c0) = World::steady();
+    let c1 = w.repo.commit(Some(&c0), &[("common/vpc.yaml", Some(1))]);
+    let judge = |inbound| pipeline_judge(&w.config, "tokyo", &w.repo, &w.store, &starter, inbound);
+
+    let event = push(TOKYO, MAIN, Some(&c0), Some(&c1));
+    for _ in 0..2 {
+        let failed = judge(event.clone()).await.unwrap_err();
+        assert!(failed.is_transient(), "{failed}");
+    }
+    judge(push(TOKYO, "refs/heads/release/1", None, Some(&c1)))
+        .await
+        .unwrap();
+    // main's next retry finds the start recorded: nothing is sent.
+    judge(event).await.unwrap();
+
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3, "two failed attempts, then the new branch");
+    assert_eq!(seen[0], seen[1], "a retry sends exactly the same request");
+    let token = |i: usize| seen[i].idempotency_token().unwrap().to_owned();
+    assert!(token_is_valid(&token(0)), "{}", token(0));
+    assert_eq!(seen[2].source_version(), Some(c1.as_str()));
+    assert_ne!(
+        seen[2].environment_variables_override(),
+        seen[0].environment_variables_override()
+    );
+    assert_ne!(token(2), token(0), "other parameters, another token");
+    assert!(token_is_valid(&token(2)), "{}", token(2));
+    assert_eq!(
+        pipeline.num_calls(),
+        1,
+        "tokyo-core started once: the retry found its record in the claim store"
     );
 }

@@ -1022,7 +1022,12 @@ where
     report(config, events, record, commit, outcome).await
 }
 
-/// Publishes `Sync Completed` or `Sync Failed` for a mirror run and completes the record.
+/// How much of a failed run's error `Sync Failed` and the record carry (cut with `…`).
+const ERROR_BYTES: usize = 4096;
+
+/// Publishes `Sync Completed` or `Sync Failed` for a mirror run and completes the record:
+/// the run's [`MirrorSummary`](crate::mirror::MirrorSummary), so the event stays under
+/// EventBridge's 256 KB whatever the number of refs.
 async fn report<E: EventSink>(
     config: &Config,
     events: &E,
@@ -1046,13 +1051,13 @@ async fn report<E: EventSink>(
     };
     match outcome {
         Ok(outcome) => {
-            let summary = serde_json::json!({
-                "refs": outcome.refs,
-                "counts": outcome.counts(),
-                "objects_sent": outcome.objects_sent,
-                "bytes_sent": outcome.bytes_sent,
-                "elapsed_ms": outcome.elapsed.as_millis() as u64,
-            });
+            let summary = serde_json::to_value(outcome.summary()).map_err(|err| {
+                ServiceError::new(
+                    "event bus",
+                    format!("cannot encode the mirror's summary: {err}"),
+                    false,
+                )
+            })?;
             let (kind, status) = if outcome.in_sync() {
                 (SYNC_COMPLETED, "in_sync")
             } else {
@@ -1065,7 +1070,7 @@ async fn report<E: EventSink>(
             Ok(record)
         }
         Err(err) => {
-            let message = err.to_string();
+            let message = crate::text::cut(&err.to_string(), ERROR_BYTES);
             let published = events
                 .publish(
                     SYNC_FAILED,

@@ -150,8 +150,11 @@ pub enum MirrorError {
         role: &'static str,
         detail: String,
     },
+    /// `refs` may name thousands of refs: the message shows the first 1,000 bytes (an
+    /// error travels in `Sync Failed`, logs and the Lambda's failure record).
     #[error(
-        "standby refs kept moving during the mirror ({refs}); gave up after {attempts} attempts"
+        "standby refs kept moving during the mirror ({}); gave up after {attempts} attempts",
+        crate::text::cut(.refs, 1000)
     )]
     Contended { refs: String, attempts: u32 },
 }

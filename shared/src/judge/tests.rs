@@ -48,7 +48,7 @@ paths = ["common/**", "secondary/**"]
 tags = ["v*"]
 "#;
 
-fn config() -> Config {
+pub(crate) fn config() -> Config {
     Config::parse(CONFIG, "tozai.toml".as_ref()).unwrap()
 }
 

@@ -13,7 +13,7 @@
 //! ```
 //! use tozai::text::{cut, list};
 //! assert_eq!(cut("primary/templates/root.yaml", 12), "primary/t…");
-//! assert_eq!(list(&["a.yaml", "b.yaml", "c.yaml"], 22), "a.yaml,...(+2 more)");
+//! assert_eq!(list(&["a.yaml", "b.yaml", "c.yaml", "d.yaml"], 22), "a.yaml,...(+3 more)");
 //! assert_eq!(list(&["a.yaml", "b.yaml"], 100), "a.yaml,b.yaml");
 //! ```
 

@@ -18,6 +18,10 @@
 //! 5. for a new branch, its merge base with the config's base branch;
 //! 6. with no usable base, every file of the commit counts as changed (fail open, logged).
 //!
+//! The sync-judge lists no changes when the ref alone decides ([`crate::plan::sync_by_ref`]:
+//! a tag `sync.tags` selects is mirrored whatever it changed), so a new tag never lists its
+//! whole tree there; a pipeline target that opts into tags is judged on the tag's paths.
+//!
 //! Pipeline starts happen at most once per (target, commit): a claim in the checkpoint
 //! store is written before the start and the start's id is recorded after it. The start
 //! carries a token derived from the target, the commit and every parameter it sends
@@ -675,22 +679,28 @@ where
             save,
         } => (base, why, act_on, save),
     };
-    let changes = repo.changes(base.as_ref(), &after).await?;
-    note_diff(&mut record, SYNC_CONSUMER, &base, &why, changes.len());
-    let decisions = decide(config, &region.name, &e.reference, &changes)
-        .map_err(|u| JudgeError::Config(u.to_string()))?;
-    let mirror = decisions.sync.mirror;
+    let mut decision = match crate::plan::sync_by_ref(config, &region.name, &e.reference) {
+        // A selected tag is mirrored whatever it changed: nothing to list.
+        Some(decision) => decision,
+        None => {
+            let changes = repo.changes(base.as_ref(), &after).await?;
+            note_diff(&mut record, SYNC_CONSUMER, &base, &why, changes.len());
+            decide(config, &region.name, &e.reference, &changes)
+                .map_err(|u| JudgeError::Config(u.to_string()))?
+                .sync
+        }
+    };
+    let mirror = decision.mirror;
     if mirror {
         let request = SyncRequested {
             repository: e.repository.clone(),
             reference: e.reference.full(),
             commit: Some(act_on.to_string()),
-            reason: decisions.sync.reason.describe().to_owned(),
+            reason: decision.reason.describe().to_owned(),
         };
         request_sync(events, &request).await?;
     }
     advance(repo, store, SYNC_CONSUMER, &e, &save, checkpoint).await?;
-    let mut decision = decisions.sync;
     let (matches, matches_total) = cut(std::mem::take(&mut decision.matches));
     let (excluded, excluded_total) = cut(std::mem::take(&mut decision.excluded));
     decision.matches = matches;

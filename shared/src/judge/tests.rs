@@ -563,6 +563,36 @@ async fn the_sync_judge_ignores_what_is_not_its_business_without_calling_aws() {
     assert_eq!(w.store.at("sync", MAIN), Some(c0));
 }
 
+/// Regression: a new tag was diffed against nothing, listing every file of its tree
+/// (GetDifferences, page after page: a time-out on a repository of 100,000 files), though
+/// the tag rule mirrors a selected tag whatever it changed.
+#[tokio::test]
+async fn a_new_tag_is_mirrored_without_listing_its_tree() {
+    let (w, c0) = World::steady();
+    let c1 = w.repo.commit(Some(&c0), &[("docs/readme.md", Some(1))]);
+    let tag = "refs/tags/v1.0";
+    let record = w.sync(push(TOKYO, tag, None, Some(&c1))).await.unwrap();
+    assert_eq!(w.repo.diff_count(), 0, "no ChangeSource call");
+    assert!(record.diffs.is_empty(), "{:?}", record.diffs);
+    let sync = record.sync.unwrap();
+    assert!(sync.requested);
+    assert_eq!(sync.decision.reason, Reason::TagPolicy);
+    assert_eq!(w.requested(), vec![c1.to_string()]);
+    // Delivered again: already handled (the checkpoint moved), not requested twice.
+    let again = w.sync(push(TOKYO, tag, None, Some(&c1))).await.unwrap();
+    assert!(again.ignored.unwrap().contains("already handled"));
+    assert_eq!(w.requested().len(), 1);
+    // The pipeline-judge of a target that opts into tags still judges the tag's paths:
+    // its whole tree, since a new tag has no base.
+    let judged = w
+        .judge("osaka", push(OSAKA, tag, None, Some(&c1)))
+        .await
+        .unwrap();
+    assert_eq!(w.repo.diff_count(), 1);
+    assert!(matches!(judged.diffs[0].why, BaseWhy::WholeTree { .. }));
+    assert_eq!(w.starts.of("osaka-core"), vec![c1]);
+}
+
 #[tokio::test]
 async fn a_new_branch_is_judged_against_its_merge_base_with_the_base_branch() {
     let (w, c0) = World::steady();

@@ -922,7 +922,6 @@ impl Demo {
                         "updated" => {
                             format!("{name} updated {}..{} (fast-forward)", s("old"), s("new"))
                         }
-                        "unchanged" => format!("{name} unchanged at {}", s("at")),
                         "deleted" => format!("{name} deleted (was {})", s("old")),
                         "diverged" => format!(
                             "{name} DIVERGED: the standby's {} is not an ancestor of {}; left alone",
@@ -936,13 +935,23 @@ impl Demo {
                     };
                     self.line(&region, format!("mirror: {text}"));
                 }
-                self.line(
-                    &region,
-                    format!(
-                        "mirror: sent {} objects in {} ms",
+                // Unchanged refs are only counted (the record lists what changed or failed).
+                let count = |n: &serde_json::Value, what: &str| {
+                    n.as_u64().filter(|n| *n > 0).map(|n| format!("{n} {what}"))
+                };
+                let summary: Vec<String> = [
+                    count(&m["counts"]["unchanged"], "unchanged"),
+                    count(&m["counts"]["kept"], "kept"),
+                    count(&m["refs_not_listed"], "more changed or failed, not listed"),
+                    Some(format!(
+                        "sent {} objects in {} ms",
                         m["objects_sent"], m["elapsed_ms"]
-                    ),
-                );
+                    )),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                self.line(&region, format!("mirror: {}", summary.join("; ")));
             }
             other => self.line(&region, format!("{other}: {}", r.to_json())),
         }

@@ -164,6 +164,15 @@ pub type StateChangeEvent = aws_lambda_events::event::eventbridge::EventBridgeEv
 /// The longest event tozai reads (EventBridge's own limit is 256 KiB).
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
 
+/// EventBridge's limit on one PutEvents entry, "256 KB", read in the stricter way.
+pub const MAX_ENTRY_BYTES: usize = 256 * 1000;
+
+/// The size EventBridge counts for one of tozai's PutEvents entries: Source, DetailType and
+/// Detail in UTF-8 bytes (tozai sets neither Time nor Resources, which would count too).
+pub fn entry_size(detail_type: &str, detail: &str) -> usize {
+    TOZAI_SOURCE.len() + detail_type.len() + detail.len()
+}
+
 /// Parses and classifies one event.
 pub fn parse(json: &str) -> Result<Inbound, EventError> {
     if json.len() > MAX_EVENT_BYTES {

@@ -18,15 +18,20 @@
 //! 5. for a new branch, its merge base with the config's base branch;
 //! 6. with no usable base, every file of the commit counts as changed (fail open, logged).
 //!
+//! The sync-judge lists no changes when the ref alone decides ([`crate::plan::sync_by_ref`]:
+//! a tag `sync.tags` selects is mirrored whatever it changed), so a new tag never lists its
+//! whole tree there; a pipeline target that opts into tags is judged on the tag's paths.
+//!
 //! Pipeline starts happen at most once per (target, commit): a claim in the checkpoint
-//! store is written before the start, the start carries a token derived from the target
-//! and the commit, and the start's id is recorded after it.
+//! store is written before the start and the start's id is recorded after it. The start
+//! carries a token derived from the target, the commit and every parameter it sends
+//! ([`StartRequest::new`]), so a retry repeats it exactly; the services' own deduplication
+//! is a second line only (CodeBuild's lasts 5 minutes, CodePipeline documents none).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::config::{Config, Region, Target};
 use crate::event::{Inbound, RefChange, RefChanged, SYNC_REQUESTED, SyncRequested};
@@ -44,21 +49,15 @@ pub const SYNC_CONSUMER: &str = "sync";
 pub const START_LEASE: Duration = Duration::from_secs(120);
 /// Attempts at moving a checkpoint that other invocations keep moving.
 const SAVE_ATTEMPTS: u32 = 5;
-/// CodePipeline's limit on a variable's value.
+/// CodePipeline's limit on a variable's value (1-1,000 characters; counted here in bytes,
+/// which is never fewer).
 const VARIABLE_MAX: usize = 1000;
+/// The value of a variable that has nothing to say (CodePipeline refuses empty values).
+const NO_VALUE: &str = "(none)";
 
 /// The checkpoint consumer name of a pipeline target.
 pub fn target_consumer(target: &str) -> String {
     format!("target:{target}")
-}
-
-/// The start token of (target, commit): the same for every attempt, different for every
-/// pair; matches `^[a-zA-Z0-9-]+$` and is at most 128 characters (CodePipeline's
-/// `clientRequestToken`, CodeBuild's `idempotencyToken`).
-pub fn start_token(target: &str, commit: &CommitId) -> String {
-    let digest = Sha256::digest(target.as_bytes());
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("tozai-{hex}-{}", commit.as_str())
 }
 
 /// Why a judge could not finish. The Lambda returns it as an error, so the event is
@@ -680,22 +679,28 @@ where
             save,
         } => (base, why, act_on, save),
     };
-    let changes = repo.changes(base.as_ref(), &after).await?;
-    note_diff(&mut record, SYNC_CONSUMER, &base, &why, changes.len());
-    let decisions = decide(config, &region.name, &e.reference, &changes)
-        .map_err(|u| JudgeError::Config(u.to_string()))?;
-    let mirror = decisions.sync.mirror;
+    let mut decision = match crate::plan::sync_by_ref(config, &region.name, &e.reference) {
+        // A selected tag is mirrored whatever it changed: nothing to list.
+        Some(decision) => decision,
+        None => {
+            let changes = repo.changes(base.as_ref(), &after).await?;
+            note_diff(&mut record, SYNC_CONSUMER, &base, &why, changes.len());
+            decide(config, &region.name, &e.reference, &changes)
+                .map_err(|u| JudgeError::Config(u.to_string()))?
+                .sync
+        }
+    };
+    let mirror = decision.mirror;
     if mirror {
         let request = SyncRequested {
             repository: e.repository.clone(),
             reference: e.reference.full(),
             commit: Some(act_on.to_string()),
-            reason: decisions.sync.reason.describe().to_owned(),
+            reason: decision.reason.describe().to_owned(),
         };
         request_sync(events, &request).await?;
     }
     advance(repo, store, SYNC_CONSUMER, &e, &save, checkpoint).await?;
-    let mut decision = decisions.sync;
     let (matches, matches_total) = cut(std::mem::take(&mut decision.matches));
     let (excluded, excluded_total) = cut(std::mem::take(&mut decision.excluded));
     decision.matches = matches;
@@ -717,43 +722,50 @@ fn eligible(target: &Target, reference: &RefName) -> bool {
     filter.first_match(reference.short()).is_some()
 }
 
+/// The variables a start carries, each cut to CodePipeline's 1,000 characters with a
+/// visible marker (see [`crate::text`]) and never empty: CodePipeline refuses both.
 fn variables(
     decision: &TargetDecision,
     e: &RefChanged,
     commit: &CommitId,
 ) -> Vec<(String, String)> {
-    let mut matched = String::new();
-    for m in &decision.matches {
-        let item = m.path.to_string();
-        if matched.len() + item.len() + 1 > VARIABLE_MAX {
-            break;
-        }
-        if !matched.is_empty() {
-            matched.push(',');
-        }
-        matched.push_str(&item);
-    }
-    let mut patterns: Vec<String> = decision
+    let paths: Vec<String> = decision
+        .matches
+        .iter()
+        .map(|m| m.path.to_string())
+        .collect();
+    let mut rules: Vec<String> = decision
         .matches
         .iter()
         .map(|m| format!("{}:{}", m.rule, m.pattern))
         .collect();
-    patterns.sort();
-    patterns.dedup();
-    let mut rules = patterns.join(",");
-    if rules.len() > VARIABLE_MAX {
-        let mut cut = VARIABLE_MAX;
-        while !rules.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        rules.truncate(cut);
-    }
-    vec![
-        ("TOZAI_COMMIT_ID".to_owned(), commit.to_string()),
-        ("TOZAI_REF".to_owned(), e.reference.full()),
-        ("TOZAI_MATCHED_RULES".to_owned(), rules),
-        ("TOZAI_MATCHED_PATHS".to_owned(), matched),
+    rules.sort();
+    rules.dedup();
+    [
+        ("TOZAI_COMMIT_ID", commit.to_string()),
+        (
+            "TOZAI_REF",
+            crate::text::cut(&e.reference.full(), VARIABLE_MAX),
+        ),
+        (
+            "TOZAI_MATCHED_RULES",
+            crate::text::list(&rules, VARIABLE_MAX),
+        ),
+        (
+            "TOZAI_MATCHED_PATHS",
+            crate::text::list(&paths, VARIABLE_MAX),
+        ),
     ]
+    .into_iter()
+    .map(|(name, value)| {
+        let value = if value.is_empty() {
+            NO_VALUE.to_owned()
+        } else {
+            value
+        };
+        (name.to_owned(), value)
+    })
+    .collect()
 }
 
 /// The pipeline-judge of `region_name`: on a push to that region's repository, starts each
@@ -907,21 +919,21 @@ async fn start_once(
         Claim::InProgress => return Ok(("in_progress", None)),
         Claim::Won => {}
     }
-    let request = StartRequest {
-        target: target.name.clone(),
-        kind: target.kind.label(),
-        name: target.kind.resource().to_owned(),
-        source_action: match &target.kind {
-            crate::config::TargetKind::CodePipeline { source_action, .. } => {
-                Some(source_action.clone())
-            }
-            crate::config::TargetKind::CodeBuild { .. } => None,
-        },
-        commit: commit.clone(),
-        reference: e.reference.clone(),
-        variables: variables(decision, e, commit),
-        token: start_token(&target.name, commit),
+    let source_action = match &target.kind {
+        crate::config::TargetKind::CodePipeline { source_action, .. } => {
+            Some(source_action.clone())
+        }
+        crate::config::TargetKind::CodeBuild { .. } => None,
     };
+    let request = StartRequest::new(
+        &target.name,
+        target.kind.label(),
+        target.kind.resource(),
+        source_action,
+        commit.clone(),
+        e.reference.clone(),
+        variables(decision, e, commit),
+    );
     let id = match starter.start(&request).await {
         Ok(id) => id,
         Err(err) => {
@@ -1020,7 +1032,12 @@ where
     report(config, events, record, commit, outcome).await
 }
 
-/// Publishes `Sync Completed` or `Sync Failed` for a mirror run and completes the record.
+/// How much of a failed run's error `Sync Failed` and the record carry (cut with `…`).
+const ERROR_BYTES: usize = 4096;
+
+/// Publishes `Sync Completed` or `Sync Failed` for a mirror run and completes the record:
+/// the run's [`MirrorSummary`](crate::mirror::MirrorSummary), so the event stays under
+/// EventBridge's 256 KB whatever the number of refs.
 async fn report<E: EventSink>(
     config: &Config,
     events: &E,
@@ -1044,13 +1061,13 @@ async fn report<E: EventSink>(
     };
     match outcome {
         Ok(outcome) => {
-            let summary = serde_json::json!({
-                "refs": outcome.refs,
-                "counts": outcome.counts(),
-                "objects_sent": outcome.objects_sent,
-                "bytes_sent": outcome.bytes_sent,
-                "elapsed_ms": outcome.elapsed.as_millis() as u64,
-            });
+            let summary = serde_json::to_value(outcome.summary()).map_err(|err| {
+                ServiceError::new(
+                    "event bus",
+                    format!("cannot encode the mirror's summary: {err}"),
+                    false,
+                )
+            })?;
             let (kind, status) = if outcome.in_sync() {
                 (SYNC_COMPLETED, "in_sync")
             } else {
@@ -1063,7 +1080,7 @@ async fn report<E: EventSink>(
             Ok(record)
         }
         Err(err) => {
-            let message = err.to_string();
+            let message = crate::text::cut(&err.to_string(), ERROR_BYTES);
             let published = events
                 .publish(
                     SYNC_FAILED,
@@ -1084,4 +1101,4 @@ async fn report<E: EventSink>(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -12,7 +12,8 @@
 //! - [`adapters`]: those capabilities over real technology (git2 behind the `git`
 //!   feature, so the judges need not link libgit2), and [`remote`], which turns locations
 //!   into signed git remotes (AWS credentials behind the `aws` feature);
-//! - [`service`]: the use cases the Lambdas and the CLI share.
+//! - [`service`]: the use cases the Lambdas and the CLI share;
+//! - [`text`]: values cut to fit a service's limits, with a visible marker.
 
 pub mod adapters;
 pub mod change;
@@ -32,3 +33,4 @@ pub mod rules;
 pub mod ruletest;
 pub mod service;
 pub mod status;
+pub mod text;

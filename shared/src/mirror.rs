@@ -316,6 +316,27 @@ impl RefStatus {
     pub fn is_problem(&self) -> bool {
         matches!(self, Self::Diverged { .. } | Self::Rejected { .. })
     }
+
+    /// Created, updated or deleted: the run changed the standby's ref.
+    pub fn is_change(&self) -> bool {
+        matches!(
+            self,
+            Self::Created { .. } | Self::Updated { .. } | Self::Deleted { .. }
+        )
+    }
+
+    /// The status's name, as serialized.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Created { .. } => "created",
+            Self::Updated { .. } => "updated",
+            Self::Deleted { .. } => "deleted",
+            Self::Unchanged { .. } => "unchanged",
+            Self::Diverged { .. } => "diverged",
+            Self::Kept { .. } => "kept",
+            Self::Rejected { .. } => "rejected",
+        }
+    }
 }
 
 /// One ref's result.
@@ -354,19 +375,79 @@ impl MirrorOutcome {
     pub fn counts(&self) -> BTreeMap<&'static str, usize> {
         let mut out = BTreeMap::new();
         for r in &self.refs {
-            let key = match r.status {
-                RefStatus::Created { .. } => "created",
-                RefStatus::Updated { .. } => "updated",
-                RefStatus::Deleted { .. } => "deleted",
-                RefStatus::Unchanged { .. } => "unchanged",
-                RefStatus::Diverged { .. } => "diverged",
-                RefStatus::Kept { .. } => "kept",
-                RefStatus::Rejected { .. } => "rejected",
-            };
-            *out.entry(key).or_default() += 1;
+            *out.entry(r.status.label()).or_default() += 1;
         }
         out
     }
+
+    /// The run in a bounded size, for events and logs (see [`MirrorSummary`]).
+    pub fn summary(&self) -> MirrorSummary {
+        let mut notable: Vec<&RefResult> = self
+            .refs
+            .iter()
+            .filter(|r| r.status.is_problem() || r.status.is_change())
+            .collect();
+        // Failures first (a stable sort keeps name order within each group).
+        notable.sort_by_key(|r| !r.status.is_problem());
+        let mut refs = Vec::new();
+        let mut bytes = 0;
+        for r in &notable {
+            if refs.len() == SUMMARY_REFS {
+                break;
+            }
+            let r = RefResult {
+                reference: r.reference.clone(),
+                status: match &r.status {
+                    RefStatus::Rejected { reason } => RefStatus::Rejected {
+                        reason: crate::text::cut(reason, SUMMARY_REASON_BYTES),
+                    },
+                    other => other.clone(),
+                },
+            };
+            let size = serde_json::to_string(&r).map_or(usize::MAX, |j| j.len() + 1);
+            if bytes + size <= SUMMARY_REF_BYTES {
+                bytes += size;
+                refs.push(r);
+            }
+        }
+        MirrorSummary {
+            counts: self.counts(),
+            refs_total: self.refs.len(),
+            refs_not_listed: notable.len() - refs.len(),
+            refs,
+            objects_sent: self.objects_sent,
+            bytes_sent: self.bytes_sent,
+            elapsed_ms: self.elapsed.as_millis() as u64,
+        }
+    }
+}
+
+/// How many refs a [`MirrorSummary`] lists at most.
+pub const SUMMARY_REFS: usize = 100;
+/// How many bytes (as JSON) the refs a [`MirrorSummary`] lists take at most: with the other
+/// fields, an event stays far under EventBridge's and SNS's 256 KB.
+pub const SUMMARY_REF_BYTES: usize = 64 * 1024;
+/// A rejection's reason is cut (with `…`) at this many bytes in a summary.
+const SUMMARY_REASON_BYTES: usize = 1000;
+
+/// A mirror run in a bounded size whatever the number of refs, as `Sync Completed`,
+/// `Sync Failed` and the mirror's decision record carry it: how many refs had each status,
+/// and the refs that changed or failed (diverged and rejected first, then created, updated
+/// and deleted, each in name order), at most [`SUMMARY_REFS`] of them in at most
+/// [`SUMMARY_REF_BYTES`]. Unchanged and kept refs are only counted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MirrorSummary {
+    /// How many refs had each status (every ref counts).
+    pub counts: BTreeMap<&'static str, usize>,
+    /// How many refs the run considered.
+    pub refs_total: usize,
+    /// The refs that changed or failed, as far as they fit.
+    pub refs: Vec<RefResult>,
+    /// How many refs changed or failed but are not listed.
+    pub refs_not_listed: usize,
+    pub objects_sent: u64,
+    pub bytes_sent: u64,
+    pub elapsed_ms: u64,
 }
 
 #[cfg(test)]
@@ -572,6 +653,99 @@ mod tests {
     fn ref_args_outside_heads_and_tags_are_refused() {
         let e = RefSelection::from_args(&["refs/notes/*".into()]).unwrap_err();
         assert!(e.to_string().contains("refs/notes/*"), "{e}");
+    }
+
+    fn outcome_of(refs: Vec<(String, RefStatus)>) -> MirrorOutcome {
+        MirrorOutcome {
+            source: "a".into(),
+            target: "b".into(),
+            dry_run: false,
+            refs: refs
+                .into_iter()
+                .map(|(r, status)| RefResult {
+                    reference: r.parse().unwrap(),
+                    status,
+                })
+                .collect(),
+            objects_sent: 1,
+            bytes_sent: 2,
+            elapsed: Duration::from_millis(3),
+        }
+    }
+
+    #[test]
+    fn a_summary_lists_failures_first_then_changes_and_only_counts_the_rest() {
+        let refs = vec![
+            ("a".into(), RefStatus::Unchanged { at: id('a') }),
+            ("b".into(), RefStatus::Created { new: id('b') }),
+            (
+                "c".into(),
+                RefStatus::Kept {
+                    standby: id('c'),
+                    reason: "default".into(),
+                },
+            ),
+            (
+                "d".into(),
+                RefStatus::Rejected {
+                    reason: "r".repeat(5000),
+                },
+            ),
+            ("e".into(), RefStatus::Deleted { old: id('e') }),
+            (
+                "f".into(),
+                RefStatus::Diverged {
+                    source: None,
+                    standby: id('f'),
+                },
+            ),
+        ];
+        let s = outcome_of(refs).summary();
+        let listed: Vec<(String, &str)> = s
+            .refs
+            .iter()
+            .map(|r| (r.reference.short().to_owned(), r.status.label()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("d".into(), "rejected"),
+                ("f".into(), "diverged"),
+                ("b".into(), "created"),
+                ("e".into(), "deleted")
+            ]
+        );
+        let RefStatus::Rejected { reason } = &s.refs[0].status else {
+            panic!()
+        };
+        assert!(
+            reason.len() <= 1000 && reason.ends_with('…'),
+            "{}",
+            reason.len()
+        );
+        assert_eq!((s.refs_total, s.refs_not_listed), (6, 0));
+        assert_eq!(s.counts["unchanged"], 1);
+        assert_eq!(s.counts["kept"], 1);
+        assert_eq!(s.elapsed_ms, 3);
+    }
+
+    #[test]
+    fn a_summary_stays_within_its_byte_budget_with_the_longest_ref_names() {
+        // 100 created refs of 1,024-byte names would take about 110 KB.
+        let refs = (0..100)
+            .map(|i| {
+                (
+                    format!("{i:03}{}", "n".repeat(1021)),
+                    RefStatus::Created { new: id('a') },
+                )
+            })
+            .collect();
+        let s = outcome_of(refs).summary();
+        let bytes = serde_json::to_string(&s.refs).unwrap().len();
+        assert!(bytes <= SUMMARY_REF_BYTES, "{bytes}");
+        assert!(!s.refs.is_empty());
+        assert_eq!(s.refs.len() + s.refs_not_listed, 100);
+        assert_eq!(s.counts["created"], 100);
     }
 
     #[test]

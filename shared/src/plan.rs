@@ -188,29 +188,21 @@ pub fn decide(
     let mut judged = config.rules.judge(changes);
     let empty = changes.is_empty();
 
-    let sync = match config.mirror_destination(region) {
-        None => SyncDecision {
-            mirror: false,
-            to: None,
-            reason: Reason::PushToStandby,
-            matches: Vec::new(),
-            excluded: Vec::new(),
+    let outcome = config
+        .mirror_destination(region)
+        .and_then(|to| judged.take(&sync_rule_name(&to.name)))
+        .unwrap_or_default();
+    let sync = match sync_by_ref(config, region, reference) {
+        Some(by_ref) => SyncDecision {
+            matches: outcome.matches,
+            excluded: outcome.excluded,
+            ..by_ref
         },
-        Some(to) => {
-            let outcome = judged.take(&sync_rule_name(&to.name)).unwrap_or_default();
-            let (filter, tag) = match reference {
-                RefName::Branch(_) => (&config.sync.branches, false),
-                RefName::Tag(_) => (&config.sync.tags, true),
-            };
-            let (mirror, reason) = match filter.first_match(reference.short()) {
-                None if tag => (false, Reason::TagNotSelected),
-                None => (false, Reason::BranchNotSelected),
-                Some(_) if tag => (true, Reason::TagPolicy),
-                Some(_) => by_paths(&outcome, empty),
-            };
+        None => {
+            let (mirror, reason) = by_paths(&outcome, empty);
             SyncDecision {
                 mirror,
-                to: Some(to.name.clone()),
+                to: config.mirror_destination(region).map(|to| to.name.clone()),
                 reason,
                 matches: outcome.matches,
                 excluded: outcome.excluded,
@@ -228,6 +220,35 @@ pub fn decide(
         pipelines,
         after_mirror,
     })
+}
+
+/// The sync decision of a push to `reference` in `region` when the changed paths cannot
+/// change it, with no matches: a push to the standby, a branch or tag that `sync` does not
+/// select, or a tag it selects (mirrored whatever it changed). `None` when it depends on
+/// the paths. The sync-judge lists no changes when this decides (a new tag would otherwise
+/// list its whole tree).
+pub fn sync_by_ref(config: &Config, region: &str, reference: &RefName) -> Option<SyncDecision> {
+    let decided = |to: Option<String>, mirror, reason| SyncDecision {
+        mirror,
+        to,
+        reason,
+        matches: Vec::new(),
+        excluded: Vec::new(),
+    };
+    let Some(to) = config.mirror_destination(region) else {
+        return Some(decided(None, false, Reason::PushToStandby));
+    };
+    let to = Some(to.name.clone());
+    let (filter, tag) = match reference {
+        RefName::Branch(_) => (&config.sync.branches, false),
+        RefName::Tag(_) => (&config.sync.tags, true),
+    };
+    match filter.first_match(reference.short()) {
+        None if tag => Some(decided(to, false, Reason::TagNotSelected)),
+        None => Some(decided(to, false, Reason::BranchNotSelected)),
+        Some(_) if tag => Some(decided(to, true, Reason::TagPolicy)),
+        Some(_) => None,
+    }
 }
 
 fn by_paths(outcome: &RuleOutcome, empty: bool) -> (bool, Reason) {
@@ -291,6 +312,52 @@ mod tests {
 
     fn d(region: &str, reference: &str, changes: &[Change]) -> Decisions {
         decide(&example(), region, &reference.parse().unwrap(), changes).unwrap()
+    }
+
+    #[test]
+    fn only_a_branch_the_sync_selects_needs_the_paths() {
+        let rows = [
+            ("tokyo", "refs/tags/v1.0", Some((true, Reason::TagPolicy))),
+            (
+                "tokyo",
+                "refs/tags/nightly",
+                Some((false, Reason::TagNotSelected)),
+            ),
+            (
+                "tokyo",
+                "refs/heads/feature/x",
+                Some((false, Reason::BranchNotSelected)),
+            ),
+            (
+                "osaka",
+                "refs/heads/main",
+                Some((false, Reason::PushToStandby)),
+            ),
+            (
+                "osaka",
+                "refs/tags/v1.0",
+                Some((false, Reason::PushToStandby)),
+            ),
+            ("tokyo", "refs/heads/main", None),
+            ("tokyo", "refs/heads/release/1", None),
+        ];
+        let config = example();
+        for (region, reference, want) in rows {
+            let got = sync_by_ref(&config, region, &reference.parse().unwrap());
+            assert_eq!(
+                got.as_ref().map(|d| (d.mirror, d.reason)),
+                want,
+                "{region} {reference}"
+            );
+            // It agrees with the decision on any paths.
+            if let Some(by_ref) = got {
+                let full = d(region, reference, &[Change::modified("common/a.yaml")]).sync;
+                assert_eq!(
+                    (full.mirror, full.reason, full.to),
+                    (by_ref.mirror, by_ref.reason, by_ref.to)
+                );
+            }
+        }
     }
 
     fn target<'a>(list: &'a [TargetDecision], name: &str) -> &'a TargetDecision {

@@ -172,8 +172,11 @@ pub enum MirrorError {
         role: &'static str,
         detail: String,
     },
+    /// `refs` may name thousands of refs: the message shows the first 1,000 bytes (an
+    /// error travels in `Sync Failed`, logs and the Lambda's failure record).
     #[error(
-        "standby refs kept moving during the mirror ({refs}); gave up after {attempts} attempts"
+        "standby refs kept moving during the mirror ({}); gave up after {attempts} attempts",
+        crate::text::cut(.refs, 1000)
     )]
     Contended { refs: String, attempts: u32 },
 }
@@ -343,9 +346,59 @@ pub struct StartRequest {
     pub reference: crate::refs::RefName,
     /// Pipeline variables (name, value).
     pub variables: Vec<(String, String)>,
-    /// The same for every attempt at this (target, commit): `clientRequestToken` or
-    /// `idempotencyToken`.
+    /// `clientRequestToken` or `idempotencyToken`: derived from every other field (see
+    /// [`StartRequest::new`]), so the same for every attempt with the same parameters.
     pub token: String,
+}
+
+impl StartRequest {
+    /// A start of `target` at `commit`, with its token.
+    ///
+    /// The token is `tozai-COMMIT-HASH`, HASH covering the target and every parameter the
+    /// start sends (kind, pipeline or project, source action, commit, ref, variables): a
+    /// retry with the same parameters sends the same token, and a start with other
+    /// parameters another one, which CodeBuild (5 minutes of idempotency, an error for the
+    /// same token with other parameters) requires. At most 128 characters of
+    /// `[a-zA-Z0-9-]`. At-most-once rests on the claim store, not on the token.
+    pub fn new(
+        target: &str,
+        kind: &'static str,
+        name: &str,
+        source_action: Option<String>,
+        commit: CommitId,
+        reference: crate::refs::RefName,
+        variables: Vec<(String, String)>,
+    ) -> Self {
+        let mut request = Self {
+            target: target.to_owned(),
+            kind,
+            name: name.to_owned(),
+            source_action,
+            commit,
+            reference,
+            variables,
+            token: String::new(),
+        };
+        request.token = request.derived_token();
+        request
+    }
+
+    /// The token the parameters give (see [`StartRequest::new`]).
+    pub fn derived_token(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let parameters = serde_json::json!([
+            self.target,
+            self.kind,
+            self.name,
+            self.source_action,
+            self.commit.as_str(),
+            self.reference.full(),
+            self.variables,
+        ]);
+        let digest = Sha256::digest(parameters.to_string().as_bytes());
+        let hash: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        format!("tozai-{}-{hash}", self.commit.as_str())
+    }
 }
 
 /// Starts pipelines and builds.

@@ -770,11 +770,22 @@ impl EventSink for EventBridgeSink {
     ) -> Result<(), ServiceError> {
         use aws_sdk_eventbridge::types::PutEventsRequestEntry;
         let service = format!("EventBridge bus {}", self.bus);
+        let detail = detail.to_string();
+        let size = crate::event::entry_size(detail_type, &detail);
+        if size > crate::event::MAX_ENTRY_BYTES {
+            return Err(ServiceError::new(
+                service,
+                format!(
+                    "the {detail_type} event is {size} bytes, over EventBridge's 256 KB per entry; not sent"
+                ),
+                false,
+            ));
+        }
         let entry = PutEventsRequestEntry::builder()
             .event_bus_name(&self.bus)
             .source(crate::event::TOZAI_SOURCE)
             .detail_type(detail_type)
-            .detail(detail.to_string())
+            .detail(detail)
             .build();
         let out = self
             .client

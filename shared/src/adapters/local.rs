@@ -812,21 +812,20 @@ mod tests {
     }
 
     fn request(target: &str, c: &CommitId) -> StartRequest {
-        StartRequest {
-            target: target.into(),
-            kind: "codepipeline",
-            name: "core-infra-deploy".into(),
-            source_action: Some("Source".into()),
-            commit: c.clone(),
-            reference: main(),
-            variables: vec![
+        StartRequest::new(
+            target,
+            "codepipeline",
+            "core-infra-deploy",
+            Some("Source".into()),
+            c.clone(),
+            main(),
+            vec![
                 ("TOZAI_COMMIT_ID".into(), c.to_string()),
                 ("TOZAI_REF".into(), "refs/heads/main".into()),
                 ("TOZAI_MATCHED_RULES".into(), "tokyo-core:common/**".into()),
                 ("TOZAI_MATCHED_PATHS".into(), "common/a.yaml".into()),
             ],
-            token: crate::judge::start_token(target, c),
-        }
+        )
     }
 
     #[tokio::test]

@@ -48,7 +48,7 @@ paths = ["common/**", "secondary/**"]
 tags = ["v*"]
 "#;
 
-fn config() -> Config {
+pub(crate) fn config() -> Config {
     Config::parse(CONFIG, "tozai.toml".as_ref()).unwrap()
 }
 
@@ -58,7 +58,7 @@ fn config() -> Config {
 type FakeCommit = (Vec<usize>, BTreeMap<String, u32>);
 
 #[derive(Default)]
-struct Repo {
+pub(crate) struct Repo {
     commits: Mutex<Vec<FakeCommit>>,
     branches: Mutex<HashMap<String, CommitId>>,
     diffs: Mutex<Vec<(Option<CommitId>, CommitId)>>,
@@ -74,7 +74,11 @@ fn index(c: &CommitId) -> usize {
 
 impl Repo {
     /// A commit on `parent` (none: a root) writing (`Some`) or deleting (`None`) files.
-    fn commit(&self, parent: Option<&CommitId>, files: &[(&str, Option<u32>)]) -> CommitId {
+    pub(crate) fn commit(
+        &self,
+        parent: Option<&CommitId>,
+        files: &[(&str, Option<u32>)],
+    ) -> CommitId {
         let mut commits = self.commits.lock().unwrap();
         let (parents, mut tree) = match parent {
             Some(p) => (vec![index(p)], commits[index(p)].1.clone()),
@@ -158,7 +162,7 @@ impl Ancestry for Repo {
 // ---- store, starter, events ----
 
 #[derive(Default)]
-struct Store {
+pub(crate) struct Store {
     checkpoints: Mutex<HashMap<String, Checkpoint>>,
     starts: Mutex<HashMap<(String, CommitId), Option<String>>>,
 }
@@ -271,7 +275,7 @@ impl CheckpointStore for Store {
 }
 
 #[derive(Default)]
-struct Starts {
+pub(crate) struct Starts {
     done: Mutex<Vec<StartRequest>>,
     /// Targets whose start fails, and whether transiently.
     failing: Mutex<HashMap<String, bool>>,
@@ -305,7 +309,7 @@ impl Starter for Starts {
 }
 
 #[derive(Default)]
-struct Bus(Mutex<Vec<(String, Value)>>);
+pub(crate) struct Bus(Mutex<Vec<(String, Value)>>);
 
 impl Bus {
     fn sent(&self) -> Vec<(String, Value)> {
@@ -325,7 +329,7 @@ impl EventSink for Bus {
 
 // ---- events shaped like AWS's sample ----
 
-fn push(
+pub(crate) fn push(
     aws_region: &str,
     reference: &str,
     old: Option<&CommitId>,
@@ -381,16 +385,16 @@ fn push_by(
     .unwrap()
 }
 
-const TOKYO: &str = "ap-northeast-1";
+pub(crate) const TOKYO: &str = "ap-northeast-1";
 const OSAKA: &str = "ap-northeast-3";
-const MAIN: &str = "refs/heads/main";
+pub(crate) const MAIN: &str = "refs/heads/main";
 
-struct World {
-    config: Config,
-    repo: Repo,
-    store: Store,
-    starts: Starts,
-    bus: Bus,
+pub(crate) struct World {
+    pub(crate) config: Config,
+    pub(crate) repo: Repo,
+    pub(crate) store: Store,
+    pub(crate) starts: Starts,
+    pub(crate) bus: Bus,
 }
 
 impl World {
@@ -406,7 +410,7 @@ impl World {
 
     /// A main branch with one commit holding files everywhere, every consumer's checkpoint
     /// on it (the steady state).
-    fn steady() -> (Self, CommitId) {
+    pub(crate) fn steady() -> (Self, CommitId) {
         let w = Self::new();
         let c0 = w.repo.commit(
             None,
@@ -559,6 +563,36 @@ async fn the_sync_judge_ignores_what_is_not_its_business_without_calling_aws() {
     assert_eq!(w.store.at("sync", MAIN), Some(c0));
 }
 
+/// Regression: a new tag was diffed against nothing, listing every file of its tree
+/// (GetDifferences, page after page: a time-out on a repository of 100,000 files), though
+/// the tag rule mirrors a selected tag whatever it changed.
+#[tokio::test]
+async fn a_new_tag_is_mirrored_without_listing_its_tree() {
+    let (w, c0) = World::steady();
+    let c1 = w.repo.commit(Some(&c0), &[("docs/readme.md", Some(1))]);
+    let tag = "refs/tags/v1.0";
+    let record = w.sync(push(TOKYO, tag, None, Some(&c1))).await.unwrap();
+    assert_eq!(w.repo.diff_count(), 0, "no ChangeSource call");
+    assert!(record.diffs.is_empty(), "{:?}", record.diffs);
+    let sync = record.sync.unwrap();
+    assert!(sync.requested);
+    assert_eq!(sync.decision.reason, Reason::TagPolicy);
+    assert_eq!(w.requested(), vec![c1.to_string()]);
+    // Delivered again: already handled (the checkpoint moved), not requested twice.
+    let again = w.sync(push(TOKYO, tag, None, Some(&c1))).await.unwrap();
+    assert!(again.ignored.unwrap().contains("already handled"));
+    assert_eq!(w.requested().len(), 1);
+    // The pipeline-judge of a target that opts into tags still judges the tag's paths:
+    // its whole tree, since a new tag has no base.
+    let judged = w
+        .judge("osaka", push(OSAKA, tag, None, Some(&c1)))
+        .await
+        .unwrap();
+    assert_eq!(w.repo.diff_count(), 1);
+    assert!(matches!(judged.diffs[0].why, BaseWhy::WholeTree { .. }));
+    assert_eq!(w.starts.of("osaka-core"), vec![c1]);
+}
+
 #[tokio::test]
 async fn a_new_branch_is_judged_against_its_merge_base_with_the_base_branch() {
     let (w, c0) = World::steady();
@@ -612,7 +646,12 @@ async fn the_same_event_five_times_starts_each_target_once() {
     assert_eq!(core.kind, "codepipeline");
     assert_eq!(core.name, "core-deploy");
     assert_eq!(core.source_action.as_deref(), Some("Source"));
-    assert_eq!(core.token, start_token("tokyo-core", &c1));
+    assert_eq!(core.token, core.derived_token());
+    assert!(
+        core.token.starts_with(&format!("tozai-{c1}-")),
+        "{}",
+        core.token
+    );
     let vars: BTreeMap<_, _> = core.variables.iter().cloned().collect();
     assert_eq!(vars["TOZAI_COMMIT_ID"], c1.as_str());
     assert_eq!(vars["TOZAI_REF"], MAIN);
@@ -810,18 +849,39 @@ async fn one_diff_serves_every_target_with_the_same_base() {
 }
 
 #[test]
-fn start_tokens_are_deterministic_valid_and_distinct() {
-    let c = id(41);
+fn start_tokens_are_deterministic_valid_and_cover_every_parameter() {
+    let start = |target: &str, name: &str, commit: usize, reference: &str, paths: &str| {
+        StartRequest::new(
+            target,
+            "codebuild",
+            name,
+            None,
+            id(commit),
+            reference.parse().unwrap(),
+            vec![("TOZAI_MATCHED_PATHS".into(), paths.into())],
+        )
+    };
     let long = "t".repeat(500);
+    let rows = [
+        start("tokyo-core", "core-lint", 41, MAIN, "common/a.yaml"),
+        start("osaka-core", "core-lint", 41, MAIN, "common/a.yaml"),
+        start("名前 with spaces", "core-lint", 41, MAIN, "common/a.yaml"),
+        start(&long, "core-lint", 41, MAIN, "common/a.yaml"),
+        start("tokyo-core", "other-project", 41, MAIN, "common/a.yaml"),
+        start("tokyo-core", "core-lint", 42, MAIN, "common/a.yaml"),
+        start(
+            "tokyo-core",
+            "core-lint",
+            41,
+            "refs/heads/release/1",
+            "common/a.yaml",
+        ),
+        start("tokyo-core", "core-lint", 41, MAIN, "common/b.yaml"),
+    ];
     let mut seen = HashSet::new();
-    for target in [
-        "tokyo-core",
-        "osaka-core",
-        "名前 with spaces",
-        long.as_str(),
-    ] {
-        let token = start_token(target, &c);
-        assert_eq!(token, start_token(target, &c));
+    for r in &rows {
+        let token = &r.token;
+        assert_eq!(token, &r.clone().derived_token(), "deterministic");
         assert!(token.len() <= 128, "{token}");
         assert!(
             token
@@ -829,12 +889,18 @@ fn start_tokens_are_deterministic_valid_and_distinct() {
                 .all(|ch| ch.is_ascii_alphanumeric() || ch == '-'),
             "{token}"
         );
-        assert!(seen.insert(token));
+        assert!(seen.insert(token.clone()), "{token} for {r:?}");
     }
-    assert_ne!(
-        start_token("tokyo-core", &id(1)),
-        start_token("tokyo-core", &id(2))
+    let sha256 = StartRequest::new(
+        "t",
+        "codebuild",
+        "p",
+        None,
+        "ab".repeat(32).parse().unwrap(),
+        MAIN.parse().unwrap(),
+        vec![],
     );
+    assert!(sha256.token.len() <= 128, "{}", sha256.token);
 }
 
 #[test]
@@ -1163,4 +1229,142 @@ async fn choose_base_keeps_track_of_the_handled_history() {
         panic!()
     };
     assert_eq!(save, (c4, Some(c1)));
+}
+
+// ---- pipeline variables ----
+
+fn decision_matching(rules: &[(&str, &str)], paths: &[String]) -> TargetDecision {
+    let matches = paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (rule, pattern) = rules[i % rules.len()];
+            crate::rules::Match {
+                rule: rule.into(),
+                pattern: pattern.into(),
+                path: p.as_str().into(),
+            }
+        })
+        .collect();
+    TargetDecision {
+        target: "tokyo-core".into(),
+        region: "tokyo".into(),
+        kind: "codepipeline",
+        name: "core-deploy".into(),
+        start: true,
+        reason: Reason::PathsMatched,
+        matches,
+        excluded: Vec::new(),
+    }
+}
+
+/// Regression: `TOZAI_MATCHED_PATHS` was empty when the first matched path alone was over
+/// CodePipeline's 1,000 characters, and CodePipeline refuses an empty value.
+#[test]
+fn pipeline_variables_are_never_empty_and_never_over_1000() {
+    let long = format!("common/{}", "x".repeat(2000));
+    let kanji = format!("common/{}.yaml", "東".repeat(700));
+    let many: Vec<String> = (0..400)
+        .map(|i| format!("共通/テンプレート-{i:03}.yaml"))
+        .collect();
+    let rules: Vec<(String, String)> = (0..60)
+        .map(|i| (format!("target-{i}"), format!("common/dir-{i}/**")))
+        .collect();
+    let rules: Vec<(&str, &str)> = rules.iter().map(|(r, p)| (&r[..], &p[..])).collect();
+    let long_tag = format!("refs/tags/{}", "v".repeat(1000));
+    // (what, ref, rules, paths, expected start of TOZAI_MATCHED_PATHS, expected end)
+    type Row<'a> = (
+        &'a str,
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        Vec<String>,
+        String,
+        &'a str,
+    );
+    let rows: Vec<Row> = vec![
+        (
+            "one short path",
+            MAIN,
+            vec![("tokyo-core", "common/**")],
+            vec!["common/a.yaml".into()],
+            "common/a.yaml".into(),
+            "common/a.yaml",
+        ),
+        (
+            "one 2,000-character path",
+            MAIN,
+            vec![("tokyo-core", "common/**")],
+            vec![long.clone()],
+            format!("common/{}", "x".repeat(900)),
+            "…",
+        ),
+        (
+            "a long first path, then more",
+            MAIN,
+            vec![("tokyo-core", "common/**")],
+            vec![long.clone(), "common/b.yaml".into()],
+            "common/xxx".into(),
+            "…,...(+1 more)",
+        ),
+        (
+            "a multi-byte path over the limit",
+            MAIN,
+            vec![("tokyo-core", "common/**")],
+            vec![kanji.clone()],
+            "common/東東東".into(),
+            "…",
+        ),
+        (
+            "400 multi-byte paths",
+            MAIN,
+            vec![("tokyo-core", "common/**")],
+            many.clone(),
+            "共通/テンプレート-000.yaml,".into(),
+            "more)",
+        ),
+        (
+            "60 rules",
+            "refs/tags/v1",
+            rules.clone(),
+            many.clone(),
+            "共通/".into(),
+            "more)",
+        ),
+        (
+            "a 1,500-character tag",
+            &long_tag,
+            vec![("tokyo-core", "common/**")],
+            vec!["common/a.yaml".into()],
+            "common/a.yaml".into(),
+            "common/a.yaml",
+        ),
+    ];
+    for (what, reference, rules, paths, starts, ends) in rows {
+        let Inbound::RefChanged(e) = push(TOKYO, reference, None, Some(&id(1))) else {
+            panic!("{what}: not a ref event")
+        };
+        let vars = variables(&decision_matching(&rules, &paths), &e, &id(1));
+        for (name, value) in &vars {
+            assert!(!value.is_empty(), "{what}: {name} is empty");
+            assert!(
+                value.len() <= 1000,
+                "{what}: {name} is {} bytes",
+                value.len()
+            );
+        }
+        let value = |name: &str| vars.iter().find(|(n, _)| n == name).unwrap().1.clone();
+        let paths_value = value("TOZAI_MATCHED_PATHS");
+        assert!(paths_value.starts_with(&starts), "{what}: {paths_value}");
+        assert!(paths_value.ends_with(ends), "{what}: {paths_value}");
+        assert!(
+            value("TOZAI_MATCHED_RULES").starts_with(&format!("{}:", rules[0].0)),
+            "{what}"
+        );
+        if rules.len() > 20 {
+            assert!(value("TOZAI_MATCHED_RULES").ends_with("more)"), "{what}");
+        }
+        if reference.len() > 1000 {
+            assert!(value("TOZAI_REF").ends_with('…'), "{what}");
+        }
+    }
 }

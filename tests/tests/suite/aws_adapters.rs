@@ -311,16 +311,15 @@ async fn checkpoints_and_claims_in_dynamodb_are_conditional() {
 }
 
 fn start_request(kind: &'static str, name: &str, c: &CommitId) -> StartRequest {
-    StartRequest {
-        target: format!("{name}-target"),
+    StartRequest::new(
+        &format!("{name}-target"),
         kind,
-        name: name.into(),
-        source_action: (kind == "codepipeline").then(|| "Source".to_owned()),
-        commit: c.clone(),
-        reference: RefName::branch("main").unwrap(),
-        variables: vec![("TOZAI_COMMIT_ID".into(), c.to_string())],
-        token: tozai::judge::start_token(&format!("{name}-target"), c),
-    }
+        name,
+        (kind == "codepipeline").then(|| "Source".to_owned()),
+        c.clone(),
+        RefName::branch("main").unwrap(),
+        vec![("TOZAI_COMMIT_ID".into(), c.to_string())],
+    )
 }
 
 #[tokio::test]

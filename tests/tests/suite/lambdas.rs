@@ -366,13 +366,42 @@ fn standby_push(old: &str, new: &str) -> Value {
 /// CodePipeline's and CodeBuild's start token tozai must send for (target, commit):
 /// `tozai-` + the first 8 bytes of SHA-256(target) in hex + `-` + the commit, computed here
 /// with coreutils' sha256sum.
-fn expected_token(target: &str, commit: &str) -> String {
+/// The token tozai derives for a start, recomputed from what the start sent: `tozai-COMMIT-`
+/// and the first 16 bytes of SHA-256 (sha256sum, not tozai's code) over the target and
+/// every parameter as a JSON array, so the same parameters give the same token and other
+/// parameters another.
+fn expected_token(target: &str, start: &Value, commit: &str) -> String {
+    let (kind, name, action, vars) = match start.get("projectName") {
+        Some(project) => (
+            "codebuild",
+            project,
+            Value::Null,
+            "environmentVariablesOverride",
+        ),
+        None => ("codepipeline", &start["name"], json!("Source"), "variables"),
+    };
+    let variables: Vec<Value> = start[vars]
+        .as_array()
+        .expect("the start sends variables")
+        .iter()
+        .map(|v| json!([v["name"], v["value"]]))
+        .collect();
+    let parameters = json!([
+        target,
+        kind,
+        name,
+        action,
+        commit,
+        "refs/heads/main",
+        variables
+    ])
+    .to_string();
     let out = Command::new("sh")
-        .args(["-c", "printf %s \"$1\" | sha256sum", "sh", target])
+        .args(["-c", "printf %s \"$1\" | sha256sum", "sh", &parameters])
         .output()
         .expect("sha256sum runs");
     let hex = String::from_utf8_lossy(&out.stdout);
-    format!("tozai-{}-{commit}", &hex[..16])
+    format!("tozai-{commit}-{}", &hex[..32])
 }
 
 /// The variable `name` of a StartPipelineExecution body.
@@ -510,7 +539,7 @@ fn a_push_to_the_primary_is_mirrored_and_deploys_the_standby_once() {
     );
     assert_eq!(
         start["clientRequestToken"],
-        expected_token("osaka-core", &new),
+        expected_token("osaka-core", start, &new),
         "{start}"
     );
     assert_eq!(
@@ -596,7 +625,7 @@ fn a_push_delivered_five_times_starts_each_target_once() {
     assert_eq!(builds[0]["sourceVersion"], new.as_str(), "{builds:?}");
     assert_eq!(
         builds[0]["idempotencyToken"],
-        expected_token("osaka-build", &new),
+        expected_token("osaka-build", &builds[0], &new),
         "{builds:?}"
     );
 

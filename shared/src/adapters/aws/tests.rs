@@ -174,16 +174,15 @@ async fn merge_base_tries_both_orders_and_a_missing_branch_is_none() {
 }
 
 fn request(kind: &'static str, commit: CommitId) -> StartRequest {
-    StartRequest {
-        target: "tokyo-core".into(),
+    StartRequest::new(
+        "tokyo-core",
         kind,
-        name: "core-deploy".into(),
-        source_action: (kind == "codepipeline").then(|| "Source".to_owned()),
-        token: crate::judge::start_token("tokyo-core", &commit),
+        "core-deploy",
+        (kind == "codepipeline").then(|| "Source".to_owned()),
         commit,
-        reference: RefName::branch("main").unwrap(),
-        variables: vec![("TOZAI_COMMIT_ID".into(), "c".into())],
-    }
+        RefName::branch("main").unwrap(),
+        vec![("TOZAI_COMMIT_ID".into(), "c".into())],
+    )
 }
 
 fn token_is_valid(token: &str) -> bool {
@@ -456,4 +455,329 @@ async fn events_are_published_on_the_bus_and_refusals_are_errors() {
         e.transient && e.to_string().contains("ThrottlingException"),
         "{e}"
     );
+}
+
+/// CodeBuild honours `idempotencyToken` for 5 minutes and refuses the same token with other
+/// parameters; CodePipeline documents no window for `clientRequestToken`. Through the
+/// pipeline-judge: a retried start sends exactly the same request (so the same token), and
+/// a start of the same (target, commit) with other parameters sends another token: here,
+/// after two failed attempts released the claim, a new branch at the same commit (another
+/// `TOZAI_REF`) takes it; with the same token CodeBuild would refuse it.
+#[tokio::test]
+async fn a_retried_start_repeats_its_request_and_other_parameters_get_another_token() {
+    use crate::judge::pipeline_judge;
+    use crate::judge::tests::{MAIN, TOKYO, World, push};
+    use aws_sdk_codebuild::operation::start_build::{StartBuildError, StartBuildOutput};
+    use aws_sdk_codebuild::types::Build;
+    use aws_sdk_codebuild::types::error::AccountLimitExceededException;
+    use aws_sdk_codepipeline::operation::start_pipeline_execution::StartPipelineExecutionOutput;
+
+    let seen = recorder();
+    let log = seen.clone();
+    let build = mock!(aws_sdk_codebuild::Client::start_build).then_compute_response(move |req| {
+        let mut log = log.lock().unwrap();
+        log.push(req.clone());
+        if log.len() <= 2 {
+            MockResponse::Error(StartBuildError::AccountLimitExceededException(
+                AccountLimitExceededException::builder()
+                    .message("too many builds")
+                    .build(),
+            ))
+        } else {
+            MockResponse::Output(
+                StartBuildOutput::builder()
+                    .build_value(
+                        Build::builder()
+                            .id(format!("core-lint:{}", log.len()))
+                            .build(),
+                    )
+                    .build(),
+            )
+        }
+    });
+    let pipeline =
+        mock!(aws_sdk_codepipeline::Client::start_pipeline_execution).then_output(|| {
+            StartPipelineExecutionOutput::builder()
+                .pipeline_execution_id("exec-1")
+                .build()
+        });
+    let starter = AwsStarter::new(
+        mock_client!(aws_sdk_codepipeline, RuleMode::MatchAny, [&pipeline]),
+        mock_client!(aws_sdk_codebuild, RuleMode::MatchAny, [&build]),
+    );
+    let (w, c0) = World::steady();
+    let c1 = w.repo.commit(Some(&c0), &[("common/vpc.yaml", Some(1))]);
+    let judge = |inbound| pipeline_judge(&w.config, "tokyo", &w.repo, &w.store, &starter, inbound);
+
+    let event = push(TOKYO, MAIN, Some(&c0), Some(&c1));
+    for _ in 0..2 {
+        let failed = judge(event.clone()).await.unwrap_err();
+        assert!(failed.is_transient(), "{failed}");
+    }
+    judge(push(TOKYO, "refs/heads/release/1", None, Some(&c1)))
+        .await
+        .unwrap();
+    // main's next retry finds the start recorded: nothing is sent.
+    judge(event).await.unwrap();
+
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3, "two failed attempts, then the new branch");
+    assert_eq!(seen[0], seen[1], "a retry sends exactly the same request");
+    let token = |i: usize| seen[i].idempotency_token().unwrap().to_owned();
+    assert!(token_is_valid(&token(0)), "{}", token(0));
+    assert_eq!(seen[2].source_version(), Some(c1.as_str()));
+    assert_ne!(
+        seen[2].environment_variables_override(),
+        seen[0].environment_variables_override()
+    );
+    assert_ne!(token(2), token(0), "other parameters, another token");
+    assert!(token_is_valid(&token(2)), "{}", token(2));
+    assert_eq!(
+        pipeline.num_calls(),
+        1,
+        "tokyo-core started once: the retry found its record in the claim store"
+    );
+}
+
+/// What EventBridge counts of a PutEvents entry against its 256 KB: Source, DetailType,
+/// Detail and each of Resources, in UTF-8 bytes (and 14 for Time, which tozai never sets).
+fn entry_size(entry: &aws_sdk_eventbridge::types::PutEventsRequestEntry) -> usize {
+    let text = |s: Option<&str>| s.map_or(0, str::len);
+    text(entry.source())
+        + text(entry.detail_type())
+        + text(entry.detail())
+        + entry.resources().iter().map(String::len).sum::<usize>()
+        + entry.time().map_or(0, |_| 14)
+}
+
+/// A mirror that answers every run with the same outcome (or error).
+struct Answers(fn() -> Result<crate::mirror::MirrorOutcome, crate::ports::MirrorError>);
+
+impl crate::judge::RefMirror for Answers {
+    async fn mirror_ref(
+        &self,
+        _: &RefName,
+    ) -> Result<crate::mirror::MirrorOutcome, crate::ports::MirrorError> {
+        (self.0)()
+    }
+
+    async fn mirror_selected(
+        &self,
+        _: crate::mirror::RefSelection,
+    ) -> Result<crate::mirror::MirrorOutcome, crate::ports::MirrorError> {
+        (self.0)()
+    }
+}
+
+/// 5,000 refs with long names; `status(i)` says what happened to the i-th.
+fn many_refs(status: fn(usize) -> crate::mirror::RefStatus) -> crate::mirror::MirrorOutcome {
+    let refs = (0..5000)
+        .map(|i| crate::mirror::RefResult {
+            reference: RefName::branch(&format!("feature/team-{i:04}/a-rather-long-branch-name"))
+                .unwrap(),
+            status: status(i),
+        })
+        .collect();
+    crate::mirror::MirrorOutcome {
+        source: "codecommit::ap-northeast-1://core-infra".into(),
+        target: "codecommit::ap-northeast-3://core-infra".into(),
+        dry_run: false,
+        refs,
+        objects_sent: 9,
+        bytes_sent: 900,
+        elapsed: Duration::from_millis(1234),
+    }
+}
+
+/// Regression: `Sync Completed` and `Sync Failed` listed every ref, so a reconciliation of a
+/// few thousand refs made an entry EventBridge refuses (and the `Sync Failed` rule forwards
+/// the whole event to SNS, whose limit is 256 KB as well). Now they list only the refs that
+/// changed or failed, failures first and capped, and always carry the counts.
+#[tokio::test]
+async fn mirror_events_stay_under_256_kb_whatever_the_number_of_refs() {
+    use crate::mirror::RefStatus;
+    use aws_sdk_eventbridge::operation::put_events::PutEventsOutput;
+    use aws_sdk_eventbridge::types::PutEventsResultEntry;
+    const LIMIT: usize = 256 * 1000; // "256 KB", read in the stricter way
+    type Row = (
+        &'static str,
+        Answers,
+        &'static str,
+        &'static [(&'static str, u64)],
+        // the statuses of the first listed refs
+        &'static [&'static str],
+    );
+    let rows: Vec<Row> = vec![
+        (
+            "5,000 refs, 3 diverged and 2 updated",
+            Answers(|| {
+                Ok(many_refs(|i| match i {
+                    10 | 2000 | 4999 => RefStatus::Diverged {
+                        source: Some(commit(1)),
+                        standby: commit(2),
+                    },
+                    7 | 8 => RefStatus::Updated {
+                        old: commit(1),
+                        new: commit(3),
+                        forced: false,
+                    },
+                    _ => RefStatus::Unchanged { at: commit(1) },
+                }))
+            }),
+            "Sync Failed",
+            &[("unchanged", 4995), ("diverged", 3), ("updated", 2)],
+            &["diverged", "diverged", "diverged", "updated", "updated"],
+        ),
+        (
+            "5,000 refs created",
+            Answers(|| Ok(many_refs(|_| RefStatus::Created { new: commit(4) }))),
+            "Sync Completed",
+            &[("created", 5000)],
+            &["created"],
+        ),
+        (
+            "5,000 refs rejected with long reasons",
+            Answers(|| {
+                Ok(many_refs(|i| RefStatus::Rejected {
+                    reason: format!("pre-receive hook declined ref {i}: {}", "x".repeat(3000)),
+                }))
+            }),
+            "Sync Failed",
+            &[("rejected", 5000)],
+            &["rejected"],
+        ),
+        (
+            "a run that failed naming 5,000 refs",
+            Answers(|| {
+                Err(crate::ports::MirrorError::Contended {
+                    refs: (0..5000)
+                        .map(|i| {
+                            format!("refs/heads/feature/team-{i:04}/a-rather-long-branch-name")
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    attempts: 3,
+                })
+            }),
+            "Sync Failed",
+            &[],
+            &[],
+        ),
+    ];
+    let config = crate::judge::tests::config();
+    for (what, mirror, detail_type, counts, first) in rows {
+        let seen = recorder();
+        let log = seen.clone();
+        let rule = mock!(aws_sdk_eventbridge::Client::put_events).then_compute_output(move |req| {
+            log.lock().unwrap().push(req.clone());
+            PutEventsOutput::builder()
+                .failed_entry_count(0)
+                .entries(PutEventsResultEntry::builder().event_id("e-1").build())
+                .build()
+        });
+        let sink = EventBridgeSink::new(
+            mock_client!(aws_sdk_eventbridge, RuleMode::MatchAny, [&rule]),
+            "tozai-bus",
+        );
+        let run =
+            crate::judge::mirror_job(&config, &mirror, &sink, crate::event::Inbound::Scheduled)
+                .await;
+        // A failed run is published, and returned as an error so that it is retried.
+        let record = match run {
+            Ok(record) => Some(record),
+            Err(e) if counts.is_empty() => {
+                let shown = e.to_string().len();
+                assert!(shown < 4096, "{what}: the error is {shown} bytes");
+                None
+            }
+            Err(e) => panic!("{what}: {}", crate::text::cut(&e.to_string(), 500)),
+        };
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1, "{what}: one event");
+        let entry = &seen[0].entries()[0];
+        assert_eq!(entry.detail_type(), Some(detail_type), "{what}");
+        let size = entry_size(entry);
+        assert!(size < LIMIT, "{what}: the entry is {size} bytes");
+        let detail: serde_json::Value = serde_json::from_str(entry.detail().unwrap()).unwrap();
+        let delivered = crate::adapters::local::tozai_event(
+            detail_type,
+            &detail,
+            "ap-northeast-1",
+            "111111111111",
+            "e-1",
+        );
+        let delivered = delivered.to_string().len();
+        assert!(
+            delivered < LIMIT,
+            "{what}: the event forwarded to SNS is {delivered} bytes"
+        );
+        if counts.is_empty() {
+            let error = detail["error"].as_str().unwrap();
+            assert!(error.starts_with("standby refs kept moving"), "{what}");
+            assert!(error.contains("…);"), "{what}: the refs are cut");
+            continue;
+        }
+        assert_eq!(detail["refs_total"], 5000, "{what}");
+        for (status, n) in counts {
+            assert_eq!(detail["counts"][status], *n, "{what}: {status}");
+        }
+        let listed = detail["refs"].as_array().unwrap();
+        assert!(
+            !listed.is_empty() && listed.len() <= 100,
+            "{what}: {} listed",
+            listed.len()
+        );
+        for (r, status) in listed.iter().zip(first.iter()) {
+            assert_eq!(r["status"], *status, "{what}: {r}");
+        }
+        assert!(
+            listed.iter().all(|r| r["status"] != "unchanged"),
+            "{what}: only changed or failed refs are listed"
+        );
+        let changed_or_failed: u64 = counts
+            .iter()
+            .filter(|(s, _)| *s != "unchanged")
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(
+            detail["refs_not_listed"].as_u64().unwrap() + listed.len() as u64,
+            changed_or_failed,
+            "{what}"
+        );
+        assert_eq!(
+            record.and_then(|r| r.mirror),
+            Some(detail_without_envelope(&detail)),
+            "{what}: the record logs the same summary"
+        );
+    }
+}
+
+/// The mirror's part of an event's detail (what the decision record logs).
+fn detail_without_envelope(detail: &serde_json::Value) -> serde_json::Value {
+    let mut d = detail.clone();
+    for key in ["repository", "ref", "commit", "from", "to", "status"] {
+        d.as_object_mut().unwrap().remove(key);
+    }
+    d
+}
+
+/// A detail over EventBridge's limit is refused before it is sent, naming its size.
+#[tokio::test]
+async fn an_event_over_the_entry_limit_is_not_sent() {
+    let rule = mock!(aws_sdk_eventbridge::Client::put_events).then_output(|| {
+        aws_sdk_eventbridge::operation::put_events::PutEventsOutput::builder().build()
+    });
+    let sink = EventBridgeSink::new(
+        mock_client!(aws_sdk_eventbridge, RuleMode::MatchAny, [&rule]),
+        "tozai-bus",
+    );
+    let detail = serde_json::json!({ "x": "y".repeat(300 * 1024) });
+    let e = sink.publish("Sync Completed", &detail).await.unwrap_err();
+    assert!(!e.transient, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("Sync Completed") && text.contains("256 KB"),
+        "{text}"
+    );
+    assert_eq!(rule.num_calls(), 0);
 }

@@ -110,6 +110,8 @@ impl std::fmt::Display for OperationFailed {
 impl std::error::Error for OperationFailed {}
 
 fn main() -> ExitCode {
+    // Before any thread starts: libgit2's first use may set SSL_CERT_FILE / SSL_CERT_DIR.
+    tozai::adapters::git_mirror::init_tls();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match run(cli) {

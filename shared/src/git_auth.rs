@@ -8,8 +8,9 @@
 //! - **URL**: `https://git-codecommit.REGION.amazonaws.com/v1/repos/NAME` (no `.git`, no
 //!   trailing slash), in China `git-codecommit.REGION.amazonaws.com.cn` ([`git_host`]: the
 //!   host of the region's partition; the isolated partitions have none). An override prefix
-//!   ([`EndpointOverrides`], per region: a FIPS or VPC endpoint, or `http://127.0.0.1:8080`
-//!   for a local stand-in) replaces everything before `/v1/repos/NAME`; an AWS host of
+//!   ([`EndpointOverrides`], per region: a FIPS endpoint, a VPC endpoint for the CLI run
+//!   inside that VPC (the mirror Lambda runs in none), or `http://127.0.0.1:8080` for a
+//!   local stand-in) replaces everything before `/v1/repos/NAME`; an AWS host of
 //!   another region is refused, since the password is signed for the repository's region.
 //! - **Username**: the access key id, then `%` and the session token when there is one. The
 //!   token is sent, not signed.
@@ -70,7 +71,8 @@ pub const ENDPOINT_OVERRIDE_ENV: &str = "TOZAI_CODECOMMIT_ENDPOINT";
 pub const ENDPOINTS_ENV: &str = "TOZAI_CODECOMMIT_ENDPOINTS";
 
 /// Which git endpoint each AWS region's CodeCommit repositories are reached at, when it is
-/// not CodeCommit's own (a FIPS endpoint, a VPC endpoint, a local stand-in).
+/// not CodeCommit's own (a FIPS endpoint, a VPC endpoint for the CLI run inside that VPC, a
+/// local stand-in).
 ///
 /// ```
 /// use tozai::git_auth::EndpointOverrides;
@@ -101,7 +103,7 @@ impl EndpointOverrides {
             override_host(prefix).map_err(|problem| EndpointError::InvalidSetting {
                 variable: ENDPOINT_OVERRIDE_ENV,
                 problem: EndpointError::InvalidOverride {
-                    value: prefix.to_owned(),
+                    value: shown(prefix),
                     problem,
                 }
                 .to_string(),
@@ -116,7 +118,8 @@ impl EndpointOverrides {
             };
             let (region, prefix) = pair.split_once('=').ok_or_else(|| {
                 bad(format!(
-                    "{pair:?} is not REGION=PREFIX (like us-east-1=https://host)"
+                    "{:?} is not REGION=PREFIX (like us-east-1=https://host)",
+                    shown(pair)
                 ))
             })?;
             let (region, prefix) = (region.trim(), prefix.trim());
@@ -177,6 +180,15 @@ impl From<&aws_credential_types::Credentials> for Credentials {
             secret_access_key: c.secret_access_key().to_owned(),
             session_token: c.session_token().map(str::to_owned),
         }
+    }
+}
+
+/// A setting's value as errors show it: never with the credentials a URL may carry.
+fn shown(value: &str) -> String {
+    if crate::location::has_credentials(value) || value.contains('@') {
+        crate::location::CREDENTIALS_HIDDEN.to_owned()
+    } else {
+        value.to_owned()
     }
 }
 
@@ -258,7 +270,7 @@ impl GitEndpoint {
             }
             Some(prefix) => {
                 let invalid = |problem| EndpointError::InvalidOverride {
-                    value: prefix.to_owned(),
+                    value: shown(prefix),
                     problem,
                 };
                 let host = override_host(prefix).map_err(invalid)?;
@@ -881,12 +893,19 @@ mod tests {
             assert_eq!(
                 err,
                 EndpointError::InvalidOverride {
-                    value: value.into(),
+                    value: shown(value),
                     problem
                 },
                 "{value}"
             );
-            assert!(err.to_string().contains(&format!("{value:?}")), "{err}");
+            if value.contains('@') {
+                assert!(
+                    !err.to_string().contains("pw"),
+                    "a password is never shown: {err}"
+                );
+            } else {
+                assert!(err.to_string().contains(&format!("{value:?}")), "{err}");
+            }
         }
     }
 

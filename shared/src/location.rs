@@ -163,11 +163,11 @@ impl fmt::Display for Location {
 }
 
 /// What an error shows instead of a location with credentials in it.
-const CREDENTIALS_HIDDEN: &str = "(a URL with credentials, not shown)";
+pub(crate) const CREDENTIALS_HIDDEN: &str = "(a URL with credentials, not shown)";
 
 /// True when `text` is a URL (other than CodeCommit's own `codecommit::` forms, where an
 /// `@` names an AWS profile) whose authority has a user part: it may carry a password.
-fn has_credentials(text: &str) -> bool {
+pub(crate) fn has_credentials(text: &str) -> bool {
     if text.starts_with("codecommit:") {
         return false;
     }

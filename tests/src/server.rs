@@ -95,13 +95,15 @@ pub struct GitServer {
     child: Option<Child>,
     starts: u32,
     tls: ServerTls,
+    /// The certificate served for [`READINESS_HOST`], and what checks it.
+    readiness: (ServerCert, Expected),
 }
 
-/// The certificate the server presents, and what a client that trusts it expects.
+/// The certificate the server presents to tozai (to any client that sends no SNI name, or
+/// another than [`READINESS_HOST`]).
 #[derive(Debug, Clone)]
 pub struct ServerTls {
     pub cert: ServerCert,
-    pub expected: Expected,
 }
 
 impl ServerTls {
@@ -115,13 +117,23 @@ impl ServerTls {
     pub fn issued_by(authority: &Authority, names: &[&str], dir: &Path) -> Self {
         Self {
             cert: authority.issue(names, dir, "server"),
-            expected: Expected {
-                ca_pem: authority.pem().to_owned(),
-                name: names[0].to_owned(),
-            },
+        }
+    }
+
+    /// A certificate from `authority` that names its host in the subject's common name
+    /// only, with no subject alternative name: OpenSSL's checks (libgit2's) accept it for
+    /// that host, rustls' refuse it.
+    pub fn common_name_only(authority: &Authority, host: &str, dir: &Path) -> Self {
+        Self {
+            cert: authority.issue_common_name_only(host, dir, "server"),
         }
     }
 }
+
+/// The SNI name the stand-in's own readiness checks and raw requests ([`GitServer::get`])
+/// use: lighttpd answers it with a certificate of its own from the run's CA, so that
+/// those checks work whatever certificate a test makes the server present to tozai.
+pub const READINESS_HOST: &str = "readiness.tozai.test";
 
 #[derive(Debug, Clone)]
 struct Tools {
@@ -174,6 +186,13 @@ impl GitServer {
             .tempdir()
             .expect("cannot create the git server's temporary directory");
         let tls = tls(dir.path());
+        let readiness = (
+            tls::run_ca().issue(&[READINESS_HOST], dir.path(), "readiness"),
+            Expected {
+                ca_pem: tls::run_ca().pem().to_owned(),
+                name: READINESS_HOST.to_owned(),
+            },
+        );
         for sub in ["htdocs", "uploads"] {
             fs::create_dir(dir.path().join(sub)).expect("cannot create the server's directories");
         }
@@ -210,6 +229,7 @@ impl GitServer {
             child: None,
             starts: 0,
             tls,
+            readiness,
         };
         for _ in 0..PORT_ATTEMPTS {
             server.port = free_port();
@@ -225,11 +245,6 @@ impl GitServer {
     /// `https://127.0.0.1:PORT`: the value for `TOZAI_CODECOMMIT_ENDPOINT`.
     pub fn url_prefix(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)
-    }
-
-    /// What a client that trusts this server expects of its certificate.
-    pub fn expected_tls(&self) -> &Expected {
-        &self.tls.expected
     }
 
     /// `https://127.0.0.1:PORT/v1/repos/NAME`.
@@ -390,7 +405,7 @@ impl GitServer {
         request.push_str("\r\n");
         let raw = https_exchange(
             self.port,
-            &self.tls.expected,
+            &self.readiness.1,
             request.as_bytes(),
             Duration::from_secs(30),
         )
@@ -466,7 +481,7 @@ impl GitServer {
             let request = "GET /ready.txt HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
             if let Ok(answer) = https_exchange(
                 self.port,
-                &self.tls.expected,
+                &self.readiness.1,
                 request.as_bytes(),
                 Duration::from_secs(1),
             ) && String::from_utf8_lossy(&answer).ends_with(&token)
@@ -504,6 +519,11 @@ ssl.engine = "enable"
 ssl.pemfile = {cert}
 ssl.privkey = {key}
 ssl.openssl.ssl-conf-cmd = ("MinProtocol" => "TLSv1.2")
+# The stand-in's own checks ask for this name (SNI) and get a certificate of their own.
+$HTTP["host"] == "{readiness_host}" {{
+    ssl.pemfile = {readiness_cert}
+    ssl.privkey = {readiness_key}
+}}
 server.document-root = {htdocs}
 server.errorlog = {errorlog}
 server.pid-file = {pidfile}
@@ -523,6 +543,9 @@ setenv.add-environment = ("TOZAI_CODECOMMIT_STANDIN" => {standin})
             port = self.port,
             cert = q(&self.tls.cert.chain),
             key = q(&self.tls.cert.key),
+            readiness_host = READINESS_HOST,
+            readiness_cert = q(&self.readiness.0.chain),
+            readiness_key = q(&self.readiness.0.key),
             htdocs = q(&dir.join("htdocs")),
             errorlog = q(&dir.join("error.log")),
             pidfile = q(&dir.join("lighttpd.pid")),

@@ -4,7 +4,7 @@
 //! [`install`] runs before `main` in every test binary that talks to a stand-in (the
 //! suite's `main.rs` and the benches declare it with `#[ctor::ctor]`): it makes a fresh CA
 //! (ECDSA P-256), writes its certificate to a private temporary file and
-//! points `SSL_CERT_FILE` at it, so that everything in the process and every child it
+//! points `SSL_CERT_FILE` at it (and `SSL_CERT_DIR` at an empty directory), so that everything in the process and every child it
 //! starts (the `tozai` binary, the Lambdas, libgit2's OpenSSL, the AWS SDK's rustls) trusts
 //! this CA and nothing else. It must run before `main` because OpenSSL and the SDK read
 //! `SSL_CERT_FILE` once, when first used, and because changing the environment once threads
@@ -50,8 +50,6 @@ pub struct ServerCert {
     /// The certificate followed by its CA's, as servers send the chain.
     pub chain: PathBuf,
     pub key: PathBuf,
-    /// The certificate and the key in one file (lighttpd's `ssl.pemfile` takes both).
-    pub combined: PathBuf,
 }
 
 impl Authority {
@@ -79,7 +77,7 @@ impl Authority {
     }
 
     /// A server certificate for `names` (host names or IP addresses), written under `dir`
-    /// as `NAME.pem`, `NAME.key` and `NAME.combined.pem`.
+    /// as `NAME.pem` (with the CA's certificate after it) and `NAME.key`.
     pub fn issue(&self, names: &[&str], dir: &Path, file_name: &str) -> ServerCert {
         let key = KeyPair::generate().expect("cannot generate a server key");
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
@@ -93,16 +91,33 @@ impl Authority {
         let cert = params
             .signed_by(&key, &self.issuer)
             .expect("cannot sign a server certificate");
-        let chain = format!("{}{}", cert.pem(), self.pem);
-        let key_pem = key.serialize_pem();
+        self.write(&cert.pem(), &key.serialize_pem(), dir, file_name)
+    }
+}
+
+impl Authority {
+    /// A server certificate naming `host` in its subject's common name only (no subject
+    /// alternative name), written like [`issue`](Self::issue)'s.
+    pub fn issue_common_name_only(&self, host: &str, dir: &Path, file_name: &str) -> ServerCert {
+        let key = KeyPair::generate().expect("cannot generate a server key");
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, host);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("cannot sign a server certificate");
+        self.write(&cert.pem(), &key.serialize_pem(), dir, file_name)
+    }
+
+    fn write(&self, cert_pem: &str, key_pem: &str, dir: &Path, file_name: &str) -> ServerCert {
+        let chain = format!("{cert_pem}{}", self.pem);
         let out = ServerCert {
             chain: dir.join(format!("{file_name}.pem")),
             key: dir.join(format!("{file_name}.key")),
-            combined: dir.join(format!("{file_name}.combined.pem")),
         };
         write_private(&out.chain, &chain);
-        write_private(&out.key, &key_pem);
-        write_private(&out.combined, &format!("{chain}{key_pem}"));
+        write_private(&out.key, key_pem);
         out
     }
 }
@@ -138,12 +153,20 @@ pub fn install() {
     let authority = Authority::new("tozai test run CA");
     let file = dir.join("ca.pem");
     write_private(&file, authority.pem());
+    // An empty directory for SSL_CERT_DIR: set, so that libgit2's start-up (openssl-probe)
+    // does not point it at the system's store, and empty, so that the run's CA is the only
+    // one trusted.
+    let no_dir = dir.join("no-other-ca");
+    fs::create_dir_all(&no_dir).expect("cannot create the test CA's directory");
     // SAFETY: called before main, while the process has one thread.
     unsafe {
         std::env::set_var("SSL_CERT_FILE", &file);
-        std::env::remove_var("SSL_CERT_DIR");
+        std::env::set_var("SSL_CERT_DIR", &no_dir);
         std::env::set_var("GIT_SSL_CAINFO", &file);
     }
+    // libgit2's one-time start-up, while there is still one thread (tozai's binaries do
+    // the same first thing in main).
+    tozai::adapters::git_mirror::init_tls();
     let _ = RUN_CA.set(RunCa { authority, file });
 }
 

@@ -9,6 +9,8 @@ use tozai::{judge, lambda};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
+    // Before anything can start a thread: libgit2's first use may set SSL_CERT_FILE.
+    tozai::adapters::git_mirror::init_tls();
     lambda::init_logging();
     let config = lambda::config_from_env().map_err(lambda::fatal)?;
     let sdk = aws_config::load_from_env().await;

@@ -57,8 +57,10 @@
 //!
 //! **Proxies.** libgit2 finds them as git does (`http.proxy` in git's config, then
 //! `https_proxy` / `HTTPS_PROXY`, `http_proxy`, with `no_proxy` / `NO_PROXY`). The pack-as-is
-//! push connects directly, so it is not taken when a proxy variable is set for the standby's
-//! scheme: the run pushes through libgit2 instead.
+//! push connects directly, so it is not taken when `http.proxy` or a proxy variable for the
+//! standby's scheme is set: the run pushes through libgit2 instead. A certificate rustls
+//! refuses there (it is stricter than OpenSSL: it ignores a certificate's common name) is
+//! a [`MirrorError::Certificate`] too.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
@@ -942,7 +944,7 @@ fn push_cache_pack(
         tracing::trace!(standby = %target.shown, reason = why, "not sending the cache's pack as it is");
         Ok(PackResult::Declined)
     };
-    if proxy_configured(&target.url) {
+    if proxy_configured(repo, &target.url) {
         return declined("a proxy is configured: libgit2 connects through it");
     }
     let (updates, pack) = match pack_push_plan(repo, dir, target, steps, per_push) {
@@ -991,6 +993,14 @@ fn push_cache_pack(
                 return Ok(PackResult::Done);
             }
             Err(PushFailure::Declined(why)) => return declined(&why),
+            Err(PushFailure::Certificate(reason)) => {
+                return Err(MirrorError::Certificate {
+                    location: target.shown.clone(),
+                    host: url_host(&target.url).unwrap_or("the server").to_owned(),
+                    context: "sending the cache's pack to the target",
+                    reason: format!("{reason} (rustls, which ignores a certificate's common name)"),
+                });
+            }
             Err(PushFailure::Auth(detail)) => {
                 return Err(MirrorError::AuthenticationFailed {
                     location: target.shown.clone(),
@@ -1244,11 +1254,20 @@ fn url_host(url: &str) -> Option<&str> {
     (!host.is_empty()).then_some(host)
 }
 
-/// A proxy applies to `url` through the environment, as libgit2 reads it
-/// (`https_proxy` / `HTTPS_PROXY` for https, `http_proxy` / `HTTP_PROXY` for http;
-/// `no_proxy` is left to libgit2). Used only to keep the pack-as-is push, which connects
-/// directly, away from a standby behind a proxy.
-fn proxy_configured(url: &str) -> bool {
+/// A proxy may apply to `url`, as libgit2 finds one: git's `http.proxy` (the cache's
+/// config, the user's and the system's), or the environment (`https_proxy` /
+/// `HTTPS_PROXY` for https, `http_proxy` / `HTTP_PROXY` for http; `no_proxy` is left to
+/// libgit2). Used only to keep the pack-as-is push, which connects directly, away from a
+/// standby behind a proxy.
+fn proxy_configured(repo: &Repository, url: &str) -> bool {
+    let configured = repo
+        .config()
+        .and_then(|c| c.get_string("http.proxy"))
+        .is_ok_and(|p| !p.is_empty());
+    configured || proxy_in_env(url)
+}
+
+fn proxy_in_env(url: &str) -> bool {
     let names: &[&str] = if url.starts_with("https://") {
         &["https_proxy", "HTTPS_PROXY"]
     } else if url.starts_with("http://") {
@@ -1259,6 +1278,14 @@ fn proxy_configured(url: &str) -> bool {
     names
         .iter()
         .any(|n| std::env::var_os(n).is_some_and(|v| !v.is_empty()))
+}
+
+/// Initialises libgit2 now. Its first use sets `SSL_CERT_FILE` / `SSL_CERT_DIR` to the
+/// system's store where they are unset (git2 runs `openssl-probe`), and changing the
+/// environment once threads run is unsound: the binaries call this first thing in `main`.
+pub fn init_tls() {
+    // Any git2 call initialises it; this one sets what is already the default.
+    git2::opts::strict_hash_verification(true);
 }
 
 /// Proxy settings for every connection: libgit2 finds them itself, in git's config

@@ -513,6 +513,8 @@ pub enum PushFailure {
     Auth(String),
     /// A network error before the POST body started: trying again is safe.
     Transient(Box<dyn std::error::Error + Send + Sync>),
+    /// The server's certificate was refused (rustls' reason): never retried.
+    Certificate(String),
     /// The POST body started and then something failed: the standby may or may not have
     /// taken some refs.
     Interrupted(String),
@@ -750,7 +752,7 @@ async fn send(
                     error_chain(&e)
                 )));
             }
-            Ok(Err(e)) => return Err(PushFailure::Transient(Box::new(e))),
+            Ok(Err(e)) => return Err(transport_failure(e)),
             Err(e) => return Err(PushFailure::Transient(e)),
         };
         match response.status() {
@@ -807,6 +809,30 @@ fn content_type_is(response: &Response<Incoming>, want: &str) -> bool {
 
 /// A 5xx is worth trying again, as for libgit2's path; any other status means this way
 /// does not work here.
+/// A request that failed before anything was sent: a refused certificate, or a network
+/// error worth retrying.
+fn transport_failure(e: hyper_util::client::legacy::Error) -> PushFailure {
+    match refused_certificate(&e) {
+        Some(why) => PushFailure::Certificate(format!("{why:?}")),
+        None => PushFailure::Transient(Box::new(e)),
+    }
+}
+
+/// rustls' reason for refusing the server's certificate, wherever it is in `e`'s chain
+/// (the connector wraps it in `io::Error`s, whose `source` skips what they wrap).
+fn refused_certificate<'e>(
+    e: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e rustls::CertificateError> {
+    if let Some(rustls::Error::InvalidCertificate(why)) = e.downcast_ref::<rustls::Error>() {
+        return Some(why);
+    }
+    let wrapped = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(std::io::Error::get_ref)
+        .and_then(|inner| refused_certificate(inner));
+    wrapped.or_else(|| e.source().and_then(refused_certificate))
+}
+
 fn unexpected_status(status: StatusCode, what: &str) -> PushFailure {
     if status.is_server_error() {
         PushFailure::Transient(Box::new(std::io::Error::other(format!(

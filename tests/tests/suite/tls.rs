@@ -190,6 +190,34 @@ fn a_source_certificate_for_another_host_name_is_refused() {
     );
 }
 
+/// The first mirror into an empty standby sends the cache's pack over rustls, which is
+/// stricter than libgit2's OpenSSL: a certificate that names its host in the common name
+/// only passes libgit2's check (the refs are listed) and fails rustls'. That refusal is a
+/// certificate error too, never retried, and nothing is written.
+#[test]
+fn a_certificate_refused_while_sending_the_first_pack_is_a_certificate_error() {
+    let source = Served::trusted("src").with_content();
+    let standby = Served::new("dst", |dir| {
+        ServerTls::common_name_only(tozai_tests::tls::run_ca(), "127.0.0.1", dir)
+    });
+    let cache = TempDir::new().unwrap();
+    assert_refused(
+        mirror(&source, &standby, cache.path()),
+        "127.0.0.1",
+        "NotValidForName",
+        &standby.server,
+    );
+    let requests = standby.server.requests();
+    assert!(
+        requests.iter().any(|r| r.path == "/v1/repos/dst/info/refs"),
+        "libgit2 listed the standby's refs: {requests:?}"
+    );
+    assert!(
+        refs(&standby.repo).is_empty(),
+        "nothing reached the standby"
+    );
+}
+
 /// `tozai -v mirror --from FROM --to TO --cache CACHE` in `dir`, with `env` added.
 fn tozai_mirror(dir: &Path, from: &str, to: &str, env: &[(&str, &str)]) -> Run {
     let sandbox = Sandbox::new(&dir.join("home"));

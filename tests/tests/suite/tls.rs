@@ -427,3 +427,50 @@ fn https_proxy_is_honoured_and_no_proxy_goes_around_it() {
     assert_eq!(proxy.tunnels(), before, "NO_PROXY: no tunnel");
     assert_eq!(refs(&dst), refs(&source.repo));
 }
+
+/// git's `http.proxy` (here in the user's `~/.gitconfig`) sends libgit2 through the proxy,
+/// and keeps the first mirror off the pack-as-is push, which would connect directly: the
+/// same first mirror without it sends the cache's pack as it is.
+#[test]
+fn git_configs_http_proxy_is_honoured_and_keeps_the_first_mirror_on_libgit2() {
+    let source = Served::trusted("src").with_content();
+    let endpoint = source.server.url_prefix();
+    let from = location("src").to_string();
+    let sent_as_is = "sent the cache's pack as it is";
+
+    let direct = TempDir::new().unwrap();
+    source.server.create_repo("direct");
+    let run = tozai_mirror(
+        direct.path(),
+        &from,
+        &location("direct").to_string(),
+        &[("TOZAI_CODECOMMIT_ENDPOINT", &endpoint)],
+    );
+    run.expect_code(0).expect_no_panic();
+    assert!(run.stderr.contains(sent_as_is), "{}", run.stderr);
+
+    let proxied = TempDir::new().unwrap();
+    let proxy = ConnectProxy::start();
+    std::fs::create_dir_all(proxied.path().join("home")).unwrap();
+    std::fs::write(
+        proxied.path().join("home/.gitconfig"),
+        format!("[http]\n\tproxy = {}\n", proxy.url()),
+    )
+    .unwrap();
+    let dst = source.server.create_repo("proxied");
+    let run = tozai_mirror(
+        proxied.path(),
+        &from,
+        &location("proxied").to_string(),
+        &[("TOZAI_CODECOMMIT_ENDPOINT", &endpoint)],
+    );
+    run.expect_code(0).expect_no_panic();
+    assert!(!run.stderr.contains(sent_as_is), "{}", run.stderr);
+    assert!(
+        proxy.tunnels() >= 2,
+        "the fetch and the push went through http.proxy: {} tunnels\n{}",
+        proxy.tunnels(),
+        run.stderr
+    );
+    assert_eq!(refs(&dst), refs(&source.repo));
+}

@@ -1809,3 +1809,44 @@ fn the_lambda_package_check_refuses_what_provided_al2023_cannot_start_on_both_ar
         "a binary that needs GLIBC_ABI_DT_RELR must be refused: {err}"
     );
 }
+
+/// The judges' packages link neither libgit2 nor OpenSSL (they read changes from
+/// CodeCommit's API, and start fast), while the mirror's links both, statically: each
+/// function's dependency graph as `scripts/package-lambdas.sh` builds it (one package at a
+/// time, so features are not unified with the mirror's).
+#[test]
+fn the_judges_link_neither_libgit2_nor_openssl_and_the_mirror_links_both() {
+    let graph = |package: &str| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = Command::new(cargo)
+            .current_dir(workspace_root())
+            .args(["tree", "--locked", "--offline", "-p", package])
+            .args(["-e", "normal,build", "--prefix", "none", "--format", "{p}"])
+            .output()
+            .expect("cargo tree runs");
+        assert!(
+            out.status.success(),
+            "cargo tree -p {package}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let native = ["libgit2-sys ", "openssl-sys ", "openssl-src "];
+    for judge in ["tozai-sync-judge", "tozai-pipeline-judge"] {
+        let tree = graph(judge);
+        assert!(tree.contains("tozai "), "{judge}: {tree}");
+        for crate_name in native {
+            assert!(
+                !tree.contains(crate_name),
+                "{judge} links {crate_name}:\n{tree}"
+            );
+        }
+    }
+    let mirror = graph("tozai-mirror");
+    for crate_name in native {
+        assert!(
+            mirror.contains(crate_name),
+            "the mirror lacks {crate_name}:\n{mirror}"
+        );
+    }
+}

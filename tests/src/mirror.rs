@@ -108,3 +108,16 @@ pub fn status<'a>(o: &'a MirrorOutcome, name: &str) -> &'a RefStatus {
         .unwrap_or_else(|| panic!("{name} not in {o:#?}"))
         .status
 }
+
+/// The `status` field of ref `name` in `tozai mirror --json` output.
+pub fn json_status(v: &serde_json::Value, name: &str) -> String {
+    v["refs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no refs in {v:#}"))
+        .iter()
+        .find(|r| r["ref"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {v:#}"))["status"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no status for {name} in {v:#}"))
+        .to_owned()
+}

@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tempfile::TempDir;
 use tozai::adapters::git_mirror::Git2Mirror;
 use tozai::git_auth::Credentials;
@@ -25,7 +24,7 @@ use tozai::mirror::{MirrorOutcome, RefSelection, RefStatus};
 use tozai::ports::{
     GitCredentials, GitLogin, GitRemote, Mirror, MirrorError, MirrorRequest, TransferProgress,
 };
-use tozai_tests::mirror::{git, refs, refs_named, rev, status};
+use tozai_tests::mirror::{git, json_status, refs, refs_named, rev, status};
 use tozai_tests::server::{AwsCli, GitServer, Request};
 use tozai_tests::{GitRepo, Run, Sandbox, tozai_command};
 
@@ -303,18 +302,6 @@ impl World {
         args.extend_from_slice(extra);
         self.tozai(credentials, &args)
     }
-}
-
-/// The `status` field of ref `name` in `tozai mirror --json` output.
-fn json_status<'a>(v: &'a Value, name: &str) -> &'a str {
-    v["refs"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no refs in {v:#}"))
-        .iter()
-        .find(|r| r["ref"] == name)
-        .unwrap_or_else(|| panic!("{name} not in {v:#}"))["status"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no status for {name} in {v:#}"))
 }
 
 /// Asserts that nothing secret reaches the output: not the secret key, not the session

@@ -19,7 +19,7 @@ use tozai::git_auth::{Credentials, GitEndpoint};
 use tozai::location::Location;
 use tozai::mirror::{MirrorOutcome, RefSelection, RefStatus};
 use tozai::ports::{Mirror, MirrorRequest};
-use tozai_tests::mirror::{assert_in_step, git, rev, status, try_git};
+use tozai_tests::mirror::{assert_in_step, git, json_status, rev, status, try_git};
 use tozai_tests::server::GitServer;
 use tozai_tests::stand_ins::CodeCommitApi;
 use tozai_tests::{GitRepo, Run, Sandbox, tozai_command};
@@ -97,19 +97,6 @@ fn tozai_in(cwd: &Path, home: &Path, args: &[&str], env: &[(&str, String)]) -> R
         cmd.env(name, value);
     }
     Run::of(cmd, format!("tozai {args:?} (in {})", cwd.display()))
-}
-
-/// The `status` of ref `name` in `tozai mirror --json` output.
-fn json_status(v: &Value, name: &str) -> String {
-    v["refs"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no refs in {v:#}"))
-        .iter()
-        .find(|r| r["ref"] == name)
-        .unwrap_or_else(|| panic!("{name} not in {v:#}"))["status"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no status for {name} in {v:#}"))
-        .to_owned()
 }
 
 // ---- the standby's default branch ----

@@ -1337,7 +1337,9 @@ impl Demo {
                 .as_deref()
                 .is_some_and(|i| i.contains("already handled"))
                 || (!r.targets.is_empty()
-                    && r.targets.iter().all(|t| t.result == "already_handled"))
+                    && r.targets
+                        .iter()
+                        .all(|t| t.result == tozai::judge::TargetResult::AlreadyHandled))
         });
         if !handled {
             p.push("a judge did not recognise an event it had handled".into());
@@ -1495,18 +1497,24 @@ fn diff_text(d: &tozai::judge::DiffRecord) -> String {
     let base = d.base.as_ref().map(CommitId::short).unwrap_or("");
     match &d.why {
         BaseWhy::Checkpoint => format!("{} {paths} since its checkpoint {base}", d.changed),
-        BaseWhy::EventBefore { .. } => {
-            format!("{} {paths} since the event's old commit {base}", d.changed)
-        }
         BaseWhy::MergeBase { branch } => {
             format!("{} {paths} since the merge base with {branch}", d.changed)
         }
+        BaseWhy::TipCommit { branch } => format!(
+            "{} {paths} in its tip commit ({branch} already holds it)",
+            d.changed
+        ),
         BaseWhy::WholeTree { because } => format!("{} paths, the whole tree: {because}", d.changed),
     }
 }
 
 fn target_text(r: &DecisionRecord, t: &TargetRecord) -> String {
-    let at = r.after.as_ref().map(CommitId::short).unwrap_or("");
+    let at = t
+        .commit
+        .as_ref()
+        .or(r.head.as_ref())
+        .map(CommitId::short)
+        .unwrap_or("");
     let diff = r
         .diffs
         .iter()
@@ -1517,8 +1525,9 @@ fn target_text(r: &DecisionRecord, t: &TargetRecord) -> String {
         })
         .map(|d| format!(" [{}]", diff_text(d)))
         .unwrap_or_default();
+    use tozai::judge::TargetResult as R;
     match t.result {
-        "started" => format!(
+        R::Started => format!(
             "{} STARTED ({} {}, run {}) at {at}{}{diff}",
             t.target,
             t.kind,
@@ -1526,21 +1535,21 @@ fn target_text(r: &DecisionRecord, t: &TargetRecord) -> String {
             t.run_id.as_deref().unwrap_or("?"),
             first_match(&t.matches)
         ),
-        "not_started" => format!("{} not started: {}{diff}", t.target, t.reason.describe()),
-        "already_handled" => format!(
-            "{} not started again: already handled (its checkpoint is at or past {at})",
+        R::NotStarted => format!("{} not started: {}{diff}", t.target, t.reason.describe()),
+        R::AlreadyHandled => format!(
+            "{} not started again: already handled (its checkpoint is at the head {at})",
             t.target
         ),
-        "already_started" => format!(
+        R::RefGone => format!("{} not started: the ref no longer exists", t.target),
+        R::AlreadyStarted => format!(
             "{} not started again: already started at {at} (run {})",
             t.target,
             t.run_id.as_deref().unwrap_or("?")
         ),
-        other => format!(
-            "{} {}: {}",
-            t.target,
-            other.to_uppercase(),
-            t.error.as_deref().unwrap_or("")
+        R::InProgress => format!(
+            "{} IN PROGRESS: another invocation is starting it at {at}",
+            t.target
         ),
+        R::Failed => format!("{} FAILED: {}", t.target, t.error.as_deref().unwrap_or("")),
     }
 }

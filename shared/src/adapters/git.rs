@@ -225,6 +225,15 @@ impl Git2Changes {
             Err(e) => Err(self.backend("cannot read a branch", e)),
         }
     }
+
+    /// The first parent of `commit`; `None` for a root commit.
+    pub fn first_parent_of(&self, commit: &CommitId) -> Result<Option<CommitId>, ChangeError> {
+        let repo = self.repo()?;
+        let found = repo
+            .find_commit(self.oid(commit)?)
+            .map_err(|_| self.unknown(commit.as_str()))?;
+        Ok(found.parent_ids().next().map(to_id))
+    }
 }
 
 /// git2's id as a [`CommitId`]: infallible, git2 writes ids in hexadecimal.
@@ -246,5 +255,12 @@ impl crate::ports::Ancestry for Git2Changes {
         branch: &str,
     ) -> impl Future<Output = Result<Option<CommitId>, ChangeError>> + Send {
         std::future::ready(self.branch_head_of(branch))
+    }
+
+    fn first_parent(
+        &self,
+        commit: &CommitId,
+    ) -> impl Future<Output = Result<Option<CommitId>, ChangeError>> + Send {
+        std::future::ready(self.first_parent_of(commit))
     }
 }

@@ -1497,6 +1497,9 @@ fn diff_text(d: &tozai::judge::DiffRecord) -> String {
     let base = d.base.as_ref().map(CommitId::short).unwrap_or("");
     match &d.why {
         BaseWhy::Checkpoint => format!("{} {paths} since its checkpoint {base}", d.changed),
+        BaseWhy::EventBefore => {
+            format!("{} {paths} since the event's old commit {base}", d.changed)
+        }
         BaseWhy::MergeBase { branch } => {
             format!("{} {paths} since the merge base with {branch}", d.changed)
         }

@@ -8,7 +8,8 @@
 //! The base is the commit the consumer last judged on this ref, whatever its relation to
 //! the head: a fast-forward, a rewind, a force-push and a rebase are all one tree diff
 //! (CodeCommit's `GetDifferences` compares any two commits). A ref the consumer never
-//! judged starts from its birth base ([`birth_base`]).
+//! judged starts from the event's old commit when there is one (a consumer added to a
+//! branch that already existed), else from the ref's birth base ([`birth_base`]).
 
 use serde::Serialize;
 
@@ -22,6 +23,9 @@ use crate::refs::{CommitId, RefName};
 pub enum BaseWhy {
     /// The commit the consumer last judged on this ref.
     Checkpoint,
+    /// The consumer has no checkpoint on this ref yet: the event's old commit (so a
+    /// consumer new to an old branch judges what was pushed, not the whole tree).
+    EventBefore,
     /// A new branch: its merge base with the base branch.
     MergeBase { branch: String },
     /// A new branch whose head is already on the base branch (the base branch moved up

@@ -210,6 +210,8 @@ pub(super) struct Diffs<'a, C> {
     config: &'a Config,
     region: &'a str,
     reference: &'a RefName,
+    /// The event's old commit: the base of a consumer with no checkpoint yet.
+    before: Option<CommitId>,
     by_base: BTreeMap<(Option<CommitId>, CommitId), Judged>,
 }
 
@@ -220,35 +222,36 @@ pub(super) struct Judged {
 }
 
 impl<'a, C: ChangeSource + Ancestry> Diffs<'a, C> {
-    pub(super) fn new(
-        repo: &'a C,
-        config: &'a Config,
-        region: &'a str,
-        reference: &'a RefName,
-    ) -> Self {
+    pub(super) fn new(repo: &'a C, config: &'a Config, region: &'a str, e: &'a RefChanged) -> Self {
         Self {
             repo,
             config,
             region,
-            reference,
+            reference: &e.reference,
+            before: e.change.before().cloned(),
             by_base: BTreeMap::new(),
         }
     }
 
     /// The base a consumer that last judged `last` diffs `head` against, and why: `last`
-    /// itself, or the ref's birth base when there is none or the repository no longer has
-    /// it. The diff is made (and cached) here.
+    /// itself; with none, the event's old commit; else, or when the repository no longer
+    /// has them, the ref's birth base. The diff is made (and cached) here.
     pub(super) async fn base(
         &mut self,
         last: Option<&CommitId>,
         head: &CommitId,
     ) -> Result<(Option<CommitId>, BaseWhy), JudgeError> {
-        if let Some(last) = last {
-            let base = Some(last.clone());
+        let tries = match last {
+            Some(last) => Some((last.clone(), BaseWhy::Checkpoint)),
+            None => self.before.clone().map(|b| (b, BaseWhy::EventBefore)),
+        };
+        if let Some((commit, why)) = tries {
+            let base = Some(commit.clone());
+            let commit = &commit;
             match self.judged(&base, head).await {
-                Ok(_) => return Ok((base, BaseWhy::Checkpoint)),
+                Ok(_) => return Ok((base, why)),
                 Err(JudgeError::Changes(ChangeError::UnknownRevision { spec, .. })) => {
-                    tracing::warn!(%last, spec, "the last judged commit is gone: judging from the ref's birth base");
+                    tracing::warn!(%commit, spec, "the base commit is gone: judging from the ref's birth base");
                 }
                 Err(other) => return Err(other),
             }

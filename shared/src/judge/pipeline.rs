@@ -81,7 +81,7 @@ where
         repo,
         store,
         starter,
-        diffs: Diffs::new(repo, config, region_name, &e.reference),
+        diffs: Diffs::new(repo, config, region_name, &e),
         head,
     };
     let mut failures = Vec::new();
@@ -408,7 +408,7 @@ fn source_action(target: &Target) -> Option<String> {
 
 /// The variables a start carries, each cut to CodePipeline's 1,000 characters with a
 /// visible marker (see [`crate::text`]) and never empty: CodePipeline refuses both.
-fn variables(
+pub(super) fn variables(
     decision: &TargetDecision,
     reference: &RefName,
     commit: &CommitId,

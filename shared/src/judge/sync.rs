@@ -73,7 +73,7 @@ where
             }
         )));
     }
-    let mut diffs = Diffs::new(repo, config, &region.name, &e.reference);
+    let mut diffs = Diffs::new(repo, config, &region.name, &e);
     for _ in 0..SAVE_ATTEMPTS {
         let checkpoint = store
             .load(SYNC_CONSUMER, &e.repository, &e.reference)

@@ -292,10 +292,58 @@ pub fn init_logging() {
         .init();
 }
 
-/// Writes the invocation's decision record (one JSON line on stdout) or logs its error.
+/// A failed invocation as the Lambda reports it. `error_type` is `Transient` when a retry
+/// may pass (throttling, a network error, a busy pipeline, a start another invocation
+/// holds) and `Permanent` when it cannot (a malformed event, the config, a refused
+/// certificate), so logs, the on-failure destination and alarms can tell them apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub error_type: &'static str,
+    pub message: String,
+}
+
+impl Failure {
+    pub const TRANSIENT: &'static str = "Transient";
+    pub const PERMANENT: &'static str = "Permanent";
+}
+
+impl From<crate::judge::JudgeError> for Failure {
+    fn from(e: crate::judge::JudgeError) -> Self {
+        Self {
+            error_type: if e.is_transient() {
+                Self::TRANSIENT
+            } else {
+                Self::PERMANENT
+            },
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<crate::event::EventError> for Failure {
+    fn from(e: crate::event::EventError) -> Self {
+        Self {
+            error_type: Self::PERMANENT,
+            message: e.to_string(),
+        }
+    }
+}
+
+#[cfg(feature = "lambda")]
+impl From<Failure> for lambda_runtime::Diagnostic {
+    fn from(f: Failure) -> Self {
+        Self {
+            error_type: f.error_type.to_owned(),
+            error_message: f.message,
+        }
+    }
+}
+
+/// Writes the invocation's decision record (one JSON line on stdout) or logs its error,
+/// and gives the error back as a [`Failure`].
 pub fn logged(
     result: Result<crate::judge::DecisionRecord, crate::judge::JudgeError>,
-) -> Result<crate::judge::DecisionRecord, crate::judge::JudgeError> {
+) -> Result<crate::judge::DecisionRecord, Failure> {
     match &result {
         Ok(record) => {
             // One line, serialized straight from the record.
@@ -314,7 +362,7 @@ pub fn logged(
         }
         Err(e) => tracing::error!(error = %e, transient = e.is_transient(), "the event failed"),
     }
-    result
+    result.map_err(Failure::from)
 }
 
 /// Logs why the function cannot start (as a JSON log line, with the message in full)
@@ -326,9 +374,43 @@ pub fn fatal(e: impl Into<InitError>) -> InitError {
 }
 
 /// Parses the Lambda's payload; a malformed event is logged with the field at fault.
-pub fn inbound(
-    payload: serde_json::Value,
-) -> Result<crate::event::Inbound, crate::event::EventError> {
+pub fn inbound(payload: serde_json::Value) -> Result<crate::event::Inbound, Failure> {
     crate::event::from_value(payload)
         .inspect_err(|e| tracing::error!(error = %e, "malformed event: not retried usefully"))
+        .map_err(Failure::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Failure;
+    use crate::judge::JudgeError;
+    use crate::ports::ServiceError;
+
+    #[test]
+    fn failures_say_whether_a_retry_may_pass() {
+        let throttled =
+            JudgeError::Service(ServiceError::new("DynamoDB table t", "throttled", true));
+        let missing = JudgeError::Service(ServiceError::new(
+            "CodePipeline pipeline p",
+            "not found",
+            false,
+        ));
+        let held = JudgeError::Starts {
+            failed: 1,
+            total: 2,
+            details: "tokyo-core: another invocation is starting it".into(),
+            transient: true,
+        };
+        assert_eq!(Failure::from(throttled).error_type, "Transient");
+        assert_eq!(Failure::from(held).error_type, "Transient");
+        let permanent = Failure::from(missing);
+        assert_eq!(permanent.error_type, "Permanent");
+        assert!(
+            permanent.message.contains("CodePipeline pipeline p"),
+            "{permanent:?}"
+        );
+        let malformed =
+            crate::event::from_value(serde_json::json!({"detail-type": 1})).unwrap_err();
+        assert_eq!(Failure::from(malformed).error_type, "Permanent");
+    }
 }

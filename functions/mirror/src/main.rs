@@ -3,7 +3,7 @@
 //! and publishes `Sync Completed` or `Sync Failed`. A thin handler over
 //! [`tozai::judge::mirror_job`]; settings in [`tozai::lambda`].
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use tozai::{judge, lambda};
 
@@ -20,7 +20,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(async move |event: LambdaEvent<Value>| {
         let inbound = lambda::inbound(event.payload)?;
         let record = judge::mirror_job(config, mirror, events, inbound).await;
-        Ok::<judge::DecisionRecord, Error>(lambda::logged(record)?)
+        Ok::<judge::DecisionRecord, Diagnostic>(lambda::logged(record)?)
     }))
     .await
 }

@@ -848,11 +848,15 @@ fn errors_name_what_is_wrong_and_other_events_are_ignored() {
             "the error must name the missing pipeline: {error}\n{}",
             judge.log()
         );
+        assert_eq!(
+            error["errorType"], "Permanent",
+            "a missing pipeline is not retried usefully: {error}"
+        );
         let items = w.table_items(TOKYO);
         assert!(
-            !items.iter().any(|i| i["pk"]["S"]
-                .as_str()
-                .is_some_and(|k| k.contains("\"start\""))),
+            !items
+                .iter()
+                .any(|i| i.get("pending_commit").is_some() || i.get("run_id").is_some()),
             "no start may be recorded, nor a claim left behind: {items:?}"
         );
         assert!(
@@ -885,6 +889,7 @@ fn errors_name_what_is_wrong_and_other_events_are_ignored() {
         error_message(&error).contains("detail.commitId"),
         "the error must name the field: {error}"
     );
+    assert_eq!(error["errorType"], "Permanent", "{error}");
     let mut bad_commit = primary_push(&old, &new);
     bad_commit["detail"]["oldCommitId"] = json!("not-a-commit");
     let error = judge.err(&bad_commit, "an invalid oldCommitId");

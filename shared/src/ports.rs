@@ -249,6 +249,11 @@ pub trait Ancestry {
         &self,
         commit: &CommitId,
     ) -> impl Future<Output = Result<Option<CommitId>, ChangeError>> + Send;
+
+    /// Every branch's short name (CodeCommit's `ListBranches`, every page): what the
+    /// pipeline-judge's scheduled sweep judges, so a push whose events were all lost is
+    /// still deployed.
+    fn branches(&self) -> impl Future<Output = Result<Vec<String>, ChangeError>> + Send;
 }
 
 /// A start one invocation has claimed and not yet recorded. While its lease runs, no other

@@ -348,6 +348,26 @@ impl Ancestry for CodeCommitRepo {
     ) -> impl Future<Output = Result<Option<CommitId>, ChangeError>> + Send {
         CodeCommitRepo::first_parent(self, commit)
     }
+
+    async fn branches(&self) -> Result<Vec<String>, ChangeError> {
+        let mut names = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .client
+                .list_branches()
+                .repository_name(&self.repository)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| self.error("ListBranches failed", &self.repository, e))?;
+            names.extend(out.branches().iter().cloned());
+            match out.next_token() {
+                Some(next) if !next.is_empty() => token = Some(next.to_owned()),
+                _ => return Ok(names),
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------- DynamoDB

@@ -226,6 +226,22 @@ impl Git2Changes {
         }
     }
 
+    /// Every local branch's short name.
+    pub fn branch_names(&self) -> Result<Vec<String>, ChangeError> {
+        let repo = self.repo()?;
+        let branches = repo
+            .branches(Some(git2::BranchType::Local))
+            .map_err(|e| self.backend("cannot list branches", e))?;
+        let mut names = Vec::new();
+        for branch in branches {
+            let (branch, _) = branch.map_err(|e| self.backend("cannot list branches", e))?;
+            if let Ok(Some(name)) = branch.name() {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(names)
+    }
+
     /// The first parent of `commit`; `None` for a root commit.
     pub fn first_parent_of(&self, commit: &CommitId) -> Result<Option<CommitId>, ChangeError> {
         let repo = self.repo()?;
@@ -262,5 +278,9 @@ impl crate::ports::Ancestry for Git2Changes {
         commit: &CommitId,
     ) -> impl Future<Output = Result<Option<CommitId>, ChangeError>> + Send {
         std::future::ready(self.first_parent_of(commit))
+    }
+
+    fn branches(&self) -> impl Future<Output = Result<Vec<String>, ChangeError>> + Send {
+        std::future::ready(self.branch_names())
     }
 }

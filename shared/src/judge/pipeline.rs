@@ -16,7 +16,7 @@
 use super::record::{DecisionRecord, TargetRecord, TargetResult, note_diff};
 use super::{Diffs, JudgeError, SAVE_ATTEMPTS, START_LEASE, base, locate, target_consumer};
 use crate::config::{Config, Target};
-use crate::event::{Inbound, RefChanged};
+use crate::event::{Inbound, RefChange, RefChanged};
 use crate::plan::{Reason, TargetDecision};
 use crate::ports::{
     Ancestry, ChangeSource, Checkpoint, CheckpointStore, PendingStart, ServiceError, StartRequest,
@@ -45,8 +45,10 @@ where
     S: CheckpointStore,
     P: Starter,
 {
-    const F: &str = "pipeline-judge";
-    let (e, mut record, region) = match locate(F, config, inbound) {
+    if matches!(inbound, Inbound::Scheduled) {
+        return sweep(config, region_name, repo, store, starter).await;
+    }
+    let (e, record, region) = match locate(F, config, inbound) {
         Ok(located) => located,
         Err(record) => return Ok(*record),
     };
@@ -56,6 +58,106 @@ where
             region.name
         )));
     }
+    judge_ref(config, region_name, repo, store, starter, &e, record).await
+}
+
+const F: &str = "pipeline-judge";
+
+/// The scheduled sweep: judges every branch of the region's repository that one of its
+/// targets runs for, as if an event had woken it, so a push whose events were all lost is
+/// still deployed. A branch already judged at its head costs one `GetItem` per target and
+/// one `GetBranch`.
+async fn sweep<R, S, P>(
+    config: &Config,
+    region_name: &str,
+    repo: &R,
+    store: &S,
+    starter: &P,
+) -> Result<DecisionRecord, JudgeError>
+where
+    R: ChangeSource + Ancestry,
+    S: CheckpointStore,
+    P: Starter,
+{
+    let mut record = DecisionRecord::new(F);
+    record.region = Some(region_name.to_owned());
+    let Some(region) = config.region(region_name) else {
+        return Err(JudgeError::Config(format!(
+            "region {region_name} is not in the config"
+        )));
+    };
+    record.repository = Some(region.repository.name());
+    let (mut judged, mut failures, mut transient) = (0, Vec::new(), true);
+    for branch in repo.branches().await? {
+        let Ok(reference) = RefName::branch(&branch) else {
+            continue;
+        };
+        if !config
+            .targets_in(region_name)
+            .any(|t| eligible(t, &reference))
+        {
+            continue;
+        }
+        let Some(head) = repo.branch_head(&branch).await? else {
+            continue;
+        };
+        judged += 1;
+        let e = RefChanged {
+            id: None,
+            account: None,
+            region: Some(region.aws_region.clone()),
+            repository: region.repository.name(),
+            reference,
+            change: RefChange::Created { commit: head },
+            caller: None,
+        };
+        let mut one = DecisionRecord::for_event(F, &e);
+        one.region = Some(region_name.to_owned());
+        match judge_ref(config, region_name, repo, store, starter, &e, one).await {
+            Ok(one)
+                if one
+                    .targets
+                    .iter()
+                    .all(|t| t.result == TargetResult::AlreadyHandled) => {}
+            Ok(one) => record.swept.push(one),
+            Err(err) => {
+                transient &= err.is_transient();
+                failures.push(format!("{}: {err}", e.reference.full()));
+            }
+        }
+    }
+    if failures.is_empty() {
+        if record.swept.is_empty() {
+            record.ignored = Some(format!(
+                "the sweep found its {judged} branches already judged at their heads"
+            ));
+        }
+        return Ok(record);
+    }
+    tracing::error!(record = %record.to_json(), "the sweep could not judge every branch");
+    Err(JudgeError::Starts {
+        failed: failures.len(),
+        total: judged,
+        details: failures.join("; "),
+        transient,
+    })
+}
+
+/// Judges every target of the region that runs for the event's ref.
+async fn judge_ref<R, S, P>(
+    config: &Config,
+    region_name: &str,
+    repo: &R,
+    store: &S,
+    starter: &P,
+    e: &RefChanged,
+    mut record: DecisionRecord,
+) -> Result<DecisionRecord, JudgeError>
+where
+    R: ChangeSource + Ancestry,
+    S: CheckpointStore,
+    P: Starter,
+{
     let targets: Vec<&Target> = config
         .targets_in(region_name)
         .filter(|t| eligible(t, &e.reference))
@@ -77,11 +179,11 @@ where
     let head = base::head_of(repo, &e.reference, &e.change).await?;
     record.head = head.clone();
     let mut judging = Judging {
-        e: &e,
+        e,
         repo,
         store,
         starter,
-        diffs: Diffs::new(repo, config, region_name, &e),
+        diffs: Diffs::new(repo, config, region_name, e),
         head,
     };
     let mut failures = Vec::new();

@@ -43,6 +43,9 @@ pub struct DecisionRecord {
     pub targets: Vec<TargetRecord>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mirror: Option<serde_json::Value>,
+    /// A scheduled sweep's records of the branches that needed a decision.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub swept: Vec<DecisionRecord>,
 }
 
 impl DecisionRecord {

@@ -192,6 +192,12 @@ impl Ancestry for Repo {
         let commits = self.commits.lock().unwrap();
         Ok(commits[index(commit)].0.first().map(|&p| id(p)))
     }
+
+    async fn branches(&self) -> Result<Vec<String>, ChangeError> {
+        let mut names: Vec<String> = self.branches.lock().unwrap().keys().cloned().collect();
+        names.sort();
+        Ok(names)
+    }
 }
 
 // ---- store, starter, events ----
@@ -1197,10 +1203,9 @@ async fn a_schedule_reconciles_every_configured_ref() {
         "sync.branches and sync.tags"
     );
     assert_eq!(bus.sent()[0].0, SYNC_COMPLETED);
-    // The judges leave schedules alone.
+    // The sync-judge leaves schedules to the mirror; a pipeline-judge sweeps (below).
     let w = World::new();
     assert!(w.sync(schedule.clone()).await.unwrap().ignored.is_some());
-    assert!(w.judge("tokyo", schedule).await.unwrap().ignored.is_some());
 }
 
 // ---- issue 11's scenarios: each broke a guarantee when events were trusted as edges ----
@@ -1433,6 +1438,40 @@ async fn scenario_8_a_new_branch_whose_base_moved_is_judged_on_its_own_change() 
     );
     assert_eq!(record.diffs[0].base, Some(a));
     assert_eq!(w.starts.of("tokyo-lint"), vec![b]);
+}
+
+/// Every event of a push lost: the scheduled sweep judges each branch a target runs for.
+#[tokio::test]
+async fn the_sweep_deploys_a_push_whose_events_were_all_lost() {
+    let (w, c0) = World::steady();
+    let schedule = crate::event::from_value(json!({
+        "version": "0", "id": "9", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "111111111111", "time": "2024-01-01T00:00:00Z", "region": TOKYO,
+        "resources": [], "detail": {},
+    }))
+    .unwrap();
+    let idle = w.judge("tokyo", schedule.clone()).await.unwrap();
+    assert!(idle.ignored.unwrap().contains("already judged"));
+    let c1 = w.repo.commit(Some(&c0), &[("primary/root.yaml", Some(1))]);
+    w.repo.set("main", Some(&c1));
+    let r1 = w.repo.commit(Some(&c0), &[("docs/readme.md", Some(1))]);
+    w.repo.set("release/2", Some(&r1));
+    w.repo.set("feature/y", Some(&c1));
+    let swept = w.judge("tokyo", schedule.clone()).await.unwrap();
+    assert_eq!(w.starts.of(CORE), vec![c1.clone()]);
+    assert_eq!(w.starts.of("tokyo-lint"), vec![c1.clone()]);
+    let refs: Vec<_> = swept.swept.iter().map(|r| r.reference.clone()).collect();
+    assert_eq!(
+        refs,
+        vec![
+            Some(MAIN.to_owned()),
+            Some("refs/heads/release/2".to_owned())
+        ],
+        "feature/y runs no target"
+    );
+    // Swept again: nothing more.
+    w.judge("tokyo", schedule).await.unwrap();
+    assert_eq!(w.starts.requests().len(), 2);
 }
 
 /// A consumer new to an existing branch judges what the event pushed, not the whole tree.

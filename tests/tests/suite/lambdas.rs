@@ -824,8 +824,33 @@ fn events_out_of_order_or_lost_still_start_what_changed() {
                 && d["afterCommitSpecifier"] == c4.as_str()),
         "a diff from the checkpoint C2 to C4: {diffs:?}"
     );
+    // Every event of a push lost: the scheduled sweep judges the branch and starts it.
+    let (_, c5) = w.push(&w.primary, &[("primary/templates/app.yaml", "app: 5\n")]);
+    let schedule = json!({
+        "version": "0", "id": "sweep-1", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": MOTO_ACCOUNT_ID, "time": "2024-01-01T00:00:00Z",
+        "region": TOKYO, "resources": [], "detail": {},
+    });
+    let swept = judge.ok(&schedule, "the scheduled sweep");
+    assert_eq!(
+        swept["swept"][0]["targets"][0]["result"],
+        "started",
+        "{swept}\n{}",
+        judge.log()
+    );
+    assert_eq!(
+        pinned(&w.pipeline_starts(TOKYO)),
+        [c2.as_str(), c4.as_str(), c5.as_str()]
+    );
+    assert!(
+        !w.codecommit.requests_of("ListBranches").is_empty(),
+        "the sweep lists the branches"
+    );
+    let idle = judge.ok(&schedule, "the sweep again");
+    assert!(idle["ignored"].is_string(), "{idle}");
+    assert_eq!(w.pipeline_starts(TOKYO).len(), 3, "nothing started twice");
     println!(
-        "order and loss: reversed events and a lost event, {} GetDifferences calls, every change started once, none rolled back",
+        "order and loss: reversed events, a lost event and a push whose events were all lost, {} GetDifferences calls, every change started once, none rolled back",
         diffs.len()
     );
 }

@@ -55,6 +55,8 @@ const MIRROR_ROLE: &str = "tozai-mirror";
 const MIRROR_CALLER: &str = "arn:aws:sts::111111111111:assumed-role/tozai-mirror/tozai-mirror";
 const MAIN: &str = "refs/heads/main";
 const TAG: &str = "v1.0.0";
+/// A release candidate, tagged on a commit `main` already deployed.
+const RC_TAG: &str = "v1.0.0-rc.1";
 
 pub fn run(o: Options) -> anyhow::Result<ExitCode> {
     let (dir, keep) = prepare_dir(o.dir.as_deref())?;
@@ -378,6 +380,13 @@ enum Delivery {
     Tozai { detail_type: String, detail: Value },
 }
 
+/// Which of a step's deliveries.
+#[derive(Debug, Clone, Copy)]
+enum Which {
+    First,
+    Last,
+}
+
 /// One region: its config name, AWS region, and local repository.
 struct Site {
     name: String,
@@ -416,6 +425,8 @@ struct Demo {
     failures: Vec<String>,
     /// What each step pushed, for the summary: (step, commit, what).
     pushed: Vec<(u32, String, String)>,
+    /// Where each step's starts begin in the recorded starts: (step, index).
+    step_starts: Vec<(u32, usize)>,
     /// The records of the current step.
     records: Vec<DecisionRecord>,
     /// tozai's events published during the current step.
@@ -478,6 +489,7 @@ impl Demo {
             events: 0,
             failures: Vec::new(),
             pushed: Vec::new(),
+            step_starts: Vec::new(),
             records: Vec::new(),
             published: Vec::new(),
             delivered: Vec::new(),
@@ -665,12 +677,17 @@ impl Demo {
         Ok(self.ref_events(&name, &before, &after, caller))
     }
 
-    fn begin(&mut self, step: u32, title: &str, expected: &str) {
+    /// Starts step `step`: prints its title and expectation. The number of starts
+    /// recorded so far (the step's own come after).
+    fn begin(&mut self, step: u32, title: &str, expected: &str) -> anyhow::Result<usize> {
+        let from = self.starter.recorded()?.len();
+        self.step_starts.push((step, from));
         self.step = step;
         self.records.clear();
         self.published.clear();
         self.say(format!("\n{step}. {title}\n   expected: {expected}"));
         self.t0 = Instant::now();
+        Ok(from)
     }
 
     /// Keeps a judge's record (and prints it), or reports its error.
@@ -978,37 +995,36 @@ impl Demo {
         Ok(())
     }
 
-    /// The starts recorded since `from`: (target, commit).
-    fn starts_since(&self, from: usize) -> anyhow::Result<Vec<(String, String)>> {
+    /// The starts recorded since `from`, in the order they were made: (target, commit, ref).
+    fn starts_since(&self, from: usize) -> anyhow::Result<Vec<(String, String, String)>> {
         Ok(self
             .starter
             .recorded()?
             .into_iter()
             .skip(from)
-            .map(|s| (s.target, s.commit))
+            .map(|s| (s.target, s.commit, s.reference))
             .collect())
     }
 
+    /// The starts since `from` are exactly `expected` (target, commit, ref), in that order.
     fn expect_starts(
         &self,
         problems: &mut Vec<String>,
         from: usize,
-        expected: &[(&str, &str)],
+        expected: &[(&str, &str, &str)],
     ) -> anyhow::Result<()> {
-        let mut actual = self.starts_since(from)?;
-        actual.sort();
-        let mut want: Vec<(String, String)> = expected
+        let actual = self.starts_since(from)?;
+        let want: Vec<(String, String, String)> = expected
             .iter()
-            .map(|(t, c)| ((*t).to_owned(), (*c).to_owned()))
+            .map(|(t, c, r)| ((*t).to_owned(), (*c).to_owned(), (*r).to_owned()))
             .collect();
-        want.sort();
         if actual != want {
-            let show = |v: &[(String, String)]| {
+            let show = |v: &[(String, String, String)]| {
                 if v.is_empty() {
                     "none".to_owned()
                 } else {
                     v.iter()
-                        .map(|(t, c)| format!("{t} at {}", short(c)))
+                        .map(|(t, c, r)| format!("{t} at {} ({r})", short(c)))
                         .collect::<Vec<_>>()
                         .join(", ")
                 }
@@ -1077,14 +1093,15 @@ impl Demo {
         let (tokyo, osaka) = (self.primary.name.clone(), self.standby.name.clone());
         let tokyo_target = self.target_in(&tokyo)?;
         let osaka_target = self.target_in(&osaka)?;
+        let tag_ref = format!("refs/tags/{TAG}");
+        let rc_ref = format!("refs/tags/{RC_TAG}");
 
         // 1. common/
-        self.begin(
+        let from = self.begin(
             1,
             &format!("A change under common/, pushed to {tokyo}'s main"),
             &format!("mirrored to {osaka}; {tokyo_target} and {osaka_target} start, once each"),
-        );
-        let from = self.starter.recorded()?.len();
+        )?;
         let (c1, step1_events) = self.primary_push(
             &[(
                 "common/templates/vpc.yaml",
@@ -1098,7 +1115,11 @@ impl Demo {
         )?;
         self.dispatch(step1_events).await?;
         let mut p = Vec::new();
-        self.expect_starts(&mut p, from, &[(&tokyo_target, &c1), (&osaka_target, &c1)])?;
+        self.expect_starts(
+            &mut p,
+            from,
+            &[(&tokyo_target, &c1, MAIN), (&osaka_target, &c1, MAIN)],
+        )?;
         self.expect_head(&mut p, &self.standby, MAIN, Some(&c1))?;
         self.expect_published(&mut p, &[SYNC_REQUESTED, SYNC_COMPLETED]);
         self.conclude(
@@ -1112,12 +1133,11 @@ impl Demo {
         );
 
         // 2. primary/
-        self.begin(
+        let from = self.begin(
             2,
             &format!("A change under primary/, pushed to {tokyo}'s main"),
             &format!("{tokyo_target} starts; not mirrored; nothing happens in {osaka}"),
-        );
-        let from = self.starter.recorded()?.len();
+        )?;
         let (c2, events) = self.primary_push(
             &[(
                 "primary/templates/root.yaml",
@@ -1128,7 +1148,7 @@ impl Demo {
         )?;
         self.dispatch(events).await?;
         let mut p = Vec::new();
-        self.expect_starts(&mut p, from, &[(&tokyo_target, &c2)])?;
+        self.expect_starts(&mut p, from, &[(&tokyo_target, &c2, MAIN)])?;
         self.expect_head(&mut p, &self.standby, MAIN, Some(&c1))?;
         self.expect_published(&mut p, &[]);
         self.conclude(
@@ -1142,14 +1162,13 @@ impl Demo {
         );
 
         // 3. secondary/
-        self.begin(
+        let from = self.begin(
             3,
             &format!("A change under secondary/, pushed to {tokyo}'s main"),
             &format!(
                 "mirrored (carrying step 2's commit along); {osaka_target} starts, {tokyo_target} does not"
             ),
-        );
-        let from = self.starter.recorded()?.len();
+        )?;
         let (c3, events) = self.primary_push(
             &[(
                 "secondary/templates/root.yaml",
@@ -1160,7 +1179,7 @@ impl Demo {
         )?;
         self.dispatch(events).await?;
         let mut p = Vec::new();
-        self.expect_starts(&mut p, from, &[(&osaka_target, &c3)])?;
+        self.expect_starts(&mut p, from, &[(&osaka_target, &c3, MAIN)])?;
         self.expect_head(&mut p, &self.standby, MAIN, Some(&c3))?;
         self.expect_published(&mut p, &[SYNC_REQUESTED, SYNC_COMPLETED]);
         self.conclude(
@@ -1173,16 +1192,50 @@ impl Demo {
             "3 (a secondary/ change)",
         );
 
-        // 4. a release tag
-        self.begin(
+        // 4. a tag on a commit main already deployed
+        let from = self.begin(
             4,
+            &format!(
+                "The release candidate tag {RC_TAG}, pushed to {tokyo} at main's head {}, which {osaka_target} deployed in step 3",
+                short(&c3)
+            ),
+            &format!(
+                "the tag is mirrored, and {osaka_target} (which opts into tags) starts for it at {}: a tag is a ref of its own; {tokyo_target} does not (tags never start it)",
+                short(&c3)
+            ),
+        )?;
+        let work = self.work.clone();
+        self.git
+            .run(&work, &["tag", "-a", RC_TAG, "-m", "core-infra 1.0.0-rc.1"])?;
+        let events = self.push(&work, true, &[RC_TAG], DEVELOPER)?;
+        self.pushed.push((
+            self.step,
+            c3.clone(),
+            format!("tag {RC_TAG} (step 3's commit)"),
+        ));
+        self.dispatch(events).await?;
+        let mut p = Vec::new();
+        self.expect_starts(&mut p, from, &[(&osaka_target, &c3, &rc_ref)])?;
+        self.expect_head(&mut p, &self.standby, &rc_ref, Some(&c3))?;
+        self.expect_head(&mut p, &self.standby, MAIN, Some(&c3))?;
+        self.expect_published(&mut p, &[SYNC_REQUESTED, SYNC_COMPLETED]);
+        self.conclude(
+            &format!(
+                "{RC_TAG} mirrored; {osaka_target} started at {} for the tag, though its main started there in step 3",
+                short(&c3)
+            ),
+            p,
+            "4 (a tag on a deployed commit)",
+        );
+
+        // 5. a release tag with a docs change
+        let from = self.begin(
+            5,
             &format!("Release notes under docs/ and the tag {TAG}, pushed to {tokyo} together"),
             &format!(
                 "the docs change triggers nothing; the tag is mirrored and {osaka_target} (which opts into tags) starts; {tokyo_target} does not (tags never start it)"
             ),
-        );
-        let from = self.starter.recorded()?.len();
-        let work = self.work.clone();
+        )?;
         self.git.write(
             &work,
             "docs/release-notes.md",
@@ -1202,9 +1255,8 @@ impl Demo {
             format!("docs/release-notes.md, tag {TAG}"),
         ));
         self.dispatch(events).await?;
-        let tag_ref = format!("refs/tags/{TAG}");
         let mut p = Vec::new();
-        self.expect_starts(&mut p, from, &[(&osaka_target, &c4)])?;
+        self.expect_starts(&mut p, from, &[(&osaka_target, &c4, &tag_ref)])?;
         self.expect_head(&mut p, &self.standby, &tag_ref, Some(&c4))?;
         self.expect_head(&mut p, &self.standby, MAIN, Some(&c3))?;
         self.expect_published(&mut p, &[SYNC_REQUESTED, SYNC_COMPLETED]);
@@ -1223,20 +1275,19 @@ impl Demo {
                 short(&c4)
             ),
             p,
-            "4 (a release tag)",
+            "5 (a release tag)",
         );
 
-        // 5. a standby pushed to directly, then a change on the primary
-        self.begin(
-            5,
+        // 6. a standby pushed to directly, then a change on the primary
+        let from = self.begin(
+            6,
             &format!(
                 "Someone pushes a hotfix straight to {osaka}'s main; then a common/ change reaches {tokyo}"
             ),
             &format!(
                 "{osaka_target} deploys the hotfix; the mirror reports main DIVERGED, publishes Sync Failed and leaves {osaka} alone; {tokyo_target} starts"
             ),
-        );
-        let from = self.starter.recorded()?.len();
+        )?;
         let oncall = self.dir.join("oncall");
         let standby_url = self.standby.bare.display().to_string();
         self.git.run(
@@ -1273,22 +1324,12 @@ impl Demo {
         self.expect_starts(
             &mut p,
             from,
-            &[(&osaka_target, &hotfix), (&tokyo_target, &c5)],
+            &[(&osaka_target, &hotfix, MAIN), (&tokyo_target, &c5, MAIN)],
         )?;
         self.expect_head(&mut p, &self.standby, MAIN, Some(&hotfix))?;
         self.expect_head(&mut p, &self.primary, MAIN, Some(&c5))?;
         self.expect_published(&mut p, &[SYNC_REQUESTED, SYNC_FAILED]);
-        let diverged = self.records.iter().any(|r| {
-            r.function == "mirror"
-                && r.mirror.as_ref().is_some_and(|m| {
-                    m["refs"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|x| x["ref"] == MAIN && x["status"] == "diverged")
-                })
-        });
-        if !diverged {
+        if !self.mirror_reported_diverged(MAIN) {
             p.push("the mirror did not report main diverged".into());
         }
         self.conclude(
@@ -1298,27 +1339,75 @@ impl Demo {
                 short(&c5)
             ),
             p,
-            "5 (a standby pushed to directly)",
+            "6 (a standby pushed to directly)",
         );
 
-        // 6. at least once
-        self.begin(
-            6,
-            "At least once: EventBridge delivers step 5's push again, and step 1's events (both regions) late",
-            "nothing starts again, nothing is mirrored again, nothing rolls back",
+        // 7. a rewind
+        let from = self.begin(
+            7,
+            &format!(
+                "A bad change under primary/ (Tokyo's app scaled to 0 tasks), then {tokyo}'s main force-pushed back to step 6's {}",
+                short(&c5)
+            ),
+            &format!(
+                "{tokyo_target} starts at the bad commit, then again at {} (the rewind: its primary/ tree differs from the one {tokyo_target} last started on); neither is mirrored (only primary/ changed); nothing happens in {osaka}",
+                short(&c5)
+            ),
+        )?;
+        let (bad, events) = self.primary_push(
+            &[(
+                "primary/templates/root.yaml",
+                root("Tokyo", "10.0.0.0/16", 0),
+            )],
+            "tokyo: scale the app to 0 tasks",
+            "primary/templates/root.yaml",
+        )?;
+        self.dispatch(events).await?;
+        self.git.run(&work, &["reset", "-q", "--hard", &c5])?;
+        let events = self.push(&work, true, &["+main"], DEVELOPER)?;
+        self.pushed.push((
+            self.step,
+            c5.clone(),
+            "main forced back to step 6's commit".to_owned(),
+        ));
+        self.dispatch(events).await?;
+        let mut p = Vec::new();
+        self.expect_starts(
+            &mut p,
+            from,
+            &[(&tokyo_target, &bad, MAIN), (&tokyo_target, &c5, MAIN)],
+        )?;
+        self.expect_head(&mut p, &self.primary, MAIN, Some(&c5))?;
+        self.expect_head(&mut p, &self.standby, MAIN, Some(&hotfix))?;
+        self.expect_published(&mut p, &[]);
+        self.conclude(
+            &format!(
+                "{tokyo_target} started at {}, then at {} again for the rewind (a new transition, with a new token); not mirrored; {osaka}'s main is still the hotfix {}",
+                short(&bad),
+                short(&c5),
+                short(&hotfix)
+            ),
+            p,
+            "7 (a rewind)",
         );
-        let from = self.starter.recorded()?.len();
+
+        // 8. at least once
+        let from = self.begin(
+            8,
+            "At least once: EventBridge delivers step 6's push again, step 7's abandoned push late, and step 1's events (both regions) late",
+            "nothing starts again, nothing is mirrored again, nothing rolls back",
+        )?;
         let standby_before = self.git.refs(&self.standby.bare)?;
-        // The same events (same ids): step 5's last push to the primary, then every
-        // CodeCommit event of step 1, in both regions.
-        let mut again: Vec<Delivery> = self
-            .delivered
-            .iter()
-            .rev()
-            .find(|(step, d)| *step == 5 && self.is_primary(d))
-            .map(|(_, d)| d.clone())
-            .into_iter()
-            .collect();
+        // The same events (same ids): step 6's last push to the primary, step 7's first
+        // (to the commit the rewind abandoned), then every CodeCommit event of step 1, in
+        // both regions.
+        let mut again: Vec<Delivery> = [
+            self.primary_delivery(6, Which::Last),
+            self.primary_delivery(7, Which::First),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         again.extend(
             self.delivered
                 .iter()
@@ -1332,6 +1421,7 @@ impl Demo {
         if self.git.refs(&self.standby.bare)? != standby_before {
             p.push(format!("{osaka}'s refs moved"));
         }
+        self.expect_head(&mut p, &self.primary, MAIN, Some(&c5))?;
         let handled = self.records.iter().all(|r| {
             r.ignored
                 .as_deref()
@@ -1345,25 +1435,54 @@ impl Demo {
             p.push("a judge did not recognise an event it had handled".into());
         }
         self.conclude(
-            "every judge recognised events it had handled: no second start, no second mirror",
+            "every judge found its checkpoint at the ref's head: no second start, no second mirror, nothing back to the abandoned commit",
             p,
-            "6 (at-least-once delivery)",
+            "8 (at-least-once delivery)",
         );
 
-        // Every (target, commit) started exactly once.
-        let mut all = self.starts_since(0)?;
-        let n = all.len();
-        all.sort();
-        all.dedup();
-        if all.len() != n {
+        // Every transition started once: no (target, ref) started twice in a row at one
+        // commit (step 7 starts tokyo-core at step 6's commit again: a new transition).
+        let mut last: BTreeMap<(String, String), String> = BTreeMap::new();
+        let mut twice = false;
+        for (target, commit, reference) in self.starts_since(0)? {
+            twice |= last.insert((target, reference), commit.clone()) == Some(commit);
+        }
+        if twice {
             self.failures
-                .push("(all): a (target, commit) started more than once".into());
+                .push("(all): a (target, ref) started twice in a row at one commit".into());
         }
         Ok(())
     }
 
+    /// True when a mirror run of the current step reported `reference` diverged.
+    fn mirror_reported_diverged(&self, reference: &str) -> bool {
+        self.records.iter().any(|r| {
+            r.function == "mirror"
+                && r.mirror.as_ref().is_some_and(|m| {
+                    m["refs"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|x| x["ref"] == reference && x["status"] == "diverged")
+                })
+        })
+    }
+
     fn is_primary(&self, d: &Delivery) -> bool {
         matches!(d, Delivery::CodeCommit { region, .. } if *region == self.primary.name)
+    }
+
+    /// The first or last CodeCommit event of `step` from the primary, to deliver again.
+    fn primary_delivery(&self, step: u32, which: Which) -> Option<Delivery> {
+        let mut of_step = self
+            .delivered
+            .iter()
+            .filter(|(s, d)| *s == step && self.is_primary(d))
+            .map(|(_, d)| d.clone());
+        match which {
+            Which::First => of_step.next(),
+            Which::Last => of_step.last(),
+        }
     }
 
     // ---------------------------------------------------------------- the summary
@@ -1380,7 +1499,7 @@ impl Demo {
         };
         let (tokyo, osaka) = (&self.primary.name, &self.standby.name);
         outln!(
-            "\nSummary: pipeline starts per region and commit (from {})",
+            "\nSummary: pipeline starts per step, region and commit (from {})",
             self.starter.path().display()
         );
         outln!(
@@ -1390,8 +1509,17 @@ impl Demo {
             "pushed",
             tokyo
         );
-        let cell = |region: &str, commit: &str| -> String {
-            let names: Vec<String> = starts
+        // A step's starts: from its first to the next step's first.
+        let of_step = |step: u32| -> &[tozai::adapters::local::RecordedStart] {
+            let at = self.step_starts.iter().position(|(s, _)| *s == step);
+            let begin = at.map_or(starts.len(), |i| self.step_starts[i].1);
+            let end = at
+                .and_then(|i| self.step_starts.get(i + 1))
+                .map_or(starts.len(), |(_, from)| *from);
+            starts.get(begin..end).unwrap_or_default()
+        };
+        let cell = |step: u32, region: &str, commit: &str| -> String {
+            let names: Vec<String> = of_step(step)
                 .iter()
                 .filter(|s| s.commit == commit && region_of(&s.target) == region)
                 .map(|s| {
@@ -1416,8 +1544,8 @@ impl Demo {
                     step,
                     short(commit),
                     what,
-                    cell(tokyo, commit),
-                    cell(osaka, commit)
+                    cell(*step, tokyo, commit),
+                    cell(*step, osaka, commit)
                 )
                 .trim_end()
             );
@@ -1429,7 +1557,7 @@ impl Demo {
                 .count()
         };
         outln!(
-            "  {} starts in {tokyo}, {} in {osaka}; each (target, commit) at most once; step 6's redeliveries started nothing",
+            "  {} starts in {tokyo}, {} in {osaka}; each transition of a (target, ref) once (step 7's rewind is a new one); step 8's redeliveries started nothing",
             count(tokyo),
             count(osaka)
         );
@@ -1437,11 +1565,15 @@ impl Demo {
             self.git.head(&self.primary.bare, MAIN)?.unwrap_or_default(),
             self.git.head(&self.standby.bare, MAIN)?.unwrap_or_default(),
         );
-        outln!(
-            "  main: {tokyo} at {}, {osaka} at {} (the hotfix: merge it into {tokyo}'s main, or overwrite it with `tozai mirror -c tozai.toml --force`)",
-            short(&heads.0),
-            short(&heads.1)
-        );
+        if heads.0 == heads.1 {
+            outln!("  main: {tokyo} and {osaka} in step at {}", short(&heads.0));
+        } else {
+            outln!(
+                "  main: {tokyo} at {}, {osaka} at {}: NOT in step; the mirror leaves {osaka}'s own commit (the hotfix) alone: merge it into {tokyo}'s main, or overwrite it with `tozai mirror -c tozai.toml --force`",
+                short(&heads.0),
+                short(&heads.1)
+            );
+        }
         let d = self.dir.display();
         if keep {
             outln!(
@@ -1449,7 +1581,7 @@ impl Demo {
                  git -C {d}/{tokyo}/{repo}.git log --oneline --graph --all     the primary\n  \
                  git -C {d}/{osaka}/{repo}.git log --oneline --graph --all     the standby, with the hotfix\n  \
                  cat {d}/starts.jsonl                 every pipeline start (target, commit, ref, token, variables)\n  \
-                 cat {d}/state/store.json             the checkpoints and start records\n  \
+                 cat {d}/state/store.json             the checkpoints: each consumer's last judged head and run, per ref\n  \
                  tozai plan -c {d}/tozai.toml --repo {d}/work HEAD      what the last push triggers\n  \
                  tozai mirror -c {d}/tozai.toml --dry-run --cache {d}/cache      the mirror's view: main diverged",
                 repo = self.primary.repository,

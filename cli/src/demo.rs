@@ -459,6 +459,7 @@ impl Demo {
             cache: dir.join("cache"),
             force: false,
             dry_run: false,
+            ledger: None,
         };
         let mut demo = Self {
             dir: dir.to_owned(),

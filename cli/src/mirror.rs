@@ -70,6 +70,7 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
         selection,
         force: o.force,
         dry_run: o.dry_run,
+        ledger: None,
     };
     let mirror = Git2Mirror::new(o.cache.unwrap_or_else(Git2Mirror::default_cache_root));
     let bar = progress_bar();

@@ -156,6 +156,7 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
             selection: RefSelection::exactly(&reference),
             force: o.force,
             dry_run: !executed,
+            ledger: None,
         };
         let git = Git2Mirror::new(
             o.cache

@@ -33,6 +33,7 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
         selection: config.sync.selection(),
         force: false,
         dry_run: true,
+        ledger: None,
     };
     let mirror = Git2Mirror::new(o.cache.unwrap_or_else(Git2Mirror::default_cache_root));
     let outcome = mirror

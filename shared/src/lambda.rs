@@ -135,6 +135,9 @@ pub struct LiveMirror {
     pub force: bool,
     /// Plan only; push nothing.
     pub dry_run: bool,
+    /// What the mirror pushed to the target before (DynamoDB in the Lambda, a local file in
+    /// the CLI and the demo); `None`: nothing is deleted unless forced.
+    pub ledger: Option<std::sync::Arc<dyn crate::ports::PushLedger>>,
 }
 
 #[cfg(feature = "git")]
@@ -157,6 +160,7 @@ impl LiveMirror {
                 .unwrap_or_else(|| PathBuf::from("/tmp/tozai-cache")),
             force: false,
             dry_run: false,
+            ledger: None,
         })
     }
 }
@@ -193,6 +197,7 @@ impl crate::judge::RefMirror for LiveMirror {
             selection,
             force: self.force,
             dry_run: self.dry_run,
+            ledger: self.ledger.clone(),
         };
         let mirror = crate::adapters::git_mirror::Git2Mirror::new(self.cache.clone());
         tokio::task::spawn_blocking(move || mirror.mirror(&request, None))

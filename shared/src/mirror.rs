@@ -564,11 +564,14 @@ mod tests {
         }
     }
 
-    type Refs = &'static [(&'static str, char)];
+    type Refs = Vec<(&'static str, char)>;
 
-    /// (what, source, standby, owned (what the mirror last pushed), expected).
-    const NO: Refs = &[];
+    /// `name` at commit `c` (a branch, or a full `refs/tags/...` name).
+    fn at(name: &'static str, c: char) -> Refs {
+        vec![(name, c)]
+    }
 
+    /// Each row: (what, source, standby, owned (what the mirror last pushed), expected).
     fn check(rows: &[(&str, Refs, Refs, Refs, RefAction)], force: bool) {
         for (what, src, stb, owned, want) in rows {
             let opts = MirrorOptions {
@@ -584,77 +587,60 @@ mod tests {
 
     #[test]
     fn decisions_table() {
-        let m = |c| -> Refs {
-            match c {
-                'a' => &[("main", 'a')],
-                'b' => &[("main", 'b')],
-                'c' => &[("main", 'c')],
-                'd' => &[("main", 'd')],
-                _ => &[("main", 'e')],
-            }
-        };
+        let (m, no) = (|c| at("main", c), Refs::new);
         #[rustfmt::skip]
         let rows = [
-            ("create", m('c'), NO, NO, create('c')),
-            ("unchanged", m('c'), m('c'), NO, unchanged('c')),
+            ("create", m('c'), no(), no(), create('c')),
+            ("unchanged", m('c'), m('c'), no(), unchanged('c')),
             ("fast-forward of what the mirror pushed", m('c'), m('a'), m('a'), update('a', 'c', false)),
-            ("fast-forward with no record (pushed before the ledger)", m('c'), m('a'), NO, update('a', 'c', false)),
+            ("fast-forward with no record (pushed before the ledger)", m('c'), m('a'), no(), update('a', 'c', false)),
             ("fast-forward of a ref moved on the standby along the source's history", m('c'), m('b'), m('a'), update('b', 'c', false)),
             ("source rewound", m('a'), m('c'), m('c'), diverged(Some('a'), 'c')),
             ("source force-pushed", m('d'), m('c'), m('c'), diverged(Some('d'), 'c')),
             ("standby pushed to", m('c'), m('e'), m('c'), diverged(Some('c'), 'e')),
-            ("standby pushed to, no record", m('c'), m('e'), NO, diverged(Some('c'), 'e')),
+            ("standby pushed to, no record", m('c'), m('e'), no(), diverged(Some('c'), 'e')),
         ];
         check(&rows, false);
     }
 
     #[test]
     fn a_ref_the_source_deleted_is_deleted_only_while_the_standby_holds_what_the_mirror_pushed() {
-        const FB: Refs = &[("feature", 'b')];
-        const FA: Refs = &[("feature", 'a')];
-        const FE: Refs = &[("feature", 'e')];
+        let (f, t, no) = (|c| at("feature", c), |c| at("refs/tags/v1", c), Refs::new);
         #[rustfmt::skip]
         let rows = [
-            ("deleted at the source", NO, FB, FB, delete('b', false)),
+            ("deleted at the source", no(), f('b'), f('b'), delete('b', false)),
             // 9a: a squash-merged branch whose tip a cold cache never fetched.
-            ("deleted at the source, its tip not in the cache", NO, FE, FE, delete('e', false)),
+            ("deleted at the source, its tip not in the cache", no(), f('e'), f('e'), delete('e', false)),
             // 9b: release/osaka-fix made on the standby at a commit that was mirrored.
-            ("made on the standby at a mirrored commit", NO, FB, NO, diverged(None, 'b')),
-            ("made on the standby", NO, FE, NO, diverged(None, 'e')),
-            ("moved on the standby since the mirror pushed it", NO, FB, FA, diverged(None, 'b')),
-            ("tag deleted at the source", NO, &[("refs/tags/v1", 'a')], &[("refs/tags/v1", 'a')], delete('a', false)),
-            ("tag made on the standby", NO, &[("refs/tags/v1", 'a')], NO, diverged(None, 'a')),
+            ("made on the standby at a mirrored commit", no(), f('b'), no(), diverged(None, 'b')),
+            ("made on the standby", no(), f('e'), no(), diverged(None, 'e')),
+            ("moved on the standby since the mirror pushed it", no(), f('b'), f('a'), diverged(None, 'b')),
+            ("tag deleted at the source", no(), t('a'), t('a'), delete('a', false)),
+            ("tag made on the standby", no(), t('a'), no(), diverged(None, 'a')),
         ];
         check(&rows, false);
     }
 
     #[test]
     fn tags_never_move_even_when_the_mirror_pushed_them() {
-        const T: &str = "refs/tags/v1";
+        let (t, no) = (|c| at("refs/tags/v1", c), Refs::new);
         #[rustfmt::skip]
         let rows = [
-            ("tag moved", &[(T, 'c')][..], &[(T, 'a')][..], &[(T, 'a')][..], diverged(Some('c'), 'a')),
-            ("tag moved, no record", &[(T, 'c')], &[(T, 'a')], NO, diverged(Some('c'), 'a')),
+            ("tag moved", t('c'), t('a'), t('a'), diverged(Some('c'), 'a')),
+            ("tag moved, no record", t('c'), t('a'), no(), diverged(Some('c'), 'a')),
         ];
         check(&rows, false);
     }
 
     #[test]
     fn force_overwrites_and_deletes_what_the_mirror_does_not_own() {
-        let m = |c| -> Refs {
-            if c == 'c' {
-                &[("main", 'c')]
-            } else {
-                &[("main", 'd')]
-            }
-        };
-        const HOTFIX: Refs = &[("hotfix", 'e')];
+        let (m, h, no) = (|c| at("main", c), |c| at("hotfix", c), Refs::new);
         #[rustfmt::skip]
         let rows = [
-            ("force-pushed", m('d'), m('c'), NO, update('c', 'd', true)),
-            ("made on the standby", NO, HOTFIX, NO, delete('e', true)),
-            ("deleted at the source, owned", NO, HOTFIX, HOTFIX, delete('e', false)),
-            ("fast-forward stays a fast-forward", &[("main", 'c')], &[("main", 'a')], NO, update('a', 'c', false)),
+            ("force-pushed", m('d'), m('c'), no(), update('c', 'd', true)),
+            ("made on the standby", no(), h('e'), no(), delete('e', true)),
+            ("deleted at the source, owned", no(), h('e'), h('e'), delete('e', false)),
+            ("a fast-forward stays a fast-forward", m('c'), m('a'), no(), update('a', 'c', false)),
         ];
         check(&rows, true);
     }

@@ -445,10 +445,13 @@ impl Demo {
         };
         let primary = site(config.primary(), "280e6f04-7a9c-4c72-8d8f-947d83e21a96")?;
         let standby = site(config.standby(), "6b1f0a53-2d8e-4c1b-9a47-3e5d7c90f812")?;
+        let store = FileStore::open(dir.join("state"))?;
+        let target = config.standby().repository.clone();
         let mirror = LiveMirror {
             access: None,
             source: config.primary().repository.clone(),
-            target: config.standby().repository.clone(),
+            ledger: Some(std::sync::Arc::new(store.ledger(target.to_string()))),
+            target,
             cache: dir.join("cache"),
             force: false,
             dry_run: false,
@@ -456,7 +459,7 @@ impl Demo {
         let mut demo = Self {
             dir: dir.to_owned(),
             json,
-            store: FileStore::open(dir.join("state"))?,
+            store,
             starter: RecordingStarter::new(dir.join("starts.jsonl")),
             bus: MemoryBus::new(),
             mirror,
@@ -1366,8 +1369,9 @@ impl Demo {
                  git -C {d}/{osaka}/{repo}.git log --oneline --graph --all     the standby, with the hotfix\n  \
                  cat {d}/starts.jsonl                 every pipeline start (target, commit, ref, token, variables)\n  \
                  cat {d}/state/store.json             the checkpoints: each consumer's last judged head and run, per ref\n  \
+                 cat {d}/state/mirrored.json          what the mirror pushed to each of {osaka}'s refs\n  \
                  tozai plan -c {d}/tozai.toml --repo {d}/work HEAD      what the last push triggers\n  \
-                 tozai mirror -c {d}/tozai.toml --dry-run --cache {d}/cache      the mirror's view: main diverged",
+                 tozai mirror -c {d}/tozai.toml --dry-run --cache {d}/cache --state {d}/state      the mirror's view: main diverged",
                 repo = self.primary.repository,
             );
         } else {

@@ -7,7 +7,7 @@
 //! | `TOZAI_CONFIG` | all | path of `tozai.toml` (default `$LAMBDA_TASK_ROOT/tozai.toml`, else `./tozai.toml`) |
 //! | `TOZAI_PRIMARY` | sync-judge, mirror | the primary region's config name, overriding the file's `primary` (set by the stacks' `Primary` parameter) |
 //! | `TOZAI_REGION` | pipeline-judge | the config region this judge serves (default: the one whose `aws_region` is `AWS_REGION`) |
-//! | `TOZAI_TABLE` | judges | the DynamoDB checkpoint table |
+//! | `TOZAI_TABLE` | judges, mirror | the DynamoDB checkpoint table (and the mirror's ledger: what it pushed to each standby ref) |
 //! | `TOZAI_EVENT_BUS` | sync-judge, mirror | the EventBridge bus for tozai's events (default `default`) |
 //! | `TOZAI_IGNORE_ROLES` | sync-judge | IAM role names or ARNs whose pushes are not mirrored (the mirror's own role) |
 //! | `TOZAI_CACHE` | mirror | the mirror's cache directory (default `/tmp/tozai-cache`) |
@@ -31,6 +31,9 @@ pub enum InitError {
     /// A git endpoint setting, or a region it cannot serve.
     #[error(transparent)]
     Endpoint(#[from] crate::git_auth::EndpointError),
+    /// Set up outside a Tokio runtime, which the AWS calls of the mirror's thread need.
+    #[error("the mirror must be set up on a Tokio runtime: {0}")]
+    Runtime(#[from] tokio::runtime::TryCurrentError),
 }
 
 fn env(name: &str) -> Option<String> {
@@ -135,13 +138,19 @@ pub struct LiveMirror {
     pub force: bool,
     /// Plan only; push nothing.
     pub dry_run: bool,
+    /// What the mirror pushed to the target before (DynamoDB in the Lambda, a local file in
+    /// the CLI and the demo); `None`: nothing is deleted unless forced.
+    pub ledger: Option<std::sync::Arc<dyn crate::ports::PushLedger>>,
 }
 
 #[cfg(feature = "git")]
 impl LiveMirror {
-    /// From the config (primary to standby) and the environment. The git endpoints of both
+    /// From the config (primary to standby) and the environment, on the runtime the mirror
+    /// will run on (its ledger, in `TOZAI_TABLE`, is called on it). The git endpoints of both
     /// regions are checked here, so a bad override fails the init.
     pub fn from_config(config: &Config, sdk: &aws_config::SdkConfig) -> Result<Self, InitError> {
+        let target = config.standby().repository.clone();
+        let ledger = store(sdk)?.ledger(target.to_string(), tokio::runtime::Handle::try_current()?);
         let endpoints = endpoints_from_env(config)?;
         let access =
             crate::remote::AwsAccess::new(sdk.clone(), endpoints).map_err(|e| InitError::Env {
@@ -151,12 +160,13 @@ impl LiveMirror {
         Ok(Self {
             access: Some(access),
             source: config.primary().repository.clone(),
-            target: config.standby().repository.clone(),
+            target,
             cache: env("TOZAI_CACHE")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/tmp/tozai-cache")),
             force: false,
             dry_run: false,
+            ledger: Some(std::sync::Arc::new(ledger)),
         })
     }
 }
@@ -193,6 +203,7 @@ impl crate::judge::RefMirror for LiveMirror {
             selection,
             force: self.force,
             dry_run: self.dry_run,
+            ledger: self.ledger.clone(),
         };
         let mirror = crate::adapters::git_mirror::Git2Mirror::new(self.cache.clone());
         tokio::task::spawn_blocking(move || mirror.mirror(&request, None))

@@ -82,6 +82,24 @@ pub trait DefaultBranchSource: Send + Sync {
     fn default_branch(&self) -> Result<Option<String>, ServiceError>;
 }
 
+/// What the mirror last pushed to each ref of one standby repository: the values it owns
+/// there. The mirror deletes or overwrites a standby ref only while the standby still holds
+/// its recorded value; anything else was made or moved on the standby. Called from the
+/// thread the mirror runs on.
+pub trait PushLedger: Send + Sync + std::fmt::Debug {
+    /// The recorded values of `refs` (a ref with no record is absent from the answer).
+    fn recorded(
+        &self,
+        refs: &[crate::refs::RefName],
+    ) -> Result<crate::mirror::RefMap, ServiceError>;
+
+    /// Records each ref's new value (`None`: deleted, the record is forgotten).
+    fn record(
+        &self,
+        changes: &[(crate::refs::RefName, Option<CommitId>)],
+    ) -> Result<(), ServiceError>;
+}
+
 /// A git remote: where it is, how it is shown, and how to log in (no static secrets).
 #[derive(Clone)]
 pub struct GitRemote {
@@ -113,6 +131,9 @@ pub struct MirrorRequest {
     pub selection: crate::mirror::RefSelection,
     pub force: bool,
     pub dry_run: bool,
+    /// What the mirror pushed to the target before; `None`: nothing is known, so no target
+    /// ref is deleted unless forced.
+    pub ledger: Option<std::sync::Arc<dyn PushLedger>>,
 }
 
 /// Progress of a long transfer, for a progress bar.
@@ -172,6 +193,13 @@ pub enum MirrorError {
         role: &'static str,
         detail: String,
     },
+    /// The target's [`PushLedger`] could not be read: nothing was pushed.
+    #[error("cannot read what the mirror pushed to {location} before (its ledger)")]
+    Ledger {
+        location: String,
+        #[source]
+        source: ServiceError,
+    },
     /// `refs` may name thousands of refs: the message shows the first 1,000 bytes (an
     /// error travels in `Sync Failed`, logs and the Lambda's failure record).
     #[error(
@@ -184,7 +212,10 @@ pub enum MirrorError {
 impl MirrorError {
     /// True when running again later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Unreachable { .. } | Self::Contended { .. })
+        match self {
+            Self::Ledger { source, .. } => source.transient,
+            _ => matches!(self, Self::Unreachable { .. } | Self::Contended { .. }),
+        }
     }
 }
 

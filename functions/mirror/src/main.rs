@@ -1,6 +1,7 @@
 //! The mirror Lambda: on `Sync Requested`, and on a branch or tag deleted in the primary's
-//! repository, mirrors that ref to the standby (git2, IAM-signed HTTPS, fast-forward only)
-//! and publishes `Sync Completed` or `Sync Failed`. A thin handler over
+//! repository, mirrors that ref to the standby (git2, IAM-signed HTTPS, fast-forward only,
+//! deleting only what it pushed: its ledger is in `TOZAI_TABLE`) and publishes
+//! `Sync Completed` or `Sync Failed`. A thin handler over
 //! [`tozai::judge::mirror_job`]; settings in [`tozai::lambda`].
 
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};

@@ -7,6 +7,7 @@
 //! path. Errors keep the AWS error code and say whether a retry may help: throttling,
 //! timeouts and network failures are transient; a missing pipeline is not.
 
+pub mod ledger;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_codecommit::error::ProvideErrorMetadata;

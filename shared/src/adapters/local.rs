@@ -15,6 +15,7 @@
 //! The work is synchronous (small files, a local command): these adapters are for one
 //! machine, not for a Lambda.
 
+pub mod ledger;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};

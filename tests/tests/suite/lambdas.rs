@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tozai_tests::GitRepo;
 use tozai_tests::lambda_api::{Function, LambdaApi, credentials};
-use tozai_tests::mirror::rev;
+use tozai_tests::mirror::{git, rev, try_git};
 use tozai_tests::server::GitServer;
 use tozai_tests::stand_ins::{CodeCommitApi, MOTO_ACCOUNT_ID, Moto, Queue, RecordedRequest};
 
@@ -601,6 +601,116 @@ fn a_push_to_the_primary_is_mirrored_and_deploys_the_standby_once() {
     assert_eq!(w.pipeline_starts(OSAKA).len(), 1, "Osaka is not redeployed");
 }
 
+/// The mirror's scheduled reconciliation, as EventBridge Scheduler delivers it.
+fn schedule() -> Value {
+    json!({
+        "version": "0", "id": "5a3e7c52-9b1d-4a0e-8f6c-2d4b1e9a7c30",
+        "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": MOTO_ACCOUNT_ID, "time": "2024-04-01T00:00:00Z", "region": TOKYO,
+        "resources": [format!("arn:aws:events:{TOKYO}:{MOTO_ACCOUNT_ID}:rule/tozai-reconcile")],
+        "detail": {},
+    })
+}
+
+/// The mirror Lambda keeps what it pushed in the table (its ledger): a release branch it
+/// pushed, squash-merged and deleted at the primary, is deleted at the standby by a new
+/// instance whose empty cache never fetched the branch's tip; a branch made on the standby
+/// at a mirrored commit is kept and reported.
+#[test]
+fn the_mirror_deletes_what_it_pushed_and_keeps_what_was_made_on_the_standby() {
+    let w = World::new(false);
+    let primary = w.primary.display().to_string();
+    w.work.branch("release/1.1");
+    w.work.write("common/templates/vpc.yaml", "vpc: 11\n");
+    let tip = w.work.commit("release 1.1");
+    w.work.git(&["push", "-q", &primary, "release/1.1"]);
+    let first = w.lambda(MIRROR, "tokyo", &[]);
+    first.ok(&schedule(), "the scheduled reconciliation");
+    assert_eq!(
+        rev(&w.standby, "refs/heads/release/1.1"),
+        tip,
+        "{}",
+        first.log()
+    );
+    let key = json!([
+        "mirrored",
+        format!("codecommit::{OSAKA}://{STANDBY_REPO}"),
+        "refs/heads/release/1.1"
+    ]);
+    let recorded = |key: &Value| {
+        w.table_items(TOKYO)
+            .into_iter()
+            .find(|i| i["pk"]["S"].as_str() == Some(key.to_string().as_str()))
+            .map(|i| i["commit"]["S"].clone())
+    };
+    assert_eq!(
+        recorded(&key),
+        Some(json!(tip)),
+        "{:?}",
+        w.table_items(TOKYO)
+    );
+    let main = json!([
+        "mirrored",
+        format!("codecommit::{OSAKA}://{STANDBY_REPO}"),
+        "refs/heads/main"
+    ]);
+    assert!(recorded(&main).is_some(), "main, in step, is adopted");
+
+    // Squash-merged into main and deleted at the primary; made on the standby.
+    w.work.switch("main");
+    w.work.git(&["merge", "-q", "--squash", "release/1.1"]);
+    let squashed = w.work.commit("release 1.1, squashed");
+    w.work
+        .git(&["push", "-q", &primary, "main", ":refs/heads/release/1.1"]);
+    let mirrored = rev(&w.standby, "refs/heads/main");
+    git(&w.standby, &["branch", "release/osaka-fix", &mirrored]);
+    let cold = w
+        .scratch
+        .path()
+        .join("another-instance")
+        .display()
+        .to_string();
+    let second = w.lambda(MIRROR, "tokyo", &[("TOZAI_CACHE", &cold)]);
+    let deleted = ref_event(
+        PRIMARY_REPO,
+        TOKYO,
+        "refs/heads/release/1.1",
+        Some(&tip),
+        None,
+        ENGINEER,
+    );
+    let record = second.ok(&deleted, "the mirror on the branch's deletion");
+    assert_eq!(
+        try_git(
+            &w.standby,
+            &["rev-parse", "--verify", "-q", "refs/heads/release/1.1"]
+        ),
+        None,
+        "{record}\n{}",
+        second.log()
+    );
+    assert_eq!(recorded(&key), None, "the record is forgotten");
+    let reconciled = second.ok(&schedule(), "the next reconciliation");
+    let diverged = &reconciled["mirror"]["refs"];
+    assert!(
+        diverged
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["ref"] == "refs/heads/release/osaka-fix" && r["status"] == "diverged"),
+        "{reconciled}"
+    );
+    git(
+        &w.standby,
+        &["rev-parse", "--verify", "refs/heads/release/osaka-fix"],
+    );
+    assert_eq!(
+        rev(&w.standby, "refs/heads/main"),
+        squashed,
+        "main moved on"
+    );
+}
+
 // ---------------------------------------------------------------- 2. at least once
 
 /// EventBridge and Lambda deliver at least once. The same push delivered five times, one
@@ -1035,21 +1145,23 @@ fn a_bad_config_fails_the_init_naming_the_file_and_line() {
         assert!(api.next_requests().is_empty(), "{}", function.log());
     }
 
-    // A good config but no table.
+    // A good config but no table (the mirror keeps its ledger there).
     std::fs::write(&config, config_text()).unwrap();
-    let api = LambdaApi::start();
-    let function = Function::spawn(
-        PIPELINE_JUDGE,
-        &api,
-        &[("AWS_REGION", OSAKA), ("TOZAI_CONFIG", &config_path)],
-    );
-    let status = function
-        .wait_ready(Duration::from_secs(60))
-        .expect_err("no TOZAI_TABLE");
-    assert!(status.is_some_and(|s| !s.success()), "{}", function.log());
-    assert!(
-        function.stderr().contains("TOZAI_TABLE"),
-        "{}",
-        function.log()
-    );
+    for (binary, region) in [(PIPELINE_JUDGE, OSAKA), (MIRROR, TOKYO)] {
+        let api = LambdaApi::start();
+        let function = Function::spawn(
+            binary,
+            &api,
+            &[("AWS_REGION", region), ("TOZAI_CONFIG", &config_path)],
+        );
+        let status = function
+            .wait_ready(Duration::from_secs(60))
+            .expect_err("no TOZAI_TABLE");
+        assert!(status.is_some_and(|s| !s.success()), "{}", function.log());
+        assert!(
+            function.stderr().contains("TOZAI_TABLE"),
+            "{binary}: {}",
+            function.log()
+        );
+    }
 }

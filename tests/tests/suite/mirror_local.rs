@@ -686,7 +686,7 @@ impl PushLedger for FailingLedger {
     fn recorded(
         &self,
         refs: &[tozai::refs::RefName],
-    ) -> Result<tozai::mirror::RefMap, tozai::ports::ServiceError> {
+    ) -> Result<tozai::mirror::OwnedRefs, tozai::ports::ServiceError> {
         if self.reads_fail {
             return Err(tozai::ports::ServiceError::new(
                 "test ledger",
@@ -697,10 +697,7 @@ impl PushLedger for FailingLedger {
         self.inner.recorded(refs)
     }
 
-    fn record(
-        &self,
-        _: &[(tozai::refs::RefName, Option<tozai::refs::CommitId>)],
-    ) -> Result<(), tozai::ports::ServiceError> {
+    fn record(&self, _: &[tozai::mirror::Record]) -> Result<(), tozai::ports::ServiceError> {
         Err(tozai::ports::ServiceError::new(
             "test ledger",
             "cannot write",

@@ -195,8 +195,8 @@ pub enum MirrorError {
         detail: String,
     },
     /// The target's [`PushLedger`] could not be read, or the intent of a push could not be
-    /// recorded in it: nothing was pushed.
-    #[error("cannot {context} (the mirror's ledger of {location}); nothing was pushed")]
+    /// recorded in it: the run stopped before pushing.
+    #[error("cannot {context} (the mirror's ledger of {location}); stopped before pushing")]
     Ledger {
         location: String,
         /// What the run could not do: read the records, or write the intent.

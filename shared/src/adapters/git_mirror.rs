@@ -12,15 +12,19 @@
 //!    delete a branch, it first reads the target's default branch, which is never deleted
 //!    (receive-pack's advertisement has no `HEAD`): from the target's `GetRepository`
 //!    source (CodeCommit), a local repository's `HEAD`, or upload-pack's `symref=HEAD:`;
-//! 4. pushes explicit refspecs (git2 takes no globs), at most 4,000 per push (fewer with
+//! 4. records in the ledger the intent of the push ([`intent`]): each ref it creates or
+//!    updates owns its new value, and an updated ref also the old value when the mirror
+//!    owned it. An intent that cannot be recorded fails the run before anything is pushed,
+//!    so a record lost after the push never loses the mirror a ref it made;
+//! 5. pushes explicit refspecs (git2 takes no globs), at most 4,000 per push (fewer with
 //!    [`Git2Mirror::with_refs_per_push`]), checking in
 //!    `push_negotiation` that each target ref still has the value the plan read. A ref
 //!    that moved aborts the push before anything is sent, and the run re-reads and
 //!    re-plans (bounded);
-//! 5. reads every ref's result from `push_update_reference` (git2's `push` returns `Ok`
+//! 6. reads every ref's result from `push_update_reference` (git2's `push` returns `Ok`
 //!    even when the server refuses a ref): a refusal is reported `rejected` with the
 //!    server's reason, and the other refs still land;
-//! 6. settles the ledger ([`settled`]): what it created or updated owns its new value only,
+//! 7. settles the ledger ([`settled`]): what it created or updated owns its new value only,
 //!    what it deleted is forgotten, a rejected ref keeps its intent, and the unchanged refs
 //!    whose record differs (equal to the source's, so the mirror's) are adopted. A record
 //!    that fails is logged and undoes nothing: the intent still owns what was pushed, and
@@ -84,7 +88,7 @@ use super::git::to_id;
 use super::receive_pack::{self, MAX_AUTH_ATTEMPTS, PackPush, PushFailure, RefUpdate};
 use crate::mirror::{
     History, MirrorOptions, MirrorOutcome, OwnedRefs, Record, RefAction, RefMap, RefResult,
-    RefSelection, RefStatus, RefStep, plan_refs, settled,
+    RefSelection, RefStatus, RefStep, intent, plan_refs, settled,
 };
 use crate::ports::{GitRemote, Mirror, MirrorError, MirrorRequest, ServiceError, TransferProgress};
 use crate::refs::{CommitId, RefName};
@@ -222,7 +226,7 @@ impl Mirror for Git2Mirror {
             }
             let source_refs = local_refs(&repo, &dir)?;
             let history = RepoHistory(&repo);
-            let (target_refs, options) =
+            let (target_refs, mut options) =
                 read_target(&repo, request, &source_refs, &mut standby_default)?;
             let steps = plan_refs(
                 &source_refs,
@@ -251,6 +255,7 @@ impl Mirror for Git2Mirror {
                 outcome.elapsed = started.elapsed();
                 return Ok(outcome);
             }
+            record_intent(request, &steps, &mut options.owned)?;
             if std::mem::take(&mut pack_as_is) {
                 match push_cache_pack(
                     &repo,
@@ -343,15 +348,39 @@ fn read_target(
     Ok((target_refs, options))
 }
 
-/// A ledger that failed before the push: the run fails, nothing pushed.
+/// A ledger that failed before a push: the run stops before pushing.
 fn ledger_error(request: &MirrorRequest, context: &'static str, e: ServiceError) -> MirrorError {
     let error = super::error_chain(&e);
-    tracing::error!(standby = %request.target.shown, error = %error, transient = e.transient, "cannot {context} (the mirror's ledger); nothing pushed");
+    tracing::error!(standby = %request.target.shown, error = %error, transient = e.transient, "cannot {context} (the mirror's ledger); stopped before pushing");
     MirrorError::Ledger {
         location: request.target.shown.clone(),
         context,
         source: e,
     }
+}
+
+/// Records in the ledger, before the push, the values the mirror may leave on the refs it
+/// creates or updates ([`intent`]), and keeps `owned` what the ledger now holds. A failure
+/// fails the run before this push.
+fn record_intent(
+    request: &MirrorRequest,
+    steps: &[RefStep],
+    owned: &mut OwnedRefs,
+) -> Result<(), MirrorError> {
+    let Some(ledger) = &request.ledger else {
+        return Ok(());
+    };
+    let records = intent(steps, owned);
+    if records.is_empty() {
+        return Ok(());
+    }
+    ledger
+        .record(&records)
+        .map_err(|e| ledger_error(request, "record the intent of a push", e))?;
+    for (reference, values) in records {
+        owned.insert(reference, values);
+    }
+    Ok(())
 }
 
 /// Settles the ledger once the push is over ([`settled`]): what the run created or updated

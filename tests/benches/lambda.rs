@@ -37,7 +37,7 @@ fn install_test_ca() {
 }
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -201,6 +201,9 @@ fn idle_cpu(api: &LambdaApi, f: &Function, count: usize) -> CpuTime {
 }
 
 struct Bench {
+    /// The bare repository the CodeCommit stand-in serves: its `main` is moved to each
+    /// push's commit before the push's event (the judges read the branch's head).
+    repo: PathBuf,
     moto: Moto,
     codecommit: CodeCommitApi,
     config: String,
@@ -213,6 +216,15 @@ struct Bench {
 }
 
 impl Bench {
+    /// Moves `main` to `commit`, as the push whose event follows did.
+    fn moved(&self, commit: &str) {
+        let out = git(&self.repo)
+            .args(["update-ref", "refs/heads/main", commit])
+            .status()
+            .expect("git update-ref runs");
+        assert!(out.success(), "git update-ref failed");
+    }
+
     fn table(&self) -> String {
         let n = self.tables.get();
         self.tables.set(n + 1);
@@ -229,6 +241,7 @@ impl Bench {
         let moto = self.moto.endpoint_url();
         let codecommit = self.codecommit.endpoint_url();
         let [r, s, b, b2] = &self.ids;
+        self.moved(s);
         let small = api.submit(push(r, s), Duration::from_secs(120));
         let function = Function::spawn(
             judge,
@@ -295,6 +308,7 @@ impl Bench {
                     std::thread::sleep(Duration::from_millis(500));
                     child
                 });
+                self.moved(new);
                 let t = Instant::now();
                 let response = function.invoke(push(old, new)).unwrap_or_else(|e| {
                     panic!(
@@ -405,6 +419,7 @@ fn main() {
         &source_and_build_stages(REPO, "main", "core-infra-build"),
     );
     let bench = Bench {
+        repo: repos.join(REPO),
         moto,
         codecommit,
         config: config.display().to_string(),

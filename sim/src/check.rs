@@ -1,0 +1,490 @@
+//! The checker: after a run has settled, the guarantees of issue 11, read off the world's
+//! history (the repositories' ref logs, the checkpoint saves in the trace, the runs).
+//!
+//! 1. **Order.** Per (consumer, ref), the commits saved as its checkpoint and the commits
+//!    started, in the order they happened, never go back in *epoch*: a commit's epoch at
+//!    some moment is the latest push, at or before it, that made that commit the ref's
+//!    head. A real rewind is a new push, so a new epoch: deploying it is in order.
+//! 2. **Nothing missed.** For each ref that exists and each target that runs on it, the
+//!    head's tree equals, in the paths the target selects (tozai's own rules:
+//!    [`tozai::plan::decide`] on the diff), the tree of the last commit the target was
+//!    started on for that ref; never started: the head when the run began, for a branch
+//!    made during the run its merge base with `main`'s head when it was made, for a tag
+//!    the empty tree. The same for the sync: the standby's copy of a mirrored ref holds
+//!    what the primary's head has in the paths the sync rule selects (unless the standby's
+//!    ref is not an ancestor of the primary's, a divergence the mirror must leave alone).
+//!    And the last event of every ref was handled.
+//! 3. **Once.** No two consecutive runs of a (target, ref) are at the same commit.
+//! 4. **The mirror owns only what it made.** The mirror never moves a standby ref to a
+//!    commit that does not descend from it (never moves a tag), never moves or deletes a
+//!    ref last written by a push straight to the standby, and a branch deleted at the
+//!    source is gone from the standby once deliveries settle.
+
+use std::collections::BTreeMap;
+
+use tozai::config::{Config, Target};
+use tozai::refs::RefName;
+
+use crate::model::{C, Graph, Repo, Side, Tree, Writer};
+use crate::trace::{Action, Consumer};
+use crate::world::{Event, World};
+
+/// Which guarantee broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Guarantee {
+    Order,
+    NothingMissed,
+    Once,
+    Mirror,
+}
+
+impl std::fmt::Display for Guarantee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Order => "1. order",
+            Self::NothingMissed => "2. nothing missed",
+            Self::Once => "3. once",
+            Self::Mirror => "4. the mirror owns only what it made",
+        })
+    }
+}
+
+/// One broken guarantee, explained.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    pub guarantee: Guarantee,
+    pub what: String,
+    /// Lines that help to see why (the ref's history, the runs).
+    pub context: Vec<String>,
+}
+
+/// Every violation of the run.
+pub fn check(w: &World, config: &Config) -> Vec<Violation> {
+    let mut out = Vec::new();
+    order(w, &mut out);
+    missed(w, config, &mut out);
+    sync_missed(w, config, &mut out);
+    unhandled(w, &mut out);
+    once(w, &mut out);
+    mirror(w, config, &mut out);
+    out
+}
+
+fn side_of(config: &Config, region: &str) -> Side {
+    if region == config.primary {
+        Side::Primary
+    } else {
+        Side::Standby
+    }
+}
+
+fn region_of(config: &Config, side: Side) -> &str {
+    match side {
+        Side::Primary => &config.primary().name,
+        Side::Standby => &config.standby().name,
+    }
+}
+
+fn label(c: Option<C>) -> String {
+    c.map_or_else(|| "-".to_owned(), Graph::label)
+}
+
+/// The ref's pushes, as `c0 -(fast-forward @12)-> c3 -(rewind @40)-> c1`.
+fn history(repo: &Repo, r: &RefName) -> String {
+    let mut out = String::new();
+    for (i, u) in repo.history(r).enumerate() {
+        if i == 0 {
+            out.push_str(&label(u.old));
+        }
+        out.push_str(&format!(" -({} @{})-> {}", u.kind, u.seq, label(u.new)));
+    }
+    format!("{:?} {}: {out}", repo.side, r.full())
+}
+
+// ---------------------------------------------------------------- 1. order
+
+fn order(w: &World, out: &mut Vec<Violation>) {
+    type Key = (Consumer, Side, RefName);
+    let mut acts: BTreeMap<Key, Vec<(u64, C, &'static str)>> = BTreeMap::new();
+    for e in &w.trace {
+        if let Action::Saved {
+            consumer,
+            side,
+            reference,
+            commit,
+            ..
+        } = &e.action
+        {
+            acts.entry((consumer.clone(), *side, reference.clone()))
+                .or_default()
+                .push((e.seq, *commit, "saved"));
+        }
+    }
+    for run in w.runs.iter().filter(|r| r.seq > 0) {
+        acts.entry((
+            Consumer::Target(run.target.clone()),
+            run.side,
+            run.reference.clone(),
+        ))
+        .or_default()
+        .push((run.seq, run.commit, "started"));
+    }
+    for ((consumer, side, r), mut list) in acts {
+        list.sort();
+        let repo = w.repo(side);
+        let mut newest: Option<(usize, C, &str, u64)> = None;
+        for (seq, c, what) in list {
+            let Some(epoch) = repo.epoch(&r, c, seq) else {
+                out.push(Violation {
+                    guarantee: Guarantee::Order,
+                    what: format!(
+                        "{consumer:?} {what} {} on {:?} {} @{seq}, never its head by then",
+                        Graph::label(c),
+                        side,
+                        r.full()
+                    ),
+                    context: vec![history(repo, &r)],
+                });
+                break;
+            };
+            match newest {
+                Some((top, top_c, top_what, top_seq)) if epoch < top => {
+                    out.push(Violation {
+                        guarantee: Guarantee::Order,
+                        what: format!(
+                            "{consumer:?} {what} {} @{seq} (its head since @{}) after it {top_what} {} @{top_seq} (its head since @{}) on {:?} {}",
+                            Graph::label(c),
+                            repo.log[epoch].seq,
+                            Graph::label(top_c),
+                            repo.log[top].seq,
+                            side,
+                            r.full()
+                        ),
+                        context: vec![history(repo, &r)],
+                    });
+                    break;
+                }
+                Some((top, ..)) if epoch == top => {}
+                _ => newest = Some((epoch, c, what, seq)),
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- 2. nothing missed
+
+fn eligible(target: &Target, r: &RefName) -> bool {
+    let filter = match r {
+        RefName::Branch(_) => &target.branches,
+        RefName::Tag(_) => &target.tags,
+    };
+    filter.first_match(r.short()).is_some()
+}
+
+/// What a ref counts as deployed from when nothing was started on it: the head when the
+/// run began; for a branch made during the run, its merge base with `main`'s head then;
+/// for a tag, nothing (the empty tree).
+fn baseline(w: &World, config: &Config, repo: &Repo, r: &RefName) -> (Option<C>, String) {
+    let Some(made) = repo.creation(r) else {
+        return (None, "no creation".into());
+    };
+    if made.by == Writer::Seed {
+        return (
+            made.new,
+            format!("the head when the run began, {}", label(made.new)),
+        );
+    }
+    match r {
+        RefName::Tag(_) => (None, "a tag: the empty tree".into()),
+        RefName::Branch(_) => {
+            let main = RefName::Branch(config.base_branch.clone());
+            let base = repo
+                .head_at(&main, made.seq)
+                .zip(made.new)
+                .and_then(|(m, b)| w.graph.merge_base(m, b));
+            (
+                base,
+                format!(
+                    "made @{} at {}: its merge base with main then, {}",
+                    made.seq,
+                    label(made.new),
+                    label(base)
+                ),
+            )
+        }
+    }
+}
+
+fn tree(w: &World, c: Option<C>) -> Option<&Tree> {
+    c.map(|c| &w.graph.get(c).tree)
+}
+
+fn missed(w: &World, config: &Config, out: &mut Vec<Violation>) {
+    for target in &config.targets {
+        let side = side_of(config, &target.region);
+        let repo = w.repo(side);
+        for (r, &head) in &repo.refs {
+            if !eligible(target, r) {
+                continue;
+            }
+            let runs: Vec<&crate::world::Run> = w
+                .runs
+                .iter()
+                .filter(|run| run.target == target.name && run.side == side && &run.reference == r)
+                .collect();
+            let (from, why) = match runs.last() {
+                Some(run) => (
+                    Some(run.commit),
+                    format!("last started at {}", Graph::label(run.commit)),
+                ),
+                None => baseline(w, config, repo, r),
+            };
+            let changes = Graph::tree_diff(tree(w, from), &w.graph.get(head).tree);
+            if changes.is_empty() {
+                continue;
+            }
+            let Ok(decisions) = tozai::plan::decide(config, &target.region, r, &changes) else {
+                continue;
+            };
+            let start = decisions
+                .pipelines
+                .iter()
+                .any(|d| d.target == target.name && d.start);
+            if start {
+                let started: Vec<String> = runs
+                    .iter()
+                    .map(|run| format!("{} @{}", Graph::label(run.commit), run.seq))
+                    .collect();
+                out.push(Violation {
+                    guarantee: Guarantee::NothingMissed,
+                    what: format!(
+                        "{} never started at {:?} {}'s head {} ({why}; {} differs in its paths)",
+                        target.name,
+                        side,
+                        r.full(),
+                        Graph::label(head),
+                        changes
+                            .iter()
+                            .flat_map(|c| c.judged_paths())
+                            .map(|p| p.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    context: vec![
+                        history(repo, r),
+                        format!("runs of {} on it: {}", target.name, started.join(", ")),
+                        lost(w, side, r),
+                    ],
+                });
+            }
+        }
+    }
+}
+
+/// Which of the ref's events were never delivered to some function.
+fn lost(w: &World, side: Side, r: &RefName) -> String {
+    let mut lines = Vec::new();
+    for u in w.repo(side).history(r).filter(|u| u.event != usize::MAX) {
+        for f in w.route(u.event) {
+            if w.planned.get(&(u.event, f)) == Some(&0) {
+                lines.push(format!("e{} to {f}", u.event));
+            }
+        }
+    }
+    format!(
+        "events lost: {}",
+        if lines.is_empty() {
+            "none".into()
+        } else {
+            lines.join(", ")
+        }
+    )
+}
+
+/// The sync: the standby holds what the primary's head has in the sync rule's paths.
+fn sync_missed(w: &World, config: &Config, out: &mut Vec<Violation>) {
+    let primary = region_of(config, Side::Primary);
+    for (r, &head) in &w.primary.refs {
+        if config.sync.filter_for(r).first_match(r.short()).is_none() {
+            continue;
+        }
+        let standby = w.standby.head(r);
+        let writer = w.standby.last_update(r).map(|u| u.by);
+        let from = match (r, standby) {
+            (_, Some(_)) if writer == Some(Writer::Developer) => continue,
+            (RefName::Tag(_), Some(s)) if s == head => continue,
+            (RefName::Tag(_), Some(_)) => continue,
+            (RefName::Tag(_), None) => None,
+            (RefName::Branch(_), Some(s)) if w.graph.is_ancestor(s, head) => Some(s),
+            (RefName::Branch(_), Some(_)) => continue,
+            (RefName::Branch(_), None) => baseline(w, config, &w.primary, r).0,
+        };
+        let changes = Graph::tree_diff(tree(w, from), &w.graph.get(head).tree);
+        let mirror = match r {
+            RefName::Tag(_) => true,
+            RefName::Branch(_) => {
+                !changes.is_empty()
+                    && tozai::plan::decide(config, primary, r, &changes)
+                        .is_ok_and(|d| d.sync.mirror)
+            }
+        };
+        if mirror {
+            out.push(Violation {
+                guarantee: Guarantee::NothingMissed,
+                what: format!(
+                    "the sync: the standby's {} is at {} but the primary's head {} has changes its sync rule selects",
+                    r.full(),
+                    label(standby),
+                    Graph::label(head)
+                ),
+                context: vec![history(&w.primary, r), history(&w.standby, r), lost(w, Side::Primary, r)],
+            });
+        }
+    }
+}
+
+/// The last event of every ref, and the last `Sync Requested` of each, was handled.
+fn unhandled(w: &World, out: &mut Vec<Violation>) {
+    for side in Side::BOTH {
+        let repo = w.repo(side);
+        let mut last = BTreeMap::new();
+        for u in repo.log.iter().filter(|u| u.event != usize::MAX) {
+            last.insert(u.reference.clone(), u.event);
+        }
+        for (r, event) in last {
+            for f in w.route(event) {
+                if !w.handled.contains(&(event, f)) {
+                    out.push(Violation {
+                        guarantee: Guarantee::NothingMissed,
+                        what: format!(
+                            "{side:?} {}'s last event e{event} was never handled by {f}",
+                            r.full()
+                        ),
+                        context: Vec::new(),
+                    });
+                }
+            }
+        }
+    }
+    let mut requests = BTreeMap::new();
+    for (i, e) in w.events.iter().enumerate() {
+        if let Event::Bus { detail, .. } = e
+            && let Some(r) = detail.get("ref").and_then(|r| r.as_str())
+        {
+            requests.insert(r.to_owned(), i);
+        }
+    }
+    for (r, event) in requests {
+        for f in w.route(event) {
+            if !w.handled.contains(&(event, f)) {
+                out.push(Violation {
+                    guarantee: Guarantee::NothingMissed,
+                    what: format!(
+                        "the last Sync Requested of {r}, e{event}, was never handled by {f}"
+                    ),
+                    context: Vec::new(),
+                });
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- 3. once
+
+fn once(w: &World, out: &mut Vec<Violation>) {
+    let mut last: BTreeMap<(String, Side, RefName), &crate::world::Run> = BTreeMap::new();
+    for run in &w.runs {
+        let key = (run.target.clone(), run.side, run.reference.clone());
+        if let Some(previous) = last.get(&key)
+            && previous.commit == run.commit
+        {
+            out.push(Violation {
+                guarantee: Guarantee::Once,
+                what: format!(
+                    "{} started twice in a row at {} on {:?} {}: {} @{} then {} @{}",
+                    run.target,
+                    Graph::label(run.commit),
+                    run.side,
+                    run.reference.full(),
+                    previous.id,
+                    previous.seq,
+                    run.id,
+                    run.seq
+                ),
+                context: vec![history(w.repo(run.side), &run.reference)],
+            });
+        }
+        last.insert(key, run);
+    }
+}
+
+// ---------------------------------------------------------------- 4. the mirror
+
+fn mirror(w: &World, config: &Config, out: &mut Vec<Violation>) {
+    let standby = &w.standby;
+    for (i, u) in standby.log.iter().enumerate() {
+        if u.by != Writer::Mirror {
+            continue;
+        }
+        let mut broke = |what: String| {
+            out.push(Violation {
+                guarantee: Guarantee::Mirror,
+                what,
+                context: vec![history(standby, &u.reference)],
+            })
+        };
+        if let (Some(old), Some(new)) = (u.old, u.new) {
+            if u.reference.is_tag() {
+                broke(format!(
+                    "moved tag {} from {} to {} @{}",
+                    u.reference.full(),
+                    Graph::label(old),
+                    Graph::label(new),
+                    u.seq
+                ));
+            } else if !w.graph.is_ancestor(old, new) {
+                broke(format!(
+                    "moved {} from {} to {}, not a descendant, @{}",
+                    u.reference.full(),
+                    Graph::label(old),
+                    Graph::label(new),
+                    u.seq
+                ));
+            }
+        }
+        if u.old.is_some() {
+            let made_here = standby.log[..i]
+                .iter()
+                .rev()
+                .find(|p| p.reference == u.reference)
+                .is_some_and(|p| p.by == Writer::Developer);
+            if made_here {
+                broke(format!(
+                    "{} {} made on the standby @{} ({} -> {})",
+                    if u.new.is_some() { "moved" } else { "deleted" },
+                    u.reference.full(),
+                    u.seq,
+                    label(u.old),
+                    label(u.new)
+                ));
+            }
+        }
+    }
+    for (r, &c) in &standby.refs {
+        let mirrored = standby
+            .last_update(r)
+            .is_some_and(|u| u.by == Writer::Mirror);
+        let selected = config.sync.filter_for(r).first_match(r.short()).is_some();
+        if mirrored && selected && w.primary.head(r).is_none() {
+            out.push(Violation {
+                guarantee: Guarantee::Mirror,
+                what: format!(
+                    "{} was deleted at the source but the standby still has it at {}",
+                    r.full(),
+                    Graph::label(c)
+                ),
+                context: vec![history(&w.primary, r), history(standby, r)],
+            });
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! `tozai-sim`: a deterministic, seeded simulation of tozai's judges and mirror (issue 11).
+//!
+//! Each seed builds a world (two CodeCommit repositories, each region's DynamoDB table,
+//! CodeBuild and CodePipeline, EventBridge and Lambda's retries), lets a seeded generator
+//! push to it while a seeded scheduler interleaves the judges' invocations at their await
+//! points, settles, and checks tozai's guarantees. The same seed always gives the same run.
+//!
+//! ```text
+//! tozai-sim [--seeds N] [--from SEED] [--steps K] [--traces]
+//! tozai-sim --seed S [--steps K]        # one seed, its whole trace
+//! ```
+//!
+//! On a violation it prints the seed, which guarantee broke and the trace, and exits 1. The
+//! last line is always `N runs, V violations`.
+
+mod check;
+mod generator;
+mod harness;
+mod model;
+mod run;
+mod scheduler;
+mod table;
+mod trace;
+mod world;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// The command line.
+struct Args {
+    seeds: u64,
+    from: u64,
+    steps: usize,
+    /// One seed, verbosely.
+    seed: Option<u64>,
+    /// Print the trace of every violating run, not only the first.
+    traces: bool,
+}
+
+const USAGE: &str =
+    "usage: tozai-sim [--seeds N] [--from SEED] [--steps K] [--traces] | --seed S [--steps K]";
+
+fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut parsed = Args {
+        seeds: 200,
+        from: 0,
+        steps: 12,
+        seed: None,
+        traces: false,
+    };
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| -> Result<u64, String> {
+            let v = args.next().ok_or_else(|| format!("{name} needs a value"))?;
+            v.parse()
+                .map_err(|_| format!("{name}: {v:?} is not a number"))
+        };
+        match arg.as_str() {
+            "--seeds" => parsed.seeds = value("--seeds")?,
+            "--from" => parsed.from = value("--from")?,
+            "--steps" => parsed.steps = value("--steps")? as usize,
+            "--seed" => parsed.seed = Some(value("--seed")?),
+            "--traces" => parsed.traces = true,
+            "-h" | "--help" => return Err(USAGE.to_owned()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    Ok(parsed)
+}
+
+fn report(outcome: &run::Outcome, steps: usize, trace: bool) {
+    println!(
+        "seed {} violates {} guarantee(s); replay: bash scripts/simulate.sh --seed {} --steps {steps}",
+        outcome.seed,
+        outcome.violations.len(),
+        outcome.seed
+    );
+    println!("  {}", outcome.summary);
+    for v in &outcome.violations {
+        println!("  [{}] {}", v.guarantee, v.what);
+        for line in &v.context {
+            println!("      {line}");
+        }
+    }
+    if trace {
+        println!("  trace:");
+        for line in outcome.trace.lines() {
+            println!("    {line}");
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = run::config();
+    let ignored = harness::ignored_callers();
+    let (from, count) = match args.seed {
+        Some(seed) => (seed, 1),
+        None => (args.from, args.seeds),
+    };
+    let began = Instant::now();
+    let mut violations = 0;
+    let mut printed_trace = false;
+    for seed in from..from.saturating_add(count) {
+        let outcome = run::run(seed, args.steps, &config, &ignored);
+        if args.seed.is_some() {
+            println!("{}", outcome.summary);
+            print!("{}", outcome.trace);
+        }
+        if !outcome.violations.is_empty() {
+            let trace = args.seed.is_none() && (args.traces || !printed_trace);
+            report(&outcome, args.steps, trace);
+            printed_trace |= trace;
+            violations += outcome.violations.len();
+        }
+    }
+    let elapsed = began.elapsed().as_secs_f64();
+    eprintln!(
+        "{count} runs in {elapsed:.2} s ({:.0} seeds/s)",
+        count as f64 / elapsed.max(1e-9)
+    );
+    println!("{count} runs, {violations} violations");
+    if violations == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

@@ -1,0 +1,82 @@
+//! A DynamoDB table, as far as tozai uses one: items by key, each write conditional on the
+//! item as it is at that moment (`attribute_not_exists`, `version = :v`, `lease < :now`).
+//! A condition and its write are one atomic step, as in DynamoDB.
+
+use std::collections::BTreeMap;
+
+/// An attribute's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attr {
+    S(String),
+    N(u64),
+}
+
+/// One item: attribute name to value.
+pub type Item = BTreeMap<&'static str, Attr>;
+
+/// Reads an attribute as a string.
+pub fn s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    match item.get(name)? {
+        Attr::S(s) => Some(s),
+        Attr::N(_) => None,
+    }
+}
+
+/// Reads an attribute as a number.
+pub fn n(item: &Item, name: &str) -> Option<u64> {
+    match item.get(name)? {
+        Attr::N(n) => Some(*n),
+        Attr::S(_) => None,
+    }
+}
+
+/// One region's table.
+#[derive(Debug, Default)]
+pub struct Table {
+    items: BTreeMap<String, Item>,
+}
+
+impl Table {
+    /// `GetItem` (strongly consistent).
+    pub fn get(&self, key: &str) -> Option<&Item> {
+        self.items.get(key)
+    }
+
+    /// `PutItem` with a condition on the item as it is: `false`, and nothing written, when
+    /// it does not hold (`ConditionalCheckFailedException`).
+    pub fn put_if(
+        &mut self,
+        key: &str,
+        item: Item,
+        holds: impl FnOnce(Option<&Item>) -> bool,
+    ) -> bool {
+        if !holds(self.items.get(key)) {
+            return false;
+        }
+        self.items.insert(key.to_owned(), item);
+        true
+    }
+
+    /// `UpdateItem` (which creates a missing item) with a condition.
+    pub fn update_if(
+        &mut self,
+        key: &str,
+        set: impl FnOnce(&mut Item),
+        holds: impl FnOnce(Option<&Item>) -> bool,
+    ) -> bool {
+        if !holds(self.items.get(key)) {
+            return false;
+        }
+        set(self.items.entry(key.to_owned()).or_default());
+        true
+    }
+
+    /// `DeleteItem` with a condition.
+    pub fn delete_if(&mut self, key: &str, holds: impl FnOnce(Option<&Item>) -> bool) -> bool {
+        if !holds(self.items.get(key)) {
+            return false;
+        }
+        self.items.remove(key);
+        true
+    }
+}

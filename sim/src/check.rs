@@ -56,6 +56,50 @@ pub struct Violation {
     pub what: String,
     /// Lines that help to see why (the ref's history, the runs).
     pub context: Vec<String>,
+    /// The same, as data (for [`crate::scenarios`]).
+    pub facts: Facts,
+}
+
+/// What a violation is about, as data.
+#[derive(Debug, Clone)]
+pub enum Facts {
+    /// A consumer acted on `older` after acting on `newer`, a later head of the ref.
+    Back {
+        consumer: Consumer,
+        side: Side,
+        reference: RefName,
+        older: C,
+        newer: C,
+        /// The older action was a start (else a checkpoint save).
+        started: bool,
+    },
+    /// A consumer acted on a commit that was never the ref's head.
+    NotAHead { side: Side, reference: RefName },
+    /// A target never started at the ref's head.
+    Missed {
+        target: String,
+        side: Side,
+        reference: RefName,
+        head: C,
+        runs: Vec<C>,
+    },
+    /// The standby's copy of a mirrored ref lacks what the primary's head has.
+    SyncMissed { reference: RefName },
+    /// An event that was never handled.
+    Unhandled,
+    /// Two runs in a row at one commit; the trace positions of the two.
+    Twice {
+        /// The two runs, by index.
+        runs: (usize, usize),
+    },
+    /// The mirror moved a standby ref backwards or sideways, or moved a tag.
+    MirrorMoved { reference: RefName },
+    /// The mirror moved or deleted a ref made on the standby.
+    MirrorTookStandbys { reference: RefName },
+    /// A branch deleted at the source is still on the standby.
+    MirrorKept { reference: RefName },
+    /// The run never settled.
+    Stuck,
 }
 
 /// Every violation of the run.
@@ -144,6 +188,10 @@ fn order(w: &World, out: &mut Vec<Violation>) {
                         r.full()
                     ),
                     context: vec![history(repo, &r)],
+                    facts: Facts::NotAHead {
+                        side,
+                        reference: r.clone(),
+                    },
                 });
                 break;
             };
@@ -161,6 +209,14 @@ fn order(w: &World, out: &mut Vec<Violation>) {
                             r.full()
                         ),
                         context: vec![history(repo, &r)],
+                        facts: Facts::Back {
+                            consumer: consumer.clone(),
+                            side,
+                            reference: r.clone(),
+                            older: c,
+                            newer: top_c,
+                            started: what == "started",
+                        },
                     });
                     break;
                 }
@@ -275,6 +331,13 @@ fn missed(w: &World, config: &Config, out: &mut Vec<Violation>) {
                         format!("runs of {} on it: {}", target.name, started.join(", ")),
                         lost(w, side, r),
                     ],
+                    facts: Facts::Missed {
+                        target: target.name.clone(),
+                        side,
+                        reference: r.clone(),
+                        head,
+                        runs: runs.iter().map(|run| run.commit).collect(),
+                    },
                 });
             }
         }
@@ -338,6 +401,9 @@ fn sync_missed(w: &World, config: &Config, out: &mut Vec<Violation>) {
                     Graph::label(head)
                 ),
                 context: vec![history(&w.primary, r), history(&w.standby, r), lost(w, Side::Primary, r)],
+                facts: Facts::SyncMissed {
+                    reference: r.clone(),
+                },
             });
         }
     }
@@ -361,6 +427,7 @@ fn unhandled(w: &World, out: &mut Vec<Violation>) {
                             r.full()
                         ),
                         context: Vec::new(),
+                        facts: Facts::Unhandled,
                     });
                 }
             }
@@ -368,7 +435,11 @@ fn unhandled(w: &World, out: &mut Vec<Violation>) {
     }
     let mut requests = BTreeMap::new();
     for (i, e) in w.events.iter().enumerate() {
-        if let Event::Bus { detail, .. } = e
+        if let Event::Bus {
+            detail_type,
+            detail,
+        } = e
+            && detail_type == tozai::event::SYNC_REQUESTED
             && let Some(r) = detail.get("ref").and_then(|r| r.as_str())
         {
             requests.insert(r.to_owned(), i);
@@ -383,6 +454,7 @@ fn unhandled(w: &World, out: &mut Vec<Violation>) {
                         "the last Sync Requested of {r}, e{event}, was never handled by {f}"
                     ),
                     context: Vec::new(),
+                    facts: Facts::Unhandled,
                 });
             }
         }
@@ -392,10 +464,10 @@ fn unhandled(w: &World, out: &mut Vec<Violation>) {
 // ---------------------------------------------------------------- 3. once
 
 fn once(w: &World, out: &mut Vec<Violation>) {
-    let mut last: BTreeMap<(String, Side, RefName), &crate::world::Run> = BTreeMap::new();
-    for run in &w.runs {
+    let mut last: BTreeMap<(String, Side, RefName), (usize, &crate::world::Run)> = BTreeMap::new();
+    for (index, run) in w.runs.iter().enumerate() {
         let key = (run.target.clone(), run.side, run.reference.clone());
-        if let Some(previous) = last.get(&key)
+        if let Some(&(before, previous)) = last.get(&key)
             && previous.commit == run.commit
         {
             out.push(Violation {
@@ -412,9 +484,12 @@ fn once(w: &World, out: &mut Vec<Violation>) {
                     run.seq
                 ),
                 context: vec![history(w.repo(run.side), &run.reference)],
+                facts: Facts::Twice {
+                    runs: (before, index),
+                },
             });
         }
-        last.insert(key, run);
+        last.insert(key, (index, run));
     }
 }
 
@@ -426,30 +501,40 @@ fn mirror(w: &World, config: &Config, out: &mut Vec<Violation>) {
         if u.by != Writer::Mirror {
             continue;
         }
-        let mut broke = |what: String| {
+        let mut broke = |what: String, facts: Facts| {
             out.push(Violation {
                 guarantee: Guarantee::Mirror,
                 what,
                 context: vec![history(standby, &u.reference)],
+                facts,
             })
+        };
+        let moved = || Facts::MirrorMoved {
+            reference: u.reference.clone(),
         };
         if let (Some(old), Some(new)) = (u.old, u.new) {
             if u.reference.is_tag() {
-                broke(format!(
-                    "moved tag {} from {} to {} @{}",
-                    u.reference.full(),
-                    Graph::label(old),
-                    Graph::label(new),
-                    u.seq
-                ));
+                broke(
+                    format!(
+                        "moved tag {} from {} to {} @{}",
+                        u.reference.full(),
+                        Graph::label(old),
+                        Graph::label(new),
+                        u.seq
+                    ),
+                    moved(),
+                );
             } else if !w.graph.is_ancestor(old, new) {
-                broke(format!(
-                    "moved {} from {} to {}, not a descendant, @{}",
-                    u.reference.full(),
-                    Graph::label(old),
-                    Graph::label(new),
-                    u.seq
-                ));
+                broke(
+                    format!(
+                        "moved {} from {} to {}, not a descendant, @{}",
+                        u.reference.full(),
+                        Graph::label(old),
+                        Graph::label(new),
+                        u.seq
+                    ),
+                    moved(),
+                );
             }
         }
         if u.old.is_some() {
@@ -459,14 +544,19 @@ fn mirror(w: &World, config: &Config, out: &mut Vec<Violation>) {
                 .find(|p| p.reference == u.reference)
                 .is_some_and(|p| p.by == Writer::Developer);
             if made_here {
-                broke(format!(
-                    "{} {} made on the standby @{} ({} -> {})",
-                    if u.new.is_some() { "moved" } else { "deleted" },
-                    u.reference.full(),
-                    u.seq,
-                    label(u.old),
-                    label(u.new)
-                ));
+                broke(
+                    format!(
+                        "{} {} made on the standby @{} ({} -> {})",
+                        if u.new.is_some() { "moved" } else { "deleted" },
+                        u.reference.full(),
+                        u.seq,
+                        label(u.old),
+                        label(u.new)
+                    ),
+                    Facts::MirrorTookStandbys {
+                        reference: u.reference.clone(),
+                    },
+                );
             }
         }
     }
@@ -484,6 +574,9 @@ fn mirror(w: &World, config: &Config, out: &mut Vec<Violation>) {
                     Graph::label(c)
                 ),
                 context: vec![history(&w.primary, r), history(standby, r)],
+                facts: Facts::MirrorKept {
+                    reference: r.clone(),
+                },
             });
         }
     }

@@ -18,6 +18,7 @@ mod generator;
 mod harness;
 mod model;
 mod run;
+mod scenarios;
 mod scheduler;
 mod table;
 mod trace;
@@ -35,6 +36,8 @@ struct Args {
     seed: Option<u64>,
     /// Print the trace of every violating run, not only the first.
     traces: bool,
+    /// Print, per scenario of issue 11, the first seed that looks like it.
+    find: bool,
 }
 
 const USAGE: &str =
@@ -47,6 +50,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         steps: 12,
         seed: None,
         traces: false,
+        find: false,
     };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| -> Result<u64, String> {
@@ -60,6 +64,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--steps" => parsed.steps = value("--steps")? as usize,
             "--seed" => parsed.seed = Some(value("--seed")?),
             "--traces" => parsed.traces = true,
+            "--find" => parsed.find = true,
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -75,8 +80,11 @@ fn report(outcome: &run::Outcome, steps: usize, trace: bool) {
         outcome.seed
     );
     println!("  {}", outcome.summary);
-    for v in &outcome.violations {
-        println!("  [{}] {}", v.guarantee, v.what);
+    for (v, scenario) in outcome.violations.iter().zip(&outcome.scenarios) {
+        let hint = scenario.map_or(String::new(), |(n, what)| {
+            format!(" (looks like scenario {n}: {what})")
+        });
+        println!("  [{}] {}{hint}", v.guarantee, v.what);
         for line in &v.context {
             println!("      {line}");
         }
@@ -106,8 +114,20 @@ fn main() -> ExitCode {
     let began = Instant::now();
     let mut violations = 0;
     let mut printed_trace = false;
+    let mut found: std::collections::BTreeMap<&str, (u64, &str, usize)> = Default::default();
+    let mut unclassified = 0;
     for seed in from..from.saturating_add(count) {
         let outcome = run::run(seed, args.steps, &config, &ignored);
+        if args.find {
+            for scenario in &outcome.scenarios {
+                match scenario {
+                    Some((n, what)) => found.entry(n).or_insert((seed, what, 0)).2 += 1,
+                    None => unclassified += 1,
+                }
+            }
+            violations += outcome.violations.len();
+            continue;
+        }
         if args.seed.is_some() {
             println!("{}", outcome.summary);
             print!("{}", outcome.trace);
@@ -118,6 +138,15 @@ fn main() -> ExitCode {
             printed_trace |= trace;
             violations += outcome.violations.len();
         }
+    }
+    for (n, (seed, what, times)) in &found {
+        println!(
+            "scenario {n} ({what}): first at seed {seed} (--seed {seed} --steps {}), seen {times} times",
+            args.steps
+        );
+    }
+    if args.find {
+        println!("violations like no scenario: {unclassified}");
     }
     let elapsed = began.elapsed().as_secs_f64();
     eprintln!(

@@ -69,6 +69,8 @@ pub fn config() -> Config {
 pub struct Outcome {
     pub seed: u64,
     pub violations: Vec<Violation>,
+    /// For each violation, the scenario of issue 11 it looks like.
+    pub scenarios: Vec<Option<crate::scenarios::Scenario>>,
     /// The whole trace, one line per entry.
     pub trace: String,
     /// The run's settings and size, one line.
@@ -136,7 +138,11 @@ fn settle_round(w: &mut World) -> usize {
     }
     let mut requests = std::collections::BTreeMap::new();
     for (i, e) in w.events.iter().enumerate() {
-        if let Event::Bus { detail, .. } = e
+        if let Event::Bus {
+            detail_type,
+            detail,
+        } = e
+            && detail_type == tozai::event::SYNC_REQUESTED
             && let Some(r) = detail.get("ref").and_then(|r| r.as_str())
         {
             requests.insert(r.to_owned(), i);
@@ -232,11 +238,17 @@ pub fn run(seed: u64, steps: usize, config: &Config, ignored: &IgnoredCallers) -
             guarantee: check::Guarantee::NothingMissed,
             what: format!("the run never settled: {why}"),
             context: Vec::new(),
+            facts: check::Facts::Stuck,
         });
     }
+    let scenarios = violations
+        .iter()
+        .map(|v| crate::scenarios::classify(&world, v, &violations))
+        .collect();
     Outcome {
         seed,
         violations,
+        scenarios,
         trace: world.show_trace(),
         summary: format!(
             "{summary}; {} events, {} scheduler steps",

@@ -70,18 +70,25 @@ pub enum Facts {
         reference: RefName,
         older: C,
         newer: C,
-        /// The older action was a start (else a checkpoint save).
-        started: bool,
     },
     /// A consumer acted on a commit that was never the ref's head.
-    NotAHead { side: Side, reference: RefName },
+    NotAHead,
+    /// An invocation acted on a commit that had stopped being the ref's head before the
+    /// invocation began (and was not its head again by the time it acted).
+    Stale {
+        consumer: Consumer,
+        side: Side,
+        reference: RefName,
+        commit: C,
+        /// The ref's head when the invocation began.
+        head: Option<C>,
+    },
     /// A target never started at the ref's head.
     Missed {
         target: String,
         side: Side,
         reference: RefName,
         head: C,
-        runs: Vec<C>,
     },
     /// The standby's copy of a mirrored ref lacks what the primary's head has.
     SyncMissed { reference: RefName },
@@ -93,11 +100,11 @@ pub enum Facts {
         runs: (usize, usize),
     },
     /// The mirror moved a standby ref backwards or sideways, or moved a tag.
-    MirrorMoved { reference: RefName },
+    MirrorMoved,
     /// The mirror moved or deleted a ref made on the standby.
-    MirrorTookStandbys { reference: RefName },
+    MirrorTookStandbys,
     /// A branch deleted at the source is still on the standby.
-    MirrorKept { reference: RefName },
+    MirrorKept,
     /// The run never settled.
     Stuck,
 }
@@ -149,19 +156,24 @@ fn history(repo: &Repo, r: &RefName) -> String {
 
 fn order(w: &World, out: &mut Vec<Violation>) {
     type Key = (Consumer, Side, RefName);
-    let mut acts: BTreeMap<Key, Vec<(u64, C, &'static str)>> = BTreeMap::new();
+    let mut acts: BTreeMap<Key, Vec<(u64, C, &'static str, u64)>> = BTreeMap::new();
+    let mut began = BTreeMap::new();
     for e in &w.trace {
-        if let Action::Saved {
-            consumer,
-            side,
-            reference,
-            commit,
-            ..
-        } = &e.action
-        {
-            acts.entry((consumer.clone(), *side, reference.clone()))
+        match &e.action {
+            Action::Invoked { invocation, .. } => {
+                began.insert(*invocation, e.seq);
+            }
+            Action::Saved {
+                invocation,
+                consumer,
+                side,
+                reference,
+                commit,
+            } => acts
+                .entry((consumer.clone(), *side, reference.clone()))
                 .or_default()
-                .push((e.seq, *commit, "saved"));
+                .push((e.seq, *commit, "saved", *invocation)),
+            _ => {}
         }
     }
     for run in w.runs.iter().filter(|r| r.seq > 0) {
@@ -171,13 +183,18 @@ fn order(w: &World, out: &mut Vec<Violation>) {
             run.reference.clone(),
         ))
         .or_default()
-        .push((run.seq, run.commit, "started"));
+        .push((run.seq, run.commit, "started", run.invocation));
     }
-    for ((consumer, side, r), mut list) in acts {
+    for list in acts.values_mut() {
         list.sort();
+    }
+    for ((consumer, side, r), list) in &acts {
+        stale(w, &began, consumer, *side, r, list, out);
+    }
+    for ((consumer, side, r), list) in acts {
         let repo = w.repo(side);
         let mut newest: Option<(usize, C, &str, u64)> = None;
-        for (seq, c, what) in list {
+        for (seq, c, what, _) in list {
             let Some(epoch) = repo.epoch(&r, c, seq) else {
                 out.push(Violation {
                     guarantee: Guarantee::Order,
@@ -188,10 +205,7 @@ fn order(w: &World, out: &mut Vec<Violation>) {
                         r.full()
                     ),
                     context: vec![history(repo, &r)],
-                    facts: Facts::NotAHead {
-                        side,
-                        reference: r.clone(),
-                    },
+                    facts: Facts::NotAHead,
                 });
                 break;
             };
@@ -215,7 +229,6 @@ fn order(w: &World, out: &mut Vec<Violation>) {
                             reference: r.clone(),
                             older: c,
                             newer: top_c,
-                            started: what == "started",
                         },
                     });
                     break;
@@ -223,6 +236,51 @@ fn order(w: &World, out: &mut Vec<Violation>) {
                 Some((top, ..)) if epoch == top => {}
                 _ => newest = Some((epoch, c, what, seq)),
             }
+        }
+    }
+}
+
+/// Each action of an invocation is on a commit that was the ref's head at some moment of
+/// that invocation: a judge that reads the head acts on nothing older. The first stale
+/// action per (consumer, ref) is reported.
+fn stale(
+    w: &World,
+    began: &BTreeMap<u64, u64>,
+    consumer: &Consumer,
+    side: Side,
+    r: &RefName,
+    list: &[(u64, C, &'static str, u64)],
+    out: &mut Vec<Violation>,
+) {
+    let repo = w.repo(side);
+    for &(seq, c, what, invocation) in list {
+        let Some(&start) = began.get(&invocation) else {
+            continue;
+        };
+        let head = repo.head_at(r, start);
+        let current = head == Some(c)
+            || repo
+                .history(r)
+                .any(|u| u.seq > start && u.seq <= seq && u.new == Some(c));
+        if !current {
+            out.push(Violation {
+                guarantee: Guarantee::Order,
+                what: format!(
+                    "{consumer:?} {what} {} @{seq} on {side:?} {}, but invocation #{invocation} began @{start} with the head at {}",
+                    Graph::label(c),
+                    r.full(),
+                    label(head)
+                ),
+                context: vec![history(repo, r)],
+                facts: Facts::Stale {
+                    consumer: consumer.clone(),
+                    side,
+                    reference: r.clone(),
+                    commit: c,
+                    head,
+                },
+            });
+            return;
         }
     }
 }
@@ -336,7 +394,6 @@ fn missed(w: &World, config: &Config, out: &mut Vec<Violation>) {
                         side,
                         reference: r.clone(),
                         head,
-                        runs: runs.iter().map(|run| run.commit).collect(),
                     },
                 });
             }
@@ -509,9 +566,7 @@ fn mirror(w: &World, config: &Config, out: &mut Vec<Violation>) {
                 facts,
             })
         };
-        let moved = || Facts::MirrorMoved {
-            reference: u.reference.clone(),
-        };
+        let moved = || Facts::MirrorMoved;
         if let (Some(old), Some(new)) = (u.old, u.new) {
             if u.reference.is_tag() {
                 broke(
@@ -553,9 +608,7 @@ fn mirror(w: &World, config: &Config, out: &mut Vec<Violation>) {
                         label(u.old),
                         label(u.new)
                     ),
-                    Facts::MirrorTookStandbys {
-                        reference: u.reference.clone(),
-                    },
+                    Facts::MirrorTookStandbys,
                 );
             }
         }
@@ -574,9 +627,7 @@ fn mirror(w: &World, config: &Config, out: &mut Vec<Violation>) {
                     Graph::label(c)
                 ),
                 context: vec![history(&w.primary, r), history(standby, r)],
-                facts: Facts::MirrorKept {
-                    reference: r.clone(),
-                },
+                facts: Facts::MirrorKept,
             });
         }
     }

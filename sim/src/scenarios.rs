@@ -1,13 +1,18 @@
 //! Which scenario of issue 11 (item 1) a violation looks like, from its facts and the
 //! run's history. A heuristic, to find and sort seeds; the trace is the proof.
 //!
-//! 1. two invocations at once: a commit started or saved after a descendant of it was;
+//! 1. two invocations at once: a commit started or saved after a descendant of it was,
+//!    or once a descendant was the head already;
 //! 2. a late event from an abandoned line: a commit started or saved after a newer head
-//!    that does not descend from it;
-//! 3. a rewind: a missed head on a ref that moved back to an ancestor since the last start;
-//! 4. a force-push back: a missed head the target had started before on that ref (and not
-//!    an ancestor of where the ref was: that is 3);
-//! 5. a lost event, then a rebase: a missed head on a rebased branch with a lost event;
+//!    that does not descend from it, or once such a head was the head already;
+//! 3. a rewind: a missed head on a ref that moved back to an ancestor since the commit
+//!    last started became its head;
+//! 4. a force-push back: since then, the ref moved back to a commit that was its head
+//!    before (not to an ancestor: that is 3);
+//! 5. a lost event, then a rebase: a missed head on a rebased branch with a lost event
+//!    (one never delivered, or whose every attempt failed). 5b: a lost event, then any
+//!    push, judged from its own old commit (a force-push, or the first push judged on a new
+//!    branch);
 //! 6. a tag on a deployed commit: a missed tag whose commit the target started for
 //!    another ref. 6b: the same for a branch (say `main` fast-forwarded to a commit a
 //!    feature branch or a tag deployed): the same cause, claims per commit, not per ref;
@@ -38,6 +43,10 @@ pub type Scenario = (&'static str, &'static str);
 pub fn classify(w: &World, v: &Violation, all: &[Violation]) -> Option<Scenario> {
     match &v.facts {
         Facts::Back { older, newer, .. } => Some(back(w, *older, *newer)),
+        Facts::Stale { commit, head, .. } => Some(match head {
+            Some(head) => back(w, *commit, *head),
+            None => ("R", "a branch deleted and made again elsewhere"),
+        }),
         Facts::Missed {
             target,
             side,
@@ -58,16 +67,23 @@ pub fn classify(w: &World, v: &Violation, all: &[Violation]) -> Option<Scenario>
         }
         Facts::SyncMissed { reference } => {
             earlier(w, all, &Consumer::Sync, Side::Primary, reference).or_else(|| {
+                // What the sync "acted on": the commits it asked the mirror for.
                 let acted: Vec<(u64, C)> = w
                     .trace
                     .iter()
                     .filter_map(|e| match &e.action {
-                        Action::Saved {
-                            consumer: Consumer::Sync,
-                            reference: r,
-                            commit,
+                        Action::Published {
+                            detail_type,
+                            detail,
                             ..
-                        } if r == reference => Some((e.seq, *commit)),
+                        } if detail_type == tozai::event::SYNC_REQUESTED => {
+                            let detail: serde_json::Value = serde_json::from_str(detail).ok()?;
+                            if detail.get("ref")?.as_str()? != reference.full() {
+                                return None;
+                            }
+                            let id = detail.get("commit")?.as_str()?.parse().ok()?;
+                            Some((e.seq, w.graph.find(&id)?))
+                        }
                         _ => None,
                     })
                     .collect();
@@ -93,10 +109,8 @@ pub fn classify(w: &World, v: &Violation, all: &[Violation]) -> Option<Scenario>
             });
             failed.then_some(("7", "a record that failed after a start"))
         }
-        Facts::MirrorKept { .. } => Some(("9a", "the mirror kept a branch deleted at the source")),
-        Facts::MirrorTookStandbys { .. } => {
-            Some(("9b", "the mirror took a ref made on the standby"))
-        }
+        Facts::MirrorKept => Some(("9a", "the mirror kept a branch deleted at the source")),
+        Facts::MirrorTookStandbys => Some(("9b", "the mirror took a ref made on the standby")),
         _ => None,
     }
 }
@@ -109,7 +123,8 @@ fn back(w: &World, older: C, newer: C) -> Scenario {
     }
 }
 
-/// The scenario of an order violation of the same consumer on the same ref, if any.
+/// The scenario of an order violation (a step back, or a stale action) of the same
+/// consumer on the same ref, if any.
 fn earlier(
     w: &World,
     all: &[Violation],
@@ -126,6 +141,13 @@ fn earlier(
             newer,
             ..
         } if c == consumer && *s == side && r == reference => Some(back(w, *older, *newer)),
+        Facts::Stale {
+            consumer: c,
+            side: s,
+            reference: r,
+            commit,
+            head: Some(head),
+        } if c == consumer && *s == side && r == reference => Some(back(w, *commit, *head)),
         _ => None,
     })
 }
@@ -143,12 +165,26 @@ fn missed(
     let repo = w.repo(side);
     let history: Vec<_> = repo.history(reference).collect();
     let last = acted.iter().max_by_key(|(seq, _)| *seq).copied();
-    let since = |seq: u64| last.is_none_or(|(at, _)| seq > at);
-    // Where the ref moved since the consumer last acted on it.
-    let moved: Vec<_> = history.iter().filter(|u| since(u.seq)).collect();
+    // Where the ref moved since the commit last acted on became its head.
+    let epoch = last
+        .and_then(|(seq, c)| repo.epoch(reference, c, seq))
+        .map(|i| repo.log[i].seq);
+    let moved: Vec<_> = history
+        .iter()
+        .filter(|u| epoch.is_none_or(|e| u.seq > e))
+        .collect();
     let rewound = moved.iter().any(
         |u| matches!((u.old, u.new), (Some(o), Some(n)) if o != n && w.graph.is_ancestor(n, o)),
     );
+    // ... or back to a commit that was its head before then.
+    let back_to_earlier = moved.iter().any(|u| {
+        u.new.is_some_and(|n| {
+            Some(n) != last.map(|l| l.1)
+                && history
+                    .iter()
+                    .any(|p| p.new == Some(n) && epoch.is_none_or(|e| p.seq <= e))
+        })
+    });
     // The last action came after the head was pushed, on another commit: a stale one.
     let head_since = history
         .iter()
@@ -171,7 +207,10 @@ fn missed(
     if reference.is_tag() {
         return elsewhere(head).then_some(("6", "a tag on a deployed commit"));
     }
-    if acted.iter().any(|&(_, c)| c == head) && !rewound {
+    if rewound {
+        return Some(("3", "a rewind"));
+    }
+    if back_to_earlier {
         return Some(("4", "a force-push back"));
     }
     let main = RefName::Branch("main".to_owned());
@@ -186,14 +225,18 @@ fn missed(
         Some(_) => Function::PipelineJudge(side),
         None => Function::SyncJudge,
     };
-    let lost = history
-        .iter()
-        .any(|u| u.event != usize::MAX && w.planned.get(&(u.event, judge)) == Some(&0));
-    if history.iter().any(|u| u.kind == "rebase") && lost {
+    // An event of the ref this judge never handled: lost, or failed every attempt.
+    let lost = history.iter().any(|u| {
+        u.event != usize::MAX && u.new.is_some() && !w.handled.contains(&(u.event, judge))
+    });
+    if lost && history.iter().any(|u| u.kind == "rebase") {
         return Some(("5", "a lost event, then a rebase"));
     }
-    if rewound {
-        return Some(("3", "a rewind"));
+    if lost {
+        return Some((
+            "5b",
+            "a lost event, then a push judged from its own old commit",
+        ));
     }
     if moved.iter().any(|u| u.new.is_some_and(elsewhere)) {
         return Some(("6b", "a branch reaching a commit deployed for another ref"));

@@ -93,6 +93,8 @@ pub struct Run {
     pub token: String,
     pub seq: u64,
     pub at: u64,
+    /// The invocation that started it (0: before the run began).
+    pub invocation: u64,
 }
 
 /// How long CodeBuild returns the same build for a repeated `idempotencyToken`.
@@ -267,6 +269,7 @@ impl World {
             token: String::new(),
             seq: 0,
             at: 0,
+            invocation: 0,
         });
     }
 
@@ -490,6 +493,7 @@ impl World {
                     token: token.to_owned(),
                     seq: self.seq + 1,
                     at: now,
+                    invocation,
                 });
                 (n, true)
             }

@@ -27,6 +27,24 @@ mod world;
 use std::process::ExitCode;
 use std::time::Instant;
 
+/// Where the simulation finds each scenario of issue 11 against the judges of commit
+/// 4f62634 (sim/FOUND.md): (seed, steps, scenario). `--found` replays them.
+pub const FOUND: &[(u64, usize, &str)] = &[
+    (468, 4, "1"),
+    (1987, 3, "2"),
+    (347, 3, "3"),
+    (1285, 3, "4"),
+    (3725, 5, "5"),
+    (4, 3, "6"),
+    (20, 3, "7"),
+    (706, 3, "8"),
+    (1208, 4, "9a"),
+    (413, 3, "9b"),
+    (1593, 4, "5b"),
+    (50, 3, "6b"),
+    (1784, 4, "R"),
+];
+
 /// The command line.
 struct Args {
     seeds: u64,
@@ -38,6 +56,8 @@ struct Args {
     traces: bool,
     /// Print, per scenario of issue 11, the first seed that looks like it.
     find: bool,
+    /// Replay the seeds of [`FOUND`].
+    found: bool,
 }
 
 const USAGE: &str =
@@ -51,6 +71,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         seed: None,
         traces: false,
         find: false,
+        found: false,
     };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| -> Result<u64, String> {
@@ -65,6 +86,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--seed" => parsed.seed = Some(value("--seed")?),
             "--traces" => parsed.traces = true,
             "--find" => parsed.find = true,
+            "--found" => parsed.found = true,
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -97,6 +119,43 @@ fn report(outcome: &run::Outcome, steps: usize, trace: bool) {
     }
 }
 
+/// Replays the seeds of [`FOUND`], one line each.
+fn replay_found(
+    config: &tozai::config::Config,
+    ignored: &tozai::judge::IgnoredCallers,
+) -> ExitCode {
+    let mut violations = 0;
+    for (seed, steps, scenario) in FOUND {
+        let outcome = run::run(*seed, *steps, config, ignored);
+        let seen: Vec<&str> = outcome
+            .scenarios
+            .iter()
+            .flatten()
+            .map(|(n, _)| *n)
+            .collect();
+        let what: Vec<String> = outcome
+            .violations
+            .iter()
+            .map(|v| format!("[{}] {}", v.guarantee, v.what))
+            .collect();
+        println!(
+            "scenario {scenario}: --seed {seed} --steps {steps}: {}",
+            if what.is_empty() {
+                "no violation".to_owned()
+            } else {
+                format!("looks like {seen:?}: {}", what.join("; "))
+            }
+        );
+        violations += outcome.violations.len();
+    }
+    println!("{} runs, {violations} violations", FOUND.len());
+    if violations == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
 fn main() -> ExitCode {
     let args = match parse(std::env::args().skip(1)) {
         Ok(args) => args,
@@ -107,6 +166,9 @@ fn main() -> ExitCode {
     };
     let config = run::config();
     let ignored = harness::ignored_callers();
+    if args.found {
+        return replay_found(&config, &ignored);
+    }
     let (from, count) = match args.seed {
         Some(seed) => (seed, 1),
         None => (args.from, args.seeds),

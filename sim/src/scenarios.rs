@@ -18,8 +18,8 @@
 //!    feature branch or a tag deployed): the same cause, claims per commit, not per ref;
 //! 7. a record that failed after a start: two runs in a row at one commit, the first
 //!    one's invocation failing after it started it;
-//! 8. a new branch whose base moved: a missed head on a branch made during the run,
-//!    never started, after `main` moved;
+//! 8. a new branch whose base moved: a missed head on a branch whose creation a judge
+//!    diffed from a merge base with `main` other than the one when it was made;
 //! 9. the mirror: (a) a branch deleted at the source kept at the standby, (b) a ref made on
 //!    the standby moved or deleted.
 //!
@@ -45,7 +45,8 @@ pub fn classify(w: &World, v: &Violation, all: &[Violation]) -> Option<Scenario>
         Facts::Back { older, newer, .. } => Some(back(w, *older, *newer)),
         Facts::Stale { commit, head, .. } => Some(match head {
             Some(head) => back(w, *commit, *head),
-            None => ("R", "a branch deleted and made again elsewhere"),
+            // The branch was deleted when the invocation began.
+            None => ("2", "a late event from an abandoned line"),
         }),
         Facts::Missed {
             target,
@@ -115,6 +116,42 @@ pub fn classify(w: &World, v: &Violation, all: &[Violation]) -> Option<Scenario>
     }
 }
 
+/// True when a judge diffed the branch's creation from a merge base with `main` other than
+/// the one it had when the branch was made (`main` moved before the event was judged).
+fn base_moved(w: &World, pipeline: bool, side: Side, reference: &RefName) -> bool {
+    let repo = w.repo(side);
+    let Some(made) = repo.creation(reference).filter(|u| u.by != Writer::Seed) else {
+        return false;
+    };
+    let main = RefName::Branch("main".to_owned());
+    let then = repo
+        .head_at(&main, made.seq)
+        .zip(made.new)
+        .and_then(|(m, b)| w.graph.merge_base(m, b))
+        .map(|c| w.graph.id(c).to_string());
+    let function = if pipeline {
+        "pipeline-judge"
+    } else {
+        "sync-judge"
+    };
+    let event_id = format!("00000000-0000-4000-8000-{:012}", made.event);
+    w.trace.iter().any(|e| {
+        let Action::Decided { record, .. } = &e.action else {
+            return false;
+        };
+        let Ok(record) = serde_json::from_str::<serde_json::Value>(record) else {
+            return false;
+        };
+        record["function"] == function
+            && record["event_id"] == event_id.as_str()
+            && record["diffs"].as_array().is_some_and(|diffs| {
+                diffs
+                    .iter()
+                    .any(|d| d["why"] == "merge_base" && d["base"].as_str() != then.as_deref())
+            })
+    })
+}
+
 fn back(w: &World, older: C, newer: C) -> Scenario {
     if w.graph.is_ancestor(older, newer) {
         ("1", "two invocations at once")
@@ -182,7 +219,7 @@ fn missed(
             Some(n) != last.map(|l| l.1)
                 && history
                     .iter()
-                    .any(|p| p.new == Some(n) && epoch.is_none_or(|e| p.seq <= e))
+                    .any(|p| p.new == Some(n) && p.seq < u.seq && epoch.is_none_or(|e| p.seq <= e))
         })
     });
     // The last action came after the head was pushed, on another commit: a stale one.
@@ -213,12 +250,7 @@ fn missed(
     if back_to_earlier {
         return Some(("4", "a force-push back"));
     }
-    let main = RefName::Branch("main".to_owned());
-    if let Some(made) = repo.creation(reference)
-        && made.by != Writer::Seed
-        && acted.is_empty()
-        && repo.history(&main).any(|u| u.seq > made.seq)
-    {
+    if base_moved(w, target.is_some(), side, reference) {
         return Some(("8", "a new branch whose base moved"));
     }
     let judge = match target {

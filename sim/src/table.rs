@@ -80,3 +80,27 @@ impl Table {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_whose_condition_fails_changes_nothing() {
+        let mut table = Table::default();
+        let item = || Item::from([("version", Attr::N(1))]);
+        assert!(table.put_if("k", item(), |c| c.is_none()));
+        assert!(!table.put_if("k", Item::new(), |c| c.is_none()));
+        assert_eq!(n(table.get("k").unwrap(), "version"), Some(1));
+        assert!(!table.delete_if("k", |c| c.is_some_and(|c| s(c, "state").is_some())));
+        assert!(table.update_if(
+            "k",
+            |i| {
+                i.insert("state", Attr::S("x".into()));
+            },
+            |_| true
+        ));
+        assert!(table.delete_if("k", |c| c.is_some_and(|c| s(c, "state") == Some("x"))));
+        assert!(table.get("k").is_none());
+    }
+}

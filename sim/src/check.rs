@@ -10,10 +10,12 @@
 //!    [`tozai::plan::decide`] on the diff), the tree of the last commit the target was
 //!    started on for that ref; never started: the head when the run began, for a branch
 //!    made during the run its merge base with `main`'s head when it was made, for a tag
-//!    the empty tree. The same for the sync: the standby's copy of a mirrored ref holds
-//!    what the primary's head has in the paths the sync rule selects (unless the standby's
-//!    ref is not an ancestor of the primary's, a divergence the mirror must leave alone).
-//!    And the last event of every ref was handled.
+//!    the empty tree. The same for the sync, whose "start" is a `Sync Requested`: the
+//!    primary's head of a mirrored branch holds, in the paths the sync rule selects, what
+//!    the last commit requested held, wherever a request would move the standby forward
+//!    (the mirror fast-forwards only, and mirrors the head it finds, so the standby's own
+//!    copy counts too); a mirrored tag was requested at its commit. And the last event of
+//!    every ref was handled.
 //! 3. **Once.** No two consecutive runs of a (target, ref) are at the same commit.
 //! 4. **The mirror owns only what it made.** The mirror never moves a standby ref to a
 //!    commit that does not descend from it (never moves a tag), never moves or deletes a
@@ -428,42 +430,79 @@ fn sync_missed(w: &World, config: &Config, out: &mut Vec<Violation>) {
         if config.sync.filter_for(r).first_match(r.short()).is_none() {
             continue;
         }
-        let standby = w.standby.head(r);
-        let writer = w.standby.last_update(r).map(|u| u.by);
-        let from = match (r, standby) {
-            (_, Some(_)) if writer == Some(Writer::Developer) => continue,
-            (RefName::Tag(_), Some(s)) if s == head => continue,
-            (RefName::Tag(_), Some(_)) => continue,
-            (RefName::Tag(_), None) => None,
-            (RefName::Branch(_), Some(s)) if w.graph.is_ancestor(s, head) => Some(s),
-            (RefName::Branch(_), Some(_)) => continue,
-            (RefName::Branch(_), None) => baseline(w, config, &w.primary, r).0,
+        let requested = sync_requests(w, r);
+        let (from, why) = match requested.last() {
+            Some(&(_, c)) => (Some(c), format!("last requested at {}", Graph::label(c))),
+            None => baseline(w, config, &w.primary, r),
         };
-        let changes = Graph::tree_diff(tree(w, from), &w.graph.get(head).tree);
+        let selects = |from: Option<C>| {
+            let changes = Graph::tree_diff(tree(w, from), &w.graph.get(head).tree);
+            !changes.is_empty()
+                && tozai::plan::decide(config, primary, r, &changes).is_ok_and(|d| d.sync.mirror)
+        };
+        let standby = w.standby.head(r);
         let mirror = match r {
-            RefName::Tag(_) => true,
+            // A selected tag is mirrored whatever it changed: requested at its commit.
+            RefName::Tag(_) => from != Some(head),
+            // Only where a request would have moved the standby forward: the mirror
+            // fast-forwards only, and mirrors the source's head when it runs (which may be
+            // past the commit requested).
             RefName::Branch(_) => {
-                !changes.is_empty()
-                    && tozai::plan::decide(config, primary, r, &changes)
-                        .is_ok_and(|d| d.sync.mirror)
+                let forward = |c: Option<C>| c.is_none_or(|c| w.graph.is_ancestor(c, head));
+                let mirrored = w
+                    .standby
+                    .last_update(r)
+                    .is_none_or(|u| u.by != Writer::Developer);
+                mirrored
+                    && forward(from)
+                    && forward(standby)
+                    && standby != Some(head)
+                    && selects(from)
+                    && selects(standby.or(baseline(w, config, &w.primary, r).0))
             }
         };
         if mirror {
             out.push(Violation {
                 guarantee: Guarantee::NothingMissed,
                 what: format!(
-                    "the sync: the standby's {} is at {} but the primary's head {} has changes its sync rule selects",
+                    "the sync never requested the primary's {} at its head {} ({why}), which its sync rule selects",
                     r.full(),
-                    label(standby),
                     Graph::label(head)
                 ),
-                context: vec![history(&w.primary, r), history(&w.standby, r), lost(w, Side::Primary, r)],
+                context: vec![
+                    history(&w.primary, r),
+                    history(&w.standby, r),
+                    lost(w, Side::Primary, r),
+                ],
                 facts: Facts::SyncMissed {
                     reference: r.clone(),
                 },
             });
         }
     }
+}
+
+/// The commits the sync asked the mirror for on `r` (its `Sync Requested` events), in
+/// order, with their trace positions.
+pub fn sync_requests(w: &World, r: &RefName) -> Vec<(u64, C)> {
+    w.trace
+        .iter()
+        .filter_map(|e| match &e.action {
+            Action::Published {
+                detail_type,
+                detail,
+                ..
+            } if detail_type == tozai::event::SYNC_REQUESTED => {
+                let detail: serde_json::Value = serde_json::from_str(detail).ok()?;
+                if detail.get("ref")?.as_str()? != r.full() {
+                    return None;
+                }
+                let id = detail.get("commit")?.as_str()?.parse().ok()?;
+                Some((e.seq, w.graph.find(&id)?))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// The last event of every ref, and the last `Sync Requested` of each, was handled.

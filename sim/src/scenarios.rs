@@ -69,25 +69,7 @@ pub fn classify(w: &World, v: &Violation, all: &[Violation]) -> Option<Scenario>
         Facts::SyncMissed { reference } => {
             earlier(w, all, &Consumer::Sync, Side::Primary, reference).or_else(|| {
                 // What the sync "acted on": the commits it asked the mirror for.
-                let acted: Vec<(u64, C)> = w
-                    .trace
-                    .iter()
-                    .filter_map(|e| match &e.action {
-                        Action::Published {
-                            detail_type,
-                            detail,
-                            ..
-                        } if detail_type == tozai::event::SYNC_REQUESTED => {
-                            let detail: serde_json::Value = serde_json::from_str(detail).ok()?;
-                            if detail.get("ref")?.as_str()? != reference.full() {
-                                return None;
-                            }
-                            let id = detail.get("commit")?.as_str()?.parse().ok()?;
-                            Some((e.seq, w.graph.find(&id)?))
-                        }
-                        _ => None,
-                    })
-                    .collect();
+                let acted = crate::check::sync_requests(w, reference);
                 let head = w.primary.head(reference)?;
                 missed(w, None, &acted, Side::Primary, reference, head)
             })

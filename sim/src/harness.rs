@@ -146,6 +146,26 @@ fn inbound(config: &Config, w: &World, event: usize) -> Result<Inbound, EventErr
     tozai::event::from_value(value)
 }
 
+/// What the judges are set up with besides the config, built once for every run (as a
+/// Lambda's `main` builds it once): the callers the sync-judge ignores, the mirror's role.
+pub struct Judges {
+    ignored: IgnoredCallers,
+}
+
+impl Judges {
+    pub fn new() -> Self {
+        Self {
+            ignored: IgnoredCallers::parse(MIRROR_ROLE).expect("a valid role name"),
+        }
+    }
+}
+
+impl Default for Judges {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The judges over the world.
 pub struct Harness<'s> {
     sim: &'s Sim,
@@ -153,17 +173,12 @@ pub struct Harness<'s> {
     ignored: &'s IgnoredCallers,
 }
 
-/// The callers the sync-judge ignores: the mirror's own role.
-pub fn ignored_callers() -> IgnoredCallers {
-    IgnoredCallers::parse(MIRROR_ROLE).expect("a valid role name")
-}
-
 impl<'s> Harness<'s> {
-    pub fn new(sim: &'s Sim, config: &'s Config, ignored: &'s IgnoredCallers) -> Self {
+    pub fn new(sim: &'s Sim, config: &'s Config, judges: &'s Judges) -> Self {
         Self {
             sim,
             config,
-            ignored,
+            ignored: &judges.ignored,
         }
     }
 
@@ -247,11 +262,32 @@ impl<'s> Harness<'s> {
                                 .await
                         }
                     };
-                    record.map(|r| r.to_json()).map_err(|e| e.to_string())
+                    record
+                        .map(|r| {
+                            sim.with(|w| note_diffs(w, invocation, &r));
+                            r.to_json()
+                        })
+                        .map_err(|e| e.to_string())
                 }
             };
             sim.with(|w| w.finish(invocation, delivery, outcome));
         })
+    }
+}
+
+/// The diffs a judge's decision record says it made, as trace entries of their own.
+fn note_diffs(w: &mut World, invocation: u64, record: &judge::DecisionRecord) {
+    for d in &record.diffs {
+        let why = serde_json::to_value(&d.why)
+            .ok()
+            .and_then(|v| v.get("why").and_then(|w| w.as_str()).map(str::to_owned))
+            .unwrap_or_default();
+        let base = d.base.as_ref().and_then(|b| w.graph.find(b));
+        w.log(Action::Diffed {
+            invocation,
+            base,
+            why,
+        });
     }
 }
 

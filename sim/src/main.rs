@@ -120,13 +120,10 @@ fn report(outcome: &run::Outcome, steps: usize, trace: bool) {
 }
 
 /// Replays the seeds of [`FOUND`], one line each.
-fn replay_found(
-    config: &tozai::config::Config,
-    ignored: &tozai::judge::IgnoredCallers,
-) -> ExitCode {
+fn replay_found(config: &tozai::config::Config, judges: &harness::Judges) -> ExitCode {
     let mut violations = 0;
     for (seed, steps, scenario) in FOUND {
-        let outcome = run::run(*seed, *steps, config, ignored);
+        let outcome = run::run(*seed, *steps, config, judges);
         let seen: Vec<&str> = outcome
             .scenarios
             .iter()
@@ -165,9 +162,9 @@ fn main() -> ExitCode {
         }
     };
     let config = run::config();
-    let ignored = harness::ignored_callers();
+    let judges = harness::Judges::new();
     if args.found {
-        return replay_found(&config, &ignored);
+        return replay_found(&config, &judges);
     }
     let (from, count) = match args.seed {
         Some(seed) => (seed, 1),
@@ -179,7 +176,7 @@ fn main() -> ExitCode {
     let mut found: std::collections::BTreeMap<&str, (u64, &str, usize)> = Default::default();
     let mut unclassified = 0;
     for seed in from..from.saturating_add(count) {
-        let outcome = run::run(seed, args.steps, &config, &ignored);
+        let outcome = run::run(seed, args.steps, &config, &judges);
         if args.find {
             for scenario in &outcome.scenarios {
                 match scenario {

@@ -5,12 +5,11 @@
 use std::cell::RefCell;
 
 use tozai::config::Config;
-use tozai::judge::IgnoredCallers;
 use tozai::refs::RefName;
 
 use crate::check::{self, Violation};
 use crate::generator::{Deliveries, Generator};
-use crate::harness::{self, Harness};
+use crate::harness::{self, Harness, Judges};
 use crate::model::Side;
 use crate::scheduler::{Agenda, Scheduler, Task};
 use crate::world::{Due, Event, Faults, Sim, World};
@@ -165,7 +164,7 @@ fn settle_round(w: &mut World) -> usize {
 const SETTLE_ROUNDS: usize = 8;
 
 /// Runs one seed.
-pub fn run(seed: u64, steps: usize, config: &Config, ignored: &IgnoredCallers) -> Outcome {
+pub fn run(seed: u64, steps: usize, config: &Config, judges: &Judges) -> Outcome {
     let mut rng = fastrand::Rng::with_seed(seed);
     let faulty = rng.bool();
     let faults = Faults {
@@ -208,7 +207,7 @@ pub fn run(seed: u64, steps: usize, config: &Config, ignored: &IgnoredCallers) -
 
     let sim = Sim::new(world);
     let (stuck, steps_taken) = {
-        let harness = Harness::new(&sim, config, ignored);
+        let harness = Harness::new(&sim, config, judges);
         harness.seed(root);
         let driver = Driver {
             sim: &sim,
@@ -264,7 +263,7 @@ mod tests {
 
     #[test]
     fn a_seed_always_gives_the_same_run() {
-        let (config, ignored) = (config(), harness::ignored_callers());
+        let (config, ignored) = (config(), Judges::new());
         let first = run(7, 8, &config, &ignored);
         let again = run(7, 8, &config, &ignored);
         assert_eq!(first.trace, again.trace);
@@ -274,7 +273,7 @@ mod tests {
 
     #[test]
     fn a_run_without_pushes_breaks_nothing() {
-        let outcome = run(1, 0, &config(), &harness::ignored_callers());
+        let outcome = run(1, 0, &config(), &Judges::new());
         assert!(outcome.violations.is_empty(), "{}", outcome.trace);
     }
 
@@ -282,7 +281,7 @@ mod tests {
     /// (sim/FOUND.md). When the judges keep the guarantees, these are the seeds to replay.
     #[test]
     fn the_simulation_finds_the_scenarios_of_issue_11() {
-        let (config, ignored) = (config(), harness::ignored_callers());
+        let (config, ignored) = (config(), Judges::new());
         for (seed, steps, scenario) in crate::FOUND {
             let outcome = run(*seed, *steps, &config, &ignored);
             let seen: Vec<&str> = outcome

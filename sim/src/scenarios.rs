@@ -109,28 +109,29 @@ fn base_moved(w: &World, pipeline: bool, side: Side, reference: &RefName) -> boo
     let then = repo
         .head_at(&main, made.seq)
         .zip(made.new)
-        .and_then(|(m, b)| w.graph.merge_base(m, b))
-        .map(|c| w.graph.id(c).to_string());
+        .and_then(|(m, b)| w.graph.merge_base(m, b));
     let function = if pipeline {
-        "pipeline-judge"
+        Function::PipelineJudge(side)
     } else {
-        "sync-judge"
+        Function::SyncJudge
     };
-    let event_id = format!("00000000-0000-4000-8000-{:012}", made.event);
+    // The invocations that judged the creation, and the merge bases they diffed from.
+    let judged: Vec<u64> = w
+        .trace
+        .iter()
+        .filter_map(|e| match e.action {
+            Action::Invoked {
+                invocation,
+                function: f,
+                event,
+                ..
+            } if f == function && event == made.event => Some(invocation),
+            _ => None,
+        })
+        .collect();
     w.trace.iter().any(|e| {
-        let Action::Decided { record, .. } = &e.action else {
-            return false;
-        };
-        let Ok(record) = serde_json::from_str::<serde_json::Value>(record) else {
-            return false;
-        };
-        record["function"] == function
-            && record["event_id"] == event_id.as_str()
-            && record["diffs"].as_array().is_some_and(|diffs| {
-                diffs
-                    .iter()
-                    .any(|d| d["why"] == "merge_base" && d["base"].as_str() != then.as_deref())
-            })
+        matches!(&e.action, Action::Diffed { invocation, base, why }
+            if judged.contains(invocation) && why == "merge_base" && *base != then)
     })
 }
 

@@ -46,6 +46,13 @@ pub enum Action {
         invocation: u64,
         record: String,
     },
+    /// A diff the judge made (from its decision record): its base and why it chose it
+    /// (`checkpoint`, `event_before`, `merge_base`, `whole_tree`).
+    Diffed {
+        invocation: u64,
+        base: Option<C>,
+        why: String,
+    },
     Failed {
         invocation: u64,
         error: String,
@@ -167,6 +174,15 @@ impl Entry {
             } => write!(
                 line,
                 "INVOKE   #{invocation} {function} e{event} attempt {attempt}"
+            ),
+            Action::Diffed {
+                invocation,
+                base,
+                why,
+            } => write!(
+                line,
+                "DIFFED   #{invocation} from {} ({why})",
+                commit(*base)
             ),
             Action::Decided { invocation, record } => {
                 write!(line, "DECIDED  #{invocation} {}", labelled(record, graph))

@@ -202,213 +202,246 @@ impl Generator {
         }
     }
 
+    /// Makes one push of `kind` if it applies now; `false` when it does not.
     fn apply(&mut self, w: &mut World, kind: Kind) -> bool {
-        let main = main_ref();
-        let Some(main_head) = w.primary.head(&main) else {
+        let Some(main_head) = w.primary.head(&main_ref()) else {
             return false;
         };
-        let dev = |w: &mut World, r: &RefName, old, new, what| {
-            w.push(Side::Primary, r, old, new, Writer::Developer, what)
-                .is_some()
-        };
         match kind {
-            Kind::MainForward => {
-                let n = self.rng.usize(1..=3);
-                let new = self.commits(&mut w.graph, main_head, n);
-                dev(w, &main, Some(main_head), Some(new), "fast-forward")
-            }
-            Kind::BranchForward => {
-                let Some((r, head)) = self.pick(&Self::other_branches(w)) else {
-                    return false;
-                };
-                let n = self.rng.usize(1..=3);
-                let new = self.commits(&mut w.graph, head, n);
-                dev(w, &r, Some(head), Some(new), "fast-forward")
-            }
-            Kind::ForceSibling => {
-                let Some((r, head)) = self.pick(&Self::branches(w)) else {
-                    return false;
-                };
-                let Some(&parent) = w.graph.get(head).parents.first() else {
-                    return false;
-                };
-                let n = self.rng.usize(1..=2);
-                let new = self.commits(&mut w.graph, parent, n);
-                dev(w, &r, Some(head), Some(new), "force-push to a sibling")
-            }
-            Kind::Rewind => {
-                let Some((r, head)) = self.pick(&Self::branches(w)) else {
-                    return false;
-                };
-                let mut to = head;
-                for _ in 0..self.rng.usize(1..=3) {
-                    if let Some(&p) = w.graph.get(to).parents.first() {
-                        to = p;
-                    }
-                }
-                if to == head {
-                    return false;
-                }
-                dev(w, &r, Some(head), Some(to), "rewind")
-            }
-            Kind::Restore => {
-                let Some((r, head)) = self.pick(&Self::branches(w)) else {
-                    return false;
-                };
-                let earlier: Vec<C> = w
-                    .primary
-                    .history(&r)
-                    .filter_map(|u| u.new)
-                    .filter(|&c| c != head)
-                    .collect();
-                let Some(to) = self.pick(&earlier) else {
-                    return false;
-                };
-                dev(w, &r, Some(head), Some(to), "force-push back")
-            }
-            Kind::Rebase => {
-                let Some((r, head)) = self.pick(&Self::other_branches(w)) else {
-                    return false;
-                };
-                let Some(base) = w.graph.merge_base(head, main_head) else {
-                    return false;
-                };
-                if base == main_head {
-                    return false;
-                }
-                // The branch's own commits, oldest first, applied again on main's head.
-                let mut own = Vec::new();
-                let mut at = head;
-                while at != base {
-                    own.push(at);
-                    match w.graph.get(at).parents.first() {
-                        Some(&p) => at = p,
-                        None => break,
-                    }
-                }
-                let mut new = main_head;
-                for &c in own.iter().rev() {
-                    let edits = w.graph.get(c).edits.clone();
-                    new = w.graph.commit(new, edits);
-                }
-                dev(w, &r, Some(head), Some(new), "rebase")
-            }
-            Kind::NewBranch => {
-                let free: Vec<&str> = BRANCHES
-                    .iter()
-                    .copied()
-                    .filter(|b| w.primary.branch(b).is_none())
-                    .collect();
-                let Some(name) = self.pick(&free) else {
-                    return false;
-                };
-                let r = RefName::branch(name).expect("a valid name");
-                let n = self.rng.usize(..=1);
-                let new = self.commits(&mut w.graph, main_head, n);
-                let what = if w.primary.history(&r).next().is_some() {
-                    "branch recreated"
-                } else {
-                    "new branch"
-                };
-                dev(w, &r, None, Some(new), what)
-            }
-            Kind::Delete => {
-                let Some((r, head)) = self.pick(&Self::other_branches(w)) else {
-                    return false;
-                };
-                dev(w, &r, Some(head), None, "branch deleted")
-            }
-            Kind::MergeForward => {
-                let ahead: Vec<(RefName, C)> = Self::other_branches(w)
-                    .into_iter()
-                    .filter(|&(_, c)| c != main_head && w.graph.is_ancestor(main_head, c))
-                    .collect();
-                let Some((_, head)) = self.pick(&ahead) else {
-                    return false;
-                };
-                dev(
-                    w,
-                    &main,
-                    Some(main_head),
-                    Some(head),
-                    "fast-forward merge of a branch",
-                )
-            }
-            Kind::SquashMerge => {
-                let Some((r, head)) = self.pick(&Self::other_branches(w)) else {
-                    return false;
-                };
-                let Some(base) = w.graph.merge_base(head, main_head) else {
-                    return false;
-                };
-                let (from, to) = (&w.graph.get(base).tree, &w.graph.get(head).tree);
-                let edits: Vec<(&'static str, Content)> = to
-                    .iter()
-                    .filter(|(p, c)| from.get(*p) != Some(c))
-                    .map(|(&p, &c)| (p, c))
-                    .collect();
-                if edits.is_empty() {
-                    return false;
-                }
-                let squashed = w.graph.commit(main_head, edits);
-                dev(w, &main, Some(main_head), Some(squashed), "squash merge")
-                    && dev(
-                        w,
-                        &r,
-                        Some(head),
-                        None,
-                        "branch deleted after a squash merge",
-                    )
-            }
-            Kind::Tag => {
-                self.tags += 1;
-                let r = RefName::tag(&format!("v1.{}", self.tags)).expect("a valid name");
-                let on = if self.rng.bool() {
-                    main_head
-                } else {
-                    let history: Vec<C> = w.primary.history(&main).filter_map(|u| u.new).collect();
-                    self.pick(&history).unwrap_or(main_head)
-                };
-                dev(w, &r, None, Some(on), "tag")
-            }
-            Kind::StandbyHotfix => {
-                let Some(head) = w.standby.head(&main) else {
-                    return false;
-                };
-                let content = w.graph.fresh();
-                let new = w.graph.commit(head, vec![("secondary/app.yaml", content)]);
-                w.push(
-                    Side::Standby,
-                    &main,
-                    Some(head),
-                    Some(new),
-                    Writer::Developer,
-                    "hotfix pushed straight to the standby",
-                )
-                .is_some()
-            }
-            Kind::StandbyBranch => {
-                let r = RefName::branch(STANDBY_BRANCH).expect("a valid name");
-                let Some(head) = w.standby.head(&main) else {
-                    return false;
-                };
-                if w.standby.head(&r).is_some() {
-                    return false;
-                }
-                w.push(
-                    Side::Standby,
-                    &r,
-                    None,
-                    Some(head),
-                    Writer::Developer,
-                    "branch made straight on the standby",
-                )
-                .is_some()
-            }
+            Kind::MainForward => self.forward(w, main_ref(), main_head),
+            Kind::BranchForward => match self.pick(&Self::other_branches(w)) {
+                Some((r, head)) => self.forward(w, r, head),
+                None => false,
+            },
+            Kind::ForceSibling => self.force_sibling(w),
+            Kind::Rewind => self.rewind(w),
+            Kind::Restore => self.restore(w),
+            Kind::Rebase => self.rebase(w, main_head),
+            Kind::NewBranch => self.new_branch(w, main_head),
+            Kind::Delete => match self.pick(&Self::other_branches(w)) {
+                Some((r, head)) => dev(w, &r, Some(head), None, "branch deleted"),
+                None => false,
+            },
+            Kind::MergeForward => self.merge_forward(w, main_head),
+            Kind::SquashMerge => self.squash_merge(w, main_head),
+            Kind::Tag => self.tag(w, main_head),
+            Kind::StandbyHotfix => standby_hotfix(w),
+            Kind::StandbyBranch => standby_branch(w),
             Kind::Schedule => {
                 w.tick();
                 true
             }
         }
     }
+
+    /// 1 to 3 new commits on `r`.
+    fn forward(&mut self, w: &mut World, r: RefName, head: C) -> bool {
+        let n = self.rng.usize(1..=3);
+        let new = self.commits(&mut w.graph, head, n);
+        dev(w, &r, Some(head), Some(new), "fast-forward")
+    }
+
+    /// 1 or 2 new commits on the head's parent, force-pushed.
+    fn force_sibling(&mut self, w: &mut World) -> bool {
+        let Some((r, head)) = self.pick(&Self::branches(w)) else {
+            return false;
+        };
+        let Some(&parent) = w.graph.get(head).parents.first() else {
+            return false;
+        };
+        let n = self.rng.usize(1..=2);
+        let new = self.commits(&mut w.graph, parent, n);
+        dev(w, &r, Some(head), Some(new), "force-push to a sibling")
+    }
+
+    /// `push -f` to an ancestor 1 to 3 commits back.
+    fn rewind(&mut self, w: &mut World) -> bool {
+        let Some((r, head)) = self.pick(&Self::branches(w)) else {
+            return false;
+        };
+        let mut to = head;
+        for _ in 0..self.rng.usize(1..=3) {
+            if let Some(&p) = w.graph.get(to).parents.first() {
+                to = p;
+            }
+        }
+        to != head && dev(w, &r, Some(head), Some(to), "rewind")
+    }
+
+    /// `push -f` back to a commit the branch had before.
+    fn restore(&mut self, w: &mut World) -> bool {
+        let Some((r, head)) = self.pick(&Self::branches(w)) else {
+            return false;
+        };
+        let earlier: Vec<C> = w
+            .primary
+            .history(&r)
+            .filter_map(|u| u.new)
+            .filter(|&c| c != head)
+            .collect();
+        match self.pick(&earlier) {
+            Some(to) => dev(w, &r, Some(head), Some(to), "force-push back"),
+            None => false,
+        }
+    }
+
+    /// The branch's own commits applied again on `main`'s head, force-pushed.
+    fn rebase(&mut self, w: &mut World, main_head: C) -> bool {
+        let Some((r, head)) = self.pick(&Self::other_branches(w)) else {
+            return false;
+        };
+        let Some(base) = w.graph.merge_base(head, main_head) else {
+            return false;
+        };
+        if base == main_head {
+            return false;
+        }
+        let mut own = Vec::new();
+        let mut at = head;
+        while at != base {
+            own.push(at);
+            match w.graph.get(at).parents.first() {
+                Some(&p) => at = p,
+                None => break,
+            }
+        }
+        let mut new = main_head;
+        for &c in own.iter().rev() {
+            let edits = w.graph.get(c).edits.clone();
+            new = w.graph.commit(new, edits);
+        }
+        dev(w, &r, Some(head), Some(new), "rebase")
+    }
+
+    /// A branch (new, or made again after a deletion) with 0 or 1 commit on `main`.
+    fn new_branch(&mut self, w: &mut World, main_head: C) -> bool {
+        let free: Vec<&str> = BRANCHES
+            .iter()
+            .copied()
+            .filter(|b| w.primary.branch(b).is_none())
+            .collect();
+        let Some(name) = self.pick(&free) else {
+            return false;
+        };
+        let r = RefName::branch(name).expect("a valid name");
+        let n = self.rng.usize(..=1);
+        let new = self.commits(&mut w.graph, main_head, n);
+        let what = if w.primary.history(&r).next().is_some() {
+            "branch recreated"
+        } else {
+            "new branch"
+        };
+        dev(w, &r, None, Some(new), what)
+    }
+
+    /// `main` fast-forwarded to a branch ahead of it.
+    fn merge_forward(&mut self, w: &mut World, main_head: C) -> bool {
+        let ahead: Vec<(RefName, C)> = Self::other_branches(w)
+            .into_iter()
+            .filter(|&(_, c)| c != main_head && w.graph.is_ancestor(main_head, c))
+            .collect();
+        match self.pick(&ahead) {
+            Some((_, head)) => dev(
+                w,
+                &main_ref(),
+                Some(main_head),
+                Some(head),
+                "fast-forward merge of a branch",
+            ),
+            None => false,
+        }
+    }
+
+    /// One commit on `main` with a branch's changes, then the branch deleted.
+    fn squash_merge(&mut self, w: &mut World, main_head: C) -> bool {
+        let Some((r, head)) = self.pick(&Self::other_branches(w)) else {
+            return false;
+        };
+        let Some(base) = w.graph.merge_base(head, main_head) else {
+            return false;
+        };
+        let (from, to) = (&w.graph.get(base).tree, &w.graph.get(head).tree);
+        let edits: Vec<(&'static str, Content)> = to
+            .iter()
+            .filter(|(p, c)| from.get(*p) != Some(c))
+            .map(|(&p, &c)| (p, c))
+            .collect();
+        if edits.is_empty() {
+            return false;
+        }
+        let squashed = w.graph.commit(main_head, edits);
+        dev(
+            w,
+            &main_ref(),
+            Some(main_head),
+            Some(squashed),
+            "squash merge",
+        ) && dev(
+            w,
+            &r,
+            Some(head),
+            None,
+            "branch deleted after a squash merge",
+        )
+    }
+
+    /// `v1.N` on `main`'s head, or on a commit `main` had before.
+    fn tag(&mut self, w: &mut World, main_head: C) -> bool {
+        self.tags += 1;
+        let r = RefName::tag(&format!("v1.{}", self.tags)).expect("a valid name");
+        let on = if self.rng.bool() {
+            main_head
+        } else {
+            let history: Vec<C> = w
+                .primary
+                .history(&main_ref())
+                .filter_map(|u| u.new)
+                .collect();
+            self.pick(&history).unwrap_or(main_head)
+        };
+        dev(w, &r, None, Some(on), "tag")
+    }
+}
+
+/// A push by an engineer to the primary.
+fn dev(w: &mut World, r: &RefName, old: Option<C>, new: Option<C>, what: &'static str) -> bool {
+    w.push(Side::Primary, r, old, new, Writer::Developer, what)
+        .is_some()
+}
+
+/// A hotfix (a `secondary/` change) pushed straight to the standby's `main`.
+fn standby_hotfix(w: &mut World) -> bool {
+    let main = main_ref();
+    let Some(head) = w.standby.head(&main) else {
+        return false;
+    };
+    let content = w.graph.fresh();
+    let new = w.graph.commit(head, vec![("secondary/app.yaml", content)]);
+    w.push(
+        Side::Standby,
+        &main,
+        Some(head),
+        Some(new),
+        Writer::Developer,
+        "hotfix pushed straight to the standby",
+    )
+    .is_some()
+}
+
+/// `release/osaka-fix` made straight on the standby, at its `main`.
+fn standby_branch(w: &mut World) -> bool {
+    let r = RefName::branch(STANDBY_BRANCH).expect("a valid name");
+    let Some(head) = w.standby.head(&main_ref()) else {
+        return false;
+    };
+    w.standby.head(&r).is_none()
+        && w.push(
+            Side::Standby,
+            &r,
+            None,
+            Some(head),
+            Writer::Developer,
+            "branch made straight on the standby",
+        )
+        .is_some()
 }

@@ -6,12 +6,22 @@
 //! points, settles, and checks tozai's guarantees. The same seed always gives the same run.
 //!
 //! ```text
-//! tozai-sim [--seeds N] [--from SEED] [--steps K] [--traces]
-//! tozai-sim --seed S [--steps K]        # one seed, its whole trace
+//! tozai-sim [--seeds N] [--from SEED] [--steps K]   # seeds FROM..FROM+N (200 from 0, 12 steps)
+//!           [--traces]                              # the trace of every violating run
+//!           [--find]                                # per scenario of issue 11, its first seed
+//! tozai-sim --seed S [--steps K]                    # one seed, its whole trace
+//! tozai-sim --found                                 # the seeds of sim/FOUND.md
 //! ```
 //!
-//! On a violation it prints the seed, which guarantee broke and the trace, and exits 1. The
-//! last line is always `N runs, V violations`.
+//! On a violation it prints the seed, which guarantee broke, the scenario of issue 11 it
+//! looks like, and the trace (of the first violating run, or of each with `--traces`), and
+//! exits 1; 2 is a usage error. The last line is always `N runs, V violations`.
+//!
+//! The modules: [`model`] (the repositories), [`table`] (DynamoDB), [`world`] (everything
+//! outside tozai, with the clock, the faults and the trace), [`generator`] (pushes and
+//! deliveries), [`scheduler`] (the interleaving), [`check`] (the guarantees),
+//! [`scenarios`] (which scenario a violation looks like), [`run`] (one seed). Only
+//! [`harness`] touches tozai's judges and ports: it is the one to port when they change.
 
 mod check;
 mod generator;
@@ -60,8 +70,9 @@ struct Args {
     found: bool,
 }
 
-const USAGE: &str =
-    "usage: tozai-sim [--seeds N] [--from SEED] [--steps K] [--traces] | --seed S [--steps K]";
+const USAGE: &str = "usage: tozai-sim [--seeds N] [--from SEED] [--steps K] [--traces | --find]
+       tozai-sim --seed S [--steps K]
+       tozai-sim --found";
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut parsed = Args {

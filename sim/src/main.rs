@@ -37,6 +37,16 @@ mod world;
 use std::process::ExitCode;
 use std::time::Instant;
 
+/// `println!` that ends the program quietly when the reader has gone (`| head`).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 /// Where the simulation finds each scenario of issue 11 against the judges of commit
 /// 4f62634 (sim/FOUND.md): (seed, steps, scenario). `--found` replays them.
 pub const FOUND: &[(u64, usize, &str)] = &[
@@ -106,26 +116,26 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
 }
 
 fn report(outcome: &run::Outcome, steps: usize, trace: bool) {
-    println!(
+    say!(
         "seed {} violates {} guarantee(s); replay: bash scripts/simulate.sh --seed {} --steps {steps}",
         outcome.seed,
         outcome.violations.len(),
         outcome.seed
     );
-    println!("  {}", outcome.summary);
+    say!("  {}", outcome.summary);
     for (v, scenario) in outcome.violations.iter().zip(&outcome.scenarios) {
         let hint = scenario.map_or(String::new(), |(n, what)| {
             format!(" (looks like scenario {n}: {what})")
         });
-        println!("  [{}] {}{hint}", v.guarantee, v.what);
+        say!("  [{}] {}{hint}", v.guarantee, v.what);
         for line in &v.context {
-            println!("      {line}");
+            say!("      {line}");
         }
     }
     if trace {
-        println!("  trace:");
+        say!("  trace:");
         for line in outcome.trace.lines() {
-            println!("    {line}");
+            say!("    {line}");
         }
     }
 }
@@ -146,7 +156,7 @@ fn replay_found(config: &tozai::config::Config, judges: &harness::Judges) -> Exi
             .iter()
             .map(|v| format!("[{}] {}", v.guarantee, v.what))
             .collect();
-        println!(
+        say!(
             "scenario {scenario}: --seed {seed} --steps {steps}: {}",
             if what.is_empty() {
                 "no violation".to_owned()
@@ -156,7 +166,7 @@ fn replay_found(config: &tozai::config::Config, judges: &harness::Judges) -> Exi
         );
         violations += outcome.violations.len();
     }
-    println!("{} runs, {violations} violations", FOUND.len());
+    say!("{} runs, {violations} violations", FOUND.len());
     if violations == 0 {
         ExitCode::SUCCESS
     } else {
@@ -199,8 +209,8 @@ fn main() -> ExitCode {
             continue;
         }
         if args.seed.is_some() {
-            println!("{}", outcome.summary);
-            print!("{}", outcome.trace);
+            say!("{}", outcome.summary);
+            say!("{}", outcome.trace.trim_end());
         }
         if !outcome.violations.is_empty() {
             let trace = args.seed.is_none() && (args.traces || !printed_trace);
@@ -210,20 +220,20 @@ fn main() -> ExitCode {
         }
     }
     for (n, (seed, what, times)) in &found {
-        println!(
+        say!(
             "scenario {n} ({what}): first at seed {seed} (--seed {seed} --steps {}), seen {times} times",
             args.steps
         );
     }
     if args.find {
-        println!("violations like no scenario: {unclassified}");
+        say!("violations like no scenario: {unclassified}");
     }
     let elapsed = began.elapsed().as_secs_f64();
     eprintln!(
         "{count} runs in {elapsed:.2} s ({:.0} seeds/s)",
         count as f64 / elapsed.max(1e-9)
     );
-    println!("{count} runs, {violations} violations");
+    say!("{count} runs, {violations} violations");
     if violations == 0 {
         ExitCode::SUCCESS
     } else {

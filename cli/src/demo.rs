@@ -10,8 +10,11 @@
 //! `Sync Requested` to the mirror, and the mirror's push to the standby (as CodeCommit
 //! would report it) to the standby's pipeline-judge.
 //!
-//! The demo checks its own expectations after each step and exits 1 naming the step that
-//! misbehaved, so it is a smoke test too.
+//! The walk is data: [`steps::STEPS`] says what each step pushes and which starts, heads
+//! and events must come of it; [`Demo::walk`] runs them. The demo checks each step's
+//! expectations and exits 1 naming the step that misbehaved, so it is a smoke test too.
+
+mod steps;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
@@ -26,11 +29,12 @@ use tozai::adapters::local::{FileStore, MemoryBus, RecordingStarter, rfc3339, to
 use tozai::config::Config;
 use tozai::event::{Inbound, RefChange, SYNC_REQUESTED};
 use tozai::judge::{
-    DecisionRecord, IgnoredCallers, SYNC_COMPLETED, SYNC_FAILED, TargetRecord, mirror_job,
-    pipeline_judge, sync_judge,
+    DecisionRecord, IgnoredCallers, TargetRecord, mirror_job, pipeline_judge, sync_judge,
 };
 use tozai::lambda::LiveMirror;
 use tozai::refs::CommitId;
+
+use self::steps::{Action, Again, Check, MAIN, Side, Step};
 
 #[derive(clap::Args)]
 pub struct Options {
@@ -53,8 +57,9 @@ const ONCALL: &str = "arn:aws:iam::111111111111:user/osaka-oncall";
 /// The mirror's role: its pushes carry this caller, and the sync-judge ignores them.
 const MIRROR_ROLE: &str = "tozai-mirror";
 const MIRROR_CALLER: &str = "arn:aws:sts::111111111111:assumed-role/tozai-mirror/tozai-mirror";
-const MAIN: &str = "refs/heads/main";
-const TAG: &str = "v1.0.0";
+/// Who commits: the developer in the primary, the on-call engineer in the standby.
+const DEVELOPER_NAME: (&str, &str) = ("Dev Eloper", "developer@example.com");
+const ONCALL_NAME: (&str, &str) = ("Osaka On-call", "oncall@example.com");
 
 pub fn run(o: Options) -> anyhow::Result<ExitCode> {
     let (dir, keep) = prepare_dir(o.dir.as_deref())?;
@@ -302,22 +307,6 @@ impl Git {
     }
 }
 
-// ---------------------------------------------------------------- the example repository
-
-const README: &str = "# core-infra\n\nCloudFormation for the core system, deployed in Tokyo (primary) and Osaka (warm standby):\n\n- `common/`: templates both regions deploy\n- `primary/`: Tokyo only\n- `secondary/`: Osaka only\n";
-
-const RUNBOOK: &str = "# Failover runbook\n\n1. Check the standby is current: `tozai status -c tozai.toml`.\n2. Change `primary = \"tokyo\"` to `primary = \"osaka\"` in tozai.toml and deploy it.\n";
-
-const VPC: &str = "AWSTemplateFormatVersion: \"2010-09-09\"\nDescription: The core VPC (both regions)\nParameters:\n  CidrBlock:\n    Type: String\nResources:\n  Vpc:\n    Type: AWS::EC2::VPC\n    Properties:\n      CidrBlock: !Ref CidrBlock\n      EnableDnsSupport: true\n";
-
-const QUEUE: &str = "AWSTemplateFormatVersion: \"2010-09-09\"\nDescription: The order queue (both regions)\nResources:\n  Orders:\n    Type: AWS::SQS::Queue\n    Properties:\n      VisibilityTimeout: 60\n";
-
-fn root(region: &str, cidr: &str, count: u32) -> String {
-    format!(
-        "AWSTemplateFormatVersion: \"2010-09-09\"\nDescription: {region}'s root stack\nResources:\n  Network:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: ../../common/templates/vpc.yaml\n      Parameters:\n        CidrBlock: {cidr}\n  Queue:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: ../../common/templates/queue.yaml\n  App:\n    Type: AWS::ECS::Service\n    Properties:\n      DesiredCount: {count}\n"
-    )
-}
-
 // ---------------------------------------------------------------- events
 
 /// A "CodeCommit Repository State Change" event, exactly as AWS's sample is shaped.
@@ -416,6 +405,10 @@ struct Demo {
     failures: Vec<String>,
     /// What each step pushed, for the summary: (step, commit, what).
     pushed: Vec<(u32, String, String)>,
+    /// Where each step's starts begin in the recorded starts: (step, index).
+    step_starts: Vec<(u32, usize)>,
+    /// The commits the steps made, by label.
+    commits: BTreeMap<&'static str, String>,
     /// The records of the current step.
     records: Vec<DecisionRecord>,
     /// tozai's events published during the current step.
@@ -452,10 +445,13 @@ impl Demo {
         };
         let primary = site(config.primary(), "280e6f04-7a9c-4c72-8d8f-947d83e21a96")?;
         let standby = site(config.standby(), "6b1f0a53-2d8e-4c1b-9a47-3e5d7c90f812")?;
+        let store = FileStore::open(dir.join("state"))?;
+        let target = config.standby().repository.clone();
         let mirror = LiveMirror {
             access: None,
             source: config.primary().repository.clone(),
-            target: config.standby().repository.clone(),
+            ledger: Some(std::sync::Arc::new(store.ledger(target.to_string()))),
+            target,
             cache: dir.join("cache"),
             force: false,
             dry_run: false,
@@ -463,7 +459,7 @@ impl Demo {
         let mut demo = Self {
             dir: dir.to_owned(),
             json,
-            store: FileStore::open(dir.join("state"))?,
+            store,
             starter: RecordingStarter::new(dir.join("starts.jsonl")),
             bus: MemoryBus::new(),
             mirror,
@@ -478,6 +474,8 @@ impl Demo {
             events: 0,
             failures: Vec::new(),
             pushed: Vec::new(),
+            step_starts: Vec::new(),
+            commits: BTreeMap::new(),
             records: Vec::new(),
             published: Vec::new(),
             delivered: Vec::new(),
@@ -500,32 +498,19 @@ impl Demo {
 
     /// The example repository in the primary, and the standby's first copy.
     async fn seed(&mut self) -> anyhow::Result<()> {
-        let w = &self.work;
+        let w = &self.work.clone();
         std::fs::create_dir_all(w)?;
         self.git.run(w, &["init", "-q", "-b", "main"])?;
         let origin = self.primary.bare.display().to_string();
         self.git.run(w, &["remote", "add", "origin", &origin])?;
-        for (path, text) in [
-            ("README.md", README.to_owned()),
-            ("docs/runbook.md", RUNBOOK.to_owned()),
-            ("common/templates/vpc.yaml", VPC.to_owned()),
-            ("common/templates/queue.yaml", QUEUE.to_owned()),
-            (
-                "primary/templates/root.yaml",
-                root("Tokyo", "10.0.0.0/16", 4),
-            ),
-            (
-                "secondary/templates/root.yaml",
-                root("Osaka", "10.1.0.0/16", 2),
-            ),
-        ] {
-            self.git.write(w, path, &text)?;
-        }
-        let seed = self.git.commit_as(
-            w,
-            ("Dev Eloper", "developer@example.com"),
+        let work = w.clone();
+        let seed = self.commit(
+            &work,
+            DEVELOPER_NAME,
+            steps::SEED,
             "core-infra: initial layout",
         )?;
+        self.commits.insert("seed", seed.clone());
         self.git.run(w, &["push", "-q", "origin", "main"])?;
 
         let tests = tozai::ruletest::run(&self.config);
@@ -592,6 +577,10 @@ impl Demo {
             "0 (setup)",
         );
         Ok(())
+    }
+
+    fn site_of(&self, side: Side) -> &Site {
+        self.site(side == Side::Primary)
     }
 
     /// The primary's site, or the standby's.
@@ -665,12 +654,17 @@ impl Demo {
         Ok(self.ref_events(&name, &before, &after, caller))
     }
 
-    fn begin(&mut self, step: u32, title: &str, expected: &str) {
+    /// Starts step `step`: prints its title and expectation. The number of starts
+    /// recorded so far (the step's own come after).
+    fn begin(&mut self, step: u32, title: &str, expected: &str) -> anyhow::Result<usize> {
+        let from = self.starter.recorded()?.len();
+        self.step_starts.push((step, from));
         self.step = step;
         self.records.clear();
         self.published.clear();
         self.say(format!("\n{step}. {title}\n   expected: {expected}"));
         self.t0 = Instant::now();
+        Ok(from)
     }
 
     /// Keeps a judge's record (and prints it), or reports its error.
@@ -978,37 +972,32 @@ impl Demo {
         Ok(())
     }
 
-    /// The starts recorded since `from`: (target, commit).
-    fn starts_since(&self, from: usize) -> anyhow::Result<Vec<(String, String)>> {
+    /// The starts recorded since `from`, in the order they were made: (target, commit, ref).
+    fn starts_since(&self, from: usize) -> anyhow::Result<Vec<(String, String, String)>> {
         Ok(self
             .starter
             .recorded()?
             .into_iter()
             .skip(from)
-            .map(|s| (s.target, s.commit))
+            .map(|s| (s.target, s.commit, s.reference))
             .collect())
     }
 
+    /// The starts since `from` are exactly `expected` (target, commit, ref), in that order.
     fn expect_starts(
         &self,
         problems: &mut Vec<String>,
         from: usize,
-        expected: &[(&str, &str)],
+        want: &[(String, String, String)],
     ) -> anyhow::Result<()> {
-        let mut actual = self.starts_since(from)?;
-        actual.sort();
-        let mut want: Vec<(String, String)> = expected
-            .iter()
-            .map(|(t, c)| ((*t).to_owned(), (*c).to_owned()))
-            .collect();
-        want.sort();
+        let actual = self.starts_since(from)?;
         if actual != want {
-            let show = |v: &[(String, String)]| {
+            let show = |v: &[(String, String, String)]| {
                 if v.is_empty() {
                     "none".to_owned()
                 } else {
                     v.iter()
-                        .map(|(t, c)| format!("{t} at {}", short(c)))
+                        .map(|(t, c, r)| format!("{t} at {} ({r})", short(c)))
                         .collect::<Vec<_>>()
                         .join(", ")
                 }
@@ -1016,7 +1005,7 @@ impl Demo {
             problems.push(format!(
                 "started {}, expected {}",
                 show(&actual),
-                show(&want)
+                show(want)
             ));
         }
         Ok(())
@@ -1053,311 +1042,230 @@ impl Demo {
 
     // ---------------------------------------------------------------- the steps
 
-    /// Commits `files` in the developer's clone and pushes `refspecs` to the primary.
-    fn primary_push(
-        &mut self,
-        files: &[(&str, String)],
-        message: &str,
-        what: &str,
-    ) -> anyhow::Result<(String, Vec<Delivery>)> {
-        let work = self.work.clone();
-        for (path, text) in files {
-            self.git.write(&work, path, text)?;
+    /// Runs the steps of [`steps::STEPS`] in order, then checks the starts as a whole.
+    async fn walk(&mut self) -> anyhow::Result<()> {
+        for (n, step) in (1..).zip(steps::STEPS) {
+            self.run_step(n, step).await?;
         }
-        let commit = self
-            .git
-            .commit_as(&work, ("Dev Eloper", "developer@example.com"), message)?;
-        let events = self.push(&work, true, &["main"], DEVELOPER)?;
-        self.pushed
-            .push((self.step, commit.clone(), what.to_owned()));
-        Ok((commit, events))
+        self.check_transitions()
     }
 
-    async fn walk(&mut self) -> anyhow::Result<()> {
-        let (tokyo, osaka) = (self.primary.name.clone(), self.standby.name.clone());
-        let tokyo_target = self.target_in(&tokyo)?;
-        let osaka_target = self.target_in(&osaka)?;
-
-        // 1. common/
-        self.begin(
-            1,
-            &format!("A change under common/, pushed to {tokyo}'s main"),
-            &format!("mirrored to {osaka}; {tokyo_target} and {osaka_target} start, once each"),
-        );
-        let from = self.starter.recorded()?.len();
-        let (c1, step1_events) = self.primary_push(
-            &[(
-                "common/templates/vpc.yaml",
-                VPC.replace(
-                    "EnableDnsSupport: true\n",
-                    "EnableDnsSupport: true\n      EnableDnsHostnames: true\n",
-                ),
-            )],
-            "vpc: enable DNS hostnames",
-            "common/templates/vpc.yaml",
-        )?;
-        self.dispatch(step1_events).await?;
-        let mut p = Vec::new();
-        self.expect_starts(&mut p, from, &[(&tokyo_target, &c1), (&osaka_target, &c1)])?;
-        self.expect_head(&mut p, &self.standby, MAIN, Some(&c1))?;
-        self.expect_published(&mut p, &[SYNC_REQUESTED, SYNC_COMPLETED]);
-        self.conclude(
-            &format!(
-                "mirrored ({osaka}'s main = {tokyo}'s = {}); {tokyo_target} and {osaka_target} started at {}",
-                short(&c1),
-                short(&c1)
-            ),
-            p,
-            "1 (a common/ change)",
-        );
-
-        // 2. primary/
-        self.begin(
-            2,
-            &format!("A change under primary/, pushed to {tokyo}'s main"),
-            &format!("{tokyo_target} starts; not mirrored; nothing happens in {osaka}"),
-        );
-        let from = self.starter.recorded()?.len();
-        let (c2, events) = self.primary_push(
-            &[(
-                "primary/templates/root.yaml",
-                root("Tokyo", "10.0.0.0/16", 6),
-            )],
-            "tokyo: scale the app to 6 tasks",
-            "primary/templates/root.yaml",
-        )?;
-        self.dispatch(events).await?;
-        let mut p = Vec::new();
-        self.expect_starts(&mut p, from, &[(&tokyo_target, &c2)])?;
-        self.expect_head(&mut p, &self.standby, MAIN, Some(&c1))?;
-        self.expect_published(&mut p, &[]);
-        self.conclude(
-            &format!(
-                "{tokyo_target} started at {}; not mirrored ({osaka}'s main stays at {})",
-                short(&c2),
-                short(&c1)
-            ),
-            p,
-            "2 (a primary/ change)",
-        );
-
-        // 3. secondary/
-        self.begin(
-            3,
-            &format!("A change under secondary/, pushed to {tokyo}'s main"),
-            &format!(
-                "mirrored (carrying step 2's commit along); {osaka_target} starts, {tokyo_target} does not"
-            ),
-        );
-        let from = self.starter.recorded()?.len();
-        let (c3, events) = self.primary_push(
-            &[(
-                "secondary/templates/root.yaml",
-                root("Osaka", "10.1.0.0/16", 3),
-            )],
-            "osaka: keep 3 tasks warm",
-            "secondary/templates/root.yaml",
-        )?;
-        self.dispatch(events).await?;
-        let mut p = Vec::new();
-        self.expect_starts(&mut p, from, &[(&osaka_target, &c3)])?;
-        self.expect_head(&mut p, &self.standby, MAIN, Some(&c3))?;
-        self.expect_published(&mut p, &[SYNC_REQUESTED, SYNC_COMPLETED]);
-        self.conclude(
-            &format!(
-                "mirrored ({osaka}'s main = {}); {osaka_target} started at {}; {tokyo_target} did not start",
-                short(&c3),
-                short(&c3)
-            ),
-            p,
-            "3 (a secondary/ change)",
-        );
-
-        // 4. a release tag
-        self.begin(
-            4,
-            &format!("Release notes under docs/ and the tag {TAG}, pushed to {tokyo} together"),
-            &format!(
-                "the docs change triggers nothing; the tag is mirrored and {osaka_target} (which opts into tags) starts; {tokyo_target} does not (tags never start it)"
-            ),
-        );
-        let from = self.starter.recorded()?.len();
-        let work = self.work.clone();
-        self.git.write(
-            &work,
-            "docs/release-notes.md",
-            "# 1.0.0\n\n- DNS hostnames in the VPC\n- Tokyo runs 6 tasks, Osaka keeps 3 warm\n",
-        )?;
-        let c4 = self.git.commit_as(
-            &work,
-            ("Dev Eloper", "developer@example.com"),
-            "docs: release notes for 1.0.0",
-        )?;
-        self.git
-            .run(&work, &["tag", "-a", TAG, "-m", "core-infra 1.0.0"])?;
-        let events = self.push(&work, true, &["main", TAG], DEVELOPER)?;
-        self.pushed.push((
-            self.step,
-            c4.clone(),
-            format!("docs/release-notes.md, tag {TAG}"),
-        ));
-        self.dispatch(events).await?;
-        let tag_ref = format!("refs/tags/{TAG}");
-        let mut p = Vec::new();
-        self.expect_starts(&mut p, from, &[(&osaka_target, &c4)])?;
-        self.expect_head(&mut p, &self.standby, &tag_ref, Some(&c4))?;
-        self.expect_head(&mut p, &self.standby, MAIN, Some(&c3))?;
-        self.expect_published(&mut p, &[SYNC_REQUESTED, SYNC_COMPLETED]);
-        let tag_objects = (
-            self.git.refs(&self.primary.bare)?.remove(&tag_ref),
-            self.git.refs(&self.standby.bare)?.remove(&tag_ref),
-        );
-        if tag_objects.0.map(|t| t.0) != tag_objects.1.map(|t| t.0) {
-            p.push(format!(
-                "the standby's {tag_ref} is not the primary's tag object"
-            ));
+    /// One step: its title, its actions, then its checks.
+    async fn run_step(&mut self, n: u32, step: &Step) -> anyhow::Result<()> {
+        let (title, expected) = (self.fill(step.title)?, self.fill(step.expected)?);
+        let from = self.begin(n, &title, &expected)?;
+        let standby_before = self.git.refs(&self.standby.bare)?;
+        for action in step.actions {
+            self.act(action).await?;
         }
-        self.conclude(
-            &format!(
-                "{TAG} mirrored; {osaka_target} started at {} for the tag; nothing started for the docs change",
-                short(&c4)
-            ),
-            p,
-            "4 (a release tag)",
-        );
+        let problems = self.check(step, from, &standby_before)?;
+        let outcome = self.fill(step.outcome)?;
+        self.conclude(&outcome, problems, &format!("{n} ({})", step.name));
+        Ok(())
+    }
 
-        // 5. a standby pushed to directly, then a change on the primary
-        self.begin(
-            5,
-            &format!(
-                "Someone pushes a hotfix straight to {osaka}'s main; then a common/ change reaches {tokyo}"
-            ),
-            &format!(
-                "{osaka_target} deploys the hotfix; the mirror reports main DIVERGED, publishes Sync Failed and leaves {osaka} alone; {tokyo_target} starts"
-            ),
-        );
-        let from = self.starter.recorded()?.len();
-        let oncall = self.dir.join("oncall");
-        let standby_url = self.standby.bare.display().to_string();
-        self.git.run(
-            &self.dir,
-            &["clone", "-q", &standby_url, &oncall.display().to_string()],
-        )?;
-        self.git.write(
-            &oncall,
-            "secondary/templates/hotfix.yaml",
-            "AWSTemplateFormatVersion: \"2010-09-09\"\nDescription: Osaka hotfix made during an incident\nResources:\n  Alarm:\n    Type: AWS::CloudWatch::Alarm\n    Properties:\n      MetricName: Errors\n      Namespace: Core\n      Threshold: 1\n      EvaluationPeriods: 1\n      ComparisonOperator: GreaterThanThreshold\n      Statistic: Sum\n      Period: 60\n",
-        )?;
-        let hotfix = self.git.commit_as(
-            &oncall,
-            ("Osaka On-call", "oncall@example.com"),
-            "osaka: hotfix alarm (made in the standby)",
-        )?;
-        let events = self.push(&oncall, false, &["main"], ONCALL)?;
-        self.pushed.push((
-            self.step,
-            hotfix.clone(),
-            format!("secondary/templates/hotfix.yaml, pushed to {osaka}"),
-        ));
-        self.dispatch(events).await?;
-        let (c5, events) = self.primary_push(
-            &[(
-                "common/templates/queue.yaml",
-                QUEUE.replace("VisibilityTimeout: 60", "VisibilityTimeout: 120"),
-            )],
-            "queue: longer visibility timeout",
-            "common/templates/queue.yaml",
-        )?;
-        self.dispatch(events).await?;
+    async fn act(&mut self, action: &Action) -> anyhow::Result<()> {
+        let work = self.work.clone();
+        match action {
+            Action::Commit {
+                label,
+                files,
+                message,
+            } => {
+                let id = self.commit(&work, DEVELOPER_NAME, files, message)?;
+                self.commits.insert(label, id);
+            }
+            Action::Tag { name, message } => {
+                self.git.run(&work, &["tag", "-a", name, "-m", message])?;
+            }
+            Action::ResetTo(label) => {
+                let id = self.commit_of(label)?;
+                self.git.run(&work, &["reset", "-q", "--hard", &id])?;
+            }
+            Action::Push {
+                refspecs,
+                row: (label, what),
+            } => {
+                let events = self.push(&work, true, refspecs, DEVELOPER)?;
+                let row = (self.step, self.commit_of(label)?, self.fill(what)?);
+                self.pushed.push(row);
+                self.dispatch(events).await?;
+            }
+            Action::Hotfix {
+                label,
+                files,
+                message,
+                row,
+            } => {
+                let oncall = self.dir.join("oncall");
+                if !oncall.exists() {
+                    let standby = self.standby.bare.display().to_string();
+                    let into = oncall.display().to_string();
+                    self.git.run(&self.dir, &["clone", "-q", &standby, &into])?;
+                }
+                let id = self.commit(&oncall, ONCALL_NAME, files, message)?;
+                self.commits.insert(label, id.clone());
+                let events = self.push(&oncall, false, &["main"], ONCALL)?;
+                let row = (self.step, id, self.fill(row)?);
+                self.pushed.push(row);
+                self.dispatch(events).await?;
+            }
+            Action::Redeliver(again) => {
+                let deliveries = again
+                    .iter()
+                    .flat_map(|a| self.delivered_again(*a))
+                    .collect();
+                self.dispatch(deliveries).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `files` in the clone `work` and commits them as `who`: the commit's id.
+    fn commit(
+        &self,
+        work: &Path,
+        who: (&str, &str),
+        files: &[(&str, steps::Text)],
+        message: &str,
+    ) -> anyhow::Result<String> {
+        for (path, text) in files {
+            self.git.write(work, path, &text())?;
+        }
+        self.git.commit_as(work, who, message)
+    }
+
+    /// CodeCommit events delivered in an earlier step, to deliver again.
+    fn delivered_again(&self, again: Again) -> Vec<Delivery> {
+        let of = |step: u32| {
+            self.delivered
+                .iter()
+                .filter(move |(s, _)| *s == step)
+                .map(|(_, d)| d)
+        };
+        let primary = |d: &&Delivery| self.is_primary(d);
+        match again {
+            Again::FirstPrimary(step) => of(step).find(primary).into_iter().cloned().collect(),
+            Again::LastPrimary(step) => of(step)
+                .filter(primary)
+                .last()
+                .into_iter()
+                .cloned()
+                .collect(),
+            Again::Every(step) => of(step).cloned().collect(),
+        }
+    }
+
+    /// What went other than `step` expects: its starts since `from`, heads, events, checks.
+    fn check(
+        &self,
+        step: &Step,
+        from: usize,
+        standby_before: &BTreeMap<String, (String, String)>,
+    ) -> anyhow::Result<Vec<String>> {
         let mut p = Vec::new();
-        self.expect_starts(
-            &mut p,
-            from,
-            &[(&osaka_target, &hotfix), (&tokyo_target, &c5)],
-        )?;
-        self.expect_head(&mut p, &self.standby, MAIN, Some(&hotfix))?;
-        self.expect_head(&mut p, &self.primary, MAIN, Some(&c5))?;
-        self.expect_published(&mut p, &[SYNC_REQUESTED, SYNC_FAILED]);
-        let diverged = self.records.iter().any(|r| {
+        let mut starts = Vec::new();
+        for (side, label, reference) in step.starts {
+            let target = self.target_in(&self.site_of(*side).name)?;
+            starts.push((target, self.commit_of(label)?, (*reference).to_owned()));
+        }
+        self.expect_starts(&mut p, from, &starts)?;
+        for (side, reference, label) in step.heads {
+            let want = label.map(|l| self.commit_of(l)).transpose()?;
+            self.expect_head(&mut p, self.site_of(*side), reference, want.as_deref())?;
+        }
+        self.expect_published(&mut p, step.published);
+        for check in step.checks {
+            match *check {
+                Check::Diverged(reference) => {
+                    if !self.mirror_reported_diverged(reference) {
+                        p.push(format!("the mirror did not report {reference} diverged"));
+                    }
+                }
+                Check::SameTagObject(tag) => {
+                    let object = |site: &Site| -> anyhow::Result<Option<String>> {
+                        Ok(self.git.refs(&site.bare)?.remove(tag).map(|t| t.0))
+                    };
+                    if object(&self.primary)? != object(&self.standby)? {
+                        p.push(format!(
+                            "the standby's {tag} is not the primary's tag object"
+                        ));
+                    }
+                }
+                Check::AllHandled => {
+                    if !self.records.iter().all(handled) {
+                        p.push("a judge did not recognise an event it had handled".into());
+                    }
+                }
+                Check::StandbyUnchanged => {
+                    if &self.git.refs(&self.standby.bare)? != standby_before {
+                        p.push(format!("{}'s refs moved", self.standby.name));
+                    }
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    /// Every transition started once: no (target, ref) started twice in a row at one
+    /// commit (a rewind to a commit started before is a new transition, so starts again).
+    fn check_transitions(&mut self) -> anyhow::Result<()> {
+        let mut last: BTreeMap<(String, String), String> = BTreeMap::new();
+        let mut twice = false;
+        for (target, commit, reference) in self.starts_since(0)? {
+            twice |= last.insert((target, reference), commit.clone()) == Some(commit);
+        }
+        if twice {
+            self.failures
+                .push("(all): a (target, ref) started twice in a row at one commit".into());
+        }
+        Ok(())
+    }
+
+    /// `text` with its placeholders filled in (see [`steps`]).
+    fn fill(&self, text: &str) -> anyhow::Result<String> {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let close = after
+                .find('}')
+                .with_context(|| format!("the demo's steps: an unclosed {{ in {text:?}"))?;
+            let value = match &after[..close] {
+                "tokyo" => self.primary.name.clone(),
+                "osaka" => self.standby.name.clone(),
+                "tokyo_target" => self.target_in(&self.primary.name)?,
+                "osaka_target" => self.target_in(&self.standby.name)?,
+                label => short(&self.commit_of(label)?).to_owned(),
+            };
+            out.push_str(&value);
+            rest = &after[close + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    /// The commit a step made and labelled `label`.
+    fn commit_of(&self, label: &str) -> anyhow::Result<String> {
+        self.commits
+            .get(label)
+            .cloned()
+            .with_context(|| format!("the demo's steps name a commit {label:?} that no step made"))
+    }
+
+    /// True when a mirror run of the current step reported `reference` diverged.
+    fn mirror_reported_diverged(&self, reference: &str) -> bool {
+        self.records.iter().any(|r| {
             r.function == "mirror"
                 && r.mirror.as_ref().is_some_and(|m| {
                     m["refs"]
                         .as_array()
                         .into_iter()
                         .flatten()
-                        .any(|x| x["ref"] == MAIN && x["status"] == "diverged")
+                        .any(|x| x["ref"] == reference && x["status"] == "diverged")
                 })
-        });
-        if !diverged {
-            p.push("the mirror did not report main diverged".into());
-        }
-        self.conclude(
-            &format!(
-                "main DIVERGED and left alone ({osaka}'s main is still the hotfix {}); Sync Failed published; {tokyo_target} started at {}, {osaka_target} did not",
-                short(&hotfix),
-                short(&c5)
-            ),
-            p,
-            "5 (a standby pushed to directly)",
-        );
-
-        // 6. at least once
-        self.begin(
-            6,
-            "At least once: EventBridge delivers step 5's push again, and step 1's events (both regions) late",
-            "nothing starts again, nothing is mirrored again, nothing rolls back",
-        );
-        let from = self.starter.recorded()?.len();
-        let standby_before = self.git.refs(&self.standby.bare)?;
-        // The same events (same ids): step 5's last push to the primary, then every
-        // CodeCommit event of step 1, in both regions.
-        let mut again: Vec<Delivery> = self
-            .delivered
-            .iter()
-            .rev()
-            .find(|(step, d)| *step == 5 && self.is_primary(d))
-            .map(|(_, d)| d.clone())
-            .into_iter()
-            .collect();
-        again.extend(
-            self.delivered
-                .iter()
-                .filter(|(step, _)| *step == 1)
-                .map(|(_, d)| d.clone()),
-        );
-        self.dispatch(again).await?;
-        let mut p = Vec::new();
-        self.expect_starts(&mut p, from, &[])?;
-        self.expect_published(&mut p, &[]);
-        if self.git.refs(&self.standby.bare)? != standby_before {
-            p.push(format!("{osaka}'s refs moved"));
-        }
-        let handled = self.records.iter().all(|r| {
-            r.ignored
-                .as_deref()
-                .is_some_and(|i| i.contains("already handled"))
-                || (!r.targets.is_empty()
-                    && r.targets.iter().all(|t| t.result == "already_handled"))
-        });
-        if !handled {
-            p.push("a judge did not recognise an event it had handled".into());
-        }
-        self.conclude(
-            "every judge recognised events it had handled: no second start, no second mirror",
-            p,
-            "6 (at-least-once delivery)",
-        );
-
-        // Every (target, commit) started exactly once.
-        let mut all = self.starts_since(0)?;
-        let n = all.len();
-        all.sort();
-        all.dedup();
-        if all.len() != n {
-            self.failures
-                .push("(all): a (target, commit) started more than once".into());
-        }
-        Ok(())
+        })
     }
 
     fn is_primary(&self, d: &Delivery) -> bool {
@@ -1378,7 +1286,7 @@ impl Demo {
         };
         let (tokyo, osaka) = (&self.primary.name, &self.standby.name);
         outln!(
-            "\nSummary: pipeline starts per region and commit (from {})",
+            "\nSummary: pipeline starts per step, region and commit (from {})",
             self.starter.path().display()
         );
         outln!(
@@ -1388,8 +1296,17 @@ impl Demo {
             "pushed",
             tokyo
         );
-        let cell = |region: &str, commit: &str| -> String {
-            let names: Vec<String> = starts
+        // A step's starts: from its first to the next step's first.
+        let of_step = |step: u32| -> &[tozai::adapters::local::RecordedStart] {
+            let at = self.step_starts.iter().position(|(s, _)| *s == step);
+            let begin = at.map_or(starts.len(), |i| self.step_starts[i].1);
+            let end = at
+                .and_then(|i| self.step_starts.get(i + 1))
+                .map_or(starts.len(), |(_, from)| *from);
+            starts.get(begin..end).unwrap_or_default()
+        };
+        let cell = |step: u32, region: &str, commit: &str| -> String {
+            let names: Vec<String> = of_step(step)
                 .iter()
                 .filter(|s| s.commit == commit && region_of(&s.target) == region)
                 .map(|s| {
@@ -1414,8 +1331,8 @@ impl Demo {
                     step,
                     short(commit),
                     what,
-                    cell(tokyo, commit),
-                    cell(osaka, commit)
+                    cell(*step, tokyo, commit),
+                    cell(*step, osaka, commit)
                 )
                 .trim_end()
             );
@@ -1427,7 +1344,7 @@ impl Demo {
                 .count()
         };
         outln!(
-            "  {} starts in {tokyo}, {} in {osaka}; each (target, commit) at most once; step 6's redeliveries started nothing",
+            "  {} starts in {tokyo}, {} in {osaka}; no transition of a (target, ref) started twice",
             count(tokyo),
             count(osaka)
         );
@@ -1435,11 +1352,15 @@ impl Demo {
             self.git.head(&self.primary.bare, MAIN)?.unwrap_or_default(),
             self.git.head(&self.standby.bare, MAIN)?.unwrap_or_default(),
         );
-        outln!(
-            "  main: {tokyo} at {}, {osaka} at {} (the hotfix: merge it into {tokyo}'s main, or overwrite it with `tozai mirror -c tozai.toml --force`)",
-            short(&heads.0),
-            short(&heads.1)
-        );
+        if heads.0 == heads.1 {
+            outln!("  main: {tokyo} and {osaka} in step at {}", short(&heads.0));
+        } else {
+            outln!(
+                "  main: {tokyo} at {}, {osaka} at {}: NOT in step; the mirror leaves {osaka}'s own commit (the hotfix) alone: merge it into {tokyo}'s main, or overwrite it with `tozai mirror -c tozai.toml --force`",
+                short(&heads.0),
+                short(&heads.1)
+            );
+        }
         let d = self.dir.display();
         if keep {
             outln!(
@@ -1447,9 +1368,10 @@ impl Demo {
                  git -C {d}/{tokyo}/{repo}.git log --oneline --graph --all     the primary\n  \
                  git -C {d}/{osaka}/{repo}.git log --oneline --graph --all     the standby, with the hotfix\n  \
                  cat {d}/starts.jsonl                 every pipeline start (target, commit, ref, token, variables)\n  \
-                 cat {d}/state/store.json             the checkpoints and start records\n  \
+                 cat {d}/state/store.json             the checkpoints: each consumer's last judged head and run, per ref\n  \
+                 cat {d}/state/mirrored.json          what the mirror pushed to each of {osaka}'s refs\n  \
                  tozai plan -c {d}/tozai.toml --repo {d}/work HEAD      what the last push triggers\n  \
-                 tozai mirror -c {d}/tozai.toml --dry-run --cache {d}/cache      the mirror's view: main diverged",
+                 tozai mirror -c {d}/tozai.toml --dry-run --cache {d}/cache --state {d}/state      the mirror's view: main diverged",
                 repo = self.primary.repository,
             );
         } else {
@@ -1470,6 +1392,17 @@ impl Demo {
         }
         Ok(())
     }
+}
+
+/// True when a judge found its event handled already: its checkpoint at the ref's head.
+fn handled(r: &DecisionRecord) -> bool {
+    r.ignored
+        .as_deref()
+        .is_some_and(|i| i.contains("already handled"))
+        || (!r.targets.is_empty()
+            && r.targets
+                .iter()
+                .all(|t| t.result == tozai::judge::TargetResult::AlreadyHandled))
 }
 
 fn first_match(matches: &[tozai::rules::Match]) -> String {
@@ -1495,18 +1428,27 @@ fn diff_text(d: &tozai::judge::DiffRecord) -> String {
     let base = d.base.as_ref().map(CommitId::short).unwrap_or("");
     match &d.why {
         BaseWhy::Checkpoint => format!("{} {paths} since its checkpoint {base}", d.changed),
-        BaseWhy::EventBefore { .. } => {
+        BaseWhy::EventBefore => {
             format!("{} {paths} since the event's old commit {base}", d.changed)
         }
         BaseWhy::MergeBase { branch } => {
             format!("{} {paths} since the merge base with {branch}", d.changed)
         }
+        BaseWhy::TipCommit { branch } => format!(
+            "{} {paths} in its tip commit ({branch} already holds it)",
+            d.changed
+        ),
         BaseWhy::WholeTree { because } => format!("{} paths, the whole tree: {because}", d.changed),
     }
 }
 
 fn target_text(r: &DecisionRecord, t: &TargetRecord) -> String {
-    let at = r.after.as_ref().map(CommitId::short).unwrap_or("");
+    let at = t
+        .commit
+        .as_ref()
+        .or(r.head.as_ref())
+        .map(CommitId::short)
+        .unwrap_or("");
     let diff = r
         .diffs
         .iter()
@@ -1517,8 +1459,9 @@ fn target_text(r: &DecisionRecord, t: &TargetRecord) -> String {
         })
         .map(|d| format!(" [{}]", diff_text(d)))
         .unwrap_or_default();
+    use tozai::judge::TargetResult as R;
     match t.result {
-        "started" => format!(
+        R::Started => format!(
             "{} STARTED ({} {}, run {}) at {at}{}{diff}",
             t.target,
             t.kind,
@@ -1526,21 +1469,21 @@ fn target_text(r: &DecisionRecord, t: &TargetRecord) -> String {
             t.run_id.as_deref().unwrap_or("?"),
             first_match(&t.matches)
         ),
-        "not_started" => format!("{} not started: {}{diff}", t.target, t.reason.describe()),
-        "already_handled" => format!(
-            "{} not started again: already handled (its checkpoint is at or past {at})",
+        R::NotStarted => format!("{} not started: {}{diff}", t.target, t.reason.describe()),
+        R::AlreadyHandled => format!(
+            "{} not started again: already handled (its checkpoint is at the head {at})",
             t.target
         ),
-        "already_started" => format!(
+        R::RefGone => format!("{} not started: the ref no longer exists", t.target),
+        R::AlreadyStarted => format!(
             "{} not started again: already started at {at} (run {})",
             t.target,
             t.run_id.as_deref().unwrap_or("?")
         ),
-        other => format!(
-            "{} {}: {}",
-            t.target,
-            other.to_uppercase(),
-            t.error.as_deref().unwrap_or("")
+        R::InProgress => format!(
+            "{} IN PROGRESS: another invocation is starting it at {at}",
+            t.target
         ),
+        R::Failed => format!("{} FAILED: {}", t.target, t.error.as_deref().unwrap_or("")),
     }
 }

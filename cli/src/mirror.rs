@@ -30,15 +30,42 @@ pub struct Options {
     /// Show what would change; push nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Overwrite diverged standby refs (and delete refs made on the standby).
+    /// Overwrite diverged standby refs (and delete refs the mirror did not push).
     #[arg(long)]
     pub force: bool,
     /// The cache of source repositories (default: the user's cache directory).
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArg,
     /// Print JSON instead of a report.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--state`: where the mirror keeps what it pushed to each standby ref.
+#[derive(clap::Args)]
+pub struct StateArg {
+    /// Where the mirror records what it pushed to each standby ref (DIR/mirrored.json), so
+    /// that it deletes a standby ref only while it holds what the mirror pushed there
+    /// (default: `state` in the cache directory). The mirror Lambda keeps its own records,
+    /// in DynamoDB: a ref only it pushed is not deleted from here until a run finds it in
+    /// step with the source and adopts it.
+    #[arg(long = "state", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+impl StateArg {
+    /// The ledger of `target` in `--state`, or in `state` under `cache`.
+    pub fn ledger(
+        &self,
+        cache: &std::path::Path,
+        target: &Location,
+    ) -> anyhow::Result<std::sync::Arc<dyn tozai::ports::PushLedger>> {
+        let dir = self.dir.clone().unwrap_or_else(|| cache.join("state"));
+        let ledger = tozai::adapters::local::ledger::FileLedger::open(dir, target.to_string())?;
+        Ok(std::sync::Arc::new(ledger))
+    }
 }
 
 pub fn run(o: Options) -> anyhow::Result<ExitCode> {
@@ -63,6 +90,8 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
         ),
         _ => bail!("give either -c tozai.toml (primary to standby) or both --from and --to"),
     };
+    let cache = o.cache.unwrap_or_else(Git2Mirror::default_cache_root);
+    let ledger = o.state.ledger(&cache, &target)?;
     let (source, target, _aws) = remotes(&source, &target)?;
     let request = MirrorRequest {
         source,
@@ -70,8 +99,9 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
         selection,
         force: o.force,
         dry_run: o.dry_run,
+        ledger: Some(ledger),
     };
-    let mirror = Git2Mirror::new(o.cache.unwrap_or_else(Git2Mirror::default_cache_root));
+    let mirror = Git2Mirror::new(cache);
     let bar = progress_bar();
     let on_progress = |p: TransferProgress| {
         if let Some(bar) = &bar {
@@ -228,7 +258,7 @@ pub fn report(o: &MirrorOutcome) -> String {
                 source: None,
                 standby,
             } => format!(
-                "DIVERGED  {name}: only on the standby (at {}), made there; left alone (--force deletes)",
+                "DIVERGED  {name}: deleted at the source, but the standby's (at {}) is not what the mirror pushed there (made or moved on the standby); left alone (--force deletes)",
                 short(standby)
             ),
             RefStatus::Kept { standby, reason } => {

@@ -48,6 +48,8 @@ pub struct Options {
     /// The cache of source repositories (default: the user's cache directory).
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: crate::mirror::StateArg,
     /// Print JSON instead of a report.
     #[arg(long)]
     pub json: bool,
@@ -148,6 +150,8 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
             .map_err(OperationFailed::wrap)?;
         None
     } else if mirror || !o.execute {
+        let cache = (o.cache.clone()).unwrap_or_else(Git2Mirror::default_cache_root);
+        let ledger = o.state.ledger(&cache, &config.standby().repository)?;
         let (source, target, _aws) =
             crate::mirror::remotes(&primary.repository, &config.standby().repository)?;
         let request = MirrorRequest {
@@ -156,12 +160,9 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
             selection: RefSelection::exactly(&reference),
             force: o.force,
             dry_run: !executed,
+            ledger: Some(ledger),
         };
-        let git = Git2Mirror::new(
-            o.cache
-                .clone()
-                .unwrap_or_else(Git2Mirror::default_cache_root),
-        );
+        let git = Git2Mirror::new(cache);
         Some(
             git.mirror(&request, None)
                 .map_err(crate::mirror::mirror_failed)?,

@@ -18,6 +18,8 @@ pub struct Options {
     /// The cache of source repositories (default: the user's cache directory).
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: crate::mirror::StateArg,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -25,6 +27,8 @@ pub struct Options {
 
 pub fn run(o: Options) -> anyhow::Result<ExitCode> {
     let config = Config::load(&o.config)?;
+    let cache = o.cache.unwrap_or_else(Git2Mirror::default_cache_root);
+    let ledger = o.state.ledger(&cache, &config.standby().repository)?;
     let (source, target, _aws) =
         crate::mirror::remotes(&config.primary().repository, &config.standby().repository)?;
     let request = MirrorRequest {
@@ -33,8 +37,9 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
         selection: config.sync.selection(),
         force: false,
         dry_run: true,
+        ledger: Some(ledger),
     };
-    let mirror = Git2Mirror::new(o.cache.unwrap_or_else(Git2Mirror::default_cache_root));
+    let mirror = Git2Mirror::new(cache);
     let outcome = mirror
         .mirror(&request, None)
         .map_err(crate::mirror::mirror_failed)?;

@@ -127,6 +127,14 @@ impl TargetKind {
         }
     }
 
+    /// What it starts, as the starter's port names it.
+    pub fn run_kind(&self) -> crate::ports::RunKind {
+        match self {
+            Self::CodePipeline { .. } => crate::ports::RunKind::CodePipeline,
+            Self::CodeBuild { .. } => crate::ports::RunKind::CodeBuild,
+        }
+    }
+
     /// The pipeline or project name.
     pub fn resource(&self) -> &str {
         match self {

@@ -7,7 +7,7 @@
 //! | `TOZAI_CONFIG` | all | path of `tozai.toml` (default `$LAMBDA_TASK_ROOT/tozai.toml`, else `./tozai.toml`) |
 //! | `TOZAI_PRIMARY` | sync-judge, mirror | the primary region's config name, overriding the file's `primary` (set by the stacks' `Primary` parameter) |
 //! | `TOZAI_REGION` | pipeline-judge | the config region this judge serves (default: the one whose `aws_region` is `AWS_REGION`) |
-//! | `TOZAI_TABLE` | judges | the DynamoDB checkpoint table |
+//! | `TOZAI_TABLE` | judges, mirror | the DynamoDB checkpoint table (and the mirror's ledger: what it pushed to each standby ref) |
 //! | `TOZAI_EVENT_BUS` | sync-judge, mirror | the EventBridge bus for tozai's events (default `default`) |
 //! | `TOZAI_IGNORE_ROLES` | sync-judge | IAM role names or ARNs whose pushes are not mirrored (the mirror's own role) |
 //! | `TOZAI_CACHE` | mirror | the mirror's cache directory (default `/tmp/tozai-cache`) |
@@ -31,6 +31,9 @@ pub enum InitError {
     /// A git endpoint setting, or a region it cannot serve.
     #[error(transparent)]
     Endpoint(#[from] crate::git_auth::EndpointError),
+    /// Set up outside a Tokio runtime, which the AWS calls of the mirror's thread need.
+    #[error("the mirror must be set up on a Tokio runtime: {0}")]
+    Runtime(#[from] tokio::runtime::TryCurrentError),
 }
 
 fn env(name: &str) -> Option<String> {
@@ -135,13 +138,19 @@ pub struct LiveMirror {
     pub force: bool,
     /// Plan only; push nothing.
     pub dry_run: bool,
+    /// What the mirror pushed to the target before (DynamoDB in the Lambda, a local file in
+    /// the CLI and the demo); `None`: nothing is deleted unless forced.
+    pub ledger: Option<std::sync::Arc<dyn crate::ports::PushLedger>>,
 }
 
 #[cfg(feature = "git")]
 impl LiveMirror {
-    /// From the config (primary to standby) and the environment. The git endpoints of both
+    /// From the config (primary to standby) and the environment, on the runtime the mirror
+    /// will run on (its ledger, in `TOZAI_TABLE`, is called on it). The git endpoints of both
     /// regions are checked here, so a bad override fails the init.
     pub fn from_config(config: &Config, sdk: &aws_config::SdkConfig) -> Result<Self, InitError> {
+        let target = config.standby().repository.clone();
+        let ledger = store(sdk)?.ledger(target.to_string(), tokio::runtime::Handle::try_current()?);
         let endpoints = endpoints_from_env(config)?;
         let access =
             crate::remote::AwsAccess::new(sdk.clone(), endpoints).map_err(|e| InitError::Env {
@@ -151,12 +160,13 @@ impl LiveMirror {
         Ok(Self {
             access: Some(access),
             source: config.primary().repository.clone(),
-            target: config.standby().repository.clone(),
+            target,
             cache: env("TOZAI_CACHE")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/tmp/tozai-cache")),
             force: false,
             dry_run: false,
+            ledger: Some(std::sync::Arc::new(ledger)),
         })
     }
 }
@@ -193,6 +203,7 @@ impl crate::judge::RefMirror for LiveMirror {
             selection,
             force: self.force,
             dry_run: self.dry_run,
+            ledger: self.ledger.clone(),
         };
         let mirror = crate::adapters::git_mirror::Git2Mirror::new(self.cache.clone());
         tokio::task::spawn_blocking(move || mirror.mirror(&request, None))
@@ -292,10 +303,58 @@ pub fn init_logging() {
         .init();
 }
 
-/// Writes the invocation's decision record (one JSON line on stdout) or logs its error.
+/// A failed invocation as the Lambda reports it. `error_type` is `Transient` when a retry
+/// may pass (throttling, a network error, a busy pipeline, a start another invocation
+/// holds) and `Permanent` when it cannot (a malformed event, the config, a refused
+/// certificate), so logs, the on-failure destination and alarms can tell them apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub error_type: &'static str,
+    pub message: String,
+}
+
+impl Failure {
+    pub const TRANSIENT: &'static str = "Transient";
+    pub const PERMANENT: &'static str = "Permanent";
+}
+
+impl From<crate::judge::JudgeError> for Failure {
+    fn from(e: crate::judge::JudgeError) -> Self {
+        Self {
+            error_type: if e.is_transient() {
+                Self::TRANSIENT
+            } else {
+                Self::PERMANENT
+            },
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<crate::event::EventError> for Failure {
+    fn from(e: crate::event::EventError) -> Self {
+        Self {
+            error_type: Self::PERMANENT,
+            message: e.to_string(),
+        }
+    }
+}
+
+#[cfg(feature = "lambda")]
+impl From<Failure> for lambda_runtime::Diagnostic {
+    fn from(f: Failure) -> Self {
+        Self {
+            error_type: f.error_type.to_owned(),
+            error_message: f.message,
+        }
+    }
+}
+
+/// Writes the invocation's decision record (one JSON line on stdout) or logs its error,
+/// and gives the error back as a [`Failure`].
 pub fn logged(
     result: Result<crate::judge::DecisionRecord, crate::judge::JudgeError>,
-) -> Result<crate::judge::DecisionRecord, crate::judge::JudgeError> {
+) -> Result<crate::judge::DecisionRecord, Failure> {
     match &result {
         Ok(record) => {
             // One line, serialized straight from the record.
@@ -314,7 +373,7 @@ pub fn logged(
         }
         Err(e) => tracing::error!(error = %e, transient = e.is_transient(), "the event failed"),
     }
-    result
+    result.map_err(Failure::from)
 }
 
 /// Logs why the function cannot start (as a JSON log line, with the message in full)
@@ -326,9 +385,43 @@ pub fn fatal(e: impl Into<InitError>) -> InitError {
 }
 
 /// Parses the Lambda's payload; a malformed event is logged with the field at fault.
-pub fn inbound(
-    payload: serde_json::Value,
-) -> Result<crate::event::Inbound, crate::event::EventError> {
+pub fn inbound(payload: serde_json::Value) -> Result<crate::event::Inbound, Failure> {
     crate::event::from_value(payload)
         .inspect_err(|e| tracing::error!(error = %e, "malformed event: not retried usefully"))
+        .map_err(Failure::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Failure;
+    use crate::judge::JudgeError;
+    use crate::ports::ServiceError;
+
+    #[test]
+    fn failures_say_whether_a_retry_may_pass() {
+        let throttled =
+            JudgeError::Service(ServiceError::new("DynamoDB table t", "throttled", true));
+        let missing = JudgeError::Service(ServiceError::new(
+            "CodePipeline pipeline p",
+            "not found",
+            false,
+        ));
+        let held = JudgeError::Starts {
+            failed: 1,
+            total: 2,
+            details: "tokyo-core: another invocation is starting it".into(),
+            transient: true,
+        };
+        assert_eq!(Failure::from(throttled).error_type, "Transient");
+        assert_eq!(Failure::from(held).error_type, "Transient");
+        let permanent = Failure::from(missing);
+        assert_eq!(permanent.error_type, "Permanent");
+        assert!(
+            permanent.message.contains("CodePipeline pipeline p"),
+            "{permanent:?}"
+        );
+        let malformed =
+            crate::event::from_value(serde_json::json!({"detail-type": 1})).unwrap_err();
+        assert_eq!(Failure::from(malformed).error_type, "Permanent");
+    }
 }

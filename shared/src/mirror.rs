@@ -1,5 +1,5 @@
 //! Mirroring: what to do with each branch and tag so the standby matches the source,
-//! without ever silently rewinding it.
+//! without ever silently rewinding it, and without touching what the mirror did not make.
 //!
 //! [`plan_refs`] is pure. It compares the source's refs with the standby's and decides,
 //! ref by ref:
@@ -11,9 +11,19 @@
 //! | X (branch) | an ancestor of X | update (fast-forward) |
 //! | X (branch) | not an ancestor of X | **diverged**: left alone, reported (`force`: overwritten) |
 //! | X (tag) | Y | **diverged**: tags do not move (`force`: overwritten) |
-//! | (none) | a commit the source once had | delete: deleted at the source |
-//! | (none) | a commit the source never had | **diverged**: made on the standby, left alone (`force`: deleted) |
+//! | (none) | what the mirror last pushed there | delete: deleted at the source |
+//! | (none) | anything else: made or moved on the standby | **diverged**: left alone (`force`: deleted) |
 //! | (none) | the standby's default branch | kept: CodeCommit refuses to delete it |
+//!
+//! **The mirror owns only what it made.** What it last pushed to each standby ref is
+//! recorded (a [`PushLedger`](crate::ports::PushLedger)) and given to the plan as
+//! [`MirrorOptions::owned`]. A ref is deleted only while the standby still holds exactly that
+//! value, whether or not the source's history (the mirror's cache) has the commit: a
+//! branch made on the standby at a mirrored commit is not the mirror's, and a branch the
+//! mirror pushed is deleted with the source's even when the cache never fetched its tip.
+//! A fast-forward needs no record: it loses nothing, and the standby's value must be in
+//! the source's history, so a commit made on the standby never is. Nothing moves a ref
+//! backwards or sideways without `force`.
 //!
 //! Only `refs/heads/*` and `refs/tags/*` are considered, and of those only the ones the
 //! [`RefSelection`] selects; refs outside the selection are never touched. Each update
@@ -28,14 +38,30 @@
 //! struct Linear; // a history where "1" < "2" < "3"
 //! impl History for Linear {
 //!     fn is_ancestor(&self, a: &CommitId, d: &CommitId) -> bool { a.as_str() <= d.as_str() }
-//!     fn contains(&self, _: &CommitId) -> bool { true }
 //! }
 //! let id = |c: char| c.to_string().repeat(40).parse::<CommitId>().unwrap();
-//! let main = RefName::branch("main").unwrap();
+//! let (main, old, hotfix) = (
+//!     RefName::branch("main").unwrap(),
+//!     RefName::branch("old").unwrap(),
+//!     RefName::branch("hotfix").unwrap(),
+//! );
 //! let source = BTreeMap::from([(main.clone(), id('3'))]);
-//! let standby = BTreeMap::from([(main.clone(), id('1'))]);
-//! let steps = plan_refs(&source, &standby, &RefSelection::all(), &Linear, &MirrorOptions::default());
-//! assert_eq!(steps[0].action, RefAction::Update { old: id('1'), new: id('3'), forced: false });
+//! let standby = BTreeMap::from([
+//!     (main.clone(), id('1')),
+//!     (old.clone(), id('2')),    // the mirror pushed it; deleted at the source since
+//!     (hotfix.clone(), id('2')), // made on the standby
+//! ]);
+//! let options = MirrorOptions {
+//!     owned: BTreeMap::from([(main.clone(), id('1')), (old.clone(), id('2'))]),
+//!     ..MirrorOptions::default()
+//! };
+//! let steps = plan_refs(&source, &standby, &RefSelection::all(), &Linear, &options);
+//! let actions: Vec<_> = steps.into_iter().map(|s| (s.reference, s.action)).collect();
+//! assert_eq!(actions, [
+//!     (hotfix, RefAction::Diverged { source: None, standby: id('2') }),
+//!     (main, RefAction::Update { old: id('1'), new: id('3'), forced: false }),
+//!     (old, RefAction::Delete { old: id('2'), forced: false }),
+//! ]);
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -51,10 +77,9 @@ pub type RefMap = BTreeMap<RefName, CommitId>;
 
 /// What the planner needs to know about the source's history.
 pub trait History {
-    /// True when `ancestor` is `descendant` or one of its ancestors.
+    /// True when `ancestor` is `descendant` or one of its ancestors (false when either is
+    /// unknown).
     fn is_ancestor(&self, ancestor: &CommitId, descendant: &CommitId) -> bool;
-    /// True when the source's history has this object (it came from the source).
-    fn contains(&self, id: &CommitId) -> bool;
 }
 
 /// Which refs a mirror touches.
@@ -134,10 +159,16 @@ impl RefSelection {
 /// Options that change what the planner may do.
 #[derive(Debug, Clone, Default)]
 pub struct MirrorOptions {
-    /// Overwrite diverged refs (and delete refs made on the standby).
+    /// Overwrite diverged refs (and delete refs the mirror did not push).
     pub force: bool,
     /// The standby's default branch, which is never deleted.
     pub standby_default: Option<RefName>,
+    /// What the mirror last pushed to the standby's refs (its [`PushLedger`] records), for
+    /// the standby refs that matter: a ref is deleted only while the standby still holds
+    /// this value.
+    ///
+    /// [`PushLedger`]: crate::ports::PushLedger
+    pub owned: RefMap,
 }
 
 /// What to do with one ref.
@@ -159,7 +190,8 @@ pub enum RefAction {
     Unchanged {
         at: CommitId,
     },
-    /// Left alone: the standby has something the source does not lead to.
+    /// Left alone: the standby has something the source does not lead to, or a ref the
+    /// source deleted that the mirror did not push (made or moved on the standby).
     Diverged {
         source: Option<CommitId>,
         standby: CommitId,
@@ -247,12 +279,13 @@ fn decide_ref(
             }
         }
         (None, Some(t)) => {
+            let owned = options.owned.get(r) == Some(t);
             if options.standby_default.as_ref() == Some(r) {
                 RefAction::Kept { standby: t.clone() }
-            } else if history.contains(t) || options.force {
+            } else if owned || options.force {
                 RefAction::Delete {
                     old: t.clone(),
-                    forced: !history.contains(t),
+                    forced: !owned,
                 }
             } else {
                 RefAction::Diverged {
@@ -469,15 +502,13 @@ mod tests {
 
     use super::*;
 
-    /// A history given as (ancestor, descendant) pairs over one-letter commits.
+    /// A history given as (ancestor, descendant) pairs over one-letter commits, and the
+    /// commits it has.
     struct Pairs(&'static [(char, char)], &'static str);
     impl History for Pairs {
         fn is_ancestor(&self, a: &CommitId, d: &CommitId) -> bool {
             let (a, d) = (first(a), first(d));
-            a == d || self.0.contains(&(a, d))
-        }
-        fn contains(&self, id: &CommitId) -> bool {
-            self.1.contains(first(id))
+            self.1.contains(a) && self.1.contains(d) && (a == d || self.0.contains(&(a, d)))
         }
     }
     fn first(id: &CommitId) -> char {
@@ -506,116 +537,118 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn decisions_table() {
-        let d = MirrorOptions::default;
-        type Refs = Vec<(&'static str, char)>;
-        let rows: Vec<(&str, Refs, Refs, RefAction)> = vec![
-            (
-                "create",
-                vec![("main", 'c')],
-                vec![],
-                RefAction::Create { new: id('c') },
-            ),
-            (
-                "unchanged",
-                vec![("main", 'c')],
-                vec![("main", 'c')],
-                RefAction::Unchanged { at: id('c') },
-            ),
-            (
-                "fast-forward",
-                vec![("main", 'c')],
-                vec![("main", 'a')],
-                RefAction::Update {
-                    old: id('a'),
-                    new: id('c'),
-                    forced: false,
-                },
-            ),
-            (
-                "source rewound",
-                vec![("main", 'a')],
-                vec![("main", 'c')],
-                RefAction::Diverged {
-                    source: Some(id('a')),
-                    standby: id('c'),
-                },
-            ),
-            (
-                "force-pushed",
-                vec![("main", 'd')],
-                vec![("main", 'c')],
-                RefAction::Diverged {
-                    source: Some(id('d')),
-                    standby: id('c'),
-                },
-            ),
-            (
-                "standby pushed to",
-                vec![("main", 'c')],
-                vec![("main", 'e')],
-                RefAction::Diverged {
-                    source: Some(id('c')),
-                    standby: id('e'),
-                },
-            ),
-            (
-                "deleted at source",
-                vec![],
-                vec![("feature", 'b')],
-                RefAction::Delete {
-                    old: id('b'),
-                    forced: false,
-                },
-            ),
-            (
-                "made on standby",
-                vec![],
-                vec![("hotfix", 'e')],
-                RefAction::Diverged {
-                    source: None,
-                    standby: id('e'),
-                },
-            ),
-            (
-                "tag moved",
-                vec![("refs/tags/v1", 'c')],
-                vec![("refs/tags/v1", 'a')],
-                RefAction::Diverged {
-                    source: Some(id('c')),
-                    standby: id('a'),
-                },
-            ),
-        ];
-        for (what, src, stb, want) in rows {
-            let got = plan(&src, &stb, d());
+    // Shorthands for the expected actions.
+    fn create(c: char) -> RefAction {
+        RefAction::Create { new: id(c) }
+    }
+    fn unchanged(c: char) -> RefAction {
+        RefAction::Unchanged { at: id(c) }
+    }
+    fn update(old: char, new: char, forced: bool) -> RefAction {
+        RefAction::Update {
+            old: id(old),
+            new: id(new),
+            forced,
+        }
+    }
+    fn delete(old: char, forced: bool) -> RefAction {
+        RefAction::Delete {
+            old: id(old),
+            forced,
+        }
+    }
+    fn diverged(source: Option<char>, standby: char) -> RefAction {
+        RefAction::Diverged {
+            source: source.map(id),
+            standby: id(standby),
+        }
+    }
+
+    type Refs = Vec<(&'static str, char)>;
+
+    /// `name` at commit `c` (a branch, or a full `refs/tags/...` name).
+    fn at(name: &'static str, c: char) -> Refs {
+        vec![(name, c)]
+    }
+
+    /// Each row: (what, source, standby, owned (what the mirror last pushed), expected).
+    fn check(rows: &[(&str, Refs, Refs, Refs, RefAction)], force: bool) {
+        for (what, src, stb, owned, want) in rows {
+            let opts = MirrorOptions {
+                force,
+                owned: map(owned),
+                ..MirrorOptions::default()
+            };
+            let got = plan(src, stb, opts);
             assert_eq!(got.len(), 1, "{what}");
-            assert_eq!(got[0].1, want, "{what}");
+            assert_eq!(&got[0].1, want, "{what}");
         }
     }
 
     #[test]
-    fn force_overwrites_diverged_refs() {
-        let f = || MirrorOptions {
-            force: true,
-            standby_default: None,
-        };
-        assert_eq!(
-            plan(&[("main", 'd')], &[("main", 'c')], f())[0].1,
-            RefAction::Update {
-                old: id('c'),
-                new: id('d'),
-                forced: true
-            }
-        );
-        assert_eq!(
-            plan(&[], &[("hotfix", 'e')], f())[0].1,
-            RefAction::Delete {
-                old: id('e'),
-                forced: true
-            }
-        );
+    fn decisions_table() {
+        let (m, no) = (|c| at("main", c), Refs::new);
+        #[rustfmt::skip]
+        let rows = [
+            ("create", m('c'), no(), no(), create('c')),
+            ("unchanged", m('c'), m('c'), no(), unchanged('c')),
+            ("fast-forward of what the mirror pushed", m('c'), m('a'), m('a'), update('a', 'c', false)),
+            ("fast-forward with no record (pushed before the ledger)", m('c'), m('a'), no(), update('a', 'c', false)),
+            ("fast-forward of a ref moved on the standby along the source's history", m('c'), m('b'), m('a'), update('b', 'c', false)),
+            ("source rewound", m('a'), m('c'), m('c'), diverged(Some('a'), 'c')),
+            ("source force-pushed", m('d'), m('c'), m('c'), diverged(Some('d'), 'c')),
+            ("standby pushed to", m('c'), m('e'), m('c'), diverged(Some('c'), 'e')),
+            ("standby pushed to, no record", m('c'), m('e'), no(), diverged(Some('c'), 'e')),
+        ];
+        check(&rows, false);
+    }
+
+    #[test]
+    fn a_ref_the_source_deleted_is_deleted_only_while_the_standby_holds_what_the_mirror_pushed() {
+        let (f, t, no) = (|c| at("feature", c), |c| at("refs/tags/v1", c), Refs::new);
+        #[rustfmt::skip]
+        let rows = [
+            ("deleted at the source", no(), f('b'), f('b'), delete('b', false)),
+            // 9a: a squash-merged branch whose tip a cold cache never fetched.
+            ("deleted at the source, its tip not in the cache", no(), f('e'), f('e'), delete('e', false)),
+            // 9b: release/osaka-fix made on the standby at a commit that was mirrored.
+            ("made on the standby at a mirrored commit", no(), f('b'), no(), diverged(None, 'b')),
+            ("made on the standby", no(), f('e'), no(), diverged(None, 'e')),
+            ("moved on the standby since the mirror pushed it", no(), f('b'), f('a'), diverged(None, 'b')),
+            ("tag deleted at the source", no(), t('a'), t('a'), delete('a', false)),
+            ("tag made on the standby", no(), t('a'), no(), diverged(None, 'a')),
+        ];
+        check(&rows, false);
+    }
+
+    #[test]
+    fn tags_never_move_even_when_the_mirror_pushed_them() {
+        let (t, no) = (|c| at("refs/tags/v1", c), Refs::new);
+        #[rustfmt::skip]
+        let rows = [
+            ("tag moved", t('c'), t('a'), t('a'), diverged(Some('c'), 'a')),
+            ("tag moved, no record", t('c'), t('a'), no(), diverged(Some('c'), 'a')),
+        ];
+        check(&rows, false);
+    }
+
+    #[test]
+    fn force_overwrites_and_deletes_what_the_mirror_does_not_own() {
+        let (m, h, no) = (|c| at("main", c), |c| at("hotfix", c), Refs::new);
+        #[rustfmt::skip]
+        let rows = [
+            ("force-pushed", m('d'), m('c'), no(), update('c', 'd', true)),
+            ("made on the standby", no(), h('e'), no(), delete('e', true)),
+            ("deleted at the source, owned", no(), h('e'), h('e'), delete('e', false)),
+            ("a fast-forward stays a fast-forward", m('c'), m('a'), no(), update('a', 'c', false)),
+        ];
+        check(&rows, true);
+    }
+
+    #[test]
+    fn no_ledger_means_nothing_is_deleted_unless_forced() {
+        let got = plan(&[], &[("feature", 'b')], MirrorOptions::default());
+        assert_eq!(got[0].1, diverged(None, 'b'));
     }
 
     #[test]
@@ -623,10 +656,21 @@ mod tests {
         let opts = MirrorOptions {
             force: true,
             standby_default: Some(RefName::branch("main").unwrap()),
+            ..MirrorOptions::default()
         };
         assert_eq!(
-            plan(&[], &[("main", 'c')], opts)[0].1,
+            plan(&[], &[("main", 'c')], opts.clone())[0].1,
             RefAction::Kept { standby: id('c') }
+        );
+        let owned = MirrorOptions {
+            force: false,
+            owned: map(&[("main", 'c')]),
+            ..opts
+        };
+        assert_eq!(
+            plan(&[], &[("main", 'c')], owned)[0].1,
+            RefAction::Kept { standby: id('c') },
+            "even when the mirror pushed it"
         );
     }
 

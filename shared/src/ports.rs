@@ -82,6 +82,24 @@ pub trait DefaultBranchSource: Send + Sync {
     fn default_branch(&self) -> Result<Option<String>, ServiceError>;
 }
 
+/// What the mirror last pushed to each ref of one standby repository: the values it owns
+/// there. The mirror deletes or overwrites a standby ref only while the standby still holds
+/// its recorded value; anything else was made or moved on the standby. Called from the
+/// thread the mirror runs on.
+pub trait PushLedger: Send + Sync + std::fmt::Debug {
+    /// The recorded values of `refs` (a ref with no record is absent from the answer).
+    fn recorded(
+        &self,
+        refs: &[crate::refs::RefName],
+    ) -> Result<crate::mirror::RefMap, ServiceError>;
+
+    /// Records each ref's new value (`None`: deleted, the record is forgotten).
+    fn record(
+        &self,
+        changes: &[(crate::refs::RefName, Option<CommitId>)],
+    ) -> Result<(), ServiceError>;
+}
+
 /// A git remote: where it is, how it is shown, and how to log in (no static secrets).
 #[derive(Clone)]
 pub struct GitRemote {
@@ -113,6 +131,9 @@ pub struct MirrorRequest {
     pub selection: crate::mirror::RefSelection,
     pub force: bool,
     pub dry_run: bool,
+    /// What the mirror pushed to the target before; `None`: nothing is known, so no target
+    /// ref is deleted unless forced.
+    pub ledger: Option<std::sync::Arc<dyn PushLedger>>,
 }
 
 /// Progress of a long transfer, for a progress bar.
@@ -172,6 +193,13 @@ pub enum MirrorError {
         role: &'static str,
         detail: String,
     },
+    /// The target's [`PushLedger`] could not be read: nothing was pushed.
+    #[error("cannot read what the mirror pushed to {location} before (its ledger)")]
+    Ledger {
+        location: String,
+        #[source]
+        source: ServiceError,
+    },
     /// `refs` may name thousands of refs: the message shows the first 1,000 bytes (an
     /// error travels in `Sync Failed`, logs and the Lambda's failure record).
     #[error(
@@ -184,7 +212,10 @@ pub enum MirrorError {
 impl MirrorError {
     /// True when running again later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Unreachable { .. } | Self::Contended { .. })
+        match self {
+            Self::Ledger { source, .. } => source.transient,
+            _ => matches!(self, Self::Unreachable { .. } | Self::Contended { .. }),
+        }
     }
 }
 
@@ -227,7 +258,8 @@ impl ServiceError {
     }
 }
 
-/// Commit ancestry in one repository, for choosing diff bases.
+/// Commit ancestry in one repository, and its refs' current values: what makes the judges
+/// level-triggered (they act on the ref's head now, not on what an event said).
 pub trait Ancestry {
     /// The best common ancestor of `a` and `b`; `None` when their histories are unrelated.
     fn merge_base(
@@ -236,40 +268,68 @@ pub trait Ancestry {
         b: &CommitId,
     ) -> impl Future<Output = Result<Option<CommitId>, ChangeError>> + Send;
 
-    /// The commit `branch` points at now; `None` when there is no such branch.
+    /// The commit `branch` points at now (CodeCommit's `GetBranch`); `None` when there is no
+    /// such branch.
     fn branch_head(
         &self,
         branch: &str,
     ) -> impl Future<Output = Result<Option<CommitId>, ChangeError>> + Send;
+
+    /// The first parent of `commit` (CodeCommit's `GetCommit`); `None` for a root commit.
+    fn first_parent(
+        &self,
+        commit: &CommitId,
+    ) -> impl Future<Output = Result<Option<CommitId>, ChangeError>> + Send;
+
+    /// Every branch's short name (CodeCommit's `ListBranches`, every page): what the
+    /// pipeline-judge's scheduled sweep judges, so a push whose events were all lost is
+    /// still deployed.
+    fn branches(&self) -> impl Future<Output = Result<Vec<String>, ChangeError>> + Send;
 }
 
-/// What a consumer (the sync, or one pipeline target) last handled on one ref.
+/// A start one invocation has claimed and not yet recorded. While its lease runs, no other
+/// invocation judges the (target, ref): starts of one ref are serialised and ordered.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PendingStart {
+    /// The head being started.
+    pub commit: CommitId,
+    /// When it was claimed (Unix seconds, the store's clock): a run started for it began no
+    /// earlier, which is how a takeover tells it from an older run at the same commit.
+    pub claimed_at: u64,
+    /// Until when (Unix seconds) no other invocation may take it over.
+    pub lease_until: u64,
+}
+
+/// What a consumer (the sync, or one pipeline target) has done on one ref.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Checkpoint {
-    pub commit: CommitId,
-    /// Bumped by every save: a save names the version it read (optimistic locking).
+    /// The head it last judged: for a target, the commit whose tree it last started on or
+    /// found nothing to start for. `None` until the first judgement completes.
+    pub commit: Option<CommitId>,
+    /// Bumped by every save: a save names the version it read (compare-and-swap).
     pub version: u64,
-    /// Where the handled history starts: the consumer has judged every commit reachable
-    /// from `commit` but not from `covered_from`. `None`: every commit reachable from
-    /// `commit`. An older event inside the handled history is a duplicate; one before
-    /// `covered_from` still needs judging.
+    /// A claimed start not yet recorded (targets only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub covered_from: Option<CommitId>,
+    pub pending: Option<PendingStart>,
+    /// The id of the last run started on this ref (targets only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
-/// The state of one (target, commit) start.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// This invocation holds the start: start it, then [`CheckpointStore::record_start`].
-    Won,
-    /// Already started; the run's id.
-    Started(String),
-    /// Another invocation is starting it now (its lease has not run out).
-    InProgress,
+impl Checkpoint {
+    /// A checkpoint at `commit` with nothing pending (the version is the store's to set).
+    pub fn at(commit: CommitId) -> Self {
+        Self {
+            commit: Some(commit),
+            version: 0,
+            pending: None,
+            run_id: None,
+        }
+    }
 }
 
-/// The durable store of checkpoints and start records (DynamoDB in AWS). Every write is
-/// conditional, so concurrent invocations never lose each other's updates.
+/// The durable store of checkpoints (DynamoDB in AWS). Every write is a compare-and-swap,
+/// so concurrent invocations never lose each other's updates and a stale one always loses.
 pub trait CheckpointStore {
     /// The checkpoint of `consumer` on `reference` of `repository`.
     fn load(
@@ -279,54 +339,48 @@ pub trait CheckpointStore {
         reference: &crate::refs::RefName,
     ) -> impl Future<Output = Result<Option<Checkpoint>, ServiceError>> + Send;
 
-    /// Moves the checkpoint to `commit`, its handled history starting after
-    /// `covered_from`, if it is still `expected` (`None`: still absent). `Ok(false)`: it
-    /// moved meanwhile, nothing was written.
-    fn save_covering(
-        &self,
-        consumer: &str,
-        repository: &str,
-        reference: &crate::refs::RefName,
-        commit: &CommitId,
-        covered_from: Option<&CommitId>,
-        expected: Option<&Checkpoint>,
-    ) -> impl Future<Output = Result<bool, ServiceError>> + Send;
-
-    /// [`save_covering`](Self::save_covering) with all of `commit`'s history handled.
+    /// Replaces the checkpoint with `next` (its `commit`, `pending` and `run_id`; the
+    /// version becomes `expected`'s plus one, or 1) if it is still `expected` (`None`: still
+    /// absent). `Ok(false)`: it changed meanwhile and nothing was written.
     fn save(
         &self,
         consumer: &str,
         repository: &str,
         reference: &crate::refs::RefName,
-        commit: &CommitId,
+        next: &Checkpoint,
         expected: Option<&Checkpoint>,
-    ) -> impl Future<Output = Result<bool, ServiceError>> + Send {
-        self.save_covering(consumer, repository, reference, commit, None, expected)
+    ) -> impl Future<Output = Result<bool, ServiceError>> + Send;
+
+    /// The clock leases are measured by, in Unix seconds.
+    fn now(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
     }
+}
 
-    /// Claims the start of `target` at `commit`, before starting it. A claim whose holder
-    /// did not record a start within `lease` may be taken over.
-    fn claim_start(
-        &self,
-        target: &str,
-        commit: &CommitId,
-        lease: std::time::Duration,
-    ) -> impl Future<Output = Result<Claim, ServiceError>> + Send;
+/// What a target starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    CodePipeline,
+    CodeBuild,
+}
 
-    /// Gives up a claim whose start failed, so that a retry may claim it at once.
-    fn release_start(
-        &self,
-        target: &str,
-        commit: &CommitId,
-    ) -> impl Future<Output = Result<(), ServiceError>> + Send;
+impl RunKind {
+    /// `codepipeline` or `codebuild`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::CodePipeline => "codepipeline",
+            Self::CodeBuild => "codebuild",
+        }
+    }
+}
 
-    /// Records that the claimed start happened, with the run's id.
-    fn record_start(
-        &self,
-        target: &str,
-        commit: &CommitId,
-        run_id: &str,
-    ) -> impl Future<Output = Result<(), ServiceError>> + Send;
+impl std::fmt::Display for RunKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
 }
 
 /// One start of a pipeline or build, pinned to a commit.
@@ -334,8 +388,7 @@ pub trait CheckpointStore {
 pub struct StartRequest {
     /// The target's name in the config.
     pub target: String,
-    /// `codepipeline` or `codebuild`.
-    pub kind: &'static str,
+    pub kind: RunKind,
     /// The pipeline or project.
     pub name: String,
     /// The CodePipeline source action pinned to the commit.
@@ -346,6 +399,10 @@ pub struct StartRequest {
     pub reference: crate::refs::RefName,
     /// Pipeline variables (name, value).
     pub variables: Vec<(String, String)>,
+    /// Which judgement of the (target, ref) this start is (its checkpoint's version when
+    /// claimed): a repeated transition, such as a force-push back to a commit started
+    /// before, is a new start with a new token.
+    pub sequence: u64,
     /// `clientRequestToken` or `idempotencyToken`: derived from every other field (see
     /// [`StartRequest::new`]), so the same for every attempt with the same parameters.
     pub token: String,
@@ -354,15 +411,16 @@ pub struct StartRequest {
 impl StartRequest {
     /// A start of `target` at `commit`, with its token.
     ///
-    /// The token is `tozai-COMMIT-HASH`, HASH covering the target and every parameter the
-    /// start sends (kind, pipeline or project, source action, commit, ref, variables): a
+    /// The token is `tozai-COMMIT-HASH`, HASH covering the target, its sequence and every
+    /// parameter the start sends (kind, pipeline or project, source action, commit, ref,
+    /// variables): a
     /// retry with the same parameters sends the same token, and a start with other
     /// parameters another one, which CodeBuild (5 minutes of idempotency, an error for the
     /// same token with other parameters) requires. At most 128 characters of
     /// `[a-zA-Z0-9-]`. At-most-once rests on the claim store, not on the token.
     pub fn new(
         target: &str,
-        kind: &'static str,
+        kind: RunKind,
         name: &str,
         source_action: Option<String>,
         commit: CommitId,
@@ -377,10 +435,18 @@ impl StartRequest {
             commit,
             reference,
             variables,
+            sequence: 0,
             token: String::new(),
         };
         request.token = request.derived_token();
         request
+    }
+
+    /// The same start as the `sequence`-th judgement of its (target, ref), with its token.
+    pub fn with_sequence(mut self, sequence: u64) -> Self {
+        self.sequence = sequence;
+        self.token = self.derived_token();
+        self
     }
 
     /// The token the parameters give (see [`StartRequest::new`]).
@@ -394,6 +460,7 @@ impl StartRequest {
             self.commit.as_str(),
             self.reference.full(),
             self.variables,
+            self.sequence,
         ]);
         let digest = Sha256::digest(parameters.to_string().as_bytes());
         let hash: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
@@ -408,6 +475,17 @@ pub trait Starter {
         &self,
         request: &StartRequest,
     ) -> impl Future<Output = Result<String, ServiceError>> + Send;
+
+    /// The run `request` started, if one exists: same pipeline or project, pinned to the
+    /// same commit (CodeBuild's `sourceVersion`, CodePipeline's `sourceRevisions`), with
+    /// tozai's `TOZAI_REF` variable naming the same ref, begun at or after `since` (Unix
+    /// seconds). Called before taking over a claim whose lease ran out, so a start whose
+    /// record failed is never repeated.
+    fn find_run(
+        &self,
+        request: &StartRequest,
+        since: u64,
+    ) -> impl Future<Output = Result<Option<String>, ServiceError>> + Send;
 }
 
 /// Publishes tozai's own events (`Sync Requested`, `Sync Completed`, `Sync Failed`).
@@ -417,4 +495,19 @@ pub trait EventSink {
         detail_type: &str,
         detail: &serde_json::Value,
     ) -> impl Future<Output = Result<(), ServiceError>> + Send;
+}
+
+/// Mirrors one ref from the primary's repository to the standby's, from the source's
+/// current state (never an older commit over a newer one).
+pub trait RefMirror {
+    fn mirror_ref(
+        &self,
+        reference: &crate::refs::RefName,
+    ) -> impl Future<Output = Result<crate::mirror::MirrorOutcome, MirrorError>> + Send;
+
+    /// Mirrors every branch and tag the selection names (the scheduled reconciliation).
+    fn mirror_selected(
+        &self,
+        selection: crate::mirror::RefSelection,
+    ) -> impl Future<Output = Result<crate::mirror::MirrorOutcome, MirrorError>> + Send;
 }

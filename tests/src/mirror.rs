@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use tozai::adapters::local::ledger::FileLedger;
 use tozai::mirror::{MirrorOutcome, RefStatus};
 use tozai::ports::GitRemote;
 
@@ -120,4 +121,12 @@ pub fn json_status(v: &serde_json::Value, name: &str) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no status for {name} in {v:#}"))
         .to_owned()
+}
+
+/// The mirror's ledger for the standby `repository`, in `dir` (`mirrored.json`), as the CLI
+/// keeps it.
+pub fn file_ledger(dir: &Path, repository: &str) -> std::sync::Arc<FileLedger> {
+    let ledger = FileLedger::open(dir, repository)
+        .unwrap_or_else(|e| panic!("cannot open a ledger in {}: {e}", dir.display()));
+    std::sync::Arc::new(ledger)
 }

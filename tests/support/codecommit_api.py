@@ -302,6 +302,25 @@ def get_branch(body):
     return {"branch": {"branchName": name, "commitId": text(found.stdout).strip()}}
 
 
+# ListBranches's page size is not documented; pages this small make the client's paging
+# run in tests with a handful of branches.
+BRANCH_PAGE = 2
+
+
+def list_branches(body):
+    repo = repository(body)
+    token = body.get("nextToken")
+    try:
+        offset = int(token) if token else 0
+    except (TypeError, ValueError):
+        raise ApiError("InvalidContinuationTokenException", "The continuation token is not valid.")
+    names = text(git(repo, "for-each-ref", "--format=%(refname:strip=2)", "refs/heads/").stdout).split()
+    answer = {"branches": names[offset:offset + BRANCH_PAGE]}
+    if offset + BRANCH_PAGE < len(names):
+        answer["nextToken"] = str(offset + BRANCH_PAGE)
+    return answer
+
+
 def person(line):
     match = PERSON_RE.match(line)
     if match is None:
@@ -395,6 +414,7 @@ OPERATIONS = {
     "GetRepository": get_repository,
     "GetCommit": get_commit,
     "GetMergeOptions": get_merge_options,
+    "ListBranches": list_branches,
 }
 
 

@@ -1,9 +1,10 @@
 //! The mirror Lambda: on `Sync Requested`, and on a branch or tag deleted in the primary's
-//! repository, mirrors that ref to the standby (git2, IAM-signed HTTPS, fast-forward only)
-//! and publishes `Sync Completed` or `Sync Failed`. A thin handler over
+//! repository, mirrors that ref to the standby (git2, IAM-signed HTTPS, fast-forward only,
+//! deleting only what it pushed: its ledger is in `TOZAI_TABLE`) and publishes
+//! `Sync Completed` or `Sync Failed`. A thin handler over
 //! [`tozai::judge::mirror_job`]; settings in [`tozai::lambda`].
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use tozai::{judge, lambda};
 
@@ -20,7 +21,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(async move |event: LambdaEvent<Value>| {
         let inbound = lambda::inbound(event.payload)?;
         let record = judge::mirror_job(config, mirror, events, inbound).await;
-        Ok::<judge::DecisionRecord, Error>(lambda::logged(record)?)
+        Ok::<judge::DecisionRecord, Diagnostic>(lambda::logged(record)?)
     }))
     .await
 }

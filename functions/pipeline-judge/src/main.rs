@@ -3,7 +3,7 @@
 //! commit, at most once per (target, commit). A thin handler over
 //! [`tozai::judge::pipeline_judge`]; settings in [`tozai::lambda`].
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use tozai::{judge, lambda};
 
@@ -21,7 +21,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(async move |event: LambdaEvent<Value>| {
         let inbound = lambda::inbound(event.payload)?;
         let record = judge::pipeline_judge(config, region, repo, store, starter, inbound).await;
-        Ok::<judge::DecisionRecord, Error>(lambda::logged(record)?)
+        Ok::<judge::DecisionRecord, Diagnostic>(lambda::logged(record)?)
     }))
     .await
 }

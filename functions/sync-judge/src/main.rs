@@ -2,7 +2,7 @@
 //! whether to mirror it, and if so publishes `Sync Requested` for the mirror. A thin
 //! handler over [`tozai::judge::sync_judge`]; settings in [`tozai::lambda`].
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use tozai::{judge, lambda};
 
@@ -19,7 +19,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(async move |event: LambdaEvent<Value>| {
         let inbound = lambda::inbound(event.payload)?;
         let record = judge::sync_judge(config, repo, store, events, ignored, inbound).await;
-        Ok::<judge::DecisionRecord, Error>(lambda::logged(record)?)
+        Ok::<judge::DecisionRecord, Diagnostic>(lambda::logged(record)?)
     }))
     .await
 }

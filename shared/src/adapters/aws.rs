@@ -7,6 +7,7 @@
 //! path. Errors keep the AWS error code and say whether a retry may help: throttling,
 //! timeouts and network failures are transient; a missing pipeline is not.
 
+pub mod ledger;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_codecommit::error::ProvideErrorMetadata;
@@ -14,8 +15,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::change::{Change, ChangeKind, RepoPath};
 use crate::ports::{
-    Ancestry, ChangeError, ChangeSource, Checkpoint, CheckpointStore, Claim, EventSink,
-    ServiceError, StartRequest, Starter,
+    Ancestry, ChangeError, ChangeSource, Checkpoint, CheckpointStore, EventSink, PendingStart,
+    RunKind, ServiceError, StartRequest, Starter,
 };
 use crate::refs::{CommitId, RefName};
 
@@ -341,25 +342,48 @@ impl Ancestry for CodeCommitRepo {
             Err(err) => Err(self.error("GetBranch failed", branch, err)),
         }
     }
+
+    fn first_parent(
+        &self,
+        commit: &CommitId,
+    ) -> impl Future<Output = Result<Option<CommitId>, ChangeError>> + Send {
+        CodeCommitRepo::first_parent(self, commit)
+    }
+
+    async fn branches(&self) -> Result<Vec<String>, ChangeError> {
+        let mut names = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .client
+                .list_branches()
+                .repository_name(&self.repository)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| self.error("ListBranches failed", &self.repository, e))?;
+            names.extend(out.branches().iter().cloned());
+            match out.next_token() {
+                Some(next) if !next.is_empty() => token = Some(next.to_owned()),
+                _ => return Ok(names),
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------- DynamoDB
 
-/// Checkpoints and start records in one DynamoDB table whose partition key is the string
-/// attribute `pk`. Items:
-///
-/// - checkpoint: `pk = ["checkpoint", CONSUMER, REPOSITORY, REF]` (a JSON array, so no name
-///   can collide with another), `commit`, `version`, `updated_at`;
-/// - start: `pk = ["start", TARGET, COMMIT]`, `state` (`starting` or `started`),
-///   `lease_until`, `run_id`, and `expires_at` for the table's TTL (90 days).
+/// Checkpoints in one DynamoDB table whose partition key is the string attribute `pk`: one
+/// item per (consumer, repository, ref), `pk = ["checkpoint", CONSUMER, REPOSITORY, REF]`
+/// (a JSON array, so no name can collide with another), with `version`, `updated_at`, and
+/// when set `commit`, `run_id` and the pending start (`pending_commit`,
+/// `pending_claimed_at`, `pending_lease_until`). Every save is conditional on the version
+/// read.
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
 }
-
-/// How long start records are kept (the table's TTL attribute is `expires_at`).
-const START_RECORD_DAYS: u64 = 90;
 
 impl DynamoStore {
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
@@ -375,10 +399,6 @@ impl DynamoStore {
 
     fn checkpoint_key(consumer: &str, repository: &str, reference: &RefName) -> String {
         serde_json::json!(["checkpoint", consumer, repository, reference.full()]).to_string()
-    }
-
-    fn start_key(target: &str, commit: &CommitId) -> String {
-        serde_json::json!(["start", target, commit.as_str()]).to_string()
     }
 
     async fn get(
@@ -402,15 +422,48 @@ impl DynamoStore {
     }
 }
 
-fn string<'a>(
-    item: &'a std::collections::HashMap<String, AttributeValue>,
-    name: &str,
-) -> Option<&'a str> {
+type Item = std::collections::HashMap<String, AttributeValue>;
+
+fn string<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     item.get(name)?.as_s().ok().map(String::as_str)
+}
+
+fn number(item: &Item, name: &str) -> Option<u64> {
+    item.get(name)?.as_n().ok()?.parse().ok()
 }
 
 fn is_condition_failure<E: ProvideErrorMetadata + std::error::Error>(err: &SdkError<E>) -> bool {
     classify(err).0.as_deref() == Some("ConditionalCheckFailedException")
+}
+
+impl DynamoStore {
+    /// A stored item as a checkpoint; what is wrong with it, named, when it is not one.
+    fn checkpoint(&self, key: &str, item: &Item) -> Result<Checkpoint, ServiceError> {
+        let commit = |name: &str| -> Result<Option<CommitId>, ServiceError> {
+            string(item, name)
+                .map(|c| c.parse())
+                .transpose()
+                .map_err(|_| self.invalid(key, &format!("an invalid {name}")))
+        };
+        let version =
+            number(item, "version").ok_or_else(|| self.invalid(key, "no valid version"))?;
+        let pending = match commit("pending_commit")? {
+            None => None,
+            Some(commit) => Some(PendingStart {
+                commit,
+                claimed_at: number(item, "pending_claimed_at")
+                    .ok_or_else(|| self.invalid(key, "no valid pending_claimed_at"))?,
+                lease_until: number(item, "pending_lease_until")
+                    .ok_or_else(|| self.invalid(key, "no valid pending_lease_until"))?,
+            }),
+        };
+        Ok(Checkpoint {
+            commit: commit("commit")?,
+            version,
+            pending,
+            run_id: string(item, "run_id").map(str::to_owned),
+        })
+    }
 }
 
 impl CheckpointStore for DynamoStore {
@@ -421,38 +474,18 @@ impl CheckpointStore for DynamoStore {
         reference: &RefName,
     ) -> Result<Option<Checkpoint>, ServiceError> {
         let key = Self::checkpoint_key(consumer, repository, reference);
-        let Some(item) = self.get(&key).await? else {
-            return Ok(None);
-        };
-        let commit = string(&item, "commit")
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| self.invalid(&key, "no valid commit"))?;
-        let version = item
-            .get("version")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| self.invalid(&key, "no valid version"))?;
-        let covered_from = match string(&item, "covered_from") {
-            None => None,
-            Some(c) => Some(
-                c.parse()
-                    .map_err(|_| self.invalid(&key, "an invalid covered_from"))?,
-            ),
-        };
-        Ok(Some(Checkpoint {
-            commit,
-            version,
-            covered_from,
-        }))
+        match self.get(&key).await? {
+            None => Ok(None),
+            Some(item) => self.checkpoint(&key, &item).map(Some),
+        }
     }
 
-    async fn save_covering(
+    async fn save(
         &self,
         consumer: &str,
         repository: &str,
         reference: &RefName,
-        commit: &CommitId,
-        covered_from: Option<&CommitId>,
+        next: &Checkpoint,
         expected: Option<&Checkpoint>,
     ) -> Result<bool, ServiceError> {
         let key = Self::checkpoint_key(consumer, repository, reference);
@@ -462,11 +495,25 @@ impl CheckpointStore for DynamoStore {
             .put_item()
             .table_name(&self.table)
             .item("pk", AttributeValue::S(key.clone()))
-            .item("commit", AttributeValue::S(commit.to_string()))
             .item("version", AttributeValue::N(version.to_string()))
             .item("updated_at", AttributeValue::N(now_secs().to_string()));
-        if let Some(from) = covered_from {
-            put = put.item("covered_from", AttributeValue::S(from.to_string()));
+        if let Some(commit) = &next.commit {
+            put = put.item("commit", AttributeValue::S(commit.to_string()));
+        }
+        if let Some(run_id) = &next.run_id {
+            put = put.item("run_id", AttributeValue::S(run_id.clone()));
+        }
+        if let Some(p) = &next.pending {
+            put = put
+                .item("pending_commit", AttributeValue::S(p.commit.to_string()))
+                .item(
+                    "pending_claimed_at",
+                    AttributeValue::N(p.claimed_at.to_string()),
+                )
+                .item(
+                    "pending_lease_until",
+                    AttributeValue::N(p.lease_until.to_string()),
+                );
         }
         put = match expected {
             None => put.condition_expression("attribute_not_exists(pk)"),
@@ -484,97 +531,6 @@ impl CheckpointStore for DynamoStore {
                 err,
             )),
         }
-    }
-
-    async fn claim_start(
-        &self,
-        target: &str,
-        commit: &CommitId,
-        lease: Duration,
-    ) -> Result<Claim, ServiceError> {
-        let key = Self::start_key(target, commit);
-        let now = now_secs();
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", AttributeValue::S(key.clone()))
-            .item("state", AttributeValue::S("starting".into()))
-            .item(
-                "lease_until",
-                AttributeValue::N((now + lease.as_secs()).to_string()),
-            )
-            .item(
-                "expires_at",
-                AttributeValue::N((now + START_RECORD_DAYS * 86_400).to_string()),
-            )
-            .condition_expression("attribute_not_exists(pk) OR (#s = :starting AND #l < :now)")
-            .expression_attribute_names("#s", "state")
-            .expression_attribute_names("#l", "lease_until")
-            .expression_attribute_values(":starting", AttributeValue::S("starting".into()))
-            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(Claim::Won),
-            Err(err) if is_condition_failure(&err) => {
-                let item = self.get(&key).await?.unwrap_or_default();
-                match (string(&item, "state"), string(&item, "run_id")) {
-                    (Some("started"), Some(id)) => Ok(Claim::Started(id.to_owned())),
-                    _ => Ok(Claim::InProgress),
-                }
-            }
-            Err(err) => Err(service_error(
-                &self.service(),
-                format!("PutItem {key}"),
-                err,
-            )),
-        }
-    }
-
-    async fn release_start(&self, target: &str, commit: &CommitId) -> Result<(), ServiceError> {
-        let key = Self::start_key(target, commit);
-        let deleted = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(key.clone()))
-            .condition_expression("#s = :starting")
-            .expression_attribute_names("#s", "state")
-            .expression_attribute_values(":starting", AttributeValue::S("starting".into()))
-            .send()
-            .await;
-        match deleted {
-            Ok(_) => Ok(()),
-            Err(err) if is_condition_failure(&err) => Ok(()),
-            Err(err) => Err(service_error(
-                &self.service(),
-                format!("DeleteItem {key}"),
-                err,
-            )),
-        }
-    }
-
-    async fn record_start(
-        &self,
-        target: &str,
-        commit: &CommitId,
-        run_id: &str,
-    ) -> Result<(), ServiceError> {
-        let key = Self::start_key(target, commit);
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(key.clone()))
-            .update_expression("SET #s = :started, run_id = :id, started_at = :now")
-            .expression_attribute_names("#s", "state")
-            .expression_attribute_values(":started", AttributeValue::S("started".into()))
-            .expression_attribute_values(":id", AttributeValue::S(run_id.to_owned()))
-            .expression_attribute_values(":now", AttributeValue::N(now_secs().to_string()))
-            .send()
-            .await
-            .map_err(|e| service_error(&self.service(), format!("UpdateItem {key}"), e))?;
-        Ok(())
     }
 }
 
@@ -733,13 +689,140 @@ impl AwsStarter {
     }
 }
 
+/// How far a run's start time (the service's clock) may be before the claim (the judge's
+/// clock) and still be the claim's run.
+const CLOCK_SKEW_SECS: u64 = 5;
+
+/// The `TOZAI_REF` value of a run's variables.
+fn names_ref<'a>(
+    mut variables: impl Iterator<Item = (&'a str, &'a str)>,
+    r: &StartRequest,
+) -> bool {
+    let full = r.reference.full();
+    variables.any(|(name, value)| name == "TOZAI_REF" && value == full)
+}
+
+fn started_since(time: Option<&aws_sdk_codebuild::primitives::DateTime>, since: u64) -> bool {
+    time.is_some_and(|t| t.secs() >= since.saturating_sub(CLOCK_SKEW_SECS) as i64)
+}
+
+impl AwsStarter {
+    /// The newest build of the project at `r.commit` for `r.reference` begun since `since`
+    /// (ListBuildsForProject's first page, newest first, then BatchGetBuilds).
+    async fn find_build(
+        &self,
+        r: &StartRequest,
+        since: u64,
+    ) -> Result<Option<String>, ServiceError> {
+        use aws_sdk_codebuild::types::SortOrderType;
+        let service = format!("CodeBuild project {}", r.name);
+        let ids = self
+            .codebuild
+            .list_builds_for_project()
+            .project_name(&r.name)
+            .sort_order(SortOrderType::Descending)
+            .send()
+            .await
+            .map_err(|e| service_error(&service, "ListBuildsForProject failed".into(), e))?
+            .ids
+            .unwrap_or_default();
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        let builds = self
+            .codebuild
+            .batch_get_builds()
+            .set_ids(Some(ids.into_iter().take(100).collect()))
+            .send()
+            .await
+            .map_err(|e| service_error(&service, "BatchGetBuilds failed".into(), e))?;
+        Ok(builds
+            .builds()
+            .iter()
+            .filter(|b| started_since(b.start_time(), since))
+            .filter(|b| b.source_version() == Some(r.commit.as_str()))
+            .find(|b| {
+                let variables = b
+                    .environment()
+                    .map(|e| e.environment_variables())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|v| (v.name(), v.value()));
+                names_ref(variables, r)
+            })
+            .and_then(|b| b.id().map(str::to_owned)))
+    }
+
+    /// The newest execution of the pipeline whose source action ran at `r.commit` for
+    /// `r.reference`, begun since `since` (ListPipelineExecutions's first page, then
+    /// GetPipelineExecution for its variables).
+    async fn find_execution(
+        &self,
+        r: &StartRequest,
+        source_action: &str,
+        since: u64,
+    ) -> Result<Option<String>, ServiceError> {
+        let service = format!("CodePipeline pipeline {}", r.name);
+        let listed = self
+            .codepipeline
+            .list_pipeline_executions()
+            .pipeline_name(&r.name)
+            .max_results(100)
+            .send()
+            .await
+            .map_err(|e| service_error(&service, "ListPipelineExecutions failed".into(), e))?;
+        let candidates = listed.pipeline_execution_summaries().iter().filter(|x| {
+            started_since(x.start_time(), since)
+                && x.source_revisions().iter().any(|s| {
+                    s.action_name() == source_action && s.revision_id() == Some(r.commit.as_str())
+                })
+        });
+        for candidate in candidates {
+            let Some(id) = candidate.pipeline_execution_id() else {
+                continue;
+            };
+            let execution = self
+                .codepipeline
+                .get_pipeline_execution()
+                .pipeline_name(&r.name)
+                .pipeline_execution_id(id)
+                .send()
+                .await
+                .map_err(|e| service_error(&service, "GetPipelineExecution failed".into(), e))?;
+            let variables = execution
+                .pipeline_execution()
+                .map(|x| x.variables())
+                .unwrap_or_default()
+                .iter()
+                .map(|v| (v.name().unwrap_or(""), v.resolved_value().unwrap_or("")));
+            if names_ref(variables, r) {
+                return Ok(Some(id.to_owned()));
+            }
+        }
+        Ok(None)
+    }
+}
+
 impl Starter for AwsStarter {
     async fn start(&self, request: &StartRequest) -> Result<String, ServiceError> {
         match &request.source_action {
-            Some(action) if request.kind == "codepipeline" => {
+            Some(action) if request.kind == RunKind::CodePipeline => {
                 self.start_pipeline(request, action).await
             }
             _ => self.start_build(request).await,
+        }
+    }
+
+    async fn find_run(
+        &self,
+        request: &StartRequest,
+        since: u64,
+    ) -> Result<Option<String>, ServiceError> {
+        match &request.source_action {
+            Some(action) if request.kind == RunKind::CodePipeline => {
+                self.find_execution(request, action, since).await
+            }
+            _ => self.find_build(request, since).await,
         }
     }
 }

@@ -225,6 +225,31 @@ impl Git2Changes {
             Err(e) => Err(self.backend("cannot read a branch", e)),
         }
     }
+
+    /// Every local branch's short name.
+    pub fn branch_names(&self) -> Result<Vec<String>, ChangeError> {
+        let repo = self.repo()?;
+        let branches = repo
+            .branches(Some(git2::BranchType::Local))
+            .map_err(|e| self.backend("cannot list branches", e))?;
+        let mut names = Vec::new();
+        for branch in branches {
+            let (branch, _) = branch.map_err(|e| self.backend("cannot list branches", e))?;
+            if let Ok(Some(name)) = branch.name() {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    /// The first parent of `commit`; `None` for a root commit.
+    pub fn first_parent_of(&self, commit: &CommitId) -> Result<Option<CommitId>, ChangeError> {
+        let repo = self.repo()?;
+        let found = repo
+            .find_commit(self.oid(commit)?)
+            .map_err(|_| self.unknown(commit.as_str()))?;
+        Ok(found.parent_ids().next().map(to_id))
+    }
 }
 
 /// git2's id as a [`CommitId`]: infallible, git2 writes ids in hexadecimal.
@@ -246,5 +271,16 @@ impl crate::ports::Ancestry for Git2Changes {
         branch: &str,
     ) -> impl Future<Output = Result<Option<CommitId>, ChangeError>> + Send {
         std::future::ready(self.branch_head_of(branch))
+    }
+
+    fn first_parent(
+        &self,
+        commit: &CommitId,
+    ) -> impl Future<Output = Result<Option<CommitId>, ChangeError>> + Send {
+        std::future::ready(self.first_parent_of(commit))
+    }
+
+    fn branches(&self) -> impl Future<Output = Result<Vec<String>, ChangeError>> + Send {
+        std::future::ready(self.branch_names())
     }
 }

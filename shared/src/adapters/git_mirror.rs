@@ -5,11 +5,13 @@
 //!    directory; a missing or corrupt cache is rebuilt, never fatal);
 //! 2. fetches the source's branches and tags into it, explicitly (CodeCommit does not
 //!    auto-follow tags), pruning what the source deleted, so only new objects travel;
-//! 3. lists the target's refs and plans every selected ref ([`plan_refs`]): fast-forward
-//!    only unless forced. When the plan may delete a branch, it first reads the target's
-//!    default branch, which is never deleted (receive-pack's advertisement has no `HEAD`):
-//!    from the target's `GetRepository` source (CodeCommit), a local repository's `HEAD`,
-//!    or upload-pack's `symref=HEAD:`;
+//! 3. lists the target's refs, reads what the mirror pushed there before (the request's
+//!    [`PushLedger`](crate::ports::PushLedger): a ledger that cannot be read fails the run,
+//!    before anything is pushed) and plans every selected ref ([`plan_refs`]): fast-forward
+//!    only unless forced, and deleting only what the mirror pushed. When the plan may
+//!    delete a branch, it first reads the target's default branch, which is never deleted
+//!    (receive-pack's advertisement has no `HEAD`): from the target's `GetRepository`
+//!    source (CodeCommit), a local repository's `HEAD`, or upload-pack's `symref=HEAD:`;
 //! 4. pushes explicit refspecs (git2 takes no globs), at most 4,000 per push (fewer with
 //!    [`Git2Mirror::with_refs_per_push`]), checking in
 //!    `push_negotiation` that each target ref still has the value the plan read. A ref
@@ -17,7 +19,10 @@
 //!    re-plans (bounded);
 //! 5. reads every ref's result from `push_update_reference` (git2's `push` returns `Ok`
 //!    even when the server refuses a ref): a refusal is reported `rejected` with the
-//!    server's reason, and the other refs still land.
+//!    server's reason, and the other refs still land;
+//! 6. records in the ledger what it created, updated and deleted, and adopts the unchanged
+//!    refs whose record differs (equal to the source's, so the mirror's). A record that
+//!    fails is logged and undoes nothing: the next run adopts those refs.
 //!
 //! The first mirror into an empty standby takes a shorter way when it is exactly
 //! equivalent: the cache's pack goes to the standby as it is, over git's smart HTTP
@@ -215,16 +220,8 @@ impl Mirror for Git2Mirror {
             }
             let source_refs = local_refs(&repo, &dir)?;
             let history = RepoHistory(&repo);
-            let target_refs = list_remote(&repo, &request.target)?;
-            if standby_default.is_none()
-                && deletes_a_branch(&source_refs, &target_refs, &request.selection)
-            {
-                standby_default = Some(read_default_branch(&repo, &request.target)?);
-            }
-            let options = MirrorOptions {
-                force: request.force,
-                standby_default: standby_default.clone().flatten(),
-            };
+            let (target_refs, options) =
+                read_target(&repo, request, &source_refs, &mut standby_default)?;
             let steps = plan_refs(
                 &source_refs,
                 &target_refs,
@@ -263,6 +260,7 @@ impl Mirror for Git2Mirror {
                     &mut outcome,
                 )? {
                     PackResult::Done => {
+                        record_pushed(request, &outcome.refs, &options.owned);
                         outcome.elapsed = started.elapsed();
                         log_outcome(&outcome);
                         return Ok(outcome);
@@ -284,6 +282,7 @@ impl Mirror for Git2Mirror {
             )? {
                 PushResult::Done => {
                     landed.report_in(&mut outcome);
+                    record_pushed(request, &outcome.refs, &options.owned);
                     outcome.elapsed = started.elapsed();
                     log_outcome(&outcome);
                     return Ok(outcome);
@@ -296,10 +295,82 @@ impl Mirror for Git2Mirror {
                 }
             }
         }
+        // What earlier attempts pushed is the mirror's all the same.
+        let pushed: Vec<RefResult> = (landed.refs.into_iter())
+            .map(|(reference, status)| RefResult { reference, status })
+            .collect();
+        record_pushed(request, &pushed, &RefMap::new());
         Err(MirrorError::Contended {
             refs: moved,
             attempts: PLAN_ATTEMPTS,
         })
+    }
+}
+
+/// The target's refs and what the plan may do with them: its default branch (read once a
+/// run, and only when a branch may be deleted) and what the mirror pushed there before
+/// (the ledger's records of the selected refs the target has; none without a ledger).
+fn read_target(
+    repo: &Repository,
+    request: &MirrorRequest,
+    source_refs: &RefMap,
+    standby_default: &mut Option<Option<RefName>>,
+) -> Result<(RefMap, MirrorOptions), MirrorError> {
+    let target_refs = list_remote(repo, &request.target)?;
+    if standby_default.is_none() && deletes_a_branch(source_refs, &target_refs, &request.selection)
+    {
+        *standby_default = Some(read_default_branch(repo, &request.target)?);
+    }
+    let owned = match &request.ledger {
+        None => RefMap::new(),
+        Some(ledger) => {
+            let selected: Vec<RefName> = (target_refs.keys())
+                .filter(|r| request.selection.selects(r))
+                .cloned()
+                .collect();
+            ledger.recorded(&selected).map_err(|e| {
+                let error = super::error_chain(&e);
+                tracing::error!(standby = %request.target.shown, error = %error, transient = e.transient, "cannot read the mirror's ledger; nothing pushed");
+                MirrorError::Ledger {
+                    location: request.target.shown.clone(),
+                    source: e,
+                }
+            })?
+        }
+    };
+    let options = MirrorOptions {
+        force: request.force,
+        standby_default: standby_default.clone().flatten(),
+        owned,
+    };
+    Ok((target_refs, options))
+}
+
+/// Records in the ledger what the run left on the target as the mirror's: what it
+/// created, updated or deleted, and the unchanged refs (equal to the source's) whose record
+/// differs: a ref pushed before the ledger existed, or whose record was lost, is adopted.
+/// A failure is logged and undoes nothing: the next run adopts what is in step.
+fn record_pushed(request: &MirrorRequest, results: &[RefResult], owned: &RefMap) {
+    let Some(ledger) = &request.ledger else {
+        return;
+    };
+    let changes: Vec<(RefName, Option<CommitId>)> = results
+        .iter()
+        .filter_map(|r| {
+            let value = match &r.status {
+                RefStatus::Created { new } | RefStatus::Updated { new, .. } => Some(new),
+                RefStatus::Deleted { .. } => None,
+                RefStatus::Unchanged { at } if owned.get(&r.reference) != Some(at) => Some(at),
+                _ => return None,
+            };
+            Some((r.reference.clone(), value.cloned()))
+        })
+        .collect();
+    if changes.is_empty() {
+        return;
+    }
+    if let Err(e) = ledger.record(&changes) {
+        tracing::error!(standby = %request.target.shown, refs = changes.len(), error = %super::error_chain(&e), transient = e.transient, "pushed, but cannot record it in the mirror's ledger; the next run adopts the refs left in step");
     }
 }
 
@@ -611,12 +682,6 @@ impl History for RepoHistory<'_> {
     fn is_ancestor(&self, ancestor: &CommitId, descendant: &CommitId) -> bool {
         let (a, d) = (to_oid(ancestor), to_oid(descendant));
         a == d || self.0.graph_descendant_of(d, a).unwrap_or(false)
-    }
-    fn contains(&self, id: &CommitId) -> bool {
-        self.0
-            .odb()
-            .map(|odb| odb.exists(to_oid(id)))
-            .unwrap_or(false)
     }
 }
 

@@ -15,18 +15,19 @@
 //! The work is synchronous (small files, a local command): these adapters are for one
 //! machine, not for a Lambda.
 
+pub mod ledger;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::git_auth::civil_from_days;
 use crate::ports::{
-    Checkpoint, CheckpointStore, Claim, EventSink, ServiceError, StartRequest, Starter,
+    Checkpoint, CheckpointStore, EventSink, PendingStart, ServiceError, StartRequest, Starter,
 };
 use crate::refs::{CommitId, RefName};
 
@@ -59,19 +60,22 @@ pub fn rfc3339(time: SystemTime) -> String {
 /// A consumer's checkpoint as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct StoredCheckpoint {
-    commit: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    commit: Option<String>,
     version: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    covered_from: Option<String>,
+    pending: Option<StoredPending>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    run_id: Option<String>,
     updated_at_ms: u64,
 }
 
-/// A (target, commit) start as stored: claimed (with a lease), or started (with its id).
+/// A claimed start as stored (times in Unix seconds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-enum StoredStart {
-    Starting { lease_until_ms: u64 },
-    Started { run_id: String, started_at_ms: u64 },
+struct StoredPending {
+    commit: String,
+    claimed_at: u64,
+    lease_until: u64,
 }
 
 /// Everything a [`FileStore`] holds: the file's JSON.
@@ -80,9 +84,6 @@ struct StoreContents {
     /// consumer → repository → full ref name → checkpoint.
     #[serde(default)]
     checkpoints: BTreeMap<String, BTreeMap<String, BTreeMap<String, StoredCheckpoint>>>,
-    /// target → commit → start.
-    #[serde(default)]
-    starts: BTreeMap<String, BTreeMap<String, StoredStart>>,
 }
 
 /// The checkpoint store as `store.json` in a directory, guarded by `store.lock`.
@@ -167,6 +168,28 @@ impl FileStore {
     }
 }
 
+impl FileStore {
+    fn parsed(&self, consumer: &str, c: StoredCheckpoint) -> Result<Checkpoint, ServiceError> {
+        let commit = |text: &str| {
+            text.parse::<CommitId>()
+                .map_err(|e| self.error(&format!("checkpoint {consumer} has an invalid commit"), e))
+        };
+        Ok(Checkpoint {
+            commit: c.commit.as_deref().map(commit).transpose()?,
+            version: c.version,
+            pending: match c.pending {
+                None => None,
+                Some(p) => Some(PendingStart {
+                    commit: commit(&p.commit)?,
+                    claimed_at: p.claimed_at,
+                    lease_until: p.lease_until,
+                }),
+            },
+            run_id: c.run_id,
+        })
+    }
+}
+
 impl CheckpointStore for FileStore {
     async fn load(
         &self,
@@ -183,38 +206,15 @@ impl CheckpointStore for FileStore {
                 .cloned();
             (found, false)
         })?;
-        stored
-            .map(|c| {
-                let commit = c.commit.parse().map_err(|e| {
-                    self.error(&format!("checkpoint {consumer} has no valid commit"), e)
-                })?;
-                let covered_from = c
-                    .covered_from
-                    .as_deref()
-                    .map(str::parse)
-                    .transpose()
-                    .map_err(|e| {
-                        self.error(
-                            &format!("checkpoint {consumer} has no valid covered_from"),
-                            e,
-                        )
-                    })?;
-                Ok(Checkpoint {
-                    commit,
-                    version: c.version,
-                    covered_from,
-                })
-            })
-            .transpose()
+        stored.map(|c| self.parsed(consumer, c)).transpose()
     }
 
-    async fn save_covering(
+    async fn save(
         &self,
         consumer: &str,
         repository: &str,
         reference: &RefName,
-        commit: &CommitId,
-        covered_from: Option<&CommitId>,
+        next: &Checkpoint,
         expected: Option<&Checkpoint>,
     ) -> Result<bool, ServiceError> {
         self.with(|s| {
@@ -237,72 +237,18 @@ impl CheckpointStore for FileStore {
             slot.insert(
                 reference.full(),
                 StoredCheckpoint {
-                    commit: commit.to_string(),
+                    commit: next.commit.as_ref().map(|c| c.to_string()),
                     version: expected.map_or(1, |e| e.version + 1),
-                    covered_from: covered_from.map(|c| c.to_string()),
+                    pending: next.pending.as_ref().map(|p| StoredPending {
+                        commit: p.commit.to_string(),
+                        claimed_at: p.claimed_at,
+                        lease_until: p.lease_until,
+                    }),
+                    run_id: next.run_id.clone(),
                     updated_at_ms: now_ms(),
                 },
             );
             (true, true)
-        })
-    }
-
-    async fn claim_start(
-        &self,
-        target: &str,
-        commit: &CommitId,
-        lease: Duration,
-    ) -> Result<Claim, ServiceError> {
-        self.with(|s| {
-            let now = now_ms();
-            let starts = s.starts.entry(target.to_owned()).or_default();
-            let claim = match starts.get(commit.as_str()) {
-                Some(StoredStart::Started { run_id, .. }) => {
-                    return (Claim::Started(run_id.clone()), false);
-                }
-                // A claim whose holder neither recorded nor released it within its lease
-                // is taken over (`state = starting AND lease_until < now`).
-                Some(StoredStart::Starting { lease_until_ms }) if *lease_until_ms >= now => {
-                    return (Claim::InProgress, false);
-                }
-                _ => StoredStart::Starting {
-                    lease_until_ms: now + lease.as_millis() as u64,
-                },
-            };
-            starts.insert(commit.to_string(), claim);
-            (Claim::Won, true)
-        })
-    }
-
-    async fn release_start(&self, target: &str, commit: &CommitId) -> Result<(), ServiceError> {
-        self.with(|s| {
-            let Some(starts) = s.starts.get_mut(target) else {
-                return ((), false);
-            };
-            // Only a claim is released, never a recorded start.
-            if let Some(StoredStart::Starting { .. }) = starts.get(commit.as_str()) {
-                starts.remove(commit.as_str());
-                return ((), true);
-            }
-            ((), false)
-        })
-    }
-
-    async fn record_start(
-        &self,
-        target: &str,
-        commit: &CommitId,
-        run_id: &str,
-    ) -> Result<(), ServiceError> {
-        self.with(|s| {
-            s.starts.entry(target.to_owned()).or_default().insert(
-                commit.to_string(),
-                StoredStart::Started {
-                    run_id: run_id.to_owned(),
-                    started_at_ms: now_ms(),
-                },
-            );
-            ((), true)
         })
     }
 }
@@ -423,7 +369,7 @@ impl RecordingStarter {
             .stdin(std::process::Stdio::null())
             .envs(r.variables.iter().map(|(k, v)| (k, v)))
             .env("TOZAI_TARGET", &r.target)
-            .env("TOZAI_KIND", r.kind)
+            .env("TOZAI_KIND", r.kind.label())
             .env("TOZAI_PIPELINE", &r.name)
             .env("TOZAI_TOKEN", &r.token);
         let out = cmd.output().map_err(|e| {
@@ -472,7 +418,7 @@ impl RecordingStarter {
         let line = RecordedStart {
             run_id: run_id.clone(),
             target: r.target.clone(),
-            kind: r.kind.to_owned(),
+            kind: r.kind.label().to_owned(),
             name: r.name.clone(),
             source_action: r.source_action.clone(),
             commit: r.commit.to_string(),
@@ -499,6 +445,25 @@ impl RecordingStarter {
 impl Starter for RecordingStarter {
     async fn start(&self, request: &StartRequest) -> Result<String, ServiceError> {
         self.start_now(request)
+    }
+
+    async fn find_run(
+        &self,
+        request: &StartRequest,
+        since: u64,
+    ) -> Result<Option<String>, ServiceError> {
+        Ok(self
+            .recorded()?
+            .into_iter()
+            .rfind(|s| {
+                s.target == request.target
+                    && s.kind == request.kind.label()
+                    && s.name == request.name
+                    && s.commit == request.commit.as_str()
+                    && s.reference == request.reference.full()
+                    && s.at_ms >= since * 1000
+            })
+            .map(|s| s.run_id))
     }
 }
 

@@ -9,8 +9,13 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::change::Change;
+use crate::event::{Inbound, SYNC_REQUESTED};
 use crate::mirror::{MirrorOutcome, RefResult, RefStatus};
-use crate::ports::{Checkpoint, MirrorError};
+use crate::plan::{Reason, TargetDecision};
+use crate::ports::{
+    Ancestry, ChangeError, ChangeSource, Checkpoint, CheckpointStore, EventSink, MirrorError,
+    PendingStart, RunKind, ServiceError, StartRequest, Starter,
+};
 
 const CONFIG: &str = r#"
 primary = "tokyo"
@@ -62,6 +67,8 @@ pub(crate) struct Repo {
     commits: Mutex<Vec<FakeCommit>>,
     branches: Mutex<HashMap<String, CommitId>>,
     diffs: Mutex<Vec<(Option<CommitId>, CommitId)>>,
+    /// Diffs to these commits wait for a permit: an invocation held up mid-judgement.
+    gates: Mutex<HashMap<CommitId, std::sync::Arc<tokio::sync::Semaphore>>>,
 }
 
 fn id(n: usize) -> CommitId {
@@ -109,6 +116,25 @@ impl Repo {
     fn diff_count(&self) -> usize {
         self.diffs.lock().unwrap().len()
     }
+
+    /// Moves (`Some`) or deletes (`None`) a branch.
+    pub(crate) fn set(&self, branch: &str, head: Option<&CommitId>) {
+        let mut branches = self.branches.lock().unwrap();
+        match head {
+            Some(h) => branches.insert(branch.to_owned(), h.clone()),
+            None => branches.remove(branch),
+        };
+    }
+
+    /// Makes diffs to `after` wait until the returned semaphore gets a permit.
+    fn gate(&self, after: &CommitId) -> std::sync::Arc<tokio::sync::Semaphore> {
+        let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+        self.gates
+            .lock()
+            .unwrap()
+            .insert(after.clone(), gate.clone());
+        gate
+    }
 }
 
 impl ChangeSource for Repo {
@@ -117,6 +143,10 @@ impl ChangeSource for Repo {
         before: Option<&CommitId>,
         after: &CommitId,
     ) -> Result<Vec<Change>, ChangeError> {
+        let gate = self.gates.lock().unwrap().get(after).cloned();
+        if let Some(gate) = gate {
+            gate.acquire().await.unwrap().forget();
+        }
         self.diffs
             .lock()
             .unwrap()
@@ -157,14 +187,35 @@ impl Ancestry for Repo {
     async fn branch_head(&self, branch: &str) -> Result<Option<CommitId>, ChangeError> {
         Ok(self.branches.lock().unwrap().get(branch).cloned())
     }
+
+    async fn first_parent(&self, commit: &CommitId) -> Result<Option<CommitId>, ChangeError> {
+        let commits = self.commits.lock().unwrap();
+        Ok(commits[index(commit)].0.first().map(|&p| id(p)))
+    }
+
+    async fn branches(&self) -> Result<Vec<String>, ChangeError> {
+        let mut names: Vec<String> = self.branches.lock().unwrap().keys().cloned().collect();
+        names.sort();
+        Ok(names)
+    }
 }
 
 // ---- store, starter, events ----
 
+/// A shared virtual clock (Unix seconds) for the store's leases and the starter's runs.
+type Clock = std::sync::Arc<std::sync::atomic::AtomicU64>;
+
+fn read(clock: &Clock) -> u64 {
+    clock.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// The checkpoint store with DynamoDB's conditional writes, a clock, and a fault: the
+/// next `fail_records` saves that record a run fail as throttled.
 #[derive(Default)]
 pub(crate) struct Store {
     checkpoints: Mutex<HashMap<String, Checkpoint>>,
-    starts: Mutex<HashMap<(String, CommitId), Option<String>>>,
+    clock: Clock,
+    fail_records: Mutex<usize>,
 }
 
 fn key(consumer: &str, repository: &str, reference: &RefName) -> String {
@@ -172,13 +223,17 @@ fn key(consumer: &str, repository: &str, reference: &RefName) -> String {
 }
 
 impl Store {
-    fn at(&self, consumer: &str, reference: &str) -> Option<CommitId> {
+    fn get(&self, consumer: &str, reference: &str) -> Option<Checkpoint> {
         let r: RefName = reference.parse().unwrap();
         self.checkpoints
             .lock()
             .unwrap()
             .get(&key(consumer, "core-infra", &r))
-            .map(|c| c.commit.clone())
+            .cloned()
+    }
+
+    fn at(&self, consumer: &str, reference: &str) -> Option<CommitId> {
+        self.get(consumer, reference).and_then(|c| c.commit)
     }
 
     fn set(&self, consumer: &str, reference: &str, commit: &CommitId) {
@@ -186,9 +241,8 @@ impl Store {
         self.checkpoints.lock().unwrap().insert(
             key(consumer, "core-infra", &r),
             Checkpoint {
-                commit: commit.clone(),
                 version: 1,
-                covered_from: None,
+                ..Checkpoint::at(commit.clone())
             },
         );
     }
@@ -209,86 +263,72 @@ impl CheckpointStore for Store {
             .cloned())
     }
 
-    async fn save_covering(
+    async fn save(
         &self,
         consumer: &str,
         repository: &str,
         reference: &RefName,
-        commit: &CommitId,
-        covered_from: Option<&CommitId>,
+        next: &Checkpoint,
         expected: Option<&Checkpoint>,
     ) -> Result<bool, ServiceError> {
+        let records = next.run_id.is_some() && expected.is_some_and(|e| e.pending.is_some());
+        if records {
+            let mut fail = self.fail_records.lock().unwrap();
+            if *fail > 0 {
+                *fail -= 1;
+                return Err(ServiceError::new(
+                    "DynamoDB table t",
+                    "PutItem: ProvisionedThroughputExceededException",
+                    true,
+                ));
+            }
+        }
         let mut all = self.checkpoints.lock().unwrap();
         let k = key(consumer, repository, reference);
-        if all.get(&k) != expected {
+        if all.get(&k).map(|c| c.version) != expected.map(|e| e.version) {
             return Ok(false);
         }
         let version = expected.map_or(1, |e| e.version + 1);
         all.insert(
             k,
             Checkpoint {
-                commit: commit.clone(),
                 version,
-                covered_from: covered_from.cloned(),
+                ..next.clone()
             },
         );
         Ok(true)
     }
 
-    async fn claim_start(
-        &self,
-        target: &str,
-        commit: &CommitId,
-        _lease: Duration,
-    ) -> Result<Claim, ServiceError> {
-        let mut starts = self.starts.lock().unwrap();
-        match starts.get(&(target.to_owned(), commit.clone())) {
-            Some(Some(id)) => Ok(Claim::Started(id.clone())),
-            Some(None) => Ok(Claim::InProgress),
-            None => {
-                starts.insert((target.to_owned(), commit.clone()), None);
-                Ok(Claim::Won)
-            }
-        }
-    }
-
-    async fn release_start(&self, target: &str, commit: &CommitId) -> Result<(), ServiceError> {
-        let mut starts = self.starts.lock().unwrap();
-        if let Some(None) = starts.get(&(target.to_owned(), commit.clone())) {
-            starts.remove(&(target.to_owned(), commit.clone()));
-        }
-        Ok(())
-    }
-
-    async fn record_start(
-        &self,
-        target: &str,
-        commit: &CommitId,
-        run_id: &str,
-    ) -> Result<(), ServiceError> {
-        self.starts
-            .lock()
-            .unwrap()
-            .insert((target.to_owned(), commit.clone()), Some(run_id.to_owned()));
-        Ok(())
+    fn now(&self) -> u64 {
+        read(&self.clock)
     }
 }
 
+/// The starter: records runs (with the clock's time) and finds them like CodeBuild's
+/// `ListBuildsForProject`; a token seen before returns its run (idempotency).
 #[derive(Default)]
 pub(crate) struct Starts {
-    done: Mutex<Vec<StartRequest>>,
+    done: Mutex<Vec<(StartRequest, u64)>>,
     /// Targets whose start fails, and whether transiently.
     failing: Mutex<HashMap<String, bool>>,
+    clock: Clock,
 }
 
 impl Starts {
     fn of(&self, target: &str) -> Vec<CommitId> {
+        self.requests()
+            .iter()
+            .filter(|r| r.target == target)
+            .map(|r| r.commit.clone())
+            .collect()
+    }
+
+    fn requests(&self) -> Vec<StartRequest> {
         self.done
             .lock()
             .unwrap()
             .iter()
-            .filter(|r| r.target == target)
-            .map(|r| r.commit.clone())
+            .map(|(r, _)| r.clone())
             .collect()
     }
 }
@@ -303,8 +343,25 @@ impl Starter for Starts {
             ));
         }
         let mut done = self.done.lock().unwrap();
-        done.push(r.clone());
+        if let Some(n) = done.iter().position(|(d, _)| d.token == r.token) {
+            return Ok(format!("run-{}", n + 1));
+        }
+        done.push((r.clone(), read(&self.clock)));
         Ok(format!("run-{}", done.len()))
+    }
+
+    async fn find_run(&self, r: &StartRequest, since: u64) -> Result<Option<String>, ServiceError> {
+        let done = self.done.lock().unwrap();
+        Ok(done
+            .iter()
+            .enumerate()
+            .rfind(|(_, (d, at))| {
+                d.name == r.name
+                    && d.commit == r.commit
+                    && d.reference == r.reference
+                    && *at >= since
+            })
+            .map(|(n, _)| format!("run-{}", n + 1)))
     }
 }
 
@@ -399,13 +456,46 @@ pub(crate) struct World {
 
 impl World {
     fn new() -> Self {
+        let clock = Clock::new(1_700_000_000.into());
         Self {
             config: config(),
             repo: Repo::default(),
-            store: Store::default(),
-            starts: Starts::default(),
+            store: Store {
+                clock: clock.clone(),
+                ..Store::default()
+            },
+            starts: Starts {
+                clock,
+                ..Starts::default()
+            },
             bus: Bus::default(),
         }
+    }
+
+    /// Moves `reference` from `old` to `new` (a branch in the repository; a tag lives in
+    /// its event) and returns the push's event, as CodeCommit sends it.
+    pub(crate) fn pushed(
+        &self,
+        aws_region: &str,
+        reference: &str,
+        old: Option<&CommitId>,
+        new: Option<&CommitId>,
+    ) -> Inbound {
+        if let Some(branch) = reference.strip_prefix("refs/heads/") {
+            self.repo.set(branch, new);
+        }
+        push(aws_region, reference, old, new)
+    }
+
+    fn advance(&self, secs: u64) {
+        self.store
+            .clock
+            .fetch_add(secs, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn result(record: &DecisionRecord, target: &str) -> (TargetResult, Option<CommitId>) {
+        let t = record.targets.iter().find(|t| t.target == target).unwrap();
+        (t.result, t.commit.clone())
     }
 
     /// A main branch with one commit holding files everywhere, every consumer's checkpoint
@@ -477,7 +567,7 @@ async fn a_common_change_is_mirrored_once_and_the_checkpoint_moves() {
     let (w, c0) = World::steady();
     let c1 = w.repo.commit(Some(&c0), &[("common/vpc.yaml", Some(1))]);
     let record = w
-        .sync(push(TOKYO, MAIN, Some(&c0), Some(&c1)))
+        .sync(w.pushed(TOKYO, MAIN, Some(&c0), Some(&c1)))
         .await
         .unwrap();
     assert!(record.sync.as_ref().unwrap().requested);
@@ -504,7 +594,7 @@ async fn a_primary_only_change_is_not_mirrored_but_a_later_common_one_carries_it
     let (w, c0) = World::steady();
     let c1 = w.repo.commit(Some(&c0), &[("primary/root.yaml", Some(1))]);
     let r1 = w
-        .sync(push(TOKYO, MAIN, Some(&c0), Some(&c1)))
+        .sync(w.pushed(TOKYO, MAIN, Some(&c0), Some(&c1)))
         .await
         .unwrap();
     assert!(!r1.sync.unwrap().requested);
@@ -515,7 +605,7 @@ async fn a_primary_only_change_is_not_mirrored_but_a_later_common_one_carries_it
         .repo
         .commit(Some(&c1), &[("secondary/root.yaml", Some(2))]);
     let r2 = w
-        .sync(push(TOKYO, MAIN, Some(&c1), Some(&c2)))
+        .sync(w.pushed(TOKYO, MAIN, Some(&c1), Some(&c2)))
         .await
         .unwrap();
     assert_eq!(r2.diffs[0].base, Some(c1));
@@ -598,7 +688,7 @@ async fn a_new_branch_is_judged_against_its_merge_base_with_the_base_branch() {
     let (w, c0) = World::steady();
     let c1 = w.repo.commit(Some(&c0), &[("common/vpc.yaml", Some(1))]);
     let record = w
-        .sync(push(TOKYO, "refs/heads/release/1", None, Some(&c1)))
+        .sync(w.pushed(TOKYO, "refs/heads/release/1", None, Some(&c1)))
         .await
         .unwrap();
     assert_eq!(record.diffs[0].base, Some(c0));
@@ -619,7 +709,10 @@ async fn with_no_usable_base_every_file_counts_as_changed() {
         None,
         &[("secondary/root.yaml", Some(0)), ("docs/a.md", Some(0))],
     );
-    let record = w.sync(push(TOKYO, MAIN, None, Some(&c0))).await.unwrap();
+    let record = w
+        .sync(w.pushed(TOKYO, MAIN, None, Some(&c0)))
+        .await
+        .unwrap();
     assert_eq!(record.diffs[0].base, None);
     assert!(matches!(record.diffs[0].why, BaseWhy::WholeTree { .. }));
     assert_eq!(record.diffs[0].changed, 2);
@@ -630,10 +723,9 @@ async fn with_no_usable_base_every_file_counts_as_changed() {
 async fn the_same_event_five_times_starts_each_target_once() {
     let (w, c0) = World::steady();
     let c1 = w.repo.commit(Some(&c0), &[("common/vpc.yaml", Some(1))]);
+    let event = w.pushed(TOKYO, MAIN, Some(&c0), Some(&c1));
     for _ in 0..5 {
-        w.judge("tokyo", push(TOKYO, MAIN, Some(&c0), Some(&c1)))
-            .await
-            .unwrap();
+        w.judge("tokyo", event.clone()).await.unwrap();
     }
     assert_eq!(w.starts.of("tokyo-core"), vec![c1.clone()]);
     assert_eq!(w.starts.of("tokyo-lint"), vec![c1.clone()]);
@@ -641,9 +733,9 @@ async fn the_same_event_five_times_starts_each_target_once() {
         w.starts.of("osaka-core").is_empty(),
         "Tokyo's judge starts Tokyo only"
     );
-    let done = w.starts.done.lock().unwrap().clone();
+    let done = w.starts.requests();
     let core = done.iter().find(|r| r.target == "tokyo-core").unwrap();
-    assert_eq!(core.kind, "codepipeline");
+    assert_eq!(core.kind, RunKind::CodePipeline);
     assert_eq!(core.name, "core-deploy");
     assert_eq!(core.source_action.as_deref(), Some("Source"));
     assert_eq!(core.token, core.derived_token());
@@ -659,32 +751,8 @@ async fn the_same_event_five_times_starts_each_target_once() {
     let lint = done.iter().find(|r| r.target == "tokyo-lint").unwrap();
     assert_eq!(
         (lint.kind, lint.source_action.as_deref()),
-        ("codebuild", None)
+        (RunKind::CodeBuild, None)
     );
-}
-
-#[tokio::test]
-async fn a_duplicate_after_the_checkpoint_moved_elsewhere_still_does_not_start_twice() {
-    // The start record, not only the checkpoint, keeps a start unique: a checkpoint reset
-    // (a force-push back and forth) does not start the same commit again.
-    let (w, c0) = World::steady();
-    let c1 = w.repo.commit(Some(&c0), &[("primary/root.yaml", Some(1))]);
-    w.judge("tokyo", push(TOKYO, MAIN, Some(&c0), Some(&c1)))
-        .await
-        .unwrap();
-    w.store.set("target:tokyo-core", MAIN, &c0);
-    let record = w
-        .judge("tokyo", push(TOKYO, MAIN, Some(&c0), Some(&c1)))
-        .await
-        .unwrap();
-    let core = record
-        .targets
-        .iter()
-        .find(|t| t.target == "tokyo-core")
-        .unwrap();
-    assert_eq!(core.result, "already_started");
-    assert_eq!(core.run_id.as_deref(), Some("run-1"));
-    assert_eq!(w.starts.of("tokyo-core").len(), 1);
 }
 
 #[tokio::test]
@@ -692,19 +760,20 @@ async fn events_in_reverse_order_start_the_newest_commit_and_never_roll_back() {
     let (w, c0) = World::steady();
     let c1 = w.repo.commit(Some(&c0), &[("primary/root.yaml", Some(1))]);
     let c2 = w.repo.commit(Some(&c1), &[("docs/readme.md", Some(2))]);
-    // The newer event first: its diff from the checkpoint covers c1's change too.
-    let newer = w
-        .judge("tokyo", push(TOKYO, MAIN, Some(&c1), Some(&c2)))
-        .await
-        .unwrap();
+    let older_event = w.pushed(TOKYO, MAIN, Some(&c0), Some(&c1));
+    let newer_event = w.pushed(TOKYO, MAIN, Some(&c1), Some(&c2));
+    // The newer event first: the head's diff from the checkpoint covers c1's change too.
+    let newer = w.judge("tokyo", newer_event).await.unwrap();
     assert_eq!(newer.diffs[0].base, Some(c0.clone()));
     assert_eq!(w.starts.of("tokyo-core"), vec![c2.clone()]);
     // The older event last: already handled, nothing starts on the older commit.
-    let older = w
-        .judge("tokyo", push(TOKYO, MAIN, Some(&c0), Some(&c1)))
-        .await
-        .unwrap();
-    assert!(older.targets.iter().all(|t| t.result == "already_handled"));
+    let older = w.judge("tokyo", older_event).await.unwrap();
+    assert!(
+        older
+            .targets
+            .iter()
+            .all(|t| t.result == TargetResult::AlreadyHandled)
+    );
     assert_eq!(w.starts.of("tokyo-core"), vec![c2.clone()]);
     assert_eq!(w.store.at("target:tokyo-core", MAIN), Some(c2));
 }
@@ -715,27 +784,28 @@ async fn a_lost_event_is_covered_by_the_next_one() {
     let c1 = w.repo.commit(Some(&c0), &[("primary/root.yaml", Some(1))]);
     let c2 = w.repo.commit(Some(&c1), &[("docs/readme.md", Some(2))]);
     // c1's event is lost; c2's alone changes only docs, yet Tokyo must deploy c1's change.
-    w.judge("tokyo", push(TOKYO, MAIN, Some(&c1), Some(&c2)))
+    w.repo.set("main", Some(&c1));
+    w.judge("tokyo", w.pushed(TOKYO, MAIN, Some(&c1), Some(&c2)))
         .await
         .unwrap();
     assert_eq!(w.starts.of("tokyo-core"), vec![c2]);
 }
 
 #[tokio::test]
-async fn a_force_push_is_diffed_from_the_events_old_commit() {
+async fn a_force_push_is_diffed_from_the_last_judged_head() {
     let (w, c0) = World::steady();
     let c1 = w.repo.commit(Some(&c0), &[("primary/root.yaml", Some(1))]);
-    w.judge("tokyo", push(TOKYO, MAIN, Some(&c0), Some(&c1)))
+    w.judge("tokyo", w.pushed(TOKYO, MAIN, Some(&c0), Some(&c1)))
         .await
         .unwrap();
     // main is force-pushed to a sibling of c1 that changes only docs.
     let c2 = w.repo.commit(Some(&c0), &[("docs/readme.md", Some(9))]);
     let record = w
-        .judge("tokyo", push(TOKYO, MAIN, Some(&c1), Some(&c2)))
+        .judge("tokyo", w.pushed(TOKYO, MAIN, Some(&c1), Some(&c2)))
         .await
         .unwrap();
     assert_eq!(record.diffs[0].base, Some(c1.clone()));
-    assert!(matches!(record.diffs[0].why, BaseWhy::EventBefore { .. }));
+    assert_eq!(record.diffs[0].why, BaseWhy::Checkpoint);
     // Going back from c1 to c2 reverts primary/root.yaml: Tokyo deploys c2.
     assert_eq!(w.starts.of("tokyo-core"), vec![c1, c2]);
 }
@@ -749,25 +819,23 @@ async fn a_failed_start_fails_the_event_and_a_retry_starts_it() {
         .lock()
         .unwrap()
         .insert("tokyo-core".into(), false);
-    let err = w
-        .judge("tokyo", push(TOKYO, MAIN, Some(&c0), Some(&c1)))
-        .await
-        .unwrap_err();
+    let event = w.pushed(TOKYO, MAIN, Some(&c0), Some(&c1));
+    let err = w.judge("tokyo", event.clone()).await.unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains("tokyo-core") && text.contains("PipelineNotFoundException"),
         "{text}"
     );
     assert!(!err.is_transient());
-    // The other target started; the failed one's checkpoint did not move.
+    // The other target started; the failed one's checkpoint did not move, and its claim
+    // was given back.
     assert_eq!(w.starts.of("tokyo-lint"), vec![c1.clone()]);
-    assert_eq!(w.store.at("target:tokyo-core", MAIN), Some(c0));
+    let core = w.store.get("target:tokyo-core", MAIN).unwrap();
+    assert_eq!((core.commit, core.pending), (Some(c0), None));
     assert_eq!(w.store.at("target:tokyo-lint", MAIN), Some(c1.clone()));
 
     w.starts.failing.lock().unwrap().clear();
-    w.judge("tokyo", push(TOKYO, MAIN, Some(&id(0)), Some(&c1)))
-        .await
-        .unwrap();
+    w.judge("tokyo", event).await.unwrap();
     assert_eq!(w.starts.of("tokyo-core"), vec![c1.clone()]);
     assert_eq!(w.starts.of("tokyo-lint"), vec![c1]);
 }
@@ -776,16 +844,35 @@ async fn a_failed_start_fails_the_event_and_a_retry_starts_it() {
 async fn a_start_in_progress_elsewhere_is_retried_not_duplicated() {
     let (w, c0) = World::steady();
     let c1 = w.repo.commit(Some(&c0), &[("primary/root.yaml", Some(1))]);
-    w.store
-        .starts
-        .lock()
-        .unwrap()
-        .insert(("tokyo-core".into(), c1.clone()), None);
+    let now = w.store.now();
+    let claimed = Checkpoint {
+        pending: Some(PendingStart {
+            commit: c1.clone(),
+            claimed_at: now,
+            lease_until: now + 120,
+        }),
+        ..Checkpoint::at(c0.clone())
+    };
+    let r: RefName = MAIN.parse().unwrap();
+    let held = w.store.get("target:tokyo-core", MAIN);
+    assert!(
+        w.store
+            .save(
+                "target:tokyo-core",
+                "core-infra",
+                &r,
+                &claimed,
+                held.as_ref()
+            )
+            .await
+            .unwrap()
+    );
     let err = w
-        .judge("tokyo", push(TOKYO, MAIN, Some(&c0), Some(&c1)))
+        .judge("tokyo", w.pushed(TOKYO, MAIN, Some(&c0), Some(&c1)))
         .await
         .unwrap_err();
     assert!(err.is_transient(), "{err}");
+    assert!(err.to_string().contains("another invocation"), "{err}");
     assert!(w.starts.of("tokyo-core").is_empty());
 }
 
@@ -801,7 +888,7 @@ async fn the_standby_judge_starts_its_own_targets_and_tags_that_opt_in() {
         .await
         .unwrap();
     assert!(other.ignored.is_some());
-    w.judge("osaka", push(OSAKA, MAIN, Some(&c0), Some(&c1)))
+    w.judge("osaka", w.pushed(OSAKA, MAIN, Some(&c0), Some(&c1)))
         .await
         .unwrap();
     assert_eq!(w.starts.of("osaka-core"), vec![c1.clone()]);
@@ -828,7 +915,7 @@ async fn one_diff_serves_every_target_with_the_same_base() {
     let (w, c0) = World::steady();
     let c1 = w.repo.commit(Some(&c0), &[("common/vpc.yaml", Some(1))]);
     let record = w
-        .judge("tokyo", push(TOKYO, MAIN, Some(&c0), Some(&c1)))
+        .judge("tokyo", w.pushed(TOKYO, MAIN, Some(&c0), Some(&c1)))
         .await
         .unwrap();
     assert_eq!(w.repo.diff_count(), 1);
@@ -842,10 +929,29 @@ async fn one_diff_serves_every_target_with_the_same_base() {
     assert_eq!(json["ref"], MAIN);
     assert_eq!(json["before"], c0.as_str());
     assert_eq!(json["after"], c1.as_str());
+    assert_eq!(json["head"], c1.as_str());
     assert_eq!(json["diffs"][0]["why"], "checkpoint");
     assert_eq!(json["targets"][0]["result"], "started");
+    assert_eq!(json["targets"][0]["kind"], "codepipeline");
     assert_eq!(json["targets"][0]["run_id"], "run-1");
     assert_eq!(json["targets"][0]["matches"][0]["path"], "common/vpc.yaml");
+}
+
+#[tokio::test]
+async fn a_deleted_branch_starts_nothing_and_keeps_its_checkpoint() {
+    let (w, c0) = World::steady();
+    let record = w
+        .judge("tokyo", w.pushed(TOKYO, MAIN, Some(&c0), None))
+        .await
+        .unwrap();
+    assert!(
+        record
+            .targets
+            .iter()
+            .all(|t| t.result == TargetResult::RefGone)
+    );
+    assert_eq!(w.store.at("target:tokyo-core", MAIN), Some(c0));
+    assert!(w.starts.requests().is_empty());
 }
 
 #[test]
@@ -853,7 +959,7 @@ fn start_tokens_are_deterministic_valid_and_cover_every_parameter() {
     let start = |target: &str, name: &str, commit: usize, reference: &str, paths: &str| {
         StartRequest::new(
             target,
-            "codebuild",
+            RunKind::CodeBuild,
             name,
             None,
             id(commit),
@@ -893,7 +999,7 @@ fn start_tokens_are_deterministic_valid_and_cover_every_parameter() {
     }
     let sha256 = StartRequest::new(
         "t",
-        "codebuild",
+        RunKind::CodeBuild,
         "p",
         None,
         "ab".repeat(32).parse().unwrap(),
@@ -1097,138 +1203,293 @@ async fn a_schedule_reconciles_every_configured_ref() {
         "sync.branches and sync.tags"
     );
     assert_eq!(bus.sent()[0].0, SYNC_COMPLETED);
-    // The judges leave schedules alone.
+    // The sync-judge leaves schedules to the mirror; a pipeline-judge sweeps (below).
     let w = World::new();
     assert!(w.sync(schedule.clone()).await.unwrap().ignored.is_some());
-    assert!(w.judge("tokyo", schedule).await.unwrap().ignored.is_some());
 }
 
-/// A main branch with one root commit and no checkpoint yet (the first events ever).
-fn fresh() -> (World, CommitId) {
+// ---- issue 11's scenarios: each broke a guarantee when events were trusted as edges ----
+
+/// The target of the scenarios on `main` (Tokyo's deploy: `common/**`, `primary/**`).
+const CORE: &str = "tokyo-core";
+
+/// 1. Two invocations at once: the slower A→B invocation must not start B after C.
+#[tokio::test]
+async fn scenario_1_a_slow_invocation_never_starts_an_older_head_after_a_newer_one() {
+    let (w, a) = World::steady();
+    let b = w.repo.commit(Some(&a), &[("primary/root.yaml", Some(1))]);
+    let c = w.repo.commit(Some(&b), &[("primary/root.yaml", Some(2))]);
+    let a_to_b = w.pushed(TOKYO, MAIN, Some(&a), Some(&b));
+    let gate = w.repo.gate(&b);
+    let slow = w.judge("tokyo", a_to_b);
+    tokio::pin!(slow);
+    let held = tokio::time::timeout(Duration::from_millis(50), &mut slow).await;
+    assert!(held.is_err(), "the A→B invocation is held mid-judgement");
+    w.judge("tokyo", w.pushed(TOKYO, MAIN, Some(&b), Some(&c)))
+        .await
+        .unwrap();
+    assert_eq!(w.starts.of(CORE), vec![c.clone()]);
+    gate.add_permits(100);
+    let late = slow.await.unwrap();
+    assert_eq!(w.starts.of(CORE), vec![c.clone()], "B never starts after C");
+    assert_eq!(
+        World::result(&late, CORE),
+        (TargetResult::AlreadyHandled, Some(c.clone()))
+    );
+    assert_eq!(w.store.at("target:tokyo-core", MAIN), Some(c));
+}
+
+/// 2. A late event from an abandoned line: B is on no branch any more.
+#[tokio::test]
+async fn scenario_2_a_late_event_from_an_abandoned_line_starts_nothing() {
+    let (w, a) = World::steady();
+    let b = w.repo.commit(Some(&a), &[("primary/root.yaml", Some(1))]);
+    let x = w.repo.commit(Some(&a), &[("docs/readme.md", Some(1))]);
+    let a_to_b = w.pushed(TOKYO, MAIN, Some(&a), Some(&b));
+    let forced = w.pushed(TOKYO, MAIN, Some(&b), Some(&x));
+    w.judge("tokyo", forced).await.unwrap();
+    let late = w.judge("tokyo", a_to_b).await.unwrap();
+    assert!(w.starts.of(CORE).is_empty(), "B is never started");
+    assert_eq!(World::result(&late, CORE).0, TargetResult::AlreadyHandled);
+    assert_eq!(
+        w.store.at("target:tokyo-core", MAIN),
+        Some(x),
+        "no step back"
+    );
+}
+
+/// 3. A real rewind is deployed: the deployed tree changes back.
+#[tokio::test]
+async fn scenario_3_a_rewind_is_deployed() {
+    let (w, c0) = World::steady();
+    let c1 = w.repo.commit(Some(&c0), &[("primary/root.yaml", Some(1))]);
+    w.judge("tokyo", w.pushed(TOKYO, MAIN, Some(&c0), Some(&c1)))
+        .await
+        .unwrap();
+    let rewind = w
+        .judge("tokyo", w.pushed(TOKYO, MAIN, Some(&c1), Some(&c0)))
+        .await
+        .unwrap();
+    assert_eq!(
+        World::result(&rewind, CORE),
+        (TargetResult::Started, Some(c0.clone()))
+    );
+    let c2 = w.repo.commit(Some(&c0), &[("docs/readme.md", Some(2))]);
+    w.judge("tokyo", w.pushed(TOKYO, MAIN, Some(&c0), Some(&c2)))
+        .await
+        .unwrap();
+    assert_eq!(w.starts.of(CORE), vec![c1, c0]);
+}
+
+/// 4. A force-push back to a commit started before starts it again (a new run).
+#[tokio::test]
+async fn scenario_4_a_force_push_back_starts_the_commit_again() {
+    let (w, c0) = World::steady();
+    let c1 = w.repo.commit(Some(&c0), &[("primary/root.yaml", Some(1))]);
+    let c2 = w.repo.commit(Some(&c0), &[("primary/root.yaml", Some(2))]);
+    for (old, new) in [(&c0, &c1), (&c1, &c2), (&c2, &c1)] {
+        w.judge("tokyo", w.pushed(TOKYO, MAIN, Some(old), Some(new)))
+            .await
+            .unwrap();
+    }
+    assert_eq!(w.starts.of(CORE), vec![c1.clone(), c2, c1]);
+    let tokens: HashSet<String> = w
+        .starts
+        .requests()
+        .iter()
+        .filter(|r| r.target == CORE)
+        .map(|r| r.token.clone())
+        .collect();
+    assert_eq!(tokens.len(), 3, "each start has its own token");
+}
+
+/// 5. A lost event, then a rebase: the head is diffed from the last judged commit.
+#[tokio::test]
+async fn scenario_5_a_rebase_after_a_lost_event_is_judged() {
+    let (w, c0) = World::steady();
+    let feature = "refs/heads/release/x";
+    let f1 = w.repo.commit(Some(&c0), &[("primary/app.yaml", Some(1))]);
+    w.repo.set("release/x", Some(&f1));
+    w.store.set("target:tokyo-lint", feature, &f1);
+    // F1→F2 changes the target's file; its event is lost.
+    let f2 = w.repo.commit(Some(&f1), &[("primary/root.yaml", Some(5))]);
+    w.repo.set("release/x", Some(&f2));
+    // Rebased on a newer main and force-pushed.
+    let m = w.repo.commit(Some(&c0), &[("docs/readme.md", Some(3))]);
+    let f1r = w.repo.commit(Some(&m), &[("primary/app.yaml", Some(1))]);
+    let f2r = w.repo.commit(Some(&f1r), &[("primary/root.yaml", Some(5))]);
+    let record = w
+        .judge("tokyo", w.pushed(TOKYO, feature, Some(&f2), Some(&f2r)))
+        .await
+        .unwrap();
+    assert_eq!(
+        World::result(&record, "tokyo-lint"),
+        (TargetResult::Started, Some(f2r.clone()))
+    );
+    assert_eq!(w.starts.of("tokyo-lint"), vec![f2r]);
+}
+
+/// 6. A tag is a ref of its own: a release tag on a commit `main` deployed starts again.
+#[tokio::test]
+async fn scenario_6_a_tag_on_a_deployed_commit_starts_for_the_tag() {
+    let (w, c0) = World::steady();
+    let c = w
+        .repo
+        .commit(Some(&c0), &[("secondary/root.yaml", Some(1))]);
+    w.judge("osaka", w.pushed(OSAKA, MAIN, Some(&c0), Some(&c)))
+        .await
+        .unwrap();
+    let tag = w
+        .judge("osaka", push(OSAKA, "refs/tags/v1.4.0", None, Some(&c)))
+        .await
+        .unwrap();
+    assert_eq!(
+        World::result(&tag, "osaka-core"),
+        (TargetResult::Started, Some(c.clone()))
+    );
+    let refs: Vec<String> = w
+        .starts
+        .requests()
+        .iter()
+        .map(|r| r.reference.full())
+        .collect();
+    assert_eq!(refs, vec![MAIN.to_owned(), "refs/tags/v1.4.0".to_owned()]);
+    assert_eq!(w.starts.of("osaka-core"), vec![c.clone(), c]);
+}
+
+/// 7. A start whose record failed is found, not repeated, when its lease is taken over.
+#[tokio::test]
+async fn scenario_7_a_start_whose_record_failed_is_found_not_repeated() {
+    let (w, c0) = World::steady();
+    let c1 = w.repo.commit(Some(&c0), &[("primary/root.yaml", Some(1))]);
+    *w.store.fail_records.lock().unwrap() = 1;
+    let event = w.pushed(TOKYO, MAIN, Some(&c0), Some(&c1));
+    let err = w.judge("tokyo", event.clone()).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert_eq!(w.starts.of(CORE), vec![c1.clone()]);
+    // Retried within the lease: in progress, nothing started.
+    let err = w.judge("tokyo", event.clone()).await.unwrap_err();
+    assert!(err.to_string().contains("another invocation"), "{err}");
+    // Retried after the lease ran out: the run is found and recorded.
+    w.advance(START_LEASE.as_secs() + 1);
+    let record = w.judge("tokyo", event).await.unwrap();
+    let core = record.targets.iter().find(|t| t.target == CORE).unwrap();
+    assert_eq!(core.result, TargetResult::AlreadyStarted);
+    assert_eq!(core.run_id.as_deref(), Some("run-1"));
+    assert_eq!(w.starts.of(CORE), vec![c1.clone()], "no second run");
+    let cp = w.store.get("target:tokyo-core", MAIN).unwrap();
+    assert_eq!(
+        (cp.commit, cp.pending, cp.run_id),
+        (Some(c1), None, Some("run-1".into()))
+    );
+}
+
+/// 7b. A claim whose holder died before starting anything is taken over and started.
+#[tokio::test]
+async fn a_claim_whose_holder_started_nothing_is_taken_over_and_started() {
+    let (w, c0) = World::steady();
+    let c1 = w.repo.commit(Some(&c0), &[("primary/root.yaml", Some(1))]);
+    let now = w.store.now();
+    let r: RefName = MAIN.parse().unwrap();
+    let held = w.store.get("target:tokyo-core", MAIN);
+    let claimed = Checkpoint {
+        pending: Some(PendingStart {
+            commit: c1.clone(),
+            claimed_at: now,
+            lease_until: now + 120,
+        }),
+        ..Checkpoint::at(c0)
+    };
+    w.store
+        .save(
+            "target:tokyo-core",
+            "core-infra",
+            &r,
+            &claimed,
+            held.as_ref(),
+        )
+        .await
+        .unwrap();
+    w.advance(121);
+    let record = w
+        .judge("tokyo", w.pushed(TOKYO, MAIN, None, Some(&c1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        World::result(&record, CORE),
+        (TargetResult::Started, Some(c1.clone()))
+    );
+    assert_eq!(w.starts.of(CORE), vec![c1]);
+}
+
+/// 8. A new branch whose base moved: judged on what the branch changed.
+#[tokio::test]
+async fn scenario_8_a_new_branch_whose_base_moved_is_judged_on_its_own_change() {
+    let (w, a) = World::steady();
+    let b = w.repo.commit(Some(&a), &[("primary/root.yaml", Some(1))]);
+    let created = w.pushed(TOKYO, "refs/heads/release/1", None, Some(&b));
+    w.repo.set("main", Some(&b));
+    let record = w.judge("tokyo", created).await.unwrap();
+    assert_eq!(
+        record.diffs[0].why,
+        BaseWhy::TipCommit {
+            branch: "main".into()
+        }
+    );
+    assert_eq!(record.diffs[0].base, Some(a));
+    assert_eq!(w.starts.of("tokyo-lint"), vec![b]);
+}
+
+/// Every event of a push lost: the scheduled sweep judges each branch a target runs for.
+#[tokio::test]
+async fn the_sweep_deploys_a_push_whose_events_were_all_lost() {
+    let (w, c0) = World::steady();
+    let schedule = crate::event::from_value(json!({
+        "version": "0", "id": "9", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "111111111111", "time": "2024-01-01T00:00:00Z", "region": TOKYO,
+        "resources": [], "detail": {},
+    }))
+    .unwrap();
+    let idle = w.judge("tokyo", schedule.clone()).await.unwrap();
+    assert!(idle.ignored.unwrap().contains("already judged"));
+    let c1 = w.repo.commit(Some(&c0), &[("primary/root.yaml", Some(1))]);
+    w.repo.set("main", Some(&c1));
+    let r1 = w.repo.commit(Some(&c0), &[("docs/readme.md", Some(1))]);
+    w.repo.set("release/2", Some(&r1));
+    w.repo.set("feature/y", Some(&c1));
+    let swept = w.judge("tokyo", schedule.clone()).await.unwrap();
+    assert_eq!(w.starts.of(CORE), vec![c1.clone()]);
+    assert_eq!(w.starts.of("tokyo-lint"), vec![c1.clone()]);
+    let refs: Vec<_> = swept.swept.iter().map(|r| r.reference.clone()).collect();
+    assert_eq!(
+        refs,
+        vec![
+            Some(MAIN.to_owned()),
+            Some("refs/heads/release/2".to_owned())
+        ],
+        "feature/y runs no target"
+    );
+    // Swept again: nothing more.
+    w.judge("tokyo", schedule).await.unwrap();
+    assert_eq!(w.starts.requests().len(), 2);
+}
+
+/// A consumer new to an existing branch judges what the event pushed, not the whole tree.
+#[tokio::test]
+async fn a_first_event_on_an_old_branch_is_judged_from_its_old_commit() {
     let w = World::new();
     let c0 = w.repo.commit(
         None,
         &[("common/vpc.yaml", Some(0)), ("docs/readme.md", Some(0))],
     );
-    w.repo
-        .branches
-        .lock()
-        .unwrap()
-        .insert("main".into(), c0.clone());
-    (w, c0)
-}
-
-#[tokio::test]
-async fn events_reversed_before_the_first_checkpoint_still_start_the_older_change_on_the_newest_commit()
- {
-    let (w, c0) = fresh();
-    let c1 = w.repo.commit(Some(&c0), &[("primary/root.yaml", Some(1))]);
-    let c2 = w.repo.commit(Some(&c1), &[("docs/readme.md", Some(2))]);
-    // The newer event first: its own range changes docs only.
-    w.judge("tokyo", push(TOKYO, MAIN, Some(&c1), Some(&c2)))
+    let c1 = w.repo.commit(Some(&c0), &[("docs/readme.md", Some(1))]);
+    let record = w
+        .judge("tokyo", w.pushed(TOKYO, MAIN, Some(&c0), Some(&c1)))
         .await
         .unwrap();
-    assert!(w.starts.of("tokyo-core").is_empty());
-    // The older event last: its change is judged, and deployed at the newest commit,
-    // never at the older one (that would roll Tokyo back).
-    let older = w
-        .judge("tokyo", push(TOKYO, MAIN, Some(&c0), Some(&c1)))
-        .await
-        .unwrap();
-    let core = older
-        .targets
-        .iter()
-        .find(|t| t.target == "tokyo-core")
-        .unwrap();
-    assert_eq!((core.result, core.commit.as_ref()), ("started", Some(&c2)));
-    assert_eq!(w.starts.of("tokyo-core"), vec![c2.clone()]);
-    assert_eq!(w.store.at("target:tokyo-core", MAIN), Some(c2.clone()));
-    // Both ranges are handled now: the older event again does nothing.
-    let again = w
-        .judge("tokyo", push(TOKYO, MAIN, Some(&c0), Some(&c1)))
-        .await
-        .unwrap();
-    assert!(again.targets.iter().all(|t| t.result == "already_handled"));
-    assert_eq!(w.starts.of("tokyo-core"), vec![c2]);
-}
-
-#[tokio::test]
-async fn the_sync_judge_mirrors_an_older_change_judged_late_at_the_newest_commit() {
-    let (w, c0) = fresh();
-    let c1 = w
-        .repo
-        .commit(Some(&c0), &[("secondary/root.yaml", Some(1))]);
-    let c2 = w.repo.commit(Some(&c1), &[("docs/readme.md", Some(2))]);
-    let newer = w
-        .sync(push(TOKYO, MAIN, Some(&c1), Some(&c2)))
-        .await
-        .unwrap();
-    assert!(!newer.sync.unwrap().requested);
-    w.sync(push(TOKYO, MAIN, Some(&c0), Some(&c1)))
-        .await
-        .unwrap();
-    assert_eq!(w.requested(), vec![c2.to_string()]);
-    let again = w
-        .sync(push(TOKYO, MAIN, Some(&c0), Some(&c1)))
-        .await
-        .unwrap();
-    assert!(again.ignored.unwrap().contains("already handled"));
-    assert_eq!(w.requested().len(), 1);
-}
-
-#[tokio::test]
-async fn choose_base_keeps_track_of_the_handled_history() {
-    let (w, c0) = fresh();
-    let c1 = w.repo.commit(Some(&c0), &[("a", Some(1))]);
-    let c2 = w.repo.commit(Some(&c1), &[("a", Some(2))]);
-    let c3 = w.repo.commit(Some(&c2), &[("a", Some(3))]);
-    let main = RefName::branch("main").unwrap();
-    let update = |old: &CommitId, new: &CommitId| RefChange::Updated {
-        old: old.clone(),
-        new: new.clone(),
-    };
-    let cp = |commit: &CommitId, from: Option<&CommitId>| Checkpoint {
-        commit: commit.clone(),
-        version: 1,
-        covered_from: from.cloned(),
-    };
-    let choose = async |checkpoint: Checkpoint, old: &CommitId, new: &CommitId| {
-        let change = update(old, new);
-        choose_base(&w.repo, Some(&checkpoint), &change, new, &main, "main")
-            .await
-            .unwrap()
-    };
-    // Handled (c1, c3]: c2 inside is a duplicate; c1 itself is not.
-    let inside = choose(cp(&c3, Some(&c1)), &c1, &c2).await;
-    assert_eq!(
-        inside,
-        BaseChoice::AlreadyHandled {
-            checkpoint: c3.clone()
-        }
-    );
-    let before = choose(cp(&c3, Some(&c1)), &c0, &c1).await;
-    let BaseChoice::Diff {
-        base, act_on, save, ..
-    } = before
-    else {
-        panic!("{before:?}")
-    };
-    assert_eq!((base, act_on), (Some(c0.clone()), c3.clone()));
-    assert_eq!(
-        save,
-        (c3.clone(), Some(c0.clone())),
-        "the ranges meet: (c0, c3]"
-    );
-    // All of history handled (a whole-tree start): any older event is a duplicate.
-    let all = choose(cp(&c3, None), &c0, &c1).await;
-    assert!(matches!(all, BaseChoice::AlreadyHandled { .. }));
-    // A newer event extends the same handled history.
-    let c4 = w.repo.commit(Some(&c3), &[("a", Some(4))]);
-    let next = choose(cp(&c3, Some(&c1)), &c3, &c4).await;
-    let BaseChoice::Diff { save, .. } = next else {
-        panic!()
-    };
-    assert_eq!(save, (c4, Some(c1)));
+    assert_eq!(record.diffs[0].why, BaseWhy::EventBefore);
+    assert!(w.starts.requests().is_empty());
+    assert_eq!(w.store.at("target:tokyo-core", MAIN), Some(c1));
 }
 
 // ---- pipeline variables ----
@@ -1343,7 +1604,7 @@ fn pipeline_variables_are_never_empty_and_never_over_1000() {
         let Inbound::RefChanged(e) = push(TOKYO, reference, None, Some(&id(1))) else {
             panic!("{what}: not a ref event")
         };
-        let vars = variables(&decision_matching(&rules, &paths), &e, &id(1));
+        let vars = pipeline::variables(&decision_matching(&rules, &paths), &e.reference, &id(1));
         for (name, value) in &vars {
             assert!(!value.is_empty(), "{what}: {name} is empty");
             assert!(

@@ -10,7 +10,8 @@ use tempfile::TempDir;
 use tozai::adapters::aws::{AwsStarter, CodeCommitRepo, DynamoStore, EventBridgeSink};
 use tozai::git_auth::Credentials;
 use tozai::ports::{
-    Ancestry, ChangeError, ChangeSource, CheckpointStore, Claim, EventSink, StartRequest, Starter,
+    Ancestry, ChangeError, ChangeSource, CheckpointStore, Claim, EventSink, PushLedger,
+    StartRequest, Starter,
 };
 use tozai::refs::{CommitId, RefName};
 use tozai_tests::mirror::git;
@@ -307,6 +308,103 @@ async fn checkpoints_and_claims_in_dynamodb_are_conditional() {
     assert_eq!(
         store.claim_start("u", &c3, lease).await.unwrap(),
         Claim::Won
+    );
+}
+
+/// The mirror's ledger in the checkpoint table, called as the mirror calls it (from a
+/// blocking thread of the runtime): more refs than one BatchGetItem or BatchWriteItem
+/// takes, a deletion that forgets, items of its own beside the checkpoints.
+#[tokio::test]
+async fn the_mirrors_ledger_in_dynamodb_keeps_what_it_pushed_per_repository() {
+    let moto = Moto::start();
+    moto.create_checkpoint_table(REGION, "tozai-checkpoints");
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&moto_sdk(&moto).await),
+        "tozai-checkpoints",
+    );
+    let main = RefName::branch("main").unwrap();
+    assert!(
+        store
+            .save("sync", REPO, &main, &commit(&"1".repeat(40)), None)
+            .await
+            .unwrap()
+    );
+    let handle = tokio::runtime::Handle::current();
+    let osaka = store.ledger("codecommit::ap-northeast-3://core-infra", handle.clone());
+    let other = store.ledger("codecommit::ap-northeast-3://other", handle);
+    let refs: Vec<RefName> = (0..230)
+        .map(|n| RefName::branch(&format!("b/{n:03}")).unwrap())
+        .chain([RefName::tag("v1").unwrap()])
+        .collect();
+    let value = |n: usize| commit(&format!("{:040x}", n + 1));
+    let blocking =
+        async |f: Box<dyn FnOnce() + Send>| tokio::task::spawn_blocking(f).await.unwrap();
+
+    let (l, r) = (osaka.clone(), refs.clone());
+    blocking(Box::new(move || {
+        assert!(l.recorded(&r).unwrap().is_empty(), "nothing yet");
+        let changes: Vec<_> = r
+            .iter()
+            .enumerate()
+            .map(|(n, x)| (x.clone(), Some(value(n))))
+            .collect();
+        l.record(&changes).unwrap();
+        let got = l.recorded(&r).unwrap();
+        assert_eq!(got.len(), 231);
+        assert_eq!(got[&r[229]], value(229));
+        // Deleted refs are forgotten; a later change of one ref wins.
+        l.record(&[
+            (r[0].clone(), None),
+            (r[1].clone(), None),
+            (r[1].clone(), Some(value(7))),
+        ])
+        .unwrap();
+        let got = l.recorded(&r[..3]).unwrap();
+        assert_eq!(got.keys().collect::<Vec<_>>(), [&r[1], &r[2]]);
+        assert_eq!(got[&r[1]], value(7));
+    }))
+    .await;
+    let r = refs.clone();
+    blocking(Box::new(move || {
+        assert!(
+            other.recorded(&r).unwrap().is_empty(),
+            "another repository's refs are its own"
+        );
+    }))
+    .await;
+
+    // The items, as the mirror's IAM grant expects them (leading key `["mirrored",`), and
+    // the checkpoint untouched.
+    let items = moto.aws(
+        REGION,
+        &["dynamodb", "scan", "--table-name", "tozai-checkpoints"],
+    )["Items"]
+        .as_array()
+        .cloned()
+        .unwrap();
+    let keys: Vec<&str> = items
+        .iter()
+        .map(|i| i["pk"]["S"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 231, "230 refs and the checkpoint");
+    assert!(
+        keys.contains(&r#"["mirrored","codecommit::ap-northeast-3://core-infra","refs/tags/v1"]"#),
+        "{keys:?}"
+    );
+    assert_eq!(
+        keys.iter()
+            .filter(|k| k.starts_with(r#"["mirrored","#))
+            .count(),
+        230
+    );
+    assert_eq!(
+        store
+            .load("sync", REPO, &main)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        1
     );
 }
 

@@ -85,7 +85,7 @@ fn the_demo_passes_its_checks_and_leaves_the_repositories_and_starts_it_describe
     run.expect_code(0).expect_no_panic();
     assert!(took < LIMIT, "the demo took {took:?}");
     let out = &run.stdout;
-    assert_eq!(out.matches("=> as expected").count(), 7, "{out}");
+    assert_eq!(out.matches("=> as expected").count(), 9, "{out}");
     assert!(!out.contains("NOT AS EXPECTED"), "{out}");
     assert!(out.contains("Every step behaved as expected"), "{out}");
 
@@ -103,6 +103,26 @@ fn the_demo_passes_its_checks_and_leaves_the_repositories_and_starts_it_describe
         c("osaka: keep 3 tasks warm"),
         c("docs: release notes for 1.0.0"),
         c("queue: longer visibility timeout"),
+    );
+    // Step 7's bad commit is on no branch after the rewind: the developer's clone
+    // remembers it in its reflog.
+    let bad = s
+        .git(&dir.join("work"), &["log", "-g", "--format=%H %s", "main"])
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_suffix(" tokyo: scale the app to 0 tasks")
+                .map(str::to_owned)
+        })
+        .expect("step 7's bad commit in the developer's reflog");
+    assert_eq!(
+        s.git(&tokyo, &["rev-parse", &format!("{bad}^")]).unwrap(),
+        c5
+    );
+    assert!(
+        s.git(&tokyo, &["merge-base", "--is-ancestor", &bad, "main"])
+            .is_none(),
+        "the rewind left the bad commit off main"
     );
     let short = |id: &str| id[..12].to_owned();
 
@@ -151,34 +171,83 @@ fn the_demo_passes_its_checks_and_leaves_the_repositories_and_starts_it_describe
     assert!(has(&s3, &["tokyo-core not started"]), "{s3:#?}");
     assert!(has(&s3, &["osaka-core STARTED", &short(&c3)]), "{s3:#?}");
     let s4 = step(4);
-    assert!(has(&s4, &["push: tag v1.0.0 created"]), "{s4:#?}");
+    assert!(
+        has(&s4, &["push: tag v1.0.0-rc.1 created at", &short(&c3)]),
+        "{s4:#?}"
+    );
     assert!(
         has(&s4, &["sync-judge: MIRROR to osaka: tags are mirrored"]),
         "{s4:#?}"
     );
     assert!(
-        has(&s4, &["no target of tokyo runs for tag v1.0.0"]),
+        has(&s4, &["mirror: refs/tags/v1.0.0-rc.1 created"]),
         "{s4:#?}"
     );
-    assert!(has(&s4, &["mirror: refs/tags/v1.0.0 created"]), "{s4:#?}");
-    assert!(has(&s4, &["osaka-core STARTED", &short(&c4)]), "{s4:#?}");
-    let s5 = step(5);
-    assert!(has(&s5, &["osaka ", "by osaka-oncall"]), "{s5:#?}");
-    assert!(has(&s5, &["tokyo-core STARTED", &short(&c5)]), "{s5:#?}");
     assert!(
-        has(&s5, &["mirror: refs/heads/main DIVERGED", "left alone"]),
+        has(
+            &s4,
+            &["osaka ", "osaka-core STARTED", &short(&c3), "whole tree"]
+        ),
+        "step 3's commit, deployed by main, starts again for the tag: {s4:#?}"
+    );
+    assert!(!has(&s4, &["tokyo-core STARTED"]), "{s4:#?}");
+    let s5 = step(5);
+    assert!(has(&s5, &["push: tag v1.0.0 created"]), "{s5:#?}");
+    assert!(
+        has(&s5, &["sync-judge: MIRROR to osaka: tags are mirrored"]),
         "{s5:#?}"
     );
-    assert!(has(&s5, &["event bus: Sync Failed"]), "{s5:#?}");
-    let s6 = step(6);
     assert!(
-        has(&s6, &["sync-judge: nothing to do: already handled"]),
+        has(&s5, &["no target of tokyo runs for tag v1.0.0"]),
+        "{s5:#?}"
+    );
+    assert!(has(&s5, &["mirror: refs/tags/v1.0.0 created"]), "{s5:#?}");
+    assert!(has(&s5, &["osaka-core STARTED", &short(&c4)]), "{s5:#?}");
+    let s6 = step(6);
+    assert!(has(&s6, &["osaka ", "by osaka-oncall"]), "{s6:#?}");
+    assert!(has(&s6, &["tokyo-core STARTED", &short(&c5)]), "{s6:#?}");
+    assert!(
+        has(&s6, &["mirror: refs/heads/main DIVERGED", "left alone"]),
         "{s6:#?}"
     );
-    assert!(has(&s6, &["tokyo-core not started again"]), "{s6:#?}");
-    assert!(has(&s6, &["osaka-core not started again"]), "{s6:#?}");
-    assert!(!has(&s6, &["STARTED"]), "{s6:#?}");
-    assert!(!has(&s6, &["Sync Requested"]), "{s6:#?}");
+    assert!(has(&s6, &["event bus: Sync Failed"]), "{s6:#?}");
+    let s7 = step(7);
+    let rewind = format!("{}..{}", short(&bad), short(&c5));
+    assert!(
+        has(&s7, &["tokyo ", "push: branch main", &rewind]),
+        "{s7:#?}"
+    );
+    assert!(
+        has(
+            &s7,
+            &[
+                "tokyo-core STARTED",
+                &format!("at {}", short(&c5)),
+                &format!("since its checkpoint {}", short(&bad))
+            ]
+        ),
+        "the rewind is deployed: {s7:#?}"
+    );
+    assert!(!has(&s7, &["MIRROR to osaka"]), "{s7:#?}");
+    assert!(!has(&s7, &["osaka "]), "nothing happens in osaka: {s7:#?}");
+    let s8 = step(8);
+    assert!(
+        has(&s8, &["sync-judge: nothing to do: already handled"]),
+        "{s8:#?}"
+    );
+    assert!(
+        has(&s8, &["push: branch main", &format!("..{}", short(&bad))]),
+        "the abandoned push is delivered late: {s8:#?}"
+    );
+    assert!(has(&s8, &["tokyo-core not started again"]), "{s8:#?}");
+    assert!(has(&s8, &["osaka-core not started again"]), "{s8:#?}");
+    assert!(!has(&s8, &["STARTED"]), "{s8:#?}");
+    assert!(!has(&s8, &["Sync Requested"]), "{s8:#?}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("main: tokyo at") && l.contains("NOT in step")),
+        "the summary does not claim the standby is in step: {out}"
+    );
 
     // The repositories, as git sees them.
     let head = |repo: &Path, r: &str| s.git(repo, &["rev-parse", "--verify", "-q", r]);
@@ -215,30 +284,29 @@ fn the_demo_passes_its_checks_and_leaves_the_repositories_and_starts_it_describe
             "{why}'s commit reached the standby's main"
         );
     }
-    // The tag: the very tag object, on the standby, at step 4's commit.
-    assert_eq!(
-        head(&osaka, "refs/tags/v1.0.0"),
-        head(&tokyo, "refs/tags/v1.0.0")
-    );
-    assert_eq!(
-        s.git(&osaka, &["cat-file", "-t", "refs/tags/v1.0.0"])
-            .unwrap(),
-        "tag"
-    );
-    assert_eq!(head(&osaka, "refs/tags/v1.0.0^{commit}").unwrap(), c4);
-    // Step 4's docs commit is only reachable from the tag there: main was not mirrored.
+    // The tags: the very tag objects, on the standby, at steps 3's and 5's commits.
+    for (tag, commit) in [("refs/tags/v1.0.0-rc.1", &c3), ("refs/tags/v1.0.0", &c4)] {
+        assert_eq!(head(&osaka, tag), head(&tokyo, tag), "{tag}");
+        assert_eq!(s.git(&osaka, &["cat-file", "-t", tag]).unwrap(), "tag");
+        assert_eq!(
+            head(&osaka, &format!("{tag}^{{commit}}")).as_ref(),
+            Some(commit),
+            "{tag}"
+        );
+    }
+    // Step 5's docs commit is only reachable from the tag there: main was not mirrored.
     assert!(
         s.git(&osaka, &["merge-base", "--is-ancestor", &c4, "main"])
             .is_none()
     );
 
-    // The recorded starts: which targets, at which commits, exactly once each.
+    // The recorded starts: which targets, at which commits and refs, in which order.
     let starts: Vec<Value> = std::fs::read_to_string(dir.join("starts.jsonl"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let mut got: Vec<(String, String, String)> = starts
+    let got: Vec<(String, String, String)> = starts
         .iter()
         .map(|v| {
             (
@@ -248,21 +316,25 @@ fn the_demo_passes_its_checks_and_leaves_the_repositories_and_starts_it_describe
             )
         })
         .collect();
-    got.sort();
     let main = "refs/heads/main";
-    let mut want: Vec<(String, String, String)> = [
+    let (rc, release) = ("refs/tags/v1.0.0-rc.1", "refs/tags/v1.0.0");
+    let want: Vec<(String, String, String)> = [
         ("tokyo-core", &c1, main),
         ("osaka-core", &c1, main),
         ("tokyo-core", &c2, main),
         ("osaka-core", &c3, main),
-        ("osaka-core", &c4, "refs/tags/v1.0.0"),
+        // Step 4: the tag is a ref of its own, so the commit main deployed starts again.
+        ("osaka-core", &c3, rc),
+        ("osaka-core", &c4, release),
         ("osaka-core", &standby_main, main),
+        ("tokyo-core", &c5, main),
+        // Step 7: the bad commit, then the rewind to step 6's commit, deployed.
+        ("tokyo-core", &bad, main),
         ("tokyo-core", &c5, main),
     ]
     .iter()
     .map(|(t, c, r)| ((*t).to_owned(), (*c).clone(), (*r).to_owned()))
     .collect();
-    want.sort();
     assert_eq!(got, want);
     let mut tokens: Vec<&str> = starts
         .iter()
@@ -270,7 +342,11 @@ fn the_demo_passes_its_checks_and_leaves_the_repositories_and_starts_it_describe
         .collect();
     tokens.sort();
     tokens.dedup();
-    assert_eq!(tokens.len(), starts.len(), "one token per (target, commit)");
+    assert_eq!(
+        tokens.len(),
+        starts.len(),
+        "one token per transition: the rewind to a commit started before is a new one"
+    );
     for v in &starts {
         assert_eq!(v["variables"]["TOZAI_COMMIT_ID"], v["commit"], "{v}");
         assert_eq!(v["variables"]["TOZAI_REF"], v["ref"], "{v}");
@@ -279,18 +355,36 @@ fn the_demo_passes_its_checks_and_leaves_the_repositories_and_starts_it_describe
         assert!(v["run_id"].as_str().is_some_and(|r| !r.is_empty()), "{v}");
     }
 
-    // The checkpoints: the sync is at the primary's main, Osaka's target at the hotfix.
+    // The checkpoints: the sync and Tokyo's target at the primary's main (the rewind's
+    // commit), Osaka's at the hotfix and at each tag; each target's holds the run of its
+    // last start on that ref, and no claim is left pending.
     let store: Value =
         serde_json::from_slice(&std::fs::read(dir.join("state/store.json")).unwrap()).unwrap();
-    let cp =
-        |consumer: &str, r: &str| store["checkpoints"][consumer]["core-infra"][r]["commit"].clone();
-    assert_eq!(cp("sync", main), c5.as_str());
-    assert_eq!(cp("target:tokyo-core", main), c5.as_str());
-    assert_eq!(cp("target:osaka-core", main), standby_main.as_str());
-    assert_eq!(cp("target:osaka-core", "refs/tags/v1.0.0"), c4.as_str());
-    for (target, commits) in store["starts"].as_object().unwrap() {
-        for (commit, start) in commits.as_object().unwrap() {
-            assert_eq!(start["state"], "started", "{target} at {commit}");
+    let cp = |consumer: &str, r: &str| store["checkpoints"][consumer]["core-infra"][r].clone();
+    assert_eq!(cp("sync", main)["commit"], c5.as_str());
+    assert_eq!(cp("sync", rc)["commit"], c3.as_str());
+    assert_eq!(cp("sync", release)["commit"], c4.as_str());
+    for (target, r, commit) in [
+        ("tokyo-core", main, &c5),
+        ("osaka-core", main, &standby_main),
+        ("osaka-core", rc, &c3),
+        ("osaka-core", release, &c4),
+    ] {
+        let checkpoint = cp(&format!("target:{target}"), r);
+        assert_eq!(checkpoint["commit"], commit.as_str(), "{target} {r}");
+        let last_run = starts
+            .iter()
+            .rev()
+            .find(|v| v["target"] == target && v["ref"] == r)
+            .map(|v| v["run_id"].clone());
+        assert_eq!(Some(checkpoint["run_id"].clone()), last_run, "{target} {r}");
+    }
+    for (consumer, repositories) in store["checkpoints"].as_object().unwrap() {
+        for (r, checkpoint) in repositories["core-infra"].as_object().unwrap() {
+            assert!(
+                checkpoint["pending"].is_null(),
+                "{consumer} {r}: a claim left pending: {checkpoint}"
+            );
         }
     }
 
@@ -320,7 +414,7 @@ fn the_demo_passes_its_checks_and_leaves_the_repositories_and_starts_it_describe
             .unwrap()
             .lines()
             .count(),
-        7
+        10
     );
 }
 
@@ -372,14 +466,42 @@ fn json_prints_one_decision_record_a_line() {
     assert_eq!(results(1), ["tokyo-core started", "osaka-core started"]);
     assert_eq!(results(2), ["tokyo-core started"]);
     assert_eq!(results(3), ["tokyo-core not_started", "osaka-core started"]);
+    assert_eq!(results(4), ["osaka-core started"]);
+    assert_eq!(results(7), ["tokyo-core started", "tokyo-core started"]);
     assert_eq!(
-        results(6),
+        results(8),
         [
+            "tokyo-core already_handled",
             "tokyo-core already_handled",
             "tokyo-core already_handled",
             "osaka-core already_handled"
         ]
     );
+    // Step 4's start is for the tag, at step 3's commit; step 7's second start is the
+    // rewind, at step 6's commit.
+    let started = |step: u64| -> Vec<(String, String)> {
+        records
+            .iter()
+            .filter(|r| r["step"] == step && r["decision"]["function"] == "pipeline-judge")
+            .flat_map(|r| {
+                let reference = r["decision"]["ref"].as_str().unwrap_or("").to_owned();
+                r["decision"]["targets"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|t| t["result"] == "started")
+                    .map(move |t| (t["commit"].as_str().unwrap().to_owned(), reference.clone()))
+            })
+            .collect()
+    };
+    let c3 = started(3)[0].0.clone();
+    assert_eq!(started(4), [(c3, "refs/tags/v1.0.0-rc.1".to_owned())]);
+    let c5 = started(6)[1].0.clone();
+    let rewind = started(7);
+    assert_eq!(rewind.len(), 2);
+    assert_ne!(rewind[0].0, c5);
+    assert_eq!(rewind[1], (c5, "refs/heads/main".to_owned()));
     let started = records
         .iter()
         .flat_map(|r| {
@@ -390,10 +512,10 @@ fn json_prints_one_decision_record_a_line() {
         })
         .filter(|t| t["result"] == "started")
         .count();
-    assert_eq!(started, 7);
-    // The mirror's diverged main, in step 5's record.
+    assert_eq!(started, 10);
+    // The mirror's diverged main, in step 6's record.
     assert!(records.iter().any(|r| {
-        r["step"] == 5
+        r["step"] == 6
             && r["decision"]["function"] == "mirror"
             && r["decision"]["mirror"]["refs"][0]["status"] == "diverged"
     }));

@@ -492,6 +492,7 @@ fn libgit2_pushes_through_tozai_mirror_with_signed_passwords() {
         selection: RefSelection::all(),
         force: false,
         dry_run: false,
+        ledger: None,
     };
     let outcome = Git2Mirror::new(w.path("cache"))
         .mirror(&request, None)

@@ -844,6 +844,12 @@ fn expected_mirror(primary: &str, standby: &str) -> Grants {
             &["codecommit:GetRepository"],
             &[&arn("codecommit", standby, REPO)],
         ),
+        // Its ledger: what it pushed to each standby ref (only its own items: see
+        // `the_mirror_reads_and_writes_only_its_own_items`).
+        grant(
+            &["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"],
+            &[&arn("dynamodb", primary, "table/tozai-checkpoints")],
+        ),
         grant(&["events:PutEvents"], &["GetAtt(Bus.Arn)"]),
         grant(&["sqs:SendMessage"], &["GetAtt(DeadLetterQueue.Arn)"]),
     ])
@@ -977,6 +983,55 @@ fn every_iam_policy_names_only_the_expected_actions_and_resources() {
     }
 }
 
+/// The mirror's ledger shares the checkpoint table: its grant is limited to its own items
+/// (`pk = ["mirrored", ...]`), so it can neither read nor overwrite a judge's checkpoint or
+/// start record.
+#[test]
+fn the_mirror_reads_and_writes_only_its_own_items() {
+    let model = example_model();
+    let roles = roles(deployed(model, "tokyo"));
+    let statements = roles["Sync/MirrorRole"]["statements"].as_array().unwrap();
+    let dynamodb: Vec<&Value> = statements
+        .iter()
+        .filter(|s| {
+            strings(&s["actions"])
+                .iter()
+                .any(|a| a.starts_with("dynamodb:"))
+        })
+        .collect();
+    assert_eq!(dynamodb.len(), 1, "{dynamodb:?}");
+    let condition = &dynamodb[0]["condition"];
+    assert_eq!(
+        condition.as_object().map(|c| c.len()),
+        Some(1),
+        "{condition}"
+    );
+    let patterns = strings(&condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]);
+    assert_eq!(patterns, [r#"["mirrored",*"#], "{condition}");
+    // IAM's `*` matches any characters: the pattern is a prefix.
+    let prefix = patterns[0].strip_suffix('*').unwrap();
+    let key = |parts: serde_json::Value| parts.to_string();
+    assert!(
+        key(json!([
+            "mirrored",
+            "codecommit::ap-northeast-3://core-infra",
+            "refs/heads/main"
+        ]))
+        .starts_with(prefix)
+    );
+    for other in [
+        key(json!([
+            "checkpoint",
+            "sync",
+            "core-infra",
+            "refs/heads/main"
+        ])),
+        key(json!(["start", "osaka-core", "8b58"])),
+    ] {
+        assert!(!other.starts_with(prefix), "{other}");
+    }
+}
+
 // ---------------------------------------------------------------- the rest of the wiring
 
 fn function<'s>(stack: &'s Value, logical: &str) -> &'s Value {
@@ -1082,7 +1137,7 @@ fn every_function_is_wired_with_its_settings_failure_destination_alarm_and_logs(
     let mirror = function(sync, "Mirror");
     assert_eq!(
         mirror["Environment"]["Variables"],
-        json!({"TOZAI_EVENT_BUS": "tozai", "TOZAI_PRIMARY": "tokyo", "TOZAI_CACHE": "/tmp/tozai-cache", "RUST_LOG": "info"})
+        json!({"TOZAI_TABLE": "tozai-checkpoints", "TOZAI_EVENT_BUS": "tozai", "TOZAI_PRIMARY": "tokyo", "TOZAI_CACHE": "/tmp/tozai-cache", "RUST_LOG": "info"})
     );
     assert_eq!(
         mirror["ReservedConcurrentExecutions"], "1",

@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tozai_tests::GitRepo;
 use tozai_tests::lambda_api::{Function, LambdaApi, credentials};
-use tozai_tests::mirror::rev;
+use tozai_tests::mirror::{git, rev, try_git};
 use tozai_tests::server::GitServer;
 use tozai_tests::stand_ins::{CodeCommitApi, MOTO_ACCOUNT_ID, Moto, Queue, RecordedRequest};
 
@@ -367,10 +367,10 @@ fn standby_push(old: &str, new: &str) -> Value {
 /// `tozai-` + the first 8 bytes of SHA-256(target) in hex + `-` + the commit, computed here
 /// with coreutils' sha256sum.
 /// The token tozai derives for a start, recomputed from what the start sent: `tozai-COMMIT-`
-/// and the first 16 bytes of SHA-256 (sha256sum, not tozai's code) over the target and
-/// every parameter as a JSON array, so the same parameters give the same token and other
-/// parameters another.
-fn expected_token(target: &str, start: &Value, commit: &str) -> String {
+/// and the first 16 bytes of SHA-256 (sha256sum, not tozai's code) over the target, every
+/// parameter and the claim's sequence as a JSON array, so a retry of one start gives the
+/// same token and other parameters, or another transition, another.
+fn expected_token(target: &str, start: &Value, commit: &str, sequence: u64) -> String {
     let (kind, name, action, vars) = match start.get("projectName") {
         Some(project) => (
             "codebuild",
@@ -393,7 +393,8 @@ fn expected_token(target: &str, start: &Value, commit: &str) -> String {
         action,
         commit,
         "refs/heads/main",
-        variables
+        variables,
+        sequence
     ])
     .to_string();
     let out = Command::new("sh")
@@ -402,6 +403,22 @@ fn expected_token(target: &str, start: &Value, commit: &str) -> String {
         .expect("sha256sum runs");
     let hex = String::from_utf8_lossy(&out.stdout);
     format!("tozai-{commit}-{}", &hex[..32])
+}
+
+/// The sequence a target's last start was claimed with: its checkpoint's version before
+/// the start was recorded (the record is the swap after the claim).
+fn claim_sequence(items: &[Value], target: &str) -> u64 {
+    let consumer = format!("\"target:{target}\"");
+    let item = items
+        .iter()
+        .find(|i| {
+            i["pk"]["S"]
+                .as_str()
+                .is_some_and(|k| k.contains(&consumer) && k.contains("refs/heads/main"))
+        })
+        .unwrap_or_else(|| panic!("no checkpoint of {target}: {items:?}"));
+    let version: u64 = item["version"]["N"].as_str().unwrap().parse().unwrap();
+    version - 1
 }
 
 /// The variable `name` of a StartPipelineExecution body.
@@ -539,7 +556,12 @@ fn a_push_to_the_primary_is_mirrored_and_deploys_the_standby_once() {
     );
     assert_eq!(
         start["clientRequestToken"],
-        expected_token("osaka-core", start, &new),
+        expected_token(
+            "osaka-core",
+            start,
+            &new,
+            claim_sequence(&w.table_items(OSAKA), "osaka-core")
+        ),
         "{start}"
     );
     assert_eq!(
@@ -577,6 +599,116 @@ fn a_push_to_the_primary_is_mirrored_and_deploys_the_standby_once() {
         [new.as_str(), new2.as_str()]
     );
     assert_eq!(w.pipeline_starts(OSAKA).len(), 1, "Osaka is not redeployed");
+}
+
+/// The mirror's scheduled reconciliation, as EventBridge Scheduler delivers it.
+fn schedule() -> Value {
+    json!({
+        "version": "0", "id": "5a3e7c52-9b1d-4a0e-8f6c-2d4b1e9a7c30",
+        "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": MOTO_ACCOUNT_ID, "time": "2024-04-01T00:00:00Z", "region": TOKYO,
+        "resources": [format!("arn:aws:events:{TOKYO}:{MOTO_ACCOUNT_ID}:rule/tozai-reconcile")],
+        "detail": {},
+    })
+}
+
+/// The mirror Lambda keeps what it pushed in the table (its ledger): a release branch it
+/// pushed, squash-merged and deleted at the primary, is deleted at the standby by a new
+/// instance whose empty cache never fetched the branch's tip; a branch made on the standby
+/// at a mirrored commit is kept and reported.
+#[test]
+fn the_mirror_deletes_what_it_pushed_and_keeps_what_was_made_on_the_standby() {
+    let w = World::new(false);
+    let primary = w.primary.display().to_string();
+    w.work.branch("release/1.1");
+    w.work.write("common/templates/vpc.yaml", "vpc: 11\n");
+    let tip = w.work.commit("release 1.1");
+    w.work.git(&["push", "-q", &primary, "release/1.1"]);
+    let first = w.lambda(MIRROR, "tokyo", &[]);
+    first.ok(&schedule(), "the scheduled reconciliation");
+    assert_eq!(
+        rev(&w.standby, "refs/heads/release/1.1"),
+        tip,
+        "{}",
+        first.log()
+    );
+    let key = json!([
+        "mirrored",
+        format!("codecommit::{OSAKA}://{STANDBY_REPO}"),
+        "refs/heads/release/1.1"
+    ]);
+    let recorded = |key: &Value| {
+        w.table_items(TOKYO)
+            .into_iter()
+            .find(|i| i["pk"]["S"].as_str() == Some(key.to_string().as_str()))
+            .map(|i| i["commit"]["S"].clone())
+    };
+    assert_eq!(
+        recorded(&key),
+        Some(json!(tip)),
+        "{:?}",
+        w.table_items(TOKYO)
+    );
+    let main = json!([
+        "mirrored",
+        format!("codecommit::{OSAKA}://{STANDBY_REPO}"),
+        "refs/heads/main"
+    ]);
+    assert!(recorded(&main).is_some(), "main, in step, is adopted");
+
+    // Squash-merged into main and deleted at the primary; made on the standby.
+    w.work.switch("main");
+    w.work.git(&["merge", "-q", "--squash", "release/1.1"]);
+    let squashed = w.work.commit("release 1.1, squashed");
+    w.work
+        .git(&["push", "-q", &primary, "main", ":refs/heads/release/1.1"]);
+    let mirrored = rev(&w.standby, "refs/heads/main");
+    git(&w.standby, &["branch", "release/osaka-fix", &mirrored]);
+    let cold = w
+        .scratch
+        .path()
+        .join("another-instance")
+        .display()
+        .to_string();
+    let second = w.lambda(MIRROR, "tokyo", &[("TOZAI_CACHE", &cold)]);
+    let deleted = ref_event(
+        PRIMARY_REPO,
+        TOKYO,
+        "refs/heads/release/1.1",
+        Some(&tip),
+        None,
+        ENGINEER,
+    );
+    let record = second.ok(&deleted, "the mirror on the branch's deletion");
+    assert_eq!(
+        try_git(
+            &w.standby,
+            &["rev-parse", "--verify", "-q", "refs/heads/release/1.1"]
+        ),
+        None,
+        "{record}\n{}",
+        second.log()
+    );
+    assert_eq!(recorded(&key), None, "the record is forgotten");
+    let reconciled = second.ok(&schedule(), "the next reconciliation");
+    let diverged = &reconciled["mirror"]["refs"];
+    assert!(
+        diverged
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["ref"] == "refs/heads/release/osaka-fix" && r["status"] == "diverged"),
+        "{reconciled}"
+    );
+    git(
+        &w.standby,
+        &["rev-parse", "--verify", "refs/heads/release/osaka-fix"],
+    );
+    assert_eq!(
+        rev(&w.standby, "refs/heads/main"),
+        squashed,
+        "main moved on"
+    );
 }
 
 // ---------------------------------------------------------------- 2. at least once
@@ -625,41 +757,14 @@ fn a_push_delivered_five_times_starts_each_target_once() {
     assert_eq!(builds[0]["sourceVersion"], new.as_str(), "{builds:?}");
     assert_eq!(
         builds[0]["idempotencyToken"],
-        expected_token("osaka-build", &builds[0], &new),
+        expected_token(
+            "osaka-build",
+            &builds[0],
+            &new,
+            claim_sequence(&w.table_items(OSAKA), "osaka-build")
+        ),
         "{builds:?}"
     );
-
-    // An invocation that started the targets but died before moving its checkpoints (a
-    // timeout, a crash): the checkpoints are gone, the redelivery diffs again and decides
-    // to start, and only the start records (the claims) stop a second start.
-    for item in w.table_items(OSAKA) {
-        let key = item["pk"]["S"].as_str().unwrap_or_default();
-        if key.contains("\"checkpoint\"") {
-            let key = json!({"pk": {"S": key}}).to_string();
-            w.moto.aws(
-                OSAKA,
-                &[
-                    "dynamodb",
-                    "delete-item",
-                    "--table-name",
-                    TABLE,
-                    "--key",
-                    &key,
-                ],
-            );
-        }
-    }
-    let redelivered = judge.ok(&event, "a redelivery after the checkpoints were lost");
-    for name in ["osaka-core", "osaka-build"] {
-        let record = target(&redelivered, name);
-        assert_eq!(
-            (&record["start"], &record["result"]),
-            (&json!(true), &json!("already_started")),
-            "{name}: the claim must stop a second start: {redelivered}"
-        );
-    }
-    assert_eq!(pinned(&w.pipeline_starts(OSAKA)), [new.as_str()]);
-    assert_eq!(w.build_starts(OSAKA).len(), 1);
 
     // Five instances at once (Lambda scales out: duplicates can run concurrently).
     let (old, new) = w.push(
@@ -711,17 +816,25 @@ fn a_push_delivered_five_times_starts_each_target_once() {
         .filter(|b| b["sourceVersion"] == new.as_str())
         .collect();
     assert_eq!(builds.len(), 1, "one StartBuild for {new}: {builds:?}");
-    // The start records say who started it, once.
-    let started: Vec<Value> = w
+    // Each target's checkpoint is at the head, with its run and no claim left behind.
+    let recorded: Vec<Value> = w
         .table_items(OSAKA)
         .into_iter()
-        .filter(|i| i["state"]["S"] == "started")
+        .filter(|i| {
+            i["pk"]["S"]
+                .as_str()
+                .is_some_and(|k| k.contains("\"target:"))
+        })
         .collect();
-    assert_eq!(started.len(), 4, "two targets x two commits: {started:?}");
+    assert_eq!(recorded.len(), 2, "two targets: {recorded:?}");
+    for item in &recorded {
+        assert_eq!(item["commit"]["S"], new.as_str(), "{item}");
+        assert!(item["run_id"]["S"].is_string(), "{item}");
+        assert!(item.get("pending_commit").is_none(), "{item}");
+    }
     println!(
-        "at least once: 5 deliveries in a row, a redelivery without checkpoints and 5 \
-         concurrent deliveries gave {} start records for 2 targets x 2 commits",
-        started.len()
+        "at least once: 5 deliveries in a row and 5 concurrent deliveries started each of \
+         2 targets once per commit ({retried} lost the claim and were retried)"
     );
 }
 
@@ -821,8 +934,33 @@ fn events_out_of_order_or_lost_still_start_what_changed() {
                 && d["afterCommitSpecifier"] == c4.as_str()),
         "a diff from the checkpoint C2 to C4: {diffs:?}"
     );
+    // Every event of a push lost: the scheduled sweep judges the branch and starts it.
+    let (_, c5) = w.push(&w.primary, &[("primary/templates/app.yaml", "app: 5\n")]);
+    let schedule = json!({
+        "version": "0", "id": "sweep-1", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": MOTO_ACCOUNT_ID, "time": "2024-01-01T00:00:00Z",
+        "region": TOKYO, "resources": [], "detail": {},
+    });
+    let swept = judge.ok(&schedule, "the scheduled sweep");
+    assert_eq!(
+        swept["swept"][0]["targets"][0]["result"],
+        "started",
+        "{swept}\n{}",
+        judge.log()
+    );
+    assert_eq!(
+        pinned(&w.pipeline_starts(TOKYO)),
+        [c2.as_str(), c4.as_str(), c5.as_str()]
+    );
+    assert!(
+        !w.codecommit.requests_of("ListBranches").is_empty(),
+        "the sweep lists the branches"
+    );
+    let idle = judge.ok(&schedule, "the sweep again");
+    assert!(idle["ignored"].is_string(), "{idle}");
+    assert_eq!(w.pipeline_starts(TOKYO).len(), 3, "nothing started twice");
     println!(
-        "order and loss: reversed events and a lost event, {} GetDifferences calls, every change started once, none rolled back",
+        "order and loss: reversed events, a lost event and a push whose events were all lost, {} GetDifferences calls, every change started once, none rolled back",
         diffs.len()
     );
 }
@@ -848,11 +986,15 @@ fn errors_name_what_is_wrong_and_other_events_are_ignored() {
             "the error must name the missing pipeline: {error}\n{}",
             judge.log()
         );
+        assert_eq!(
+            error["errorType"], "Permanent",
+            "a missing pipeline is not retried usefully: {error}"
+        );
         let items = w.table_items(TOKYO);
         assert!(
-            !items.iter().any(|i| i["pk"]["S"]
-                .as_str()
-                .is_some_and(|k| k.contains("\"start\""))),
+            !items
+                .iter()
+                .any(|i| i.get("pending_commit").is_some() || i.get("run_id").is_some()),
             "no start may be recorded, nor a claim left behind: {items:?}"
         );
         assert!(
@@ -885,6 +1027,7 @@ fn errors_name_what_is_wrong_and_other_events_are_ignored() {
         error_message(&error).contains("detail.commitId"),
         "the error must name the field: {error}"
     );
+    assert_eq!(error["errorType"], "Permanent", "{error}");
     let mut bad_commit = primary_push(&old, &new);
     bad_commit["detail"]["oldCommitId"] = json!("not-a-commit");
     let error = judge.err(&bad_commit, "an invalid oldCommitId");
@@ -1002,21 +1145,23 @@ fn a_bad_config_fails_the_init_naming_the_file_and_line() {
         assert!(api.next_requests().is_empty(), "{}", function.log());
     }
 
-    // A good config but no table.
+    // A good config but no table (the mirror keeps its ledger there).
     std::fs::write(&config, config_text()).unwrap();
-    let api = LambdaApi::start();
-    let function = Function::spawn(
-        PIPELINE_JUDGE,
-        &api,
-        &[("AWS_REGION", OSAKA), ("TOZAI_CONFIG", &config_path)],
-    );
-    let status = function
-        .wait_ready(Duration::from_secs(60))
-        .expect_err("no TOZAI_TABLE");
-    assert!(status.is_some_and(|s| !s.success()), "{}", function.log());
-    assert!(
-        function.stderr().contains("TOZAI_TABLE"),
-        "{}",
-        function.log()
-    );
+    for (binary, region) in [(PIPELINE_JUDGE, OSAKA), (MIRROR, TOKYO)] {
+        let api = LambdaApi::start();
+        let function = Function::spawn(
+            binary,
+            &api,
+            &[("AWS_REGION", region), ("TOZAI_CONFIG", &config_path)],
+        );
+        let status = function
+            .wait_ready(Duration::from_secs(60))
+            .expect_err("no TOZAI_TABLE");
+        assert!(status.is_some_and(|s| !s.success()), "{}", function.log());
+        assert!(
+            function.stderr().contains("TOZAI_TABLE"),
+            "{binary}: {}",
+            function.log()
+        );
+    }
 }

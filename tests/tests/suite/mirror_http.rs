@@ -24,7 +24,7 @@ use tozai::mirror::{MirrorOutcome, RefSelection, RefStatus};
 use tozai::ports::{
     GitCredentials, GitLogin, GitRemote, Mirror, MirrorError, MirrorRequest, TransferProgress,
 };
-use tozai_tests::mirror::{git, json_status, refs, refs_named, rev, status};
+use tozai_tests::mirror::{file_ledger, git, json_status, refs, refs_named, rev, status};
 use tozai_tests::server::{AwsCli, GitServer, Request};
 use tozai_tests::{GitRepo, Run, Sandbox, tozai_command};
 
@@ -162,6 +162,7 @@ impl World {
             selection: RefSelection::all(),
             force,
             dry_run,
+            ledger: Some(file_ledger(&self.scratch.path().join("state"), "dst")),
         }
     }
 

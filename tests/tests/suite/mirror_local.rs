@@ -3,18 +3,24 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 
 use tempfile::TempDir;
 use tozai::adapters::git_mirror::Git2Mirror;
+use tozai::adapters::local::ledger::FileLedger;
 use tozai::mirror::{MirrorOutcome, RefSelection, RefStatus};
-use tozai::ports::{Mirror, MirrorError, MirrorRequest};
-use tozai_tests::mirror::{assert_in_step, commit_file, git, local_remote, refs, rev, status};
+use tozai::ports::{Mirror, MirrorError, MirrorRequest, PushLedger};
+use tozai_tests::mirror::{
+    assert_in_step, commit_file, git, local_remote, refs, rev, status, try_git,
+};
 
 struct World {
-    _tmp: TempDir,
+    tmp: TempDir,
     src: PathBuf,
     dst: PathBuf,
     cache: PathBuf,
+    /// What the mirror pushed to the standby (`state/mirrored.json`).
+    ledger: Arc<FileLedger>,
 }
 
 impl World {
@@ -29,8 +35,10 @@ impl World {
             &["init", "-q", "--bare", "-b", "main", "dst.git"],
         );
         let cache = tmp.path().join("cache");
+        let ledger = FileLedger::open(tmp.path().join("state"), dst.display().to_string());
         Self {
-            _tmp: tmp,
+            ledger: Arc::new(ledger.unwrap()),
+            tmp,
             src,
             dst,
             cache,
@@ -48,6 +56,7 @@ impl World {
             selection: RefSelection::all(),
             force,
             dry_run,
+            ledger: Some(self.ledger.clone()),
         }
     }
 
@@ -407,4 +416,354 @@ fn a_local_path_that_is_no_repository_is_named_and_nothing_is_touched() {
         assert_eq!(std::fs::read_dir(&plain).unwrap().count(), 0);
     }
     assert!(refs(&w.dst).is_empty(), "the standby is untouched");
+}
+
+// ---- the mirror owns only what it made (issue 11) ----
+
+/// True when the cache `Git2Mirror` keeps for `w`'s source under `root` has object `id`.
+fn cache_has(w: &World, root: &std::path::Path, id: &str) -> bool {
+    let dir = Git2Mirror::new(root).cache_dir(&local_remote(&w.src));
+    try_git(&dir, &["cat-file", "-e", id]).is_some()
+}
+
+/// Issue 11, scenario 9a: a branch squash-merged and deleted at the source is deleted at
+/// the standby by a run whose cache never fetched the branch's tip (a new Lambda
+/// instance's empty /tmp): the ledger says the mirror pushed that value there.
+#[test]
+fn a_squash_merged_branch_deleted_at_the_source_is_deleted_by_a_cold_cache() {
+    let w = World::new();
+    w.commit("common/a.yaml", "a");
+    git(&w.src, &["checkout", "-q", "-b", "feature/squash"]);
+    w.commit("common/b.yaml", "b");
+    let tip = w.commit("common/c.yaml", "c");
+    git(&w.src, &["checkout", "-q", "main"]);
+    w.mirror();
+    assert_eq!(rev(&w.dst, "feature/squash"), tip);
+
+    git(&w.src, &["merge", "-q", "--squash", "feature/squash"]);
+    git(&w.src, &["commit", "-q", "-m", "feature/squash, squashed"]);
+    git(&w.src, &["branch", "-q", "-D", "feature/squash"]);
+    let cold = w.tmp.path().join("cold-cache");
+    let o = Git2Mirror::new(&cold)
+        .mirror(&w.request(false, false), None)
+        .unwrap();
+    assert!(
+        !cache_has(&w, &cold, &tip),
+        "the cold cache never fetched the branch's tip"
+    );
+    assert!(
+        matches!(status(&o, "refs/heads/feature/squash"), RefStatus::Deleted { old } if old.as_str() == tip),
+        "{o:#?}"
+    );
+    assert!(o.in_sync(), "{o:#?}");
+    w.assert_in_step();
+}
+
+/// 9a, the other cold cache: one that fetched before the branch existed, while another
+/// cache (another instance) pushed it.
+#[test]
+fn a_branch_another_cache_pushed_is_deleted_when_the_source_deletes_it() {
+    let w = World::new();
+    w.commit("a", "a");
+    w.mirror();
+    git(&w.src, &["checkout", "-q", "-b", "feature/elsewhere"]);
+    let tip = w.commit("b", "b");
+    git(&w.src, &["checkout", "-q", "main"]);
+    let other = w.tmp.path().join("other-cache");
+    Git2Mirror::new(&other)
+        .mirror(&w.request(false, false), None)
+        .unwrap();
+    git(&w.src, &["branch", "-q", "-D", "feature/elsewhere"]);
+    let o = w.mirror();
+    assert!(!cache_has(&w, &w.cache, &tip));
+    assert!(
+        matches!(
+            status(&o, "refs/heads/feature/elsewhere"),
+            RefStatus::Deleted { .. }
+        ),
+        "{o:#?}"
+    );
+    w.assert_in_step();
+}
+
+/// A config mirroring `main` and `release/*` from `tokyo.git` to `osaka.git` in `dir`.
+fn local_config(dir: &std::path::Path) -> tozai::config::Config {
+    let path = dir.join("tozai.toml");
+    std::fs::write(
+        &path,
+        r#"primary = "tokyo"
+
+[regions.tokyo]
+aws_region = "ap-northeast-1"
+repository = "./tokyo.git"
+
+[regions.osaka]
+aws_region = "ap-northeast-3"
+repository = "./osaka.git"
+
+[sync]
+branches = ["main", "release/*"]
+tags = ["v*"]
+
+[sync.to.osaka]
+paths = ["common/**"]
+
+[sync.to.tokyo]
+paths = ["common/**"]
+"#,
+    )
+    .unwrap();
+    tozai::config::Config::load(&path).unwrap()
+}
+
+/// Issue 11, scenario 9b: `release/osaka-fix`, made directly on the standby at a commit
+/// that was mirrored (so the cache has it), is kept by the scheduled reconciliation and
+/// reported `diverged`.
+#[test]
+fn a_branch_made_on_the_standby_at_a_mirrored_commit_is_kept_by_the_reconciliation() {
+    use tozai::judge::RefMirror;
+    let tmp = TempDir::new().unwrap();
+    let config = local_config(tmp.path());
+    let (tokyo, osaka) = (tmp.path().join("tokyo.git"), tmp.path().join("osaka.git"));
+    for bare in [&tokyo, &osaka] {
+        git(
+            tmp.path(),
+            &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+        );
+    }
+    let work = tmp.path().join("work");
+    git(
+        tmp.path(),
+        &["clone", "-q", tokyo.to_str().unwrap(), "work"],
+    );
+    let c1 = commit_file(&work, "common/a.yaml", "a");
+    git(&work, &["push", "-q", "origin", "main", "main:release/1.0"]);
+    let target = config.standby().repository.clone();
+    let mirror = tozai::lambda::LiveMirror {
+        access: None,
+        source: config.primary().repository.clone(),
+        target: target.clone(),
+        cache: tmp.path().join("cache"),
+        force: false,
+        dry_run: false,
+        ledger: Some(Arc::new(
+            FileLedger::open(tmp.path().join("state"), target.to_string()).unwrap(),
+        )),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let reconcile = || {
+        runtime
+            .block_on(mirror.mirror_selected(config.sync.selection()))
+            .unwrap()
+    };
+    assert!(reconcile().in_sync());
+
+    // Made on the standby, at the commit the mirror pushed.
+    git(&osaka, &["branch", "release/osaka-fix", &c1]);
+    let o = reconcile();
+    let dir = Git2Mirror::new(tmp.path().join("cache")).cache_dir(&local_remote(&tokyo));
+    assert!(
+        try_git(&dir, &["cat-file", "-e", &c1]).is_some(),
+        "the cache has the commit"
+    );
+    match status(&o, "refs/heads/release/osaka-fix") {
+        RefStatus::Diverged {
+            source: None,
+            standby,
+        } => assert_eq!(standby.as_str(), c1),
+        other => panic!("{other:?} in {o:#?}"),
+    }
+    assert!(!o.in_sync());
+    assert_eq!(rev(&osaka, "release/osaka-fix"), c1, "kept");
+    assert!(matches!(
+        status(&o, "refs/heads/release/1.0"),
+        RefStatus::Unchanged { .. }
+    ));
+}
+
+/// A branch the mirror pushed and then someone moved on the standby (here rewound, to a
+/// commit the source has) is not the mirror's any more: deleted at the source, it is
+/// reported, not deleted.
+#[test]
+fn a_branch_moved_on_the_standby_since_the_mirror_pushed_it_is_not_deleted() {
+    let w = World::new();
+    let c1 = w.commit("a", "a");
+    git(&w.src, &["branch", "feature/x"]);
+    git(&w.src, &["checkout", "-q", "feature/x"]);
+    w.commit("b", "b");
+    git(&w.src, &["checkout", "-q", "main"]);
+    w.mirror();
+    git(&w.dst, &["update-ref", "refs/heads/feature/x", &c1]);
+    git(&w.src, &["branch", "-q", "-D", "feature/x"]);
+    let o = w.mirror();
+    assert!(
+        matches!(status(&o, "refs/heads/feature/x"), RefStatus::Diverged { source: None, standby } if standby.as_str() == c1),
+        "{o:#?}"
+    );
+    assert_eq!(rev(&w.dst, "feature/x"), c1);
+}
+
+/// Refs pushed before the ledger existed (or by another machine) are adopted once they
+/// equal the source's: a later deletion at the source then deletes them.
+#[test]
+fn refs_in_step_with_the_source_are_adopted_then_deleted_with_it() {
+    let w = World::new();
+    w.commit("a", "a");
+    git(&w.src, &["branch", "feature/old"]);
+    git(&w.src, &["tag", "v0"]);
+    let mut before = w.request(false, false);
+    before.ledger = None;
+    w.mirror_with(&before);
+    let all = [
+        "refs/heads/main".parse().unwrap(),
+        "refs/heads/feature/old".parse().unwrap(),
+        "refs/tags/v0".parse().unwrap(),
+    ];
+    assert!(w.ledger.recorded(&all).unwrap().is_empty());
+
+    let o = w.mirror();
+    assert!(
+        o.refs
+            .iter()
+            .all(|r| matches!(r.status, RefStatus::Unchanged { .. }))
+    );
+    assert_eq!(w.ledger.recorded(&all).unwrap().len(), 3, "adopted");
+    git(&w.src, &["branch", "-q", "-D", "feature/old"]);
+    git(&w.src, &["tag", "-d", "v0"]);
+    let o = w.mirror();
+    assert!(matches!(
+        status(&o, "refs/heads/feature/old"),
+        RefStatus::Deleted { .. }
+    ));
+    assert!(matches!(
+        status(&o, "refs/tags/v0"),
+        RefStatus::Deleted { .. }
+    ));
+    w.assert_in_step();
+    assert_eq!(
+        w.ledger.recorded(&all).unwrap().len(),
+        1,
+        "deletions forgotten"
+    );
+}
+
+/// Without a ledger nothing is known to be the mirror's: nothing is deleted unless forced.
+#[test]
+fn without_a_ledger_nothing_is_deleted_unless_forced() {
+    let w = World::new();
+    w.commit("a", "a");
+    git(&w.src, &["branch", "feature/x"]);
+    w.mirror();
+    git(&w.src, &["branch", "-q", "-D", "feature/x"]);
+    let mut request = w.request(false, false);
+    request.ledger = None;
+    let o = w.mirror_with(&request);
+    assert!(matches!(
+        status(&o, "refs/heads/feature/x"),
+        RefStatus::Diverged { source: None, .. }
+    ));
+    request.force = true;
+    let o = w.mirror_with(&request);
+    assert!(matches!(
+        status(&o, "refs/heads/feature/x"),
+        RefStatus::Deleted { .. }
+    ));
+    w.assert_in_step();
+}
+
+/// A ledger whose reads or writes fail, as a store might.
+#[derive(Debug)]
+struct FailingLedger {
+    inner: Arc<FileLedger>,
+    reads_fail: bool,
+    transient: bool,
+}
+
+impl PushLedger for FailingLedger {
+    fn recorded(
+        &self,
+        refs: &[tozai::refs::RefName],
+    ) -> Result<tozai::mirror::RefMap, tozai::ports::ServiceError> {
+        if self.reads_fail {
+            return Err(tozai::ports::ServiceError::new(
+                "test ledger",
+                "throttled",
+                self.transient,
+            ));
+        }
+        self.inner.recorded(refs)
+    }
+
+    fn record(
+        &self,
+        _: &[(tozai::refs::RefName, Option<tozai::refs::CommitId>)],
+    ) -> Result<(), tozai::ports::ServiceError> {
+        Err(tozai::ports::ServiceError::new(
+            "test ledger",
+            "cannot write",
+            false,
+        ))
+    }
+}
+
+/// A ledger that cannot be read fails the run before anything is pushed (transient when
+/// the store's error is); one that cannot be written after a push undoes nothing, and the
+/// next run adopts what the push left in step.
+#[test]
+fn a_ledger_read_failure_stops_the_run_and_a_write_failure_undoes_nothing() {
+    let w = World::new();
+    let c1 = w.commit("a", "a");
+    w.mirror();
+    w.commit("b", "b");
+    for transient in [true, false] {
+        let mut request = w.request(false, false);
+        request.ledger = Some(Arc::new(FailingLedger {
+            inner: w.ledger.clone(),
+            reads_fail: true,
+            transient,
+        }));
+        let err = Git2Mirror::new(&w.cache)
+            .mirror(&request, None)
+            .unwrap_err();
+        assert_eq!(err.is_transient(), transient, "{err:?}");
+        assert!(err.to_string().contains(&request.target.shown), "{err}");
+        assert_eq!(rev(&w.dst, "main"), c1, "nothing pushed");
+    }
+
+    git(&w.src, &["branch", "feature/y"]);
+    let mut request = w.request(false, false);
+    request.ledger = Some(Arc::new(FailingLedger {
+        inner: w.ledger.clone(),
+        reads_fail: false,
+        transient: false,
+    }));
+    let o = Git2Mirror::new(&w.cache).mirror(&request, None).unwrap();
+    assert!(o.in_sync(), "{o:#?}");
+    w.assert_in_step();
+    let feature: tozai::refs::RefName = "refs/heads/feature/y".parse().unwrap();
+    assert!(
+        w.ledger
+            .recorded(std::slice::from_ref(&feature))
+            .unwrap()
+            .is_empty()
+    );
+    w.mirror();
+    assert_eq!(w.ledger.recorded(&[feature]).unwrap().len(), 1, "adopted");
+}
+
+/// A dry run reads the ledger and records nothing.
+#[test]
+fn a_dry_run_records_nothing() {
+    let w = World::new();
+    w.commit("a", "a");
+    let o = w.mirror_with(&w.request(false, true));
+    assert!(matches!(
+        status(&o, "refs/heads/main"),
+        RefStatus::Created { .. }
+    ));
+    let main: tozai::refs::RefName = "refs/heads/main".parse().unwrap();
+    assert!(w.ledger.recorded(&[main]).unwrap().is_empty());
 }

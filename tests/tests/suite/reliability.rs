@@ -13,7 +13,7 @@ use tempfile::TempDir;
 use tozai::adapters::git_mirror::Git2Mirror;
 use tozai::mirror::RefSelection;
 use tozai::ports::{Mirror, MirrorRequest};
-use tozai_tests::mirror::{git, local_remote, try_git};
+use tozai_tests::mirror::{file_ledger, git, local_remote, try_git};
 
 const PUSHERS: usize = 10;
 
@@ -76,6 +76,8 @@ fn ten_racing_pushes_never_move_the_standby_backwards_and_converge() {
     git(&seed, &["push", "-q", primary.to_str().unwrap(), "main"]);
     // Each run has a cache of its own, as separate Lambda containers would: nothing but the
     // standby's expected-old-value check keeps an older run from pushing over a newer one.
+    // One ledger for every run, as every mirror invocation shares the table.
+    let ledger = file_ledger(&root.join("state"), "standby");
     let mirror_in = |cache: PathBuf, dry_run: bool| {
         let request = MirrorRequest {
             source: local_remote(&primary),
@@ -83,6 +85,7 @@ fn ten_racing_pushes_never_move_the_standby_backwards_and_converge() {
             selection: RefSelection::all(),
             force: false,
             dry_run,
+            ledger: Some(ledger.clone()),
         };
         Git2Mirror::new(cache).mirror(&request, None)
     };

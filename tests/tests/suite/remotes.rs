@@ -19,7 +19,7 @@ use tozai::git_auth::{Credentials, GitEndpoint};
 use tozai::location::Location;
 use tozai::mirror::{MirrorOutcome, RefSelection, RefStatus};
 use tozai::ports::{Mirror, MirrorRequest};
-use tozai_tests::mirror::{assert_in_step, git, json_status, rev, status, try_git};
+use tozai_tests::mirror::{assert_in_step, file_ledger, git, json_status, rev, status, try_git};
 use tozai_tests::server::GitServer;
 use tozai_tests::stand_ins::CodeCommitApi;
 use tozai_tests::{GitRepo, Run, Sandbox, tozai_command};
@@ -188,6 +188,7 @@ impl Served {
             selection: RefSelection::all(),
             force: false,
             dry_run: false,
+            ledger: Some(file_ledger(&self.scratch.path().join("state"), target)),
         };
         Git2Mirror::new(cache)
             .mirror(&request, None)

@@ -103,6 +103,7 @@ fn mirror_by_host(
         selection: RefSelection::all(),
         force: false,
         dry_run: false,
+        ledger: None,
     };
     Git2Mirror::new(cache).mirror(&request, None).map(|_| ())
 }

@@ -5,7 +5,8 @@
 //! rebases onto `main`, new branches (0 or 1 commit on `main`'s head), deletions and
 //! recreations, fast-forward and squash merges into `main`, and tags `v1.N` on existing
 //! commits. Pushes straight to the standby: a hotfix on `main`, a branch
-//! `release/osaka-fix`. And the mirror's schedule.
+//! `release/osaka-fix`. And the schedules: the mirror's reconciliation and each region's
+//! pipeline-judge's sweep.
 //!
 //! Deliveries: each CodeCommit event reaches each of its functions 0 to 5 times, each
 //! after its own delay (mostly short, sometimes minutes), so events are lost, duplicated,
@@ -228,7 +229,7 @@ impl Generator {
             Kind::StandbyHotfix => standby_hotfix(w),
             Kind::StandbyBranch => standby_branch(w),
             Kind::Schedule => {
-                w.tick();
+                w.tick_all();
                 true
             }
         }

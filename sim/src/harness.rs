@@ -10,14 +10,24 @@
 //! | `ChangeSource::changes` | CodeCommit `GetDifferences` | the tree diff of any two commits the repository holds |
 //! | `Ancestry::merge_base` | CodeCommit `GetMergeOptions` | the best common ancestor |
 //! | `Ancestry::branch_head` | CodeCommit `GetBranch` | the branch's head at the moment of the call |
-//! | `CheckpointStore` | DynamoDB | conditional puts (`attribute_not_exists`, `version = :v`, `lease_until < :now` by virtual time), a claim read back after a failed condition |
-//! | `Starter` | CodeBuild `StartBuild`, CodePipeline `StartPipelineExecution` | a run per call; CodeBuild returns the same build for a token repeated within 5 minutes |
+//! | `Ancestry::first_parent` | CodeCommit `GetCommit` | the commit's first parent |
+//! | `Ancestry::branches` | CodeCommit `ListBranches` | every branch at the moment of the call |
+//! | `CheckpointStore` | DynamoDB | `GetItem`; `PutItem` conditional on the version read (`attribute_not_exists` for none); `now()` is the virtual clock, in Unix seconds |
+//! | `Starter::start` | CodeBuild `StartBuild`, CodePipeline `StartPipelineExecution` | a run per call; CodeBuild returns the same build for a token repeated within 5 minutes |
+//! | `Starter::find_run` | `ListBuildsForProject` + `BatchGetBuilds`, `ListPipelineExecutions` + `GetPipelineExecution` | the newest run of the target at the commit for the ref, begun at or after `since` |
 //! | `EventSink` | EventBridge `PutEvents` | `Sync Requested` is delivered to the mirror (at least once) |
-//! | `RefMirror` | the mirror's git2 run | fetch the source into the cache (a new container's is empty), list the standby, [`plan_refs`], push each ref only if it still has the value the plan read |
+//! | `RefMirror` | the mirror's git2 run and its `DynamoLedger` | fetch the source into the cache (a new container's is empty), list the standby, read the ledger (`BatchGetItem`), [`plan_refs`] with it as `owned`, push each ref only if it still has the value the plan read, then record (`BatchWriteItem`): created and updated refs at their new value, deleted ones forgotten, unchanged ones adopted |
+//!
+//! An invocation runs under its Lambda's timeout (the templates' defaults: 60 seconds for
+//! the judges, 900 for the mirror): one still running then is stopped at its next await
+//! point, as Lambda stops it, and fails (Lambda retries it).
 //!
 //! When the ports change shape, this module is the one to port.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -30,8 +40,8 @@ use tozai::mirror::{
     plan_refs,
 };
 use tozai::ports::{
-    Ancestry, ChangeError, ChangeSource, Checkpoint, CheckpointStore, Claim, EventSink,
-    MirrorError, ServiceError, StartRequest, Starter,
+    Ancestry, ChangeError, ChangeSource, Checkpoint, CheckpointStore, EventSink, MirrorError,
+    PendingStart, RunKind, ServiceError, StartRequest, Starter,
 };
 use tozai::refs::{CommitId, RefName};
 
@@ -46,6 +56,22 @@ const ACCOUNT: &str = "111111111111";
 const MIRROR_ROLE: &str = "tozai-mirror";
 /// How many times the mirror reads and plans again when the standby moved under it.
 const PLAN_ATTEMPTS: u32 = 3;
+/// The Unix time (seconds) virtual time 0 is: 2026-02-01T00:00:00Z, as events say.
+pub const EPOCH_UNIX: u64 = 1_769_904_000;
+
+/// The Lambda timeout of a function, in milliseconds: the templates' defaults (the judges'
+/// 60 seconds, under the 2-minute lease of a claimed start; the mirror's 900).
+pub fn timeout_ms(function: Function) -> u64 {
+    match function {
+        Function::Mirror => 900_000,
+        Function::SyncJudge | Function::PipelineJudge(_) => 60_000,
+    }
+}
+
+/// The virtual time `ms` as the store's clock reads it (Unix seconds).
+pub fn unix_seconds(ms: u64) -> u64 {
+    EPOCH_UNIX + ms / 1000
+}
 
 /// The region (config name) of one side.
 fn region(config: &Config, side: Side) -> &str {
@@ -136,12 +162,24 @@ fn inbound(config: &Config, w: &World, event: usize) -> Result<Inbound, EventErr
             "source": tozai::event::TOZAI_SOURCE, "account": ACCOUNT, "time": time,
             "region": primary, "resources": [], "detail": detail,
         }),
-        Event::Schedule => json!({
-            "version": "0", "id": id, "detail-type": "Scheduled Event", "source": "aws.events",
-            "account": ACCOUNT, "time": time, "region": primary,
-            "resources": [format!("arn:aws:events:{primary}:{ACCOUNT}:rule/tozai-mirror-schedule")],
-            "detail": {},
-        }),
+        Event::Schedule(function) => {
+            let (aws_region, rule) = match function {
+                Function::PipelineJudge(side) => (
+                    match side {
+                        Side::Primary => primary,
+                        Side::Standby => &config.standby().aws_region,
+                    },
+                    "tozai-pipeline-judge-sweep",
+                ),
+                _ => (primary, "tozai-mirror-schedule"),
+            };
+            json!({
+                "version": "0", "id": id, "detail-type": "Scheduled Event", "source": "aws.events",
+                "account": ACCOUNT, "time": time, "region": aws_region,
+                "resources": [format!("arn:aws:events:{aws_region}:{ACCOUNT}:rule/{rule}")],
+                "detail": {},
+            })
+        }
     };
     tozai::event::from_value(value)
 }
@@ -183,100 +221,116 @@ impl<'s> Harness<'s> {
     }
 
     /// Each consumer starts where the run begins: every target's and the sync's checkpoint
-    /// at `main`'s head `c`, and each target's start of `c` recorded.
+    /// at `main`'s head `c`, each target's with the run it started there.
     pub fn seed(&self, c: C) {
         let main = RefName::Branch(self.config.base_branch.clone());
         self.sim.with(|w| {
             let id = w.graph.id(c).clone();
             for t in &self.config.targets {
                 let side = side_of(self.config, &t.region);
-                let run = format!("seed-{}", t.name);
-                seed_checkpoint(
-                    w,
-                    self.config,
-                    side,
-                    &judge::target_consumer(&t.name),
-                    &main,
-                    &id,
-                );
-                w.table(side).put_if(
-                    &start_key(&t.name, &id),
-                    Item::from([
-                        ("state", Attr::S("started".into())),
-                        ("run_id", Attr::S(run)),
-                    ]),
-                    |_| true,
-                );
+                let checkpoint = Checkpoint {
+                    version: 1,
+                    run_id: Some(format!("seed-{}", t.name)),
+                    ..Checkpoint::at(id.clone())
+                };
+                let consumer = judge::target_consumer(&t.name);
+                let key = checkpoint_key(&consumer, &repository(self.config, side), &main);
+                w.table(side)
+                    .put_if(&key, checkpoint_item(&checkpoint, 1), |_| true);
             }
-            seed_checkpoint(
-                w,
-                self.config,
-                Side::Primary,
+            let key = checkpoint_key(
                 judge::SYNC_CONSUMER,
+                &repository(self.config, Side::Primary),
                 &main,
-                &id,
             );
+            let checkpoint = Checkpoint::at(id.clone());
+            w.table(Side::Primary)
+                .put_if(&key, checkpoint_item(&checkpoint, 1), |_| true);
         });
     }
 
     /// One invocation of `delivery.function` with its event: a task for the scheduler.
-    /// It ends by handing its outcome to the world (which schedules Lambda's retries).
+    /// It ends by handing its outcome to the world (which schedules Lambda's retries). One
+    /// still running past its Lambda timeout is dropped at its next await point, as Lambda
+    /// stops it, and fails.
     pub fn invoke(&self, delivery: Delivery) -> Task<'s> {
         let (sim, config, ignored) = (self.sim, self.config, self.ignored);
-        Box::pin(async move {
-            let (invocation, event) =
-                sim.with(|w| (w.begin(delivery), inbound(config, w, delivery.event)));
-            let calls = Calls {
-                sim,
-                config,
-                invocation,
+        let (invocation, deadline) = sim.with(|w| {
+            let deadline = w.now + timeout_ms(delivery.function);
+            (w.begin(delivery), deadline)
+        });
+        let calls = Calls {
+            sim,
+            config,
+            invocation,
+        };
+        let work: Pin<Box<dyn Future<Output = Result<String, String>> + 's>> =
+            Box::pin(async move {
+                let event = sim.with(|w| inbound(config, w, delivery.event));
+                let event = event.map_err(|e| format!("malformed event: {e}"))?;
+                let record = match delivery.function {
+                    Function::SyncJudge => {
+                        judge::sync_judge(
+                            config,
+                            &RepoPort(calls, Side::Primary),
+                            &StorePort(calls, Side::Primary),
+                            &BusPort(calls),
+                            ignored,
+                            event,
+                        )
+                        .await
+                    }
+                    Function::PipelineJudge(side) => {
+                        judge::pipeline_judge(
+                            config,
+                            region(config, side),
+                            &RepoPort(calls, side),
+                            &StorePort(calls, side),
+                            &StarterPort(calls, side),
+                            event,
+                        )
+                        .await
+                    }
+                    Function::Mirror => {
+                        judge::mirror_job(config, &MirrorPort(calls), &BusPort(calls), event).await
+                    }
+                };
+                record
+                    .map(|r| {
+                        sim.with(|w| note_diffs(w, invocation, &r));
+                        r.to_json()
+                    })
+                    .map_err(|e| e.to_string())
+            });
+        let mut work = Some(work);
+        Box::pin(std::future::poll_fn(move |cx| {
+            let Some(running) = work.as_mut() else {
+                return Poll::Ready(());
             };
-            let outcome = match event {
-                Err(e) => Err(format!("malformed event: {e}")),
-                Ok(event) => {
-                    let record = match delivery.function {
-                        Function::SyncJudge => {
-                            judge::sync_judge(
-                                config,
-                                &RepoPort(calls, Side::Primary),
-                                &StorePort(calls, Side::Primary),
-                                &BusPort(calls),
-                                ignored,
-                                event,
-                            )
-                            .await
-                        }
-                        Function::PipelineJudge(side) => {
-                            judge::pipeline_judge(
-                                config,
-                                region(config, side),
-                                &RepoPort(calls, side),
-                                &StorePort(calls, side),
-                                &StarterPort(calls, side),
-                                event,
-                            )
-                            .await
-                        }
-                        Function::Mirror => {
-                            judge::mirror_job(config, &MirrorPort(calls), &BusPort(calls), event)
-                                .await
-                        }
-                    };
-                    record
-                        .map(|r| {
-                            sim.with(|w| note_diffs(w, invocation, &r));
-                            r.to_json()
-                        })
-                        .map_err(|e| e.to_string())
+            if sim.with(|w| w.now > deadline) {
+                work = None;
+                let seconds = timeout_ms(delivery.function) / 1000;
+                let timed_out = format!("Task timed out after {seconds}.00 seconds");
+                sim.with(|w| w.finish(invocation, delivery, Err(timed_out)));
+                return Poll::Ready(());
+            }
+            match running.as_mut().poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(outcome) => {
+                    work = None;
+                    sim.with(|w| w.finish(invocation, delivery, outcome));
+                    Poll::Ready(())
                 }
-            };
-            sim.with(|w| w.finish(invocation, delivery, outcome));
-        })
+            }
+        }))
     }
 }
 
 /// The diffs a judge's decision record says it made, as trace entries of their own.
 fn note_diffs(w: &mut World, invocation: u64, record: &judge::DecisionRecord) {
+    for one in &record.swept {
+        note_diffs(w, invocation, one);
+    }
     for d in &record.diffs {
         let why = serde_json::to_value(&d.why)
             .ok()
@@ -409,6 +463,41 @@ impl Ancestry for RepoPort<'_> {
             .await
             .map_err(|e| self.throttled(e))
     }
+
+    async fn first_parent(&self, commit: &CommitId) -> Result<Option<CommitId>, ChangeError> {
+        let side = self.1;
+        let found = self
+            .0
+            .call("GetCommit", |w| match commit_of(w, side, commit) {
+                Some(c) => Ok(w
+                    .graph
+                    .get(c)
+                    .parents
+                    .first()
+                    .map(|&p| w.graph.id(p).clone())),
+                None => Err(commit.clone()),
+            })
+            .await
+            .map_err(|e| self.throttled(e))?;
+        found.map_err(|missing| self.unknown(&missing))
+    }
+
+    async fn branches(&self) -> Result<Vec<String>, ChangeError> {
+        let side = self.1;
+        self.0
+            .call("ListBranches", |w| {
+                w.repo(side)
+                    .refs
+                    .keys()
+                    .filter_map(|r| match r {
+                        RefName::Branch(b) => Some(b.clone()),
+                        RefName::Tag(_) => None,
+                    })
+                    .collect()
+            })
+            .await
+            .map_err(|e| self.throttled(e))
+    }
 }
 
 // ---------------------------------------------------------------- DynamoDB
@@ -420,25 +509,41 @@ fn checkpoint_key(consumer: &str, repository: &str, reference: &RefName) -> Stri
     format!("checkpoint#{consumer}#{repository}#{}", reference.full())
 }
 
-fn start_key(target: &str, commit: &CommitId) -> String {
-    format!("start#{target}#{commit}")
+/// A checkpoint as its item, at `version`.
+fn checkpoint_item(checkpoint: &Checkpoint, version: u64) -> Item {
+    let mut item = Item::from([("version", Attr::N(version))]);
+    if let Some(commit) = &checkpoint.commit {
+        item.insert("commit", Attr::S(commit.to_string()));
+    }
+    if let Some(p) = &checkpoint.pending {
+        item.insert("pending_commit", Attr::S(p.commit.to_string()));
+        item.insert("claimed_at", Attr::N(p.claimed_at));
+        item.insert("lease_until", Attr::N(p.lease_until));
+    }
+    if let Some(id) = &checkpoint.run_id {
+        item.insert("run_id", Attr::S(id.clone()));
+    }
+    item
 }
 
-fn seed_checkpoint(
-    w: &mut World,
-    config: &Config,
-    side: Side,
-    consumer: &str,
-    reference: &RefName,
-    commit: &CommitId,
-) {
-    let key = checkpoint_key(consumer, &repository(config, side), reference);
-    let item = Item::from([
-        ("commit", Attr::S(commit.to_string())),
-        ("version", Attr::N(1)),
-    ]);
-    w.table(side).put_if(&key, item, |_| true);
+/// The checkpoint an item holds.
+fn checkpoint_of(item: &Item) -> Checkpoint {
+    let commit = |name| s(item, name).map(|c| c.parse().expect("the harness writes valid commits"));
+    Checkpoint {
+        commit: commit("commit"),
+        version: n(item, "version").unwrap_or(0),
+        pending: commit("pending_commit").map(|commit| PendingStart {
+            commit,
+            claimed_at: n(item, "claimed_at").unwrap_or(0),
+            lease_until: n(item, "lease_until").unwrap_or(0),
+        }),
+        run_id: s(item, "run_id").map(str::to_owned),
+    }
 }
+
+/// The attribute (the simulation's own, which tozai never reads) naming the invocation
+/// that claimed the pending start, for the trace and the checker.
+const CLAIMED_BY: &str = "sim_claimed_by";
 
 fn consumer_of(config: &Config, consumer: &str) -> Consumer {
     config
@@ -451,6 +556,59 @@ fn consumer_of(config: &Config, consumer: &str) -> Consumer {
 impl StorePort<'_> {
     fn error(&self, context: String) -> ServiceError {
         ServiceError::new(format!("DynamoDB table of {:?}", self.1), context, true)
+    }
+}
+
+/// What a successful save did, for the trace.
+fn log_save(
+    w: &mut World,
+    calls: Calls<'_>,
+    side: Side,
+    consumer: &str,
+    reference: &RefName,
+    (next, expected): (&Checkpoint, Option<&Checkpoint>),
+    claimer: Option<u64>,
+) {
+    let invocation = calls.invocation;
+    let find = |w: &World, id: &CommitId| w.graph.find(id).expect("a commit of the graph");
+    let target = || match consumer_of(calls.config, consumer) {
+        Consumer::Target(t) => t,
+        Consumer::Sync => consumer.to_owned(),
+    };
+    let was_pending = expected.and_then(|e| e.pending.as_ref());
+    if let Some(p) = &next.pending
+        && was_pending.is_none()
+    {
+        let commit = find(w, &p.commit);
+        w.log(Action::Claimed {
+            invocation,
+            target: target(),
+            commit,
+            outcome: format!("claimed, lease until {}", p.lease_until),
+        });
+    }
+    if next.commit != expected.and_then(|e| e.commit.clone())
+        && let Some(id) = &next.commit
+    {
+        let commit = find(w, id);
+        w.log(Action::Saved {
+            invocation,
+            consumer: consumer_of(calls.config, consumer),
+            side,
+            reference: reference.clone(),
+            commit,
+            claimed_by: claimer.filter(|_| was_pending.is_some()),
+        });
+    } else if let Some(p) = was_pending
+        && next.pending.is_none()
+    {
+        let commit = find(w, &p.commit);
+        w.log(Action::Claimed {
+            invocation,
+            target: target(),
+            commit,
+            outcome: "given back".into(),
+        });
     }
 }
 
@@ -468,165 +626,69 @@ impl CheckpointStore for StorePort<'_> {
             .call("GetItem", |w| w.table(side).get(&key).cloned())
             .await
             .map_err(|e| self.error(e))?;
-        Ok(item.map(|item| Checkpoint {
-            commit: s(&item, "commit")
-                .and_then(|c| c.parse().ok())
-                .expect("the harness writes valid commits"),
-            version: n(&item, "version").unwrap_or(0),
-            covered_from: s(&item, "covered_from").and_then(|c| c.parse().ok()),
-        }))
+        Ok(item.as_ref().map(checkpoint_of))
     }
 
-    async fn save_covering(
+    async fn save(
         &self,
         consumer: &str,
         repository: &str,
         reference: &RefName,
-        commit: &CommitId,
-        covered_from: Option<&CommitId>,
+        next: &Checkpoint,
         expected: Option<&Checkpoint>,
     ) -> Result<bool, ServiceError> {
         let key = checkpoint_key(consumer, repository, reference);
         let (side, calls) = (self.1, self.0);
-        let mut item = Item::from([
-            ("commit", Attr::S(commit.to_string())),
-            ("version", Attr::N(expected.map_or(1, |e| e.version + 1))),
-        ]);
-        if let Some(from) = covered_from {
-            item.insert("covered_from", Attr::S(from.to_string()));
+        let version = expected.map_or(1, |e| e.version + 1);
+        let mut item = checkpoint_item(next, version);
+        if next.pending.is_some() {
+            item.insert(CLAIMED_BY, Attr::N(calls.invocation));
         }
         let expected_version = expected.map(|e| e.version);
-        self.0
-            .call("PutItem", |w| {
-                let saved =
-                    w.table(side)
-                        .put_if(&key, item, |current| match (current, expected_version) {
-                            (None, None) => true,
-                            (Some(c), Some(v)) => n(c, "version") == Some(v),
-                            _ => false,
-                        });
-                if saved {
-                    let c = w.graph.find(commit).expect("a commit of the graph");
-                    w.log(Action::Saved {
-                        invocation: calls.invocation,
-                        consumer: consumer_of(calls.config, consumer),
-                        side,
-                        reference: reference.clone(),
-                        commit: c,
-                    });
-                }
-                saved
-            })
-            .await
-            .map_err(|e| self.error(e))
-    }
-
-    async fn claim_start(
-        &self,
-        target: &str,
-        commit: &CommitId,
-        lease: Duration,
-    ) -> Result<Claim, ServiceError> {
-        let key = start_key(target, commit);
-        let (side, invocation) = (self.1, self.0.invocation);
-        let won = self
+        // Recording a run a claim started: the fault "a start succeeds, its record fails".
+        let records_a_start = next.pending.is_none()
+            && next.run_id.is_some()
+            && expected.is_some_and(|e| e.pending.is_some() && e.run_id != next.run_id);
+        let saved = self
             .0
             .call("PutItem", |w| {
-                let now = w.now;
-                let lease_until = now + lease.as_millis() as u64;
-                let item = Item::from([
-                    ("state", Attr::S("starting".into())),
-                    ("lease_until", Attr::N(lease_until)),
-                ]);
-                let won = w.table(side).put_if(&key, item, |current| match current {
-                    None => true,
-                    Some(c) => s(c, "state") == Some("starting") && n(c, "lease_until") < Some(now),
-                });
-                if won {
-                    let c = w.graph.find(commit).expect("a commit of the graph");
-                    w.log(Action::Claimed {
-                        invocation,
-                        target: target.to_owned(),
-                        commit: c,
-                        outcome: "won".into(),
-                    });
-                }
-                won
-            })
-            .await
-            .map_err(|e| self.error(e))?;
-        if won {
-            return Ok(Claim::Won);
-        }
-        self.0
-            .call("GetItem", |w| {
-                let item = w.table(side).get(&key).cloned().unwrap_or_default();
-                let claim = match (s(&item, "state"), s(&item, "run_id")) {
-                    (Some("started"), Some(id)) => Claim::Started(id.to_owned()),
-                    _ => Claim::InProgress,
-                };
-                let c = w.graph.find(commit).expect("a commit of the graph");
-                w.log(Action::Claimed {
-                    invocation,
-                    target: target.to_owned(),
-                    commit: c,
-                    outcome: format!("{claim:?}"),
-                });
-                claim
-            })
-            .await
-            .map_err(|e| self.error(e))
-    }
-
-    async fn release_start(&self, target: &str, commit: &CommitId) -> Result<(), ServiceError> {
-        let key = start_key(target, commit);
-        let side = self.1;
-        self.0
-            .call("DeleteItem", |w| {
-                w.table(side).delete_if(&key, |c| {
-                    c.is_some_and(|c| s(c, "state") == Some("starting"))
-                });
-            })
-            .await
-            .map_err(|e| self.error(e))
-    }
-
-    async fn record_start(
-        &self,
-        target: &str,
-        commit: &CommitId,
-        run_id: &str,
-    ) -> Result<(), ServiceError> {
-        let key = start_key(target, commit);
-        let (side, invocation) = (self.1, self.0.invocation);
-        let recorded = self
-            .0
-            .call("UpdateItem", |w| {
-                if w.fault(Fault::Record) {
+                if records_a_start && w.fault(Fault::Record) {
                     w.log(Action::Fault {
-                        invocation,
-                        call: format!("UpdateItem {key}: throttled after the start"),
+                        invocation: calls.invocation,
+                        call: format!("PutItem {key} (recording a start): throttled"),
                     });
-                    return false;
+                    return Err(format!(
+                        "PutItem {key}: ProvisionedThroughputExceededException (simulated)"
+                    ));
                 }
-                w.table(side).update_if(
-                    &key,
-                    |item| {
-                        item.insert("state", Attr::S("started".into()));
-                        item.insert("run_id", Attr::S(run_id.to_owned()));
-                    },
-                    |_| true,
-                )
+                let current = w.table(side).get(&key);
+                let claimer = current.and_then(|c| n(c, CLAIMED_BY));
+                let holds = match (current, expected_version) {
+                    (None, None) => true,
+                    (Some(c), Some(v)) => n(c, "version") == Some(v),
+                    _ => false,
+                };
+                if holds {
+                    w.table(side).put_if(&key, item, |_| true);
+                    log_save(
+                        w,
+                        calls,
+                        side,
+                        consumer,
+                        reference,
+                        (next, expected),
+                        claimer,
+                    );
+                }
+                Ok(holds)
             })
             .await
             .map_err(|e| self.error(e))?;
-        if recorded {
-            Ok(())
-        } else {
-            Err(self.error(format!(
-                "UpdateItem {key}: ProvisionedThroughputExceededException (simulated)"
-            )))
-        }
+        saved.map_err(|e| self.error(e))
+    }
+
+    fn now(&self) -> u64 {
+        self.0.sim.with(|w| unix_seconds(w.now))
     }
 }
 
@@ -639,8 +701,8 @@ impl Starter for StarterPort<'_> {
     async fn start(&self, request: &StartRequest) -> Result<String, ServiceError> {
         let (side, invocation) = (self.1, self.0.invocation);
         let api = match request.kind {
-            "codebuild" => "StartBuild",
-            _ => "StartPipelineExecution",
+            RunKind::CodeBuild => "StartBuild",
+            RunKind::CodePipeline => "StartPipelineExecution",
         };
         self.0
             .call(api, |w| {
@@ -652,7 +714,7 @@ impl Starter for StarterPort<'_> {
                     invocation,
                     side,
                     &request.target,
-                    request.kind,
+                    request.kind.label(),
                     request.reference.clone(),
                     c,
                     &request.token,
@@ -660,7 +722,45 @@ impl Starter for StarterPort<'_> {
                 w.runs[run].id.clone()
             })
             .await
-            .map_err(|e| ServiceError::new(request.kind, e, true))
+            .map_err(|e| ServiceError::new(request.kind.label(), e, true))
+    }
+
+    async fn find_run(
+        &self,
+        request: &StartRequest,
+        since: u64,
+    ) -> Result<Option<String>, ServiceError> {
+        let (side, invocation) = (self.1, self.0.invocation);
+        let api = match request.kind {
+            RunKind::CodeBuild => "ListBuildsForProject",
+            RunKind::CodePipeline => "ListPipelineExecutions",
+        };
+        self.0
+            .call(api, |w| {
+                let c = w.graph.find(&request.commit);
+                let found = w
+                    .runs
+                    .iter()
+                    .rev()
+                    .find(|r| {
+                        r.side == side
+                            && r.target == request.target
+                            && Some(r.commit) == c
+                            && r.reference == request.reference
+                            && unix_seconds(r.at) >= since
+                    })
+                    .map(|r| r.id.clone());
+                w.log(Action::Note(format!(
+                    "#{invocation} find_run {} {} at {} since {since}: {}",
+                    request.target,
+                    request.reference.full(),
+                    c.map_or_else(|| "?".to_owned(), Graph::label),
+                    found.as_deref().unwrap_or("none")
+                )));
+                found
+            })
+            .await
+            .map_err(|e| ServiceError::new(request.kind.label(), e, true))
     }
 }
 
@@ -681,7 +781,8 @@ impl EventSink for BusPort<'_> {
 
 // ---------------------------------------------------------------- the mirror
 
-/// The mirror's run over the model: what `Git2Mirror` does, step by step.
+/// The mirror's run over the model: what `Git2Mirror` does, step by step, with its ledger
+/// (`DynamoLedger`) in the primary's table.
 struct MirrorPort<'s>(Calls<'s>);
 
 /// The mirror cache's view of history: ancestry only between commits it holds.
@@ -690,22 +791,13 @@ struct CacheHistory<'a> {
     cache: &'a HashSet<C>,
 }
 
-impl CacheHistory<'_> {
-    fn held(&self, id: &CommitId) -> Option<C> {
-        self.graph.find(id).filter(|c| self.cache.contains(c))
-    }
-}
-
 impl History for CacheHistory<'_> {
     fn is_ancestor(&self, ancestor: &CommitId, descendant: &CommitId) -> bool {
-        match (self.held(ancestor), self.held(descendant)) {
+        let held = |id: &CommitId| self.graph.find(id).filter(|c| self.cache.contains(c));
+        match (held(ancestor), held(descendant)) {
             (Some(a), Some(d)) => self.graph.is_ancestor(a, d),
             _ => ancestor == descendant,
         }
-    }
-
-    fn contains(&self, id: &CommitId) -> bool {
-        self.held(id).is_some()
     }
 }
 
@@ -725,7 +817,16 @@ fn ref_map(w: &World, side: Side) -> RefMap {
         .collect()
 }
 
+/// The ledger item of one standby ref.
+fn ledger_key(standby: &str, reference: &RefName) -> String {
+    format!("mirrored#{standby}#{}", reference.full())
+}
+
 impl MirrorPort<'_> {
+    fn standby(&self) -> String {
+        repository(self.0.config, Side::Standby)
+    }
+
     /// Fetches every branch and tag of the source into the cache (a new container's cache
     /// starts empty), and returns the source's refs.
     async fn fetch(&self) -> Result<RefMap, MirrorError> {
@@ -755,34 +856,40 @@ impl MirrorPort<'_> {
         })
     }
 
-    /// Lists the standby's refs and plans every selected ref.
-    async fn plan(
-        &self,
-        source: &RefMap,
-        selection: &RefSelection,
-    ) -> Result<Vec<RefStep>, MirrorError> {
-        let main = RefName::Branch(self.0.config.base_branch.clone());
-        let planned = self
+    /// Lists the standby's refs.
+    async fn list_standby(&self) -> Result<RefMap, MirrorError> {
+        let listed = self
             .0
-            .call("git ls-remote (standby)", |w| {
-                let standby = ref_map(w, Side::Standby);
-                let history = CacheHistory {
-                    graph: &w.graph,
-                    cache: &w.mirror_cache,
-                };
-                let options = MirrorOptions {
-                    force: false,
-                    standby_default: Some(main),
-                };
-                plan_refs(source, &standby, selection, &history, &options)
+            .call("git ls-remote (standby)", |w| ref_map(w, Side::Standby))
+            .await;
+        listed.map_err(|e| unreachable(self.standby(), "listing the target's refs", &e))
+    }
+
+    /// What the ledger holds for the selected refs the standby has (`BatchGetItem`).
+    async fn owned(
+        &self,
+        standby_refs: &RefMap,
+        selection: &RefSelection,
+    ) -> Result<RefMap, MirrorError> {
+        let standby = self.standby();
+        let read = self
+            .0
+            .call("BatchGetItem (the mirror's ledger)", |w| {
+                let table = w.table(Side::Primary);
+                standby_refs
+                    .keys()
+                    .filter(|r| selection.selects(r))
+                    .filter_map(|r| {
+                        let item = table.get(&ledger_key(&standby, r))?;
+                        let commit = s(item, "commit")?.parse().ok()?;
+                        Some((r.clone(), commit))
+                    })
+                    .collect()
             })
             .await;
-        planned.map_err(|e| {
-            unreachable(
-                repository(self.0.config, Side::Standby),
-                "listing the target's refs",
-                &e,
-            )
+        read.map_err(|e| MirrorError::Ledger {
+            location: standby.clone(),
+            source: ServiceError::new("DynamoDB table of Primary", e, true),
         })
     }
 
@@ -842,10 +949,71 @@ impl MirrorPort<'_> {
                 Ok(Some(results))
             })
             .await;
-        let standby = repository(self.0.config, Side::Standby);
         match pushed {
             Ok(Ok(results)) => Ok(results),
-            Ok(Err(why)) | Err(why) => Err(unreachable(standby, "pushing to the target", &why)),
+            Ok(Err(why)) | Err(why) => {
+                Err(unreachable(self.standby(), "pushing to the target", &why))
+            }
+        }
+    }
+
+    /// Records in the ledger what the run left on the standby as the mirror's
+    /// (`BatchWriteItem`): created and updated refs at their new value, deleted ones
+    /// forgotten, unchanged ones whose record differs adopted. A failure is logged and
+    /// undoes nothing, as in `git_mirror::record_pushed`.
+    async fn record(&self, results: &[RefResult], owned: &RefMap) {
+        let changes: Vec<(RefName, Option<CommitId>)> = results
+            .iter()
+            .filter_map(|r| {
+                let value = match &r.status {
+                    RefStatus::Created { new } | RefStatus::Updated { new, .. } => Some(new),
+                    RefStatus::Deleted { .. } => None,
+                    RefStatus::Unchanged { at } if owned.get(&r.reference) != Some(at) => Some(at),
+                    _ => return None,
+                };
+                Some((r.reference.clone(), value.cloned()))
+            })
+            .collect();
+        if changes.is_empty() {
+            return;
+        }
+        let (standby, invocation) = (self.standby(), self.0.invocation);
+        let recorded = self
+            .0
+            .call("BatchWriteItem (the mirror's ledger)", |w| {
+                let mut shown = Vec::new();
+                for (reference, value) in &changes {
+                    let key = ledger_key(&standby, reference);
+                    let table = w.table(Side::Primary);
+                    match value {
+                        Some(c) => {
+                            let item = Item::from([("commit", Attr::S(c.to_string()))]);
+                            table.put_if(&key, item, |_| true);
+                        }
+                        None => {
+                            table.delete_if(&key, |_| true);
+                        }
+                    }
+                    let at = value.as_ref().and_then(|c| w.graph.find(c));
+                    shown.push(format!(
+                        "{} {}",
+                        reference.full(),
+                        at.map_or_else(|| "forgotten".to_owned(), Graph::label)
+                    ));
+                }
+                w.log(Action::Note(format!(
+                    "#{invocation} mirror: recorded {}",
+                    shown.join(", ")
+                )));
+            })
+            .await;
+        if let Err(e) = recorded {
+            self.0.sim.with(|w| {
+                w.log(Action::Fault {
+                    invocation,
+                    call: format!("the mirror's ledger not recorded: {e}"),
+                })
+            });
         }
     }
 }
@@ -856,13 +1024,28 @@ impl RefMirror for MirrorPort<'_> {
     }
 
     async fn mirror_selected(&self, selection: RefSelection) -> Result<MirrorOutcome, MirrorError> {
+        let main = RefName::Branch(self.0.config.base_branch.clone());
         for _ in 0..PLAN_ATTEMPTS {
             let source = self.fetch().await?;
-            let steps = self.plan(&source, &selection).await?;
+            let standby = self.list_standby().await?;
+            let owned = self.owned(&standby, &selection).await?;
+            let options = MirrorOptions {
+                force: false,
+                standby_default: Some(main.clone()),
+                owned,
+            };
+            let steps = self.0.sim.with(|w| {
+                let history = CacheHistory {
+                    graph: &w.graph,
+                    cache: &w.mirror_cache,
+                };
+                plan_refs(&source, &standby, &selection, &history, &options)
+            });
             if let Some(refs) = self.push(&steps).await? {
+                self.record(&refs, &options.owned).await;
                 return Ok(MirrorOutcome {
                     source: repository(self.0.config, Side::Primary),
-                    target: repository(self.0.config, Side::Standby),
+                    target: self.standby(),
                     dry_run: false,
                     refs,
                     objects_sent: 0,

@@ -1,5 +1,5 @@
 //! A DynamoDB table, as far as tozai uses one: items by key, each write conditional on the
-//! item as it is at that moment (`attribute_not_exists`, `version = :v`, `lease < :now`).
+//! item as it is at that moment (`attribute_not_exists`, `version = :v`).
 //! A condition and its write are one atomic step, as in DynamoDB.
 
 use std::collections::BTreeMap;
@@ -57,20 +57,6 @@ impl Table {
         true
     }
 
-    /// `UpdateItem` (which creates a missing item) with a condition.
-    pub fn update_if(
-        &mut self,
-        key: &str,
-        set: impl FnOnce(&mut Item),
-        holds: impl FnOnce(Option<&Item>) -> bool,
-    ) -> bool {
-        if !holds(self.items.get(key)) {
-            return false;
-        }
-        set(self.items.entry(key.to_owned()).or_default());
-        true
-    }
-
     /// `DeleteItem` with a condition.
     pub fn delete_if(&mut self, key: &str, holds: impl FnOnce(Option<&Item>) -> bool) -> bool {
         if !holds(self.items.get(key)) {
@@ -93,13 +79,10 @@ mod tests {
         assert!(!table.put_if("k", Item::new(), |c| c.is_none()));
         assert_eq!(n(table.get("k").unwrap(), "version"), Some(1));
         assert!(!table.delete_if("k", |c| c.is_some_and(|c| s(c, "state").is_some())));
-        assert!(table.update_if(
-            "k",
-            |i| {
-                i.insert("state", Attr::S("x".into()));
-            },
-            |_| true
-        ));
+        assert!(
+            table.put_if("k", Item::from([("state", Attr::S("x".into()))]), |c| c
+                .is_some())
+        );
         assert!(table.delete_if("k", |c| c.is_some_and(|c| s(c, "state") == Some("x"))));
         assert!(table.get("k").is_none());
     }

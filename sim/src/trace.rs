@@ -58,13 +58,18 @@ pub enum Action {
         error: String,
         retry_at: Option<u64>,
     },
+    /// A consumer's checkpoint moved to `commit`.
     Saved {
         invocation: u64,
         consumer: Consumer,
         side: Side,
         reference: RefName,
         commit: C,
+        /// When the save recorded a claimed start: the invocation that claimed it (another
+        /// one's, when a claim whose lease ran out was taken over and its run found).
+        claimed_by: Option<u64>,
     },
+    /// A claim on a target's start: made, given back.
     Claimed {
         invocation: u64,
         target: String,
@@ -206,12 +211,17 @@ impl Entry {
                 side: s,
                 reference,
                 commit: c,
+                claimed_by,
             } => write!(
                 line,
-                "SAVED    #{invocation} {consumer:?} {} {} at {}",
+                "SAVED    #{invocation} {consumer:?} {} {} at {}{}",
                 side(*s),
                 reference.full(),
-                Graph::label(*c)
+                Graph::label(*c),
+                match claimed_by {
+                    Some(by) if by != invocation => format!(" (the run #{by} claimed)"),
+                    _ => String::new(),
+                }
             ),
             Action::Claimed {
                 invocation,

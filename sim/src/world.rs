@@ -6,7 +6,8 @@
 //! Routing follows the infra's event rules: a created or updated ref of the primary's
 //! repository goes to the sync-judge and the primary's pipeline-judge, a deleted one to the
 //! mirror; a created or updated ref of the standby's repository to the standby's
-//! pipeline-judge; `Sync Requested` and the schedule to the mirror. (The rules also filter
+//! pipeline-judge; `Sync Requested` to the mirror; each schedule to its function (the
+//! mirror's reconciliation, each region's pipeline-judge's sweep). (The rules also filter
 //! by ref name; the judges ignore the refs they do not handle, so delivering those too
 //! changes nothing but the trace.) An invocation that fails is invoked again, as Lambda
 //! does with an asynchronous invocation's error: twice more, a minute and then two minutes
@@ -59,8 +60,9 @@ pub enum Event {
         detail_type: String,
         detail: serde_json::Value,
     },
-    /// The mirror's schedule.
-    Schedule,
+    /// An EventBridge schedule of one function: the mirror's reconciliation, or a
+    /// region's pipeline-judge's sweep.
+    Schedule(Function),
 }
 
 /// Handing one event to one function (one attempt).
@@ -347,13 +349,27 @@ impl World {
         event
     }
 
-    /// The mirror's schedule fires.
-    pub fn tick(&mut self) -> usize {
+    /// The schedule of `function` fires.
+    pub fn tick(&mut self, function: Function) -> usize {
         let event = self.events.len();
-        self.log(Action::Note(format!("schedule: event e{event}")));
-        self.events.push(Event::Schedule);
+        self.log(Action::Note(format!(
+            "schedule of {function}: event e{event}"
+        )));
+        self.events.push(Event::Schedule(function));
         self.plan(event);
         event
+    }
+
+    /// Every schedule fires: the mirror's reconciliation, and each region's
+    /// pipeline-judge's sweep.
+    pub fn tick_all(&mut self) {
+        for function in [
+            Function::Mirror,
+            Function::PipelineJudge(Side::Primary),
+            Function::PipelineJudge(Side::Standby),
+        ] {
+            self.tick(function);
+        }
     }
 
     /// The functions an event is delivered to (the infra's event rules).
@@ -371,7 +387,7 @@ impl World {
                 vec![Function::Mirror]
             }
             Event::Bus { .. } => Vec::new(),
-            Event::Schedule => vec![Function::Mirror],
+            Event::Schedule(function) => vec![*function],
         }
     }
 
@@ -380,12 +396,7 @@ impl World {
     fn plan(&mut self, event: usize) {
         let at_least_once = !matches!(self.events[event], Event::Push(_));
         for function in self.route(event) {
-            let mut delays =
-                generator::delays(&mut self.delivery_rng, &self.deliveries, at_least_once);
-            if !self.faults.on && delays.is_empty() {
-                // While settling, nothing is lost.
-                delays.push(self.delivery_rng.u64(..2_000));
-            }
+            let delays = generator::delays(&mut self.delivery_rng, &self.deliveries, at_least_once);
             self.planned.insert((event, function), delays.len());
             for delay in delays {
                 self.schedule(

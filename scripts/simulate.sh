@@ -4,6 +4,7 @@
 #
 #   bash scripts/simulate.sh [--release] [--seeds N] [--from SEED] [--steps K] [--traces | --find]
 #   bash scripts/simulate.sh [--release] --seed S [--steps K]   # one seed, its whole trace
+#   bash scripts/simulate.sh --mutate NAME [...]   # stand-ins broken on purpose: must fail
 #
 # Exits 1 on a violation, printing the seed, the guarantee broken and the trace; the last
 # line is always "N runs, V violations".

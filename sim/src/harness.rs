@@ -23,6 +23,10 @@
 //! point, as Lambda stops it, and fails (Lambda retries it).
 //!
 //! When the ports change shape, this module is the one to port.
+//!
+//! A [`Mutation`] (`--mutate NAME`) breaks one of these stand-ins on purpose, the way a bug
+//! in a judge would break what it relies on, to show that the checker catches it: tozai's
+//! own code is never changed.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -184,16 +188,66 @@ fn inbound(config: &Config, w: &World, event: usize) -> Result<Inbound, EventErr
     tozai::event::from_value(value)
 }
 
+/// A bug injected into the harness's stand-ins, never into tozai (`--mutate NAME`): each
+/// takes away one thing a guarantee rests on, so the checker must report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mutation {
+    /// `PutItem` ignores the version the judge read: no compare-and-swap, so two
+    /// invocations can both claim one start, or save over each other.
+    NoCas,
+    /// `find_run` never finds a run: a claim taken over after its lease lapsed cannot see
+    /// the run its first claimer started.
+    NoFindRun,
+    /// `GetBranch` answers with the commit of the event being handled, not the branch's
+    /// head: the judge trusts the event, as the judges before issue 11 did.
+    TrustEvent,
+    /// The mirror's ledger says the mirror made every standby ref, at its current value:
+    /// the mirror takes refs made on the standby.
+    LedgerOwnsAll,
+}
+
+impl Mutation {
+    /// Every mutation, by its `--mutate` name.
+    pub const ALL: [(&'static str, Mutation); 4] = [
+        ("no-cas", Mutation::NoCas),
+        ("no-find-run", Mutation::NoFindRun),
+        ("trust-event", Mutation::TrustEvent),
+        ("ledger-owns-all", Mutation::LedgerOwnsAll),
+    ];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|&(_, m)| m)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, m)| *m == self)
+            .map_or("?", |(n, _)| n)
+    }
+}
+
 /// What the judges are set up with besides the config, built once for every run (as a
-/// Lambda's `main` builds it once): the callers the sync-judge ignores, the mirror's role.
+/// Lambda's `main` builds it once): the callers the sync-judge ignores, the mirror's role;
+/// and the [`Mutation`], if any, of the stand-ins.
 pub struct Judges {
     ignored: IgnoredCallers,
+    pub mutation: Option<Mutation>,
 }
 
 impl Judges {
     pub fn new() -> Self {
         Self {
             ignored: IgnoredCallers::parse(MIRROR_ROLE).expect("a valid role name"),
+            mutation: None,
+        }
+    }
+
+    /// The judges over stand-ins broken by `mutation`.
+    pub fn mutated(mutation: Mutation) -> Self {
+        Self {
+            mutation: Some(mutation),
+            ..Self::new()
         }
     }
 }
@@ -209,6 +263,7 @@ pub struct Harness<'s> {
     sim: &'s Sim,
     config: &'s Config,
     ignored: &'s IgnoredCallers,
+    mutation: Option<Mutation>,
 }
 
 impl<'s> Harness<'s> {
@@ -217,6 +272,7 @@ impl<'s> Harness<'s> {
             sim,
             config,
             ignored: &judges.ignored,
+            mutation: judges.mutation,
         }
     }
 
@@ -263,6 +319,8 @@ impl<'s> Harness<'s> {
             sim,
             config,
             invocation,
+            event: delivery.event,
+            mutation: self.mutation,
         };
         let work: Pin<Box<dyn Future<Output = Result<String, String>> + 's>> =
             Box::pin(async move {
@@ -353,9 +411,16 @@ struct Calls<'s> {
     sim: &'s Sim,
     config: &'s Config,
     invocation: u64,
+    /// The event being handled (for [`Mutation::TrustEvent`]).
+    event: usize,
+    mutation: Option<Mutation>,
 }
 
 impl Calls<'_> {
+    fn mutated(&self, mutation: Mutation) -> bool {
+        self.mutation == Some(mutation)
+    }
+
     /// One service call: an await point, then `act` on the world in one step, unless the
     /// call is throttled (`Err`, nothing done).
     async fn call<R>(
@@ -455,10 +520,21 @@ impl Ancestry for RepoPort<'_> {
     }
 
     async fn branch_head(&self, branch: &str) -> Result<Option<CommitId>, ChangeError> {
-        let side = self.1;
+        let (side, event) = (self.1, self.0.event);
+        let trust_event = self.0.mutated(Mutation::TrustEvent);
         self.0
             .call("GetBranch", |w| {
-                w.repo(side).branch(branch).map(|c| w.graph.id(c).clone())
+                let head = match &w.events[event] {
+                    Event::Push(p)
+                        if trust_event
+                            && p.side == side
+                            && matches!(&p.reference, RefName::Branch(b) if b == branch) =>
+                    {
+                        p.new
+                    }
+                    _ => w.repo(side).branch(branch),
+                };
+                head.map(|c| w.graph.id(c).clone())
             })
             .await
             .map_err(|e| self.throttled(e))
@@ -664,6 +740,7 @@ impl CheckpointStore for StorePort<'_> {
                 let current = w.table(side).get(&key);
                 let claimer = current.and_then(|c| n(c, CLAIMED_BY));
                 let holds = match (current, expected_version) {
+                    _ if calls.mutated(Mutation::NoCas) => true,
                     (None, None) => true,
                     (Some(c), Some(v)) => n(c, "version") == Some(v),
                     _ => false,
@@ -731,6 +808,7 @@ impl Starter for StarterPort<'_> {
         since: u64,
     ) -> Result<Option<String>, ServiceError> {
         let (side, invocation) = (self.1, self.0.invocation);
+        let no_find_run = self.0.mutated(Mutation::NoFindRun);
         let api = match request.kind {
             RunKind::CodeBuild => "ListBuildsForProject",
             RunKind::CodePipeline => "ListPipelineExecutions",
@@ -749,7 +827,8 @@ impl Starter for StarterPort<'_> {
                             && r.reference == request.reference
                             && unix_seconds(r.at) >= since
                     })
-                    .map(|r| r.id.clone());
+                    .map(|r| r.id.clone())
+                    .filter(|_| !no_find_run);
                 w.log(Action::Note(format!(
                     "#{invocation} find_run {} {} at {} since {since}: {}",
                     request.target,
@@ -872,14 +951,18 @@ impl MirrorPort<'_> {
         selection: &RefSelection,
     ) -> Result<RefMap, MirrorError> {
         let standby = self.standby();
+        let owns_all = self.0.mutated(Mutation::LedgerOwnsAll);
         let read = self
             .0
             .call("BatchGetItem (the mirror's ledger)", |w| {
                 let table = w.table(Side::Primary);
                 standby_refs
-                    .keys()
-                    .filter(|r| selection.selects(r))
-                    .filter_map(|r| {
+                    .iter()
+                    .filter(|(r, _)| selection.selects(r))
+                    .filter_map(|(r, at)| {
+                        if owns_all {
+                            return Some((r.clone(), at.clone()));
+                        }
                         let item = table.get(&ledger_key(&standby, r))?;
                         let commit = s(item, "commit")?.parse().ok()?;
                         Some((r.clone(), commit))

@@ -11,11 +11,17 @@
 //!           [--find]                                # per scenario of issue 11, its first seed
 //! tozai-sim --seed S [--steps K]                    # one seed, its whole trace
 //! tozai-sim --found                                 # the seeds of sim/FOUND.md
+//! tozai-sim --mutate NAME [--seeds N] ...            # over stand-ins broken on purpose
 //! ```
 //!
 //! On a violation it prints the seed, which guarantee broke, the scenario of issue 11 it
 //! looks like, and the trace (of the first violating run, or of each with `--traces`), and
 //! exits 1; 2 is a usage error. The last line is always `N runs, V violations`.
+//!
+//! `--mutate NAME` breaks one of the harness's stand-ins the way a judge's bug would (no
+//! compare-and-swap, a `find_run` that finds nothing, trusting the event over the branch's
+//! head, a ledger that owns every standby ref: [`harness::Mutation`]), to show that the
+//! checker fails; the test `every_mutation_is_caught` keeps it so.
 //!
 //! The modules: [`model`] (the repositories), [`table`] (DynamoDB), [`world`] (everything
 //! outside tozai, with the clock, the faults and the trace), [`generator`] (pushes and
@@ -78,11 +84,14 @@ struct Args {
     find: bool,
     /// Replay the seeds of [`FOUND`].
     found: bool,
+    /// Break the harness's stand-ins on purpose.
+    mutate: Option<harness::Mutation>,
 }
 
 const USAGE: &str = "usage: tozai-sim [--seeds N] [--from SEED] [--steps K] [--traces | --find]
        tozai-sim --seed S [--steps K]
-       tozai-sim --found";
+       tozai-sim --found
+any of them with --mutate no-cas|no-find-run|trust-event|ledger-owns-all";
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut parsed = Args {
@@ -93,6 +102,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         traces: false,
         find: false,
         found: false,
+        mutate: None,
     };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| -> Result<u64, String> {
@@ -108,6 +118,12 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--traces" => parsed.traces = true,
             "--find" => parsed.find = true,
             "--found" => parsed.found = true,
+            "--mutate" => {
+                let name = args.next().ok_or("--mutate needs a value")?;
+                let mutation = harness::Mutation::parse(&name)
+                    .ok_or_else(|| format!("--mutate: no mutation {name:?}\n{USAGE}"))?;
+                parsed.mutate = Some(mutation);
+            }
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -115,12 +131,16 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     Ok(parsed)
 }
 
-fn report(outcome: &run::Outcome, steps: usize, trace: bool) {
+fn report(outcome: &run::Outcome, args: &Args, trace: bool) {
+    let mutate = args
+        .mutate
+        .map_or_else(String::new, |m| format!(" --mutate {}", m.name()));
     say!(
-        "seed {} violates {} guarantee(s); replay: bash scripts/simulate.sh --seed {} --steps {steps}",
+        "seed {} violates {} guarantee(s); replay: bash scripts/simulate.sh --seed {} --steps {}{mutate}",
         outcome.seed,
         outcome.violations.len(),
-        outcome.seed
+        outcome.seed,
+        args.steps
     );
     say!("  {}", outcome.summary);
     for (v, scenario) in outcome.violations.iter().zip(&outcome.scenarios) {
@@ -183,7 +203,9 @@ fn main() -> ExitCode {
         }
     };
     let config = run::config();
-    let judges = harness::Judges::new();
+    let judges = args
+        .mutate
+        .map_or_else(harness::Judges::new, harness::Judges::mutated);
     if args.found {
         return replay_found(&config, &judges);
     }
@@ -214,7 +236,7 @@ fn main() -> ExitCode {
         }
         if !outcome.violations.is_empty() {
             let trace = args.seed.is_none() && (args.traces || !printed_trace);
-            report(&outcome, args.steps, trace);
+            report(&outcome, &args, trace);
             printed_trace |= trace;
             violations += outcome.violations.len();
         }

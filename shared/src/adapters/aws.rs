@@ -1,6 +1,6 @@
 //! The ports over AWS's APIs (the `aws` feature): CodeCommit for changes and ancestry,
-//! DynamoDB for checkpoints and start records, CodePipeline and CodeBuild for starts,
-//! EventBridge for tozai's own events.
+//! DynamoDB for checkpoints (each with its claimed start), CodePipeline and CodeBuild for
+//! starts and for finding the run a start made, EventBridge for tozai's own events.
 //!
 //! Each adapter takes an SDK client built by the caller (`aws_config` in the binaries,
 //! `endpoint_url` pointed at a local stand-in in tests), so nothing here has a test-only
@@ -108,7 +108,7 @@ fn now_secs() -> u64 {
 // ---------------------------------------------------------------- CodeCommit
 
 /// One CodeCommit repository as a [`ChangeSource`] (GetDifferences, every page) and as
-/// [`Ancestry`] (GetMergeOptions, GetBranch).
+/// [`Ancestry`] (GetMergeOptions, GetBranch, GetCommit).
 #[derive(Debug, Clone)]
 pub struct CodeCommitRepo {
     client: aws_sdk_codecommit::Client,
@@ -418,50 +418,71 @@ impl DynamoStore {
     }
 
     fn invalid(&self, key: &str, what: &str) -> ServiceError {
-        ServiceError::new(self.service(), format!("item {key}: {what}"), false)
+        ServiceError::new(
+            self.service(),
+            format!("item {key} is not a checkpoint: {what}"),
+            false,
+        )
     }
 }
 
 type Item = std::collections::HashMap<String, AttributeValue>;
 
-fn string<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name)?.as_s().ok().map(String::as_str)
-}
-
-fn number(item: &Item, name: &str) -> Option<u64> {
-    item.get(name)?.as_n().ok()?.parse().ok()
-}
-
 fn is_condition_failure<E: ProvideErrorMetadata + std::error::Error>(err: &SdkError<E>) -> bool {
     classify(err).0.as_deref() == Some("ConditionalCheckFailedException")
 }
 
+/// How an attribute of the wrong type is shown: its type and value.
+fn shown(value: &AttributeValue) -> String {
+    crate::text::cut(&format!("{value:?}"), 200)
+}
+
 impl DynamoStore {
-    /// A stored item as a checkpoint; what is wrong with it, named, when it is not one.
+    /// A stored item as a checkpoint; an item that is not one is an error naming the item,
+    /// the attribute and what is wrong with it (never transient: reading it again gives the
+    /// same).
     fn checkpoint(&self, key: &str, item: &Item) -> Result<Checkpoint, ServiceError> {
-        let commit = |name: &str| -> Result<Option<CommitId>, ServiceError> {
-            string(item, name)
-                .map(|c| c.parse())
-                .transpose()
-                .map_err(|_| self.invalid(key, &format!("an invalid {name}")))
+        let text = |name: &str| -> Result<Option<&str>, ServiceError> {
+            match item.get(name) {
+                None => Ok(None),
+                Some(AttributeValue::S(text)) => Ok(Some(text)),
+                Some(other) => {
+                    Err(self.invalid(key, &format!("{name} is not a string: {}", shown(other))))
+                }
+            }
         };
-        let version =
-            number(item, "version").ok_or_else(|| self.invalid(key, "no valid version"))?;
+        let commit = |name: &str| -> Result<Option<CommitId>, ServiceError> {
+            text(name)?
+                .map(|t| {
+                    t.parse()
+                        .map_err(|_| self.invalid(key, &format!("{name} {t:?} is not a commit id")))
+                })
+                .transpose()
+        };
+        let number = |name: &str| -> Result<u64, ServiceError> {
+            match item.get(name) {
+                Some(AttributeValue::N(n)) => n
+                    .parse()
+                    .map_err(|_| self.invalid(key, &format!("{name} {n:?} is not a whole number"))),
+                Some(other) => {
+                    Err(self.invalid(key, &format!("{name} is not a number: {}", shown(other))))
+                }
+                None => Err(self.invalid(key, &format!("no {name}"))),
+            }
+        };
         let pending = match commit("pending_commit")? {
             None => None,
             Some(commit) => Some(PendingStart {
                 commit,
-                claimed_at: number(item, "pending_claimed_at")
-                    .ok_or_else(|| self.invalid(key, "no valid pending_claimed_at"))?,
-                lease_until: number(item, "pending_lease_until")
-                    .ok_or_else(|| self.invalid(key, "no valid pending_lease_until"))?,
+                claimed_at: number("pending_claimed_at")?,
+                lease_until: number("pending_lease_until")?,
             }),
         };
         Ok(Checkpoint {
             commit: commit("commit")?,
-            version,
+            version: number("version")?,
             pending,
-            run_id: string(item, "run_id").map(str::to_owned),
+            run_id: text("run_id")?.map(str::to_owned),
         })
     }
 }
@@ -693,13 +714,18 @@ impl AwsStarter {
 /// clock) and still be the claim's run.
 const CLOCK_SKEW_SECS: u64 = 5;
 
-/// The `TOZAI_REF` value of a run's variables.
+/// The longest value of a pipeline variable (CodePipeline's limit): the judge cuts
+/// `TOZAI_REF` to it (`judge::pipeline`'s `VARIABLE_MAX`), for CodeBuild too.
+const VARIABLE_MAX: usize = 1000;
+
+/// Whether a run's variables carry the `TOZAI_REF` the judge sends for `r`'s ref (the
+/// full name, cut as the judge cuts it when it is longer than a variable may be).
 fn names_ref<'a>(
     mut variables: impl Iterator<Item = (&'a str, &'a str)>,
     r: &StartRequest,
 ) -> bool {
-    let full = r.reference.full();
-    variables.any(|(name, value)| name == "TOZAI_REF" && value == full)
+    let sent = crate::text::cut(&r.reference.full(), VARIABLE_MAX);
+    variables.any(|(name, value)| name == "TOZAI_REF" && value == sent)
 }
 
 fn started_since(time: Option<&aws_sdk_codebuild::primitives::DateTime>, since: u64) -> bool {

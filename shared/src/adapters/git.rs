@@ -284,3 +284,56 @@ impl crate::ports::Ancestry for Git2Changes {
         std::future::ready(self.branch_names())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::Ancestry;
+
+    /// `git ARGS` in `dir`, its trimmed standard output.
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .current_dir(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@tozai.invalid"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    fn commit_file(dir: &Path, name: &str, message: &str) -> CommitId {
+        std::fs::write(dir.join(name), message).unwrap();
+        git(dir, &["add", name]);
+        git(dir, &["commit", "-q", "-m", message]);
+        git(dir, &["rev-parse", "HEAD"]).parse().unwrap()
+    }
+
+    /// The first parent, as `git rev-parse C^1` says: a merge's is the branch merged into,
+    /// a root commit has none, an unknown commit is named.
+    #[tokio::test]
+    async fn first_parent_is_gits_first_parent() {
+        let tmp = tempfile::TempDir::new().unwrap();
+        let dir = tmp.path();
+        git(dir, &["init", "-q", "-b", "main"]);
+        let root = commit_file(dir, "a", "root");
+        let main1 = commit_file(dir, "a", "main 1");
+        git(dir, &["switch", "-q", "-c", "feature", root.as_str()]);
+        let feature = commit_file(dir, "b", "feature");
+        git(dir, &["switch", "-q", "main"]);
+        git(dir, &["merge", "-q", "--no-ff", "-m", "merge", "feature"]);
+        let merge: CommitId = git(dir, &["rev-parse", "HEAD"]).parse().unwrap();
+
+        let repo = Git2Changes::open(dir).unwrap();
+        assert_eq!(repo.first_parent(&root).await.unwrap(), None);
+        assert_eq!(repo.first_parent(&main1).await.unwrap(), Some(root.clone()));
+        assert_eq!(repo.first_parent(&feature).await.unwrap(), Some(root));
+        let expected: CommitId = git(dir, &["rev-parse", "HEAD^1"]).parse().unwrap();
+        assert_eq!(expected, main1);
+        assert_eq!(repo.first_parent(&merge).await.unwrap(), Some(main1));
+        let missing: CommitId = "0123456789abcdef0123456789abcdef01234567".parse().unwrap();
+        let err = repo.first_parent(&missing).await.unwrap_err();
+        assert!(matches!(err, ChangeError::UnknownRevision { .. }), "{err}");
+        assert!(err.to_string().contains(missing.as_str()), "{err}");
+    }
+}

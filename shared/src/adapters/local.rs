@@ -2,9 +2,10 @@
 //! reuse its state): no AWS account needed, the same semantics.
 //!
 //! - [`FileStore`]: the [`CheckpointStore`] as one JSON file under a directory, every
-//!   operation under an exclusive lock file, with DynamoDB's conditional-write semantics
-//!   (a first save loses to one already made, a save naming a stale version loses, a start
-//!   claim holds a lease that a later claim may take over once it ran out);
+//!   operation under an exclusive lock file, with DynamoDB's conditional-write semantics:
+//!   every save is a compare-and-swap on the version read (a first save loses to one
+//!   already made, a save naming a stale version loses), and a checkpoint carries its
+//!   claimed start (commit, claim time, lease) and last run id as the table's item does;
 //! - [`RecordingStarter`]: the [`Starter`] that appends each start as a JSON line to a
 //!   file and, when configured, runs a command (`sh -c CMD`) for it; like CodePipeline's
 //!   `clientRequestToken`, a start whose token was already recorded returns that run's id
@@ -110,7 +111,7 @@ impl FileStore {
         Ok(store)
     }
 
-    /// The JSON file holding the checkpoints and starts.
+    /// The JSON file holding the checkpoints.
     pub fn path(&self) -> PathBuf {
         self.dir.join(Self::FILE)
     }
@@ -169,18 +170,35 @@ impl FileStore {
 }
 
 impl FileStore {
-    fn parsed(&self, consumer: &str, c: StoredCheckpoint) -> Result<Checkpoint, ServiceError> {
-        let commit = |text: &str| {
-            text.parse::<CommitId>()
-                .map_err(|e| self.error(&format!("checkpoint {consumer} has an invalid commit"), e))
+    /// A stored checkpoint as a [`Checkpoint`]; an invalid commit is an error naming the
+    /// checkpoint, the field and the value.
+    fn parsed(
+        &self,
+        key: (&str, &str, &RefName),
+        c: StoredCheckpoint,
+    ) -> Result<Checkpoint, ServiceError> {
+        let (consumer, repository, reference) = key;
+        let commit = |field: &str, text: &str| {
+            text.parse::<CommitId>().map_err(|e| {
+                self.error(
+                    &format!(
+                        "checkpoint {consumer} of {repository} {reference}: {field} {text:?} is not a commit id"
+                    ),
+                    e,
+                )
+            })
         };
         Ok(Checkpoint {
-            commit: c.commit.as_deref().map(commit).transpose()?,
+            commit: c
+                .commit
+                .as_deref()
+                .map(|t| commit("commit", t))
+                .transpose()?,
             version: c.version,
             pending: match c.pending {
                 None => None,
                 Some(p) => Some(PendingStart {
-                    commit: commit(&p.commit)?,
+                    commit: commit("pending.commit", &p.commit)?,
                     claimed_at: p.claimed_at,
                     lease_until: p.lease_until,
                 }),
@@ -206,7 +224,9 @@ impl CheckpointStore for FileStore {
                 .cloned();
             (found, false)
         })?;
-        stored.map(|c| self.parsed(consumer, c)).transpose()
+        stored
+            .map(|c| self.parsed((consumer, repository, reference), c))
+            .transpose()
     }
 
     async fn save(
@@ -532,7 +552,10 @@ pub fn tozai_event(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::ports::RunKind;
 
     fn commit(n: u32) -> CommitId {
         format!("{n:040x}").parse().unwrap()
@@ -557,18 +580,45 @@ mod tests {
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
     }
 
+    /// A checkpoint at `commit` with nothing pending.
+    fn at(n: u32) -> Checkpoint {
+        Checkpoint::at(commit(n))
+    }
+
+    /// A checkpoint still at `last` with a start of `pending` claimed at 1,000 s.
+    fn claimed(last: Option<u32>, pending: u32, run_id: Option<&str>) -> Checkpoint {
+        Checkpoint {
+            commit: last.map(commit),
+            version: 0,
+            pending: Some(PendingStart {
+                commit: commit(pending),
+                claimed_at: 1_000,
+                lease_until: 1_120,
+            }),
+            run_id: run_id.map(str::to_owned),
+        }
+    }
+
+    /// `checkpoint` as the store reads it back at `version`.
+    fn stored(checkpoint: Checkpoint, version: u64) -> Checkpoint {
+        Checkpoint {
+            version,
+            ..checkpoint
+        }
+    }
+
     #[tokio::test]
-    async fn a_second_first_save_loses_and_a_stale_version_loses() {
+    async fn a_save_is_a_compare_and_swap_on_the_version_read() {
         let (_tmp, s) = store();
         assert_eq!(s.load("sync", "core-infra", &main()).await.unwrap(), None);
         assert!(
-            s.save("sync", "core-infra", &main(), &commit(1), None)
+            s.save("sync", "core-infra", &main(), &at(1), None)
                 .await
                 .unwrap()
         );
         // Another invocation also saw no checkpoint: its first save loses.
         assert!(
-            !s.save("sync", "core-infra", &main(), &commit(2), None)
+            !s.save("sync", "core-infra", &main(), &at(2), None)
                 .await
                 .unwrap()
         );
@@ -577,22 +627,15 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(
-            v1,
-            Checkpoint {
-                commit: commit(1),
-                version: 1,
-                covered_from: None,
-            }
-        );
+        assert_eq!(v1, stored(at(1), 1));
         assert!(
-            s.save("sync", "core-infra", &main(), &commit(3), Some(&v1))
+            s.save("sync", "core-infra", &main(), &at(3), Some(&v1))
                 .await
                 .unwrap()
         );
-        // v1 is stale now.
+        // v1 is stale now, whatever it would write.
         assert!(
-            !s.save("sync", "core-infra", &main(), &commit(4), Some(&v1))
+            !s.save("sync", "core-infra", &main(), &at(4), Some(&v1))
                 .await
                 .unwrap()
         );
@@ -603,15 +646,28 @@ mod tests {
             .unwrap();
         assert_eq!(
             v2,
-            Checkpoint {
-                commit: commit(3),
-                version: 2,
-                covered_from: None,
-            }
+            stored(at(3), 2),
+            "the version is the store's: 1, then 2"
         );
+        // The version `next` carries is ignored: the store sets it from `expected`.
+        let claiming_v9 = Checkpoint {
+            version: 9,
+            ..at(5)
+        };
+        assert!(
+            s.save("sync", "core-infra", &main(), &claiming_v9, Some(&v2))
+                .await
+                .unwrap()
+        );
+        let v3 = s
+            .load("sync", "core-infra", &main())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(v3, stored(at(5), 3));
         // Naming a version of a checkpoint that does not exist loses too.
         assert!(
-            !s.save("target:x", "core-infra", &main(), &commit(5), Some(&v2))
+            !s.save("target:x", "core-infra", &main(), &at(6), Some(&v2))
                 .await
                 .unwrap()
         );
@@ -623,146 +679,195 @@ mod tests {
         let tag: RefName = "refs/tags/v1".parse().unwrap();
         assert_eq!(s.load("sync", "core-infra", &tag).await.unwrap(), None);
         assert_eq!(s.load("sync", "other", &main()).await.unwrap(), None);
+        assert_eq!(
+            s.load("target:tokyo-core", "core-infra", &main())
+                .await
+                .unwrap(),
+            None
+        );
     }
 
     #[tokio::test]
-    async fn the_state_survives_in_the_file_and_is_readable_json() {
+    async fn a_claimed_start_and_the_last_run_id_round_trip() {
         let (tmp, s) = store();
-        s.save("sync", "core-infra", &main(), &commit(1), None)
-            .await
-            .unwrap();
-        s.claim_start("tokyo-core", &commit(1), Duration::from_secs(120))
-            .await
-            .unwrap();
-        s.record_start("tokyo-core", &commit(1), "run-1")
-            .await
-            .unwrap();
+        let t = "target:tokyo-core";
+        // A first claim: no commit judged yet, a start pending.
+        let first = claimed(None, 1, None);
+        assert!(
+            s.save(t, "core-infra", &main(), &first, None)
+                .await
+                .unwrap()
+        );
+        let v1 = s.load(t, "core-infra", &main()).await.unwrap().unwrap();
+        assert_eq!(v1, stored(first, 1));
+        // Recorded: the head moves, the claim goes, the run id stays.
+        let recorded = Checkpoint {
+            run_id: Some("exec-1".into()),
+            ..at(1)
+        };
+        assert!(
+            s.save(t, "core-infra", &main(), &recorded, Some(&v1))
+                .await
+                .unwrap()
+        );
+        let v2 = s.load(t, "core-infra", &main()).await.unwrap().unwrap();
+        assert_eq!(v2, stored(recorded, 2));
+        // The next claim keeps both the last head and the last run id.
+        let next = claimed(Some(1), 2, Some("exec-1"));
+        assert!(
+            s.save(t, "core-infra", &main(), &next, Some(&v2))
+                .await
+                .unwrap()
+        );
+        let v3 = s.load(t, "core-infra", &main()).await.unwrap().unwrap();
+        assert_eq!(v3, stored(next, 3));
+
+        // In the file, readable JSON; read back by another store on the directory.
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(s.path()).unwrap()).unwrap();
+        let item = &json["checkpoints"][t]["core-infra"]["refs/heads/main"];
+        assert_eq!(item["commit"], commit(1).as_str());
+        assert_eq!(item["version"], 3);
+        assert_eq!(item["run_id"], "exec-1");
+        assert_eq!(
+            item["pending"],
+            serde_json::json!({"commit": commit(2).as_str(), "claimed_at": 1000, "lease_until": 1120})
+        );
         let again = FileStore::open(tmp.path().join("state")).unwrap();
         assert_eq!(
-            again
-                .load("sync", "core-infra", &main())
-                .await
-                .unwrap()
-                .unwrap()
-                .commit,
-            commit(1)
+            again.load(t, "core-infra", &main()).await.unwrap(),
+            Some(v3)
         );
+        // Nothing pending, no run: the fields are left out, not written as null.
+        s.save("sync", "core-infra", &main(), &at(4), None)
+            .await
+            .unwrap();
         let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(again.path()).unwrap()).unwrap();
-        assert_eq!(
-            json["checkpoints"]["sync"]["core-infra"]["refs/heads/main"]["commit"],
-            commit(1).as_str()
-        );
-        assert_eq!(
-            json["starts"]["tokyo-core"][commit(1).as_str()]["state"],
-            "started"
-        );
-        assert!(matches!(
-            &again.contents().unwrap().starts["tokyo-core"][commit(1).as_str()],
-            StoredStart::Started { run_id, .. } if run_id == "run-1"
-        ));
+            serde_json::from_slice(&std::fs::read(s.path()).unwrap()).unwrap();
+        let sync = json["checkpoints"]["sync"]["core-infra"]["refs/heads/main"]
+            .as_object()
+            .unwrap();
+        let mut fields: Vec<&str> = sync.keys().map(String::as_str).collect();
+        fields.sort();
+        assert_eq!(fields, ["commit", "updated_at_ms", "version"]);
     }
 
-    #[tokio::test]
-    async fn a_claim_is_won_once_then_in_progress_then_started() {
-        let (_tmp, s) = store();
-        let lease = Duration::from_secs(120);
-        let c = commit(7);
-        assert_eq!(
-            s.claim_start("osaka-core", &c, lease).await.unwrap(),
-            Claim::Won
-        );
-        assert_eq!(
-            s.claim_start("osaka-core", &c, lease).await.unwrap(),
-            Claim::InProgress
-        );
-        // Another target, another commit: separate claims.
-        assert_eq!(
-            s.claim_start("tokyo-core", &c, lease).await.unwrap(),
-            Claim::Won
-        );
-        assert_eq!(
-            s.claim_start("osaka-core", &commit(8), lease)
-                .await
-                .unwrap(),
-            Claim::Won
-        );
-        // A failed start releases: the retry claims it at once.
-        s.release_start("osaka-core", &c).await.unwrap();
-        assert_eq!(
-            s.claim_start("osaka-core", &c, lease).await.unwrap(),
-            Claim::Won
-        );
-        s.record_start("osaka-core", &c, "exec-1").await.unwrap();
-        assert_eq!(
-            s.claim_start("osaka-core", &c, lease).await.unwrap(),
-            Claim::Started("exec-1".into())
-        );
-        // A recorded start is never released.
-        s.release_start("osaka-core", &c).await.unwrap();
-        assert_eq!(
-            s.claim_start("osaka-core", &c, lease).await.unwrap(),
-            Claim::Started("exec-1".into())
-        );
-        // Releasing what was never claimed is fine.
-        s.release_start("nobody", &c).await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn a_claim_whose_lease_ran_out_is_taken_over() {
-        let (_tmp, s) = store();
-        let c = commit(9);
-        assert_eq!(
-            s.claim_start("osaka-core", &c, Duration::ZERO)
-                .await
-                .unwrap(),
-            Claim::Won
-        );
-        std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(
-            s.claim_start("osaka-core", &c, Duration::from_secs(120))
-                .await
-                .unwrap(),
-            Claim::Won
-        );
-        assert_eq!(
-            s.claim_start("osaka-core", &c, Duration::from_secs(120))
-                .await
-                .unwrap(),
-            Claim::InProgress
-        );
-    }
-
+    /// Threads racing to save from the same read: exactly one wins each round, and the
+    /// losers' writes never show.
     #[test]
-    fn concurrent_first_saves_and_claims_have_one_winner() {
+    fn concurrent_saves_from_one_version_have_exactly_one_winner() {
+        const THREADS: u32 = 8;
         let (_tmp, s) = store();
-        let threads: Vec<_> = (0..8)
-            .map(|n| {
-                let s = s.clone();
-                std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .build()
-                        .unwrap();
-                    rt.block_on(async {
-                        let saved = s
-                            .save("sync", "core-infra", &main(), &commit(n + 1), None)
-                            .await
+        let race = |expected: Option<Checkpoint>, round: u32| -> Vec<u32> {
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(THREADS as usize));
+            let threads: Vec<_> = (0..THREADS)
+                .map(|n| {
+                    let (s, expected, barrier) = (s.clone(), expected.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .build()
                             .unwrap();
-                        let claim = s
-                            .claim_start("tokyo-core", &commit(100), Duration::from_secs(60))
-                            .await
+                        let next = claimed(None, round * 100 + n, Some(&format!("run-{n}")));
+                        barrier.wait();
+                        let won = rt
+                            .block_on(s.save(
+                                "target:t",
+                                "core-infra",
+                                &main(),
+                                &next,
+                                expected.as_ref(),
+                            ))
                             .unwrap();
-                        (saved, claim)
+                        won.then_some(n)
                     })
                 })
-            })
-            .collect();
-        let results: Vec<(bool, Claim)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
-        assert_eq!(results.iter().filter(|(saved, _)| *saved).count(), 1);
+                .collect();
+            threads
+                .into_iter()
+                .filter_map(|t| t.join().unwrap())
+                .collect()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut expected = None;
+        for round in 1..=3 {
+            let winners = race(expected.clone(), round);
+            assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+            let now = rt
+                .block_on(s.load("target:t", "core-infra", &main()))
+                .unwrap()
+                .unwrap();
+            let n = winners[0];
+            assert_eq!(
+                now,
+                stored(
+                    claimed(None, round * 100 + n, Some(&format!("run-{n}"))),
+                    u64::from(round)
+                ),
+                "round {round}: the winner's write, and only it"
+            );
+            expected = Some(now);
+        }
+    }
+
+    /// Regression: a store written before the checkpoints carried their claims (a
+    /// `covered_from` per checkpoint, claims under `starts`) still loads; its claims are
+    /// dropped at the next save (each judge claims again on its ref).
+    #[tokio::test]
+    async fn a_store_file_of_the_previous_format_still_loads() {
+        let (_tmp, s) = store();
+        let old = serde_json::json!({
+            "checkpoints": {
+                "sync": {"core-infra": {"refs/heads/main": {
+                    "commit": commit(2).as_str(),
+                    "version": 4,
+                    "covered_from": commit(1).as_str(),
+                    "updated_at_ms": 1_700_000_000_000u64,
+                }}},
+                "target:tokyo-core": {"core-infra": {"refs/heads/main": {
+                    "commit": commit(2).as_str(),
+                    "version": 1,
+                    "updated_at_ms": 1_700_000_000_000u64,
+                }}},
+            },
+            "starts": {"tokyo-core": {
+                commit(2).as_str(): {"state": "started", "run_id": "exec-1", "started_at_ms": 1},
+                commit(3).as_str(): {"state": "starting", "lease_until_ms": 2},
+            }},
+        });
+        std::fs::write(s.path(), serde_json::to_vec_pretty(&old).unwrap()).unwrap();
+        let sync = s
+            .load("sync", "core-infra", &main())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(sync, stored(at(2), 4));
+        let target = s
+            .load("target:tokyo-core", "core-infra", &main())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(target, stored(at(2), 1));
+        // Saving from what was read works, and writes the current format.
+        assert!(
+            s.save("sync", "core-infra", &main(), &at(3), Some(&sync))
+                .await
+                .unwrap()
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(s.path()).unwrap()).unwrap();
+        assert!(json.get("starts").is_none(), "{json}");
+        assert!(
+            json["checkpoints"]["sync"]["core-infra"]["refs/heads/main"]
+                .get("covered_from")
+                .is_none()
+        );
         assert_eq!(
-            results.iter().filter(|(_, c)| *c == Claim::Won).count(),
+            s.contents().unwrap().checkpoints["target:tokyo-core"]["core-infra"]["refs/heads/main"]
+                .version,
             1,
-            "{results:?}"
+            "the other checkpoints are kept"
         );
     }
 
@@ -776,10 +881,37 @@ mod tests {
         assert!(!err.transient);
     }
 
+    #[tokio::test]
+    async fn an_invalid_commit_in_the_file_is_an_error_naming_the_checkpoint_and_value() {
+        let (_tmp, s) = store();
+        for (field, value, item) in [
+            (
+                "commit",
+                "not-a-commit",
+                serde_json::json!({"commit": "not-a-commit", "version": 1, "updated_at_ms": 0}),
+            ),
+            (
+                "pending.commit",
+                "zz",
+                serde_json::json!({"version": 1, "updated_at_ms": 0,
+                    "pending": {"commit": "zz", "claimed_at": 1, "lease_until": 2}}),
+            ),
+        ] {
+            let file = serde_json::json!({"checkpoints": {"target:t": {"core-infra": {"refs/heads/main": item}}}});
+            std::fs::write(s.path(), file.to_string()).unwrap();
+            let err = s.load("target:t", "core-infra", &main()).await.unwrap_err();
+            let shown = err.to_string();
+            for part in ["target:t", "core-infra", "refs/heads/main", field, value] {
+                assert!(shown.contains(part), "{field}: {part} in {shown}");
+            }
+            assert!(!err.transient, "{shown}");
+        }
+    }
+
     fn request(target: &str, c: &CommitId) -> StartRequest {
         StartRequest::new(
             target,
-            "codepipeline",
+            RunKind::CodePipeline,
             "core-infra-deploy",
             Some("Source".into()),
             c.clone(),
@@ -824,6 +956,116 @@ mod tests {
         let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(line["ref"], "refs/heads/main");
         assert_eq!(line["run_id"], "local-1");
+    }
+
+    /// A recorded start of `r` as its line in the file, at `at_ms`.
+    fn line(r: &StartRequest, run_id: &str, at_ms: u64) -> String {
+        let recorded = RecordedStart {
+            run_id: run_id.into(),
+            target: r.target.clone(),
+            kind: r.kind.label().into(),
+            name: r.name.clone(),
+            source_action: r.source_action.clone(),
+            commit: r.commit.to_string(),
+            reference: r.reference.full(),
+            token: r.token.clone(),
+            variables: r.variables.iter().cloned().collect(),
+            at_ms,
+        };
+        serde_json::to_string(&recorded).unwrap()
+    }
+
+    #[tokio::test]
+    async fn find_run_matches_the_target_commit_and_ref_of_runs_begun_since() {
+        let tmp = tempfile::TempDir::new().unwrap();
+        let starter = RecordingStarter::new(tmp.path().join("starts.jsonl"));
+        let r = request("tokyo-core", &commit(1));
+        // Nothing recorded (no file yet): nothing found.
+        assert_eq!(starter.find_run(&r, 0).await.unwrap(), None);
+
+        let release: RefName = "refs/heads/release/1".parse().unwrap();
+        let on_release = StartRequest {
+            reference: release.clone(),
+            ..r.clone()
+        };
+        let other_target = request("osaka-core", &commit(1));
+        let other_commit = request("tokyo-core", &commit(2));
+        let lines = [
+            line(&r, "old", 1_000_000),
+            line(&r, "exec-1", 2_000_000),
+            line(&on_release, "release-run", 3_000_000),
+            line(&other_target, "osaka-run", 3_000_000),
+            line(&other_commit, "later-commit", 3_000_000),
+            // The same start with another sequence (token): still the run of that start.
+            line(&r.clone().with_sequence(7), "exec-2", 2_500_000),
+        ];
+        std::fs::write(starter.path(), lines.join("\n") + "\n").unwrap();
+
+        // Since 1,000 s: the newest run of (target, commit, ref), whatever its token.
+        assert_eq!(
+            starter.find_run(&r, 1_000).await.unwrap().as_deref(),
+            Some("exec-2")
+        );
+        // A request without variables (what the judge probes with) finds it too.
+        let bare = StartRequest {
+            variables: Vec::new(),
+            ..r.clone()
+        }
+        .with_sequence(0);
+        assert_eq!(
+            starter.find_run(&bare, 1_000).await.unwrap().as_deref(),
+            Some("exec-2")
+        );
+        // `since` is inclusive, in seconds; a run begun before it is not the claim's.
+        assert_eq!(
+            starter.find_run(&r, 2_500).await.unwrap().as_deref(),
+            Some("exec-2")
+        );
+        assert_eq!(starter.find_run(&r, 2_501).await.unwrap(), None);
+        // Another ref at the same commit, another target, another commit: their own runs.
+        assert_eq!(
+            starter.find_run(&on_release, 0).await.unwrap().as_deref(),
+            Some("release-run")
+        );
+        assert_eq!(
+            starter.find_run(&other_target, 0).await.unwrap().as_deref(),
+            Some("osaka-run")
+        );
+        let tag = StartRequest {
+            reference: "refs/tags/v1".parse().unwrap(),
+            ..r.clone()
+        };
+        assert_eq!(starter.find_run(&tag, 0).await.unwrap(), None);
+        let codebuild = StartRequest {
+            kind: RunKind::CodeBuild,
+            ..r.clone()
+        };
+        assert_eq!(starter.find_run(&codebuild, 0).await.unwrap(), None);
+
+        // A start made now is found from the second it was made.
+        let fresh = request("tokyo-core", &commit(9));
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let id = starter.start(&fresh).await.unwrap();
+        assert_eq!(starter.find_run(&fresh, since).await.unwrap(), Some(id));
+        assert_eq!(starter.find_run(&fresh, since + 60).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn find_run_over_a_corrupt_file_is_an_error_naming_the_line() {
+        let tmp = tempfile::TempDir::new().unwrap();
+        let starter = RecordingStarter::new(tmp.path().join("starts.jsonl"));
+        let r = request("tokyo-core", &commit(1));
+        std::fs::write(starter.path(), line(&r, "exec-1", 0) + "\n{oops\n").unwrap();
+        let err = starter.find_run(&r, 0).await.unwrap_err();
+        let shown = err.to_string();
+        assert!(
+            shown.contains("line 2") && shown.contains("starts.jsonl"),
+            "{shown}"
+        );
+        assert!(!err.transient);
     }
 
     #[tokio::test]

@@ -296,18 +296,9 @@ where
                     _ => done(tr, TargetResult::AlreadyHandled),
                 });
             }
-            let (base, why) = self.diffs.base(last.as_ref(), &head).await?;
-            let judged = self.diffs.judged(&base, &head).await?;
-            note_diff(record, &consumer, &base, &why, judged.changed);
-            let decision = judged
-                .decisions
-                .pipelines
-                .iter()
-                .find(|d| d.target == target.name)
-                .cloned()
-                .ok_or_else(|| {
-                    JudgeError::Config(format!("target {} has no decision", target.name))
-                })?;
+            let decision = self
+                .decide(record, target, &consumer, last.as_ref(), &head)
+                .await?;
             fill(&mut tr, &decision);
             let run_id = checkpoint.as_ref().and_then(|c| c.run_id.clone());
             if !decision.start {
@@ -341,6 +332,28 @@ where
             return self.start(tr, &consumer, &request, claim).await;
         }
         Err(JudgeError::contended(&consumer, self.e))
+    }
+
+    /// The rules' decision for `target` on the diff from `last` (or the ref's birth base)
+    /// to `head`, noted in the record.
+    async fn decide(
+        &mut self,
+        record: &mut DecisionRecord,
+        target: &Target,
+        consumer: &str,
+        last: Option<&CommitId>,
+        head: &CommitId,
+    ) -> Result<TargetDecision, JudgeError> {
+        let (base, why) = self.diffs.base(last, head).await?;
+        let judged = self.diffs.judged(&base, head).await?;
+        note_diff(record, consumer, &base, &why, judged.changed);
+        judged
+            .decisions
+            .pipelines
+            .iter()
+            .find(|d| d.target == target.name)
+            .cloned()
+            .ok_or_else(|| JudgeError::Config(format!("target {} has no decision", target.name)))
     }
 
     /// Starts `request` under `claim`, then records the run (or gives the claim back).

@@ -10,7 +10,9 @@
 //!   `shared/FACTS.md`, adapted) and counter-examples: pushes to the configured branches and
 //!   tags reach the functions; other branches, other repositories, pull requests, comments
 //!   and other sources do not;
-//! - every IAM policy names exactly the expected actions and resources, no `*` anywhere;
+//! - every IAM policy names exactly the expected actions and resources, no `*` anywhere,
+//!   and each judge's grants are exactly the AWS calls its adapters make (read from
+//!   `shared/src/adapters/aws.rs`); the judges' timeouts stay under the start lease;
 //! - every asynchronous path has a retry policy and a dead-letter destination, every function
 //!   an alarm, a log group with retention and the settings `shared/src/lambda.rs` reads;
 //! - a failover is a parameter change (both roots deploy the same stacks; `primary` moves
@@ -771,8 +773,10 @@ fn roles(root: &Value) -> BTreeMap<String, Value> {
     out
 }
 
-fn expected_pipeline_judge(region: &str) -> Grants {
-    BTreeSet::from([
+/// The pipeline-judge's grants in `region`, for its targets' pipelines and projects (no
+/// statement for a kind it has none of).
+fn expected_pipeline_judge(region: &str, pipelines: &[&str], projects: &[&str]) -> Grants {
+    let mut expected = BTreeSet::from([
         grant(
             &["logs:CreateLogStream", "logs:PutLogEvents"],
             &["GetAtt(LogGroup.Arn)"],
@@ -782,24 +786,45 @@ fn expected_pipeline_judge(region: &str) -> Grants {
                 "codecommit:GetDifferences",
                 "codecommit:GetMergeOptions",
                 "codecommit:GetBranch",
+                "codecommit:GetCommit",
             ],
             &[&arn("codecommit", region, REPO)],
         ),
         grant(
-            &[
-                "dynamodb:GetItem",
-                "dynamodb:PutItem",
-                "dynamodb:UpdateItem",
-                "dynamodb:DeleteItem",
-            ],
+            &["dynamodb:GetItem", "dynamodb:PutItem"],
             &[&arn("dynamodb", region, "table/tozai-checkpoints")],
         ),
-        grant(
-            &["codepipeline:StartPipelineExecution"],
-            &[&arn("codepipeline", region, "core-infra-deploy")],
-        ),
         grant(&["sqs:SendMessage"], &["GetAtt(DeadLetterQueue.Arn)"]),
-    ])
+    ]);
+    if !pipelines.is_empty() {
+        let arns: Vec<String> = pipelines
+            .iter()
+            .map(|p| arn("codepipeline", region, p))
+            .collect();
+        expected.insert(grant(
+            &[
+                "codepipeline:StartPipelineExecution",
+                "codepipeline:ListPipelineExecutions",
+                "codepipeline:GetPipelineExecution",
+            ],
+            &arns.iter().map(String::as_str).collect::<Vec<_>>(),
+        ));
+    }
+    if !projects.is_empty() {
+        let arns: Vec<String> = projects
+            .iter()
+            .map(|p| arn("codebuild", region, &format!("project/{p}")))
+            .collect();
+        expected.insert(grant(
+            &[
+                "codebuild:StartBuild",
+                "codebuild:ListBuildsForProject",
+                "codebuild:BatchGetBuilds",
+            ],
+            &arns.iter().map(String::as_str).collect::<Vec<_>>(),
+        ));
+    }
+    expected
 }
 
 fn expected_sync_judge(primary: &str) -> Grants {
@@ -813,6 +838,7 @@ fn expected_sync_judge(primary: &str) -> Grants {
                 "codecommit:GetDifferences",
                 "codecommit:GetMergeOptions",
                 "codecommit:GetBranch",
+                "codecommit:GetCommit",
             ],
             &[&arn("codecommit", primary, REPO)],
         ),
@@ -904,7 +930,7 @@ fn every_iam_policy_names_only_the_expected_actions_and_resources() {
     }
     assert_eq!(
         grants(&tokyo["PipelineJudge/Role"]),
-        expected_pipeline_judge(TOKYO)
+        expected_pipeline_judge(TOKYO, &["core-infra-deploy"], &[])
     );
     assert_eq!(
         grants(&tokyo["Sync/SyncJudgeRole"]),
@@ -928,7 +954,7 @@ fn every_iam_policy_names_only_the_expected_actions_and_resources() {
     check_role("osaka PipelineJudge/Role", &osaka["PipelineJudge/Role"]);
     assert_eq!(
         grants(&osaka["PipelineJudge/Role"]),
-        expected_pipeline_judge(OSAKA)
+        expected_pipeline_judge(OSAKA, &["core-infra-deploy"], &[])
     );
 
     // Resource policies: only EventBridge (each rule of the stack) and CloudWatch, each
@@ -1030,6 +1056,349 @@ fn the_mirror_reads_and_writes_only_its_own_items() {
     ] {
         assert!(!other.starts_with(prefix), "{other}");
     }
+}
+
+// ---------------------------------------------------------------- grants against calls
+
+/// A config whose regions both have a CodePipeline and a CodeBuild target, so that the
+/// pipeline-judge's role has every statement.
+const BOTH_KINDS: &str = r#"
+primary = "tokyo"
+[regions.tokyo]
+aws_region = "ap-northeast-1"
+repository = "core-infra"
+[regions.osaka]
+aws_region = "ap-northeast-3"
+repository = "core-infra"
+[sync]
+branches = ["main"]
+[sync.to.osaka]
+paths = ["common/**", "secondary/**"]
+[sync.to.tokyo]
+paths = ["common/**", "primary/**"]
+[[pipeline]]
+name = "tokyo-core"
+region = "tokyo"
+codepipeline = "core-infra-deploy"
+branches = ["main"]
+paths = ["common/**", "primary/**"]
+[[pipeline]]
+name = "tokyo-lint"
+region = "tokyo"
+codebuild = "core-infra-lint"
+branches = ["main"]
+paths = ["**/*.yaml"]
+[[pipeline]]
+name = "osaka-core"
+region = "osaka"
+codepipeline = "core-infra-deploy"
+branches = ["main"]
+paths = ["common/**", "secondary/**"]
+[[pipeline]]
+name = "osaka-lint"
+region = "osaka"
+codebuild = "core-infra-lint"
+branches = ["main"]
+paths = ["**/*.yaml"]
+"#;
+
+/// The `tozai::lambda` constructors of the AWS adapters, and the section of
+/// `shared/src/adapters/aws.rs` (its `// ---- NAME` line) that holds the adapter's code.
+const ADAPTERS: &[(&str, &str)] = &[
+    ("repo", "CodeCommit"),
+    ("store", "DynamoDB"),
+    ("starter", "CodePipeline, CodeBuild"),
+    ("events", "EventBridge"),
+];
+
+/// The `tozai::lambda` functions a Lambda's `main` may call that build no AWS adapter.
+const NOT_ADAPTERS: &[&str] = &[
+    "config_from_env",
+    "fatal",
+    "ignored_from_env",
+    "inbound",
+    "init_logging",
+    "logged",
+    "served_region",
+];
+
+/// Granted to every function for the Lambda service, not for tozai's code: writing its
+/// logs, and sending a failed event to its on-failure destination.
+const RUNTIME_ACTIONS: &[&str] = &[
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "sqs:SendMessage",
+];
+
+/// `list_builds_for_project` as an API name: `ListBuildsForProject`.
+fn pascal(snake: &str) -> String {
+    snake
+        .split('_')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The sections of `shared/src/adapters/aws.rs`, by name.
+fn adapter_sections() -> BTreeMap<String, String> {
+    const MARK: &str = "// ----------------------------------------------------------------";
+    let path = workspace_root().join("shared/src/adapters/aws.rs");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut sections = BTreeMap::new();
+    let mut current: Option<(String, String)> = None;
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix(MARK) {
+            sections.extend(current.take());
+            current = Some((name.trim().to_owned(), String::new()));
+        } else if let Some((_, body)) = &mut current {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    sections.extend(current);
+    sections
+}
+
+/// The AWS API calls in one section of the adapters, as IAM actions: every SDK call
+/// `self.FIELD.operation()` (whitespace ignored, so a call split over lines counts),
+/// `client` being the section's own service's client.
+fn calls_in(section: &str, code: &str) -> BTreeSet<String> {
+    let own = match section {
+        "CodeCommit" => "codecommit",
+        "DynamoDB" => "dynamodb",
+        "EventBridge" => "events",
+        _ => "(no client field)",
+    };
+    let compact: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    let mut calls = BTreeSet::new();
+    for (field, service) in [
+        ("client", own),
+        ("codepipeline", "codepipeline"),
+        ("codebuild", "codebuild"),
+    ] {
+        let needle = format!("self.{field}.");
+        for (at, _) in compact.match_indices(&needle) {
+            let rest = &compact[at + needle.len()..];
+            let operation: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if !operation.is_empty() && rest[operation.len()..].starts_with("()") {
+                calls.insert(format!("{service}:{}", pascal(&operation)));
+            }
+        }
+    }
+    calls
+}
+
+/// Every AWS API call the function `functions/NAME` can make through the adapters its
+/// `main` builds (`tozai::lambda::repo`, `store`, `starter`, `events`), as IAM actions.
+fn called_actions(function: &str) -> BTreeSet<String> {
+    let main = workspace_root().join(format!("functions/{function}/src/main.rs"));
+    let text = std::fs::read_to_string(&main).unwrap();
+    let sections = adapter_sections();
+    let mut calls = BTreeSet::new();
+    for (at, _) in text.match_indices("lambda::") {
+        let name: String = text[at + "lambda::".len()..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if NOT_ADAPTERS.contains(&name.as_str()) {
+            continue;
+        }
+        let Some((_, section)) = ADAPTERS.iter().find(|(f, _)| *f == name) else {
+            panic!(
+                "{}: lambda::{name} is neither a known adapter constructor nor in NOT_ADAPTERS: \
+                 say which (the grants must follow what it calls)",
+                main.display()
+            );
+        };
+        let code = sections.get(*section).unwrap_or_else(|| {
+            panic!(
+                "no section {section:?} in shared/src/adapters/aws.rs: {:?}",
+                sections.keys()
+            )
+        });
+        let found = calls_in(section, code);
+        assert!(
+            !found.is_empty(),
+            "no SDK call found in the {section} section: has the code's shape changed?"
+        );
+        calls.extend(found);
+    }
+    calls
+}
+
+/// Least privilege both ways, against the code: each action a judge's role grants is one
+/// its adapters call, and each call its adapters can make is granted (the scan reads the
+/// SDK calls of `shared/src/adapters/aws.rs` for the adapters each `main` builds).
+#[test]
+fn each_judges_grants_are_exactly_the_aws_calls_its_code_makes() {
+    let pipeline_judge = called_actions("pipeline-judge");
+    let sync_judge = called_actions("sync-judge");
+    // What the judges are known to call, so a scan that finds too little fails here.
+    for action in [
+        "codecommit:GetBranch",
+        "codecommit:GetCommit",
+        "codecommit:GetDifferences",
+        "codecommit:GetMergeOptions",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "codepipeline:StartPipelineExecution",
+        "codepipeline:ListPipelineExecutions",
+        "codepipeline:GetPipelineExecution",
+        "codebuild:StartBuild",
+        "codebuild:ListBuildsForProject",
+        "codebuild:BatchGetBuilds",
+    ] {
+        assert!(
+            pipeline_judge.contains(action),
+            "{action}: {pipeline_judge:?}"
+        );
+    }
+    assert!(sync_judge.contains("events:PutEvents"), "{sync_judge:?}");
+    assert!(
+        !sync_judge
+            .iter()
+            .any(|a| a.starts_with("codepipeline:") || a.starts_with("codebuild:")),
+        "the sync-judge starts nothing: {sync_judge:?}"
+    );
+
+    let dir = TempDir::new().unwrap();
+    let config = dir.path().join("tozai.toml");
+    std::fs::write(&config, BOTH_KINDS).unwrap();
+    let model = model(&config);
+    let cases = [
+        ("tokyo", "PipelineJudge/Role", &pipeline_judge),
+        ("osaka", "PipelineJudge/Role", &pipeline_judge),
+        ("tokyo", "Sync/SyncJudgeRole", &sync_judge),
+    ];
+    for (region, role, called) in cases {
+        let roles = roles(deployed(&model, region));
+        let granted: BTreeSet<String> = grants(&roles[role])
+            .into_iter()
+            .flat_map(|(actions, _)| actions)
+            .filter(|a| !RUNTIME_ACTIONS.contains(&a.as_str()))
+            .collect();
+        let unused: Vec<&String> = granted.difference(called).collect();
+        let missing: Vec<&String> = called.difference(&granted).collect();
+        assert!(
+            unused.is_empty() && missing.is_empty(),
+            "{region} {role}: granted but never called {unused:?}; called but not granted {missing:?}"
+        );
+    }
+    // And on what: the listed pipelines and projects only.
+    for (region, aws_region) in [("tokyo", TOKYO), ("osaka", OSAKA)] {
+        assert_eq!(
+            grants(&roles(deployed(&model, region))["PipelineJudge/Role"]),
+            expected_pipeline_judge(aws_region, &["core-infra-deploy"], &["core-infra-lint"]),
+            "{region}"
+        );
+    }
+}
+
+/// Each template's parameters and its functions' `Timeout` and `CodeUri` as written
+/// (`Ref`s unevaluated), by path under `infra/`.
+fn template_sources() -> Value {
+    const SCRIPT: &str = r#"
+import json, sys
+from pathlib import Path
+sys.path.insert(0, "tests/support")
+import infra_templates
+out = {}
+for path in sorted(Path("infra").rglob("*.yaml")):
+    t = infra_templates.load(path)
+    functions = {
+        name: {k: r.get("Properties", {}).get(k) for k in ("Timeout", "CodeUri")}
+        for name, r in t.get("Resources", {}).items()
+        if r.get("Type") in ("AWS::Serverless::Function", "AWS::Lambda::Function")
+    }
+    out[str(path.relative_to("infra"))] = {"parameters": t.get("Parameters", {}), "functions": functions}
+print(json.dumps(out))
+"#;
+    let mut cmd = Command::new(tool("python"));
+    cmd.current_dir(workspace_root()).args(["-c", SCRIPT]);
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "reading the templates failed:\n{}",
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn number(v: &Value) -> Option<u64> {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// A judge's Lambda timeout stays below the lease of a claimed start
+/// (`tozai::judge::START_LEASE`), so an invocation holding a claim is gone before another
+/// may take the claim over: each judge's `Timeout` is a parameter whose `MaxValue` (and
+/// default) is under the lease, in its template and in every root that passes it on.
+#[test]
+fn the_judges_timeouts_stay_below_the_start_lease() {
+    let lease = tozai::judge::START_LEASE.as_secs();
+    let templates = template_sources();
+    let templates = templates.as_object().unwrap();
+    let mut judges = BTreeSet::new();
+    let mut parameters = BTreeSet::new();
+    for (path, t) in templates {
+        for (logical, f) in t["functions"].as_object().unwrap() {
+            let package = f["CodeUri"].as_str().unwrap_or_default();
+            if !package.ends_with("-judge.zip") {
+                continue;
+            }
+            judges.insert(package.rsplit('/').next().unwrap().to_owned());
+            let parameter = f["Timeout"]["Ref"].as_str().unwrap_or_else(|| {
+                panic!(
+                    "{path} {logical}: Timeout is not a parameter: {}",
+                    f["Timeout"]
+                )
+            });
+            parameters.insert(parameter.to_owned());
+            let spec = &t["parameters"][parameter];
+            let max = number(&spec["MaxValue"])
+                .unwrap_or_else(|| panic!("{path} {parameter}: no MaxValue: {spec}"));
+            assert!(
+                max < lease,
+                "{path} {parameter}: MaxValue {max} is not under the {lease} s lease"
+            );
+            let default = number(&spec["Default"]).unwrap();
+            assert!(default <= max, "{path} {parameter}: {spec}");
+        }
+    }
+    assert_eq!(
+        judges,
+        BTreeSet::from(["pipeline-judge.zip".to_owned(), "sync-judge.zip".to_owned()])
+    );
+    // A root that takes the parameter to pass it on caps it as well: a value over the lease
+    // is refused at the root, before any nested stack is touched.
+    let mut checked = 0;
+    for (path, t) in templates {
+        for parameter in &parameters {
+            let spec = &t["parameters"][parameter];
+            if spec.is_null() {
+                continue;
+            }
+            let max = number(&spec["MaxValue"])
+                .unwrap_or_else(|| panic!("{path} {parameter}: no MaxValue: {spec}"));
+            assert!(
+                max < lease,
+                "{path} {parameter}: MaxValue {max} is not under the {lease} s lease"
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 4,
+        "the nested templates and both roots: {checked}"
+    );
 }
 
 // ---------------------------------------------------------------- the rest of the wiring
@@ -1418,15 +1787,15 @@ fn the_deploy_commands_package_every_nested_template_and_function() {
 #[test]
 fn the_sync_judges_timeout_is_a_root_stack_parameter_that_reaches_the_function() {
     // A push of many files takes the sync-judge a GetDifferences page per 100 paths: an
-    // operator raises its timeout with `scripts/deploy.sh ... -- SyncJudgeTimeout=300`.
+    // operator raises its timeout with `scripts/deploy.sh ... -- SyncJudgeTimeout=100`.
     let config = workspace_root().join("examples/tozai.toml");
-    let raised = model_with(&config, &["SyncJudgeTimeout=300"]);
+    let raised = model_with(&config, &["SyncJudgeTimeout=100"]);
     for (region, root) in [("tokyo", "primary"), ("tokyo", "secondary")] {
         let sync = &raised[region]["roots"][root]["stacks"]["Sync"];
-        assert_eq!(sync["parameters"]["SyncJudgeTimeout"], "300", "{root}");
+        assert_eq!(sync["parameters"]["SyncJudgeTimeout"], "100", "{root}");
         assert_eq!(
             function(sync, "SyncJudge")["Timeout"],
-            "300",
+            "100",
             "{region}'s {root} root: the parameter reaches the function"
         );
         assert_eq!(
@@ -1435,7 +1804,8 @@ fn the_sync_judges_timeout_is_a_root_stack_parameter_that_reaches_the_function()
             "the mirror keeps its own"
         );
     }
-    // Lambda's limit is 900 seconds: refused when the stack is evaluated, not at deploy time.
+    // Under the lease of a claimed start (see the_judges_timeouts_stay_below_the_start_lease):
+    // a longer timeout is refused when the stack is evaluated, not at deploy time.
     let mut cmd = Command::new(tool("python"));
     cmd.current_dir(workspace_root())
         .arg(workspace_root().join("tests/support/infra_templates.py"))
@@ -1443,13 +1813,13 @@ fn the_sync_judges_timeout_is_a_root_stack_parameter_that_reaches_the_function()
             "model",
             "infra",
             config.to_str().unwrap(),
-            "SyncJudgeTimeout=901",
+            "SyncJudgeTimeout=101",
         ]);
     let out = run(cmd);
     let err = text(&out.stderr);
     assert!(
-        !out.status.success() && err.contains("SyncJudgeTimeout=901") && err.contains("MaxValue"),
-        "a timeout over 900 s must be refused: {err}"
+        !out.status.success() && err.contains("SyncJudgeTimeout=101") && err.contains("MaxValue"),
+        "a timeout over 100 s must be refused: {err}"
     );
 }
 

@@ -21,10 +21,18 @@ use aws_sdk_dynamodb::types::{
 };
 use tokio::runtime::Handle;
 
-use super::{DynamoStore, now_secs, service_error, string};
+use super::{DynamoStore, now_secs, service_error};
 use crate::mirror::RefMap;
 use crate::ports::{PushLedger, ServiceError};
 use crate::refs::{CommitId, RefName};
+
+/// A string attribute of an item.
+fn string<'a>(
+    item: &'a std::collections::HashMap<String, AttributeValue>,
+    name: &str,
+) -> Option<&'a str> {
+    item.get(name)?.as_s().ok().map(String::as_str)
+}
 
 /// Keys per `BatchGetItem` (DynamoDB's limit).
 const GET_BATCH: usize = 100;

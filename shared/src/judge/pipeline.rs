@@ -9,8 +9,9 @@
 //! 2. **start**, with a token derived from every parameter ([`StartRequest::new`]);
 //! 3. **record**: the checkpoint moves to the head, with the run's id, and the claim goes.
 //!
-//! A failed start gives the claim back. A start whose record failed leaves the claim to
-//! run out: the invocation that takes it over first asks the starter for the run
+//! A start refused for good (a missing pipeline) gives the claim back. A start whose
+//! outcome is unknown (a time-out, throttling), like one whose record failed, leaves the
+//! claim to run out: the invocation that takes it over first asks the starter for the run
 //! ([`Starter::find_run`]) and records it, so it is never started twice.
 
 use super::record::{DecisionRecord, TargetRecord, TargetResult, note_diff};
@@ -366,6 +367,13 @@ where
     ) -> Result<Judged, JudgeError> {
         let id = match self.starter.start(request).await {
             Ok(id) => id,
+            Err(err) if err.transient => {
+                // The start may have happened (a time-out, a throttled answer): the claim
+                // stays until its lease runs out, and whoever takes it over looks for the
+                // run first, so a second start is never made on a guess.
+                tr.error = Some(err.to_string());
+                return Ok(done(tr, TargetResult::Failed));
+            }
             Err(err) => {
                 let released = Checkpoint {
                     pending: None,

@@ -787,6 +787,7 @@ fn expected_pipeline_judge(region: &str, pipelines: &[&str], projects: &[&str]) 
                 "codecommit:GetMergeOptions",
                 "codecommit:GetBranch",
                 "codecommit:GetCommit",
+                "codecommit:ListBranches",
             ],
             &[&arn("codecommit", region, REPO)],
         ),
@@ -1240,11 +1241,19 @@ fn called_actions(function: &str) -> BTreeSet<String> {
 #[test]
 fn each_judges_grants_are_exactly_the_aws_calls_its_code_makes() {
     let pipeline_judge = called_actions("pipeline-judge");
-    let sync_judge = called_actions("sync-judge");
+    let mut sync_judge = called_actions("sync-judge");
+    // The one CodeCommit call the sync-judge's adapter has but never makes: listing the
+    // branches is the pipeline-judge's sweep; the sync-judge leaves schedules to the
+    // mirror (`judge::tests::a_schedule_reconciles_every_configured_ref`).
+    assert!(
+        sync_judge.remove("codecommit:ListBranches"),
+        "{sync_judge:?}"
+    );
     // What the judges are known to call, so a scan that finds too little fails here.
     for action in [
         "codecommit:GetBranch",
         "codecommit:GetCommit",
+        "codecommit:ListBranches",
         "codecommit:GetDifferences",
         "codecommit:GetMergeOptions",
         "dynamodb:GetItem",
@@ -1489,6 +1498,15 @@ fn every_function_is_wired_with_its_settings_failure_destination_alarm_and_logs(
         );
         let table = &root["stacks"]["Table"];
         assert_eq!(table["parameters"]["TableName"], "tozai-checkpoints");
+        // The sweep: a push whose every event was lost is judged within 5 minutes.
+        let sweep = root["stacks"]["PipelineJudge"]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["logical"] == "SweepRule")
+            .unwrap_or_else(|| panic!("{region}: the pipeline-judge's sweep"));
+        assert_eq!(sweep["schedule"], "rate(5 minutes)");
+        assert_eq!(sweep["targets"][0]["Arn"], "GetAtt(Function.Arn)");
     }
 
     let sync = &deployed(model, "tokyo")["stacks"]["Sync"];

@@ -15,12 +15,16 @@
 //! | (none) | anything else: made or moved on the standby | **diverged**: left alone (`force`: deleted) |
 //! | (none) | the standby's default branch | kept: CodeCommit refuses to delete it |
 //!
-//! **The mirror owns only what it made.** What it last pushed to each standby ref is
+//! **The mirror owns only what it made.** What it may have left on each standby ref is
 //! recorded (a [`PushLedger`](crate::ports::PushLedger)) and given to the plan as
-//! [`MirrorOptions::owned`]. A ref is deleted only while the standby still holds exactly that
-//! value, whether or not the source's history (the mirror's cache) has the commit: a
-//! branch made on the standby at a mirrored commit is not the mirror's, and a branch the
-//! mirror pushed is deleted with the source's even when the cache never fetched its tip.
+//! [`MirrorOptions::owned`]: the value it last pushed there, and while a push is in flight
+//! also the owned value that push replaces. The record is written before the push
+//! ([`intent`]) and settled after it ([`settled`]), so a record lost after a push never
+//! loses the mirror a ref it made. A ref is deleted only while the standby still holds
+//! exactly one of those values, whether or not the source's history (the mirror's cache)
+//! has the commit: a branch made on the standby at a mirrored commit is not the mirror's,
+//! and a branch the mirror pushed is deleted with the source's even when the cache never
+//! fetched its tip.
 //! A fast-forward needs no record: it loses nothing, and the standby's value must be in
 //! the source's history, so a commit made on the standby never is. Nothing moves a ref
 //! backwards or sideways without `force`.
@@ -52,7 +56,7 @@
 //!     (hotfix.clone(), id('2')), // made on the standby
 //! ]);
 //! let options = MirrorOptions {
-//!     owned: BTreeMap::from([(main.clone(), id('1')), (old.clone(), id('2'))]),
+//!     owned: BTreeMap::from([(main.clone(), vec![id('1')]), (old.clone(), vec![id('2')])]),
 //!     ..MirrorOptions::default()
 //! };
 //! let steps = plan_refs(&source, &standby, &RefSelection::all(), &Linear, &options);
@@ -74,6 +78,16 @@ use crate::rules::{GlobError, NameFilter};
 
 /// The refs of one repository: name to object id (a commit, or an annotated tag object).
 pub type RefMap = BTreeMap<RefName, CommitId>;
+
+/// What the mirror's ledger records for standby refs: the values the mirror may have left
+/// on each, which it owns. Normally one, what it last pushed there; two while a push is in
+/// flight, the owned value the push replaces and the new one. A ref with no record is
+/// absent.
+pub type OwnedRefs = BTreeMap<RefName, Vec<CommitId>>;
+
+/// One ref's new record in the mirror's ledger: the values it owns there (empty: the
+/// record is forgotten).
+pub type Record = (RefName, Vec<CommitId>);
 
 /// What the planner needs to know about the source's history.
 pub trait History {
@@ -163,12 +177,12 @@ pub struct MirrorOptions {
     pub force: bool,
     /// The standby's default branch, which is never deleted.
     pub standby_default: Option<RefName>,
-    /// What the mirror last pushed to the standby's refs (its [`PushLedger`] records), for
+    /// What the mirror may have left on the standby's refs (its [`PushLedger`] records), for
     /// the standby refs that matter: a ref is deleted only while the standby still holds
-    /// this value.
+    /// one of these values.
     ///
     /// [`PushLedger`]: crate::ports::PushLedger
-    pub owned: RefMap,
+    pub owned: OwnedRefs,
 }
 
 /// What to do with one ref.
@@ -279,7 +293,7 @@ fn decide_ref(
             }
         }
         (None, Some(t)) => {
-            let owned = options.owned.get(r) == Some(t);
+            let owned = owns(&options.owned, r, t);
             if options.standby_default.as_ref() == Some(r) {
                 RefAction::Kept { standby: t.clone() }
             } else if owned || options.force {
@@ -296,6 +310,57 @@ fn decide_ref(
         }
         (None, None) => unreachable!("names come from the two maps"),
     }
+}
+
+/// True when the mirror owns `value` on the standby's `r`: it is one of the recorded values.
+fn owns(owned: &OwnedRefs, r: &RefName, value: &CommitId) -> bool {
+    owned.get(r).is_some_and(|values| values.contains(value))
+}
+
+/// What the ledger must record before `steps` are pushed, so that losing the record written
+/// after the push never loses the mirror a ref it made: a created ref owns its new value; an
+/// updated ref its new value, and its old one too when the mirror owns it (the push may not
+/// land, and the standby then still holds it). Deletions need nothing first (the record
+/// already owns the value deleted), nor does a ref already recorded so. `owned` is what the
+/// plan read.
+pub fn intent(steps: &[RefStep], owned: &OwnedRefs) -> Vec<Record> {
+    steps
+        .iter()
+        .filter_map(|s| {
+            let values = match &s.action {
+                RefAction::Create { new } => vec![new.clone()],
+                RefAction::Update { old, new, .. } if owns(owned, &s.reference, old) => {
+                    vec![old.clone(), new.clone()]
+                }
+                RefAction::Update { new, .. } => vec![new.clone()],
+                _ => return None,
+            };
+            (owned.get(&s.reference) != Some(&values)).then(|| (s.reference.clone(), values))
+        })
+        .collect()
+}
+
+/// What the ledger must record once the push is over, given its results and what the
+/// ledger holds (the plan's records with the [`intent`] applied): a created or updated ref
+/// owns its new value only; a deleted ref's record is forgotten; an unchanged ref (equal to
+/// the source's, so the mirror's) owns its value, which adopts a ref pushed before the
+/// ledger existed or whose record was lost. Only records that differ are written, but for a
+/// deletion's, which is always forgotten (it may not have been read). A rejected ref keeps
+/// its intent: the standby still holds its old value, owned if the mirror owned it (or the
+/// push landed after all). Diverged and kept refs keep their records.
+pub fn settled(results: &[RefResult], recorded: &OwnedRefs) -> Vec<Record> {
+    results
+        .iter()
+        .filter_map(|r| {
+            let values = match &r.status {
+                RefStatus::Created { new } | RefStatus::Updated { new, .. } => vec![new.clone()],
+                RefStatus::Unchanged { at } => vec![at.clone()],
+                RefStatus::Deleted { .. } => return Some((r.reference.clone(), Vec::new())),
+                _ => return None,
+            };
+            (recorded.get(&r.reference) != Some(&values)).then(|| (r.reference.clone(), values))
+        })
+        .collect()
 }
 
 /// What happened to one ref.
@@ -523,6 +588,15 @@ mod tests {
             .collect()
     }
 
+    /// Ledger records: a ref named twice has both values, in order.
+    fn owned(refs: &[(&str, char)]) -> OwnedRefs {
+        let mut out = OwnedRefs::new();
+        for (r, c) in refs {
+            out.entry(r.parse().unwrap()).or_default().push(id(*c));
+        }
+        out
+    }
+
     // a <- b <- c on main; d is a rewrite of b (force-push); e exists only on the standby
     const H: Pairs = Pairs(&[('a', 'b'), ('a', 'c'), ('b', 'c'), ('a', 'd')], "abcd");
 
@@ -571,12 +645,12 @@ mod tests {
         vec![(name, c)]
     }
 
-    /// Each row: (what, source, standby, owned (what the mirror last pushed), expected).
+    /// Each row: (what, source, standby, owned (the ledger's records), expected).
     fn check(rows: &[(&str, Refs, Refs, Refs, RefAction)], force: bool) {
-        for (what, src, stb, owned, want) in rows {
+        for (what, src, stb, owned_refs, want) in rows {
             let opts = MirrorOptions {
                 force,
-                owned: map(owned),
+                owned: owned(owned_refs),
                 ..MirrorOptions::default()
             };
             let got = plan(src, stb, opts);
@@ -619,6 +693,101 @@ mod tests {
             ("tag made on the standby", no(), t('a'), no(), diverged(None, 'a')),
         ];
         check(&rows, false);
+    }
+
+    /// Sim seed 2271: the record written after a push was lost (a throttled
+    /// BatchWriteItem), so the ledger still holds the intent written before it: both the
+    /// value the push replaced and the one it pushed are the mirror's.
+    #[test]
+    fn a_ref_is_owned_at_any_of_its_recorded_values() {
+        let (f, no) = (|c| at("feature", c), Refs::new);
+        let both = || [f('a'), f('b')].concat();
+        #[rustfmt::skip]
+        let rows = [
+            ("the push landed, its record lost", no(), f('b'), both(), delete('b', false)),
+            ("the push never landed", no(), f('a'), both(), delete('a', false)),
+            ("neither value: moved on the standby", no(), f('e'), both(), diverged(None, 'e')),
+            ("a fast-forward from either", at("feature", 'c'), f('b'), both(), update('b', 'c', false)),
+        ];
+        check(&rows, false);
+    }
+
+    fn step(name: &str, action: RefAction) -> RefStep {
+        RefStep {
+            reference: name.parse().unwrap(),
+            action,
+        }
+    }
+
+    fn records(rows: &[(&str, &str)]) -> Vec<Record> {
+        rows.iter()
+            .map(|(r, values)| (r.parse().unwrap(), values.chars().map(id).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn the_intent_owns_both_the_old_value_it_owned_and_the_new_one() {
+        // Each row: (what, the step on `main`, its records before, the intent written).
+        #[rustfmt::skip]
+        let rows = [
+            ("create", create('c'), no_record(), Some("c")),
+            ("update of an owned value", update('a', 'c', false), "a", Some("ac")),
+            ("update of a value not owned (no record)", update('a', 'c', false), no_record(), Some("c")),
+            ("update of a value not owned (moved on the standby)", update('b', 'c', false), "a", Some("c")),
+            ("forced update of an owned value", update('a', 'd', true), "a", Some("ad")),
+            ("already recorded so (a re-plan)", update('a', 'c', false), "ac", None),
+            ("delete: its record already owns it", delete('b', false), "b", None),
+            ("unchanged", unchanged('c'), "c", None),
+            ("diverged", diverged(Some('d'), 'c'), "c", None),
+        ];
+        for (what, action, before, want) in rows {
+            let before = records(&[("main", before)])
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty());
+            let got = intent(&[step("main", action)], &before.collect());
+            let want = want.map_or_else(Vec::new, |w| records(&[("main", w)]));
+            assert_eq!(got, want, "{what}");
+        }
+    }
+
+    #[test]
+    fn once_pushed_a_ref_owns_what_the_standby_holds() {
+        let rejected = RefStatus::Rejected {
+            reason: "hook declined".into(),
+        };
+        // Each row: (what, the result for `main`, its records with the intent, written).
+        #[rustfmt::skip]
+        let rows = [
+            ("created: the intent is the record", RefStatus::Created { new: id('c') }, "c", None),
+            ("updated from an owned value", RefStatus::Updated { old: id('a'), new: id('c'), forced: false }, "ac", Some("c")),
+            ("deleted", RefStatus::Deleted { old: id('b') }, "b", Some("")),
+            ("deleted, no record read", RefStatus::Deleted { old: id('b') }, no_record(), Some("")),
+            ("unchanged, recorded", RefStatus::Unchanged { at: id('c') }, "c", None),
+            ("unchanged, no record: adopted", RefStatus::Unchanged { at: id('c') }, no_record(), Some("c")),
+            ("unchanged, a push in flight landed: adopted", RefStatus::Unchanged { at: id('c') }, "ac", Some("c")),
+            ("rejected: keeps its intent", rejected, "ac", None),
+            ("diverged", RefStatus::Diverged { source: None, standby: id('e') }, "a", None),
+        ];
+        for (what, status, before, want) in rows {
+            let before = records(&[("main", before)])
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty());
+            let result = RefResult {
+                reference: "main".parse().unwrap(),
+                status,
+            };
+            let got = settled(&[result], &before.collect());
+            assert_eq!(
+                got,
+                want.map_or_else(Vec::new, |w| records(&[("main", w)])),
+                "{what}"
+            );
+        }
+    }
+
+    /// No record: an empty list of values.
+    fn no_record() -> &'static str {
+        ""
     }
 
     #[test]
@@ -664,7 +833,7 @@ mod tests {
         );
         let owned = MirrorOptions {
             force: false,
-            owned: map(&[("main", 'c')]),
+            owned: owned(&[("main", 'c')]),
             ..opts
         };
         assert_eq!(

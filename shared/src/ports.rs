@@ -82,22 +82,23 @@ pub trait DefaultBranchSource: Send + Sync {
     fn default_branch(&self) -> Result<Option<String>, ServiceError>;
 }
 
-/// What the mirror last pushed to each ref of one standby repository: the values it owns
+/// What the mirror may have left on each ref of one standby repository: the values it owns
 /// there. The mirror deletes or overwrites a standby ref only while the standby still holds
-/// its recorded value; anything else was made or moved on the standby. Called from the
-/// thread the mirror runs on.
+/// one of its recorded values; anything else was made or moved on the standby. A record
+/// holds one value, what the mirror last pushed there, and two while a push is in flight:
+/// the mirror records its intent (the owned value it replaces and the new one) before it
+/// pushes, and settles the record after. Called from the thread the mirror runs on.
 pub trait PushLedger: Send + Sync + std::fmt::Debug {
-    /// The recorded values of `refs` (a ref with no record is absent from the answer).
+    /// The recorded values of `refs` (a ref with no record is absent from the answer; a
+    /// record is never empty).
     fn recorded(
         &self,
         refs: &[crate::refs::RefName],
-    ) -> Result<crate::mirror::RefMap, ServiceError>;
+    ) -> Result<crate::mirror::OwnedRefs, ServiceError>;
 
-    /// Records each ref's new value (`None`: deleted, the record is forgotten).
-    fn record(
-        &self,
-        changes: &[(crate::refs::RefName, Option<CommitId>)],
-    ) -> Result<(), ServiceError>;
+    /// Replaces each ref's record with the values given, in order (none: the record is
+    /// forgotten). A ref named twice takes its last values.
+    fn record(&self, records: &[crate::mirror::Record]) -> Result<(), ServiceError>;
 }
 
 /// A git remote: where it is, how it is shown, and how to log in (no static secrets).
@@ -193,10 +194,13 @@ pub enum MirrorError {
         role: &'static str,
         detail: String,
     },
-    /// The target's [`PushLedger`] could not be read: nothing was pushed.
-    #[error("cannot read what the mirror pushed to {location} before (its ledger)")]
+    /// The target's [`PushLedger`] could not be read, or the intent of a push could not be
+    /// recorded in it: the run stopped before pushing.
+    #[error("cannot {context} (the mirror's ledger of {location}); stopped before pushing")]
     Ledger {
         location: String,
+        /// What the run could not do: read the records, or write the intent.
+        context: &'static str,
         #[source]
         source: ServiceError,
     },

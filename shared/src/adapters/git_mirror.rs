@@ -5,24 +5,30 @@
 //!    directory; a missing or corrupt cache is rebuilt, never fatal);
 //! 2. fetches the source's branches and tags into it, explicitly (CodeCommit does not
 //!    auto-follow tags), pruning what the source deleted, so only new objects travel;
-//! 3. lists the target's refs, reads what the mirror pushed there before (the request's
+//! 3. lists the target's refs, reads what the mirror may have left there (the request's
 //!    [`PushLedger`](crate::ports::PushLedger): a ledger that cannot be read fails the run,
 //!    before anything is pushed) and plans every selected ref ([`plan_refs`]): fast-forward
 //!    only unless forced, and deleting only what the mirror pushed. When the plan may
 //!    delete a branch, it first reads the target's default branch, which is never deleted
 //!    (receive-pack's advertisement has no `HEAD`): from the target's `GetRepository`
 //!    source (CodeCommit), a local repository's `HEAD`, or upload-pack's `symref=HEAD:`;
-//! 4. pushes explicit refspecs (git2 takes no globs), at most 4,000 per push (fewer with
+//! 4. records in the ledger the intent of the push ([`intent`]): each ref it creates or
+//!    updates owns its new value, and an updated ref also the old value when the mirror
+//!    owned it. An intent that cannot be recorded fails the run before anything is pushed,
+//!    so a record lost after the push never loses the mirror a ref it made;
+//! 5. pushes explicit refspecs (git2 takes no globs), at most 4,000 per push (fewer with
 //!    [`Git2Mirror::with_refs_per_push`]), checking in
 //!    `push_negotiation` that each target ref still has the value the plan read. A ref
 //!    that moved aborts the push before anything is sent, and the run re-reads and
 //!    re-plans (bounded);
-//! 5. reads every ref's result from `push_update_reference` (git2's `push` returns `Ok`
+//! 6. reads every ref's result from `push_update_reference` (git2's `push` returns `Ok`
 //!    even when the server refuses a ref): a refusal is reported `rejected` with the
 //!    server's reason, and the other refs still land;
-//! 6. records in the ledger what it created, updated and deleted, and adopts the unchanged
-//!    refs whose record differs (equal to the source's, so the mirror's). A record that
-//!    fails is logged and undoes nothing: the next run adopts those refs.
+//! 7. settles the ledger ([`settled`]): what it created or updated owns its new value only,
+//!    what it deleted is forgotten, a rejected ref keeps its intent, and the unchanged refs
+//!    whose record differs (equal to the source's, so the mirror's) are adopted. A record
+//!    that fails is logged and undoes nothing: the intent still owns what was pushed, and
+//!    the next run adopts the refs left in step.
 //!
 //! The first mirror into an empty standby takes a shorter way when it is exactly
 //! equivalent: the cache's pack goes to the standby as it is, over git's smart HTTP
@@ -81,10 +87,10 @@ use git2::{
 use super::git::to_id;
 use super::receive_pack::{self, MAX_AUTH_ATTEMPTS, PackPush, PushFailure, RefUpdate};
 use crate::mirror::{
-    History, MirrorOptions, MirrorOutcome, RefAction, RefMap, RefResult, RefSelection, RefStatus,
-    RefStep, plan_refs,
+    History, MirrorOptions, MirrorOutcome, OwnedRefs, Record, RefAction, RefMap, RefResult,
+    RefSelection, RefStatus, RefStep, intent, plan_refs, settled,
 };
-use crate::ports::{GitRemote, Mirror, MirrorError, MirrorRequest, TransferProgress};
+use crate::ports::{GitRemote, Mirror, MirrorError, MirrorRequest, ServiceError, TransferProgress};
 use crate::refs::{CommitId, RefName};
 
 /// At most this many ref updates go in one push (CodeCommit's limit per push).
@@ -220,7 +226,7 @@ impl Mirror for Git2Mirror {
             }
             let source_refs = local_refs(&repo, &dir)?;
             let history = RepoHistory(&repo);
-            let (target_refs, options) =
+            let (target_refs, mut options) =
                 read_target(&repo, request, &source_refs, &mut standby_default)?;
             let steps = plan_refs(
                 &source_refs,
@@ -249,6 +255,7 @@ impl Mirror for Git2Mirror {
                 outcome.elapsed = started.elapsed();
                 return Ok(outcome);
             }
+            record_intent(request, &steps, &mut options.owned)?;
             if std::mem::take(&mut pack_as_is) {
                 match push_cache_pack(
                     &repo,
@@ -299,7 +306,7 @@ impl Mirror for Git2Mirror {
         let pushed: Vec<RefResult> = (landed.refs.into_iter())
             .map(|(reference, status)| RefResult { reference, status })
             .collect();
-        record_pushed(request, &pushed, &RefMap::new());
+        record_pushed(request, &pushed, &OwnedRefs::new());
         Err(MirrorError::Contended {
             refs: moved,
             attempts: PLAN_ATTEMPTS,
@@ -322,20 +329,15 @@ fn read_target(
         *standby_default = Some(read_default_branch(repo, &request.target)?);
     }
     let owned = match &request.ledger {
-        None => RefMap::new(),
+        None => OwnedRefs::new(),
         Some(ledger) => {
             let selected: Vec<RefName> = (target_refs.keys())
                 .filter(|r| request.selection.selects(r))
                 .cloned()
                 .collect();
-            ledger.recorded(&selected).map_err(|e| {
-                let error = super::error_chain(&e);
-                tracing::error!(standby = %request.target.shown, error = %error, transient = e.transient, "cannot read the mirror's ledger; nothing pushed");
-                MirrorError::Ledger {
-                    location: request.target.shown.clone(),
-                    source: e,
-                }
-            })?
+            ledger
+                .recorded(&selected)
+                .map_err(|e| ledger_error(request, "read what the mirror pushed there before", e))?
         }
     };
     let options = MirrorOptions {
@@ -346,31 +348,56 @@ fn read_target(
     Ok((target_refs, options))
 }
 
-/// Records in the ledger what the run left on the target as the mirror's: what it
-/// created, updated or deleted, and the unchanged refs (equal to the source's) whose record
-/// differs: a ref pushed before the ledger existed, or whose record was lost, is adopted.
-/// A failure is logged and undoes nothing: the next run adopts what is in step.
-fn record_pushed(request: &MirrorRequest, results: &[RefResult], owned: &RefMap) {
+/// A ledger that failed before a push: the run stops before pushing.
+fn ledger_error(request: &MirrorRequest, context: &'static str, e: ServiceError) -> MirrorError {
+    let error = super::error_chain(&e);
+    tracing::error!(standby = %request.target.shown, error = %error, transient = e.transient, "cannot {context} (the mirror's ledger); stopped before pushing");
+    MirrorError::Ledger {
+        location: request.target.shown.clone(),
+        context,
+        source: e,
+    }
+}
+
+/// Records in the ledger, before the push, the values the mirror may leave on the refs it
+/// creates or updates ([`intent`]), and keeps `owned` what the ledger now holds. A failure
+/// fails the run before this push.
+fn record_intent(
+    request: &MirrorRequest,
+    steps: &[RefStep],
+    owned: &mut OwnedRefs,
+) -> Result<(), MirrorError> {
+    let Some(ledger) = &request.ledger else {
+        return Ok(());
+    };
+    let records = intent(steps, owned);
+    if records.is_empty() {
+        return Ok(());
+    }
+    ledger
+        .record(&records)
+        .map_err(|e| ledger_error(request, "record the intent of a push", e))?;
+    for (reference, values) in records {
+        owned.insert(reference, values);
+    }
+    Ok(())
+}
+
+/// Settles the ledger once the push is over ([`settled`]): what the run created or updated
+/// owns its new value only, what it deleted is forgotten, and the unchanged refs (equal to
+/// the source's) whose record differs are adopted. `recorded` is what the ledger holds (the
+/// plan's records with the intent). A failure is logged and undoes nothing: the intent
+/// still owns what was pushed, and the next run adopts what is in step.
+fn record_pushed(request: &MirrorRequest, results: &[RefResult], recorded: &OwnedRefs) {
     let Some(ledger) = &request.ledger else {
         return;
     };
-    let changes: Vec<(RefName, Option<CommitId>)> = results
-        .iter()
-        .filter_map(|r| {
-            let value = match &r.status {
-                RefStatus::Created { new } | RefStatus::Updated { new, .. } => Some(new),
-                RefStatus::Deleted { .. } => None,
-                RefStatus::Unchanged { at } if owned.get(&r.reference) != Some(at) => Some(at),
-                _ => return None,
-            };
-            Some((r.reference.clone(), value.cloned()))
-        })
-        .collect();
-    if changes.is_empty() {
+    let records: Vec<Record> = settled(results, recorded);
+    if records.is_empty() {
         return;
     }
-    if let Err(e) = ledger.record(&changes) {
-        tracing::error!(standby = %request.target.shown, refs = changes.len(), error = %super::error_chain(&e), transient = e.transient, "pushed, but cannot record it in the mirror's ledger; the next run adopts the refs left in step");
+    if let Err(e) = ledger.record(&records) {
+        tracing::error!(standby = %request.target.shown, refs = records.len(), error = %super::error_chain(&e), transient = e.transient, "pushed, but cannot settle the mirror's ledger; its intent still owns what was pushed");
     }
 }
 

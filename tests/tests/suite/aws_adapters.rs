@@ -648,7 +648,8 @@ async fn tozai_events_reach_eventbridge_rules() {
 
 /// The mirror's ledger in the checkpoint table, called as the mirror calls it (from a
 /// blocking thread of the runtime): more refs than one BatchGetItem or BatchWriteItem
-/// takes, a deletion that forgets, items of its own beside the checkpoints.
+/// takes, a deletion that forgets, a push in flight (two values) and an item written before
+/// records held two, items of its own beside the checkpoints.
 #[tokio::test]
 async fn the_mirrors_ledger_in_dynamodb_keeps_what_it_pushed_per_repository() {
     let moto = Moto::start();
@@ -681,22 +682,56 @@ async fn the_mirrors_ledger_in_dynamodb_keeps_what_it_pushed_per_repository() {
         let changes: Vec<_> = r
             .iter()
             .enumerate()
-            .map(|(n, x)| (x.clone(), Some(value(n))))
+            .map(|(n, x)| (x.clone(), vec![value(n)]))
             .collect();
         l.record(&changes).unwrap();
         let got = l.recorded(&r).unwrap();
         assert_eq!(got.len(), 231);
-        assert_eq!(got[&r[229]], value(229));
-        // Deleted refs are forgotten; a later change of one ref wins.
+        assert_eq!(got[&r[229]], [value(229)]);
+        // Deleted refs are forgotten; a later change of one ref wins; a push in flight
+        // keeps both values, in order.
         l.record(&[
-            (r[0].clone(), None),
-            (r[1].clone(), None),
-            (r[1].clone(), Some(value(7))),
+            (r[0].clone(), vec![]),
+            (r[1].clone(), vec![]),
+            (r[1].clone(), vec![value(7)]),
+            (r[2].clone(), vec![value(2), value(8)]),
         ])
         .unwrap();
         let got = l.recorded(&r[..3]).unwrap();
         assert_eq!(got.keys().collect::<Vec<_>>(), [&r[1], &r[2]]);
-        assert_eq!(got[&r[1]], value(7));
+        assert_eq!(got[&r[1]], [value(7)]);
+        assert_eq!(got[&r[2]], [value(2), value(8)]);
+    }))
+    .await;
+    // An item as written before records held two values: `commit` only.
+    let old_key = json!([
+        "mirrored",
+        "codecommit::ap-northeast-3://core-infra",
+        "refs/heads/old"
+    ]);
+    let old_item = json!({
+        "pk": {"S": old_key.to_string()},
+        "commit": {"S": value(9).to_string()},
+        "updated_at": {"N": "1"},
+    });
+    moto.aws(
+        REGION,
+        &[
+            "dynamodb",
+            "put-item",
+            "--table-name",
+            "tozai-checkpoints",
+            "--item",
+            &old_item.to_string(),
+        ],
+    );
+    let (l, old) = (osaka.clone(), RefName::branch("old").unwrap());
+    blocking(Box::new(move || {
+        assert_eq!(
+            l.recorded(std::slice::from_ref(&old)).unwrap()[&old],
+            [value(9)]
+        );
+        l.record(&[(old, vec![])]).unwrap();
     }))
     .await;
     let r = refs.clone();
@@ -721,6 +756,15 @@ async fn the_mirrors_ledger_in_dynamodb_keeps_what_it_pushed_per_repository() {
         .iter()
         .map(|i| i["pk"]["S"].as_str().unwrap())
         .collect();
+    let in_flight = (items.iter())
+        .find(|i| {
+            i["pk"]["S"]
+                .as_str()
+                .is_some_and(|k| k.ends_with(r#"refs/heads/b/002"]"#))
+        })
+        .unwrap();
+    assert_eq!(in_flight["commit"]["S"], json!(value(8).to_string()));
+    assert_eq!(in_flight["also"]["L"], json!([{"S": value(2).to_string()}]));
     assert_eq!(keys.len(), 231, "230 refs and the checkpoint");
     assert!(
         keys.contains(&r#"["mirrored","codecommit::ap-northeast-3://core-infra","refs/tags/v1"]"#),

@@ -1,15 +1,17 @@
 //! The mirror over local repositories: what it does to each ref, checked with the real git
 //! CLI (`git fsck` on the standby, `git for-each-ref` equal to the source's).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tempfile::TempDir;
 use tozai::adapters::git_mirror::Git2Mirror;
 use tozai::adapters::local::ledger::FileLedger;
-use tozai::mirror::{MirrorOutcome, RefSelection, RefStatus};
-use tozai::ports::{Mirror, MirrorError, MirrorRequest, PushLedger};
+use tozai::mirror::{MirrorOutcome, OwnedRefs, Record, RefSelection, RefStatus};
+use tozai::ports::{Mirror, MirrorError, MirrorRequest, PushLedger, ServiceError};
+use tozai::refs::RefName;
 use tozai_tests::mirror::{
     assert_in_step, commit_file, git, local_remote, refs, rev, status, try_git,
 };
@@ -674,84 +676,179 @@ fn without_a_ledger_nothing_is_deleted_unless_forced() {
     w.assert_in_step();
 }
 
-/// A ledger whose reads or writes fail, as a store might.
+/// A ledger whose reads or writes fail, as a throttled store's may.
 #[derive(Debug)]
-struct FailingLedger {
+struct FlakyLedger {
     inner: Arc<FileLedger>,
-    reads_fail: bool,
-    transient: bool,
+    /// Reads fail (transient or not).
+    reads_fail: Option<bool>,
+    writes_fail: Writes,
+    /// The writes that failed.
+    failed_writes: AtomicUsize,
 }
 
-impl PushLedger for FailingLedger {
-    fn recorded(
-        &self,
-        refs: &[tozai::refs::RefName],
-    ) -> Result<tozai::mirror::RefMap, tozai::ports::ServiceError> {
-        if self.reads_fail {
-            return Err(tozai::ports::ServiceError::new(
-                "test ledger",
-                "throttled",
-                self.transient,
-            ));
+#[derive(Debug)]
+enum Writes {
+    Succeed,
+    /// Every write fails (transient or not).
+    Fail {
+        transient: bool,
+    },
+    /// The writes made once the standby no longer has the refs it had when the ledger was
+    /// made fail: a record written after a push, lost (sim seed 2271's throttled
+    /// BatchWriteItem).
+    FailOnceTheStandbyMoved {
+        standby: PathBuf,
+        before: String,
+    },
+}
+
+impl FlakyLedger {
+    fn new(inner: &Arc<FileLedger>, reads_fail: Option<bool>, writes_fail: Writes) -> Self {
+        Self {
+            inner: inner.clone(),
+            reads_fail,
+            writes_fail,
+            failed_writes: AtomicUsize::new(0),
+        }
+    }
+
+    /// Writes fail once `standby` differs from what it is now.
+    fn losing_records_after_a_push(inner: &Arc<FileLedger>, standby: &Path) -> Self {
+        let writes = Writes::FailOnceTheStandbyMoved {
+            standby: standby.to_owned(),
+            before: refs(standby),
+        };
+        Self::new(inner, None, writes)
+    }
+}
+
+impl PushLedger for FlakyLedger {
+    fn recorded(&self, refs: &[RefName]) -> Result<OwnedRefs, ServiceError> {
+        if let Some(transient) = self.reads_fail {
+            return Err(ServiceError::new("test ledger", "throttled", transient));
         }
         self.inner.recorded(refs)
     }
 
-    fn record(
-        &self,
-        _: &[(tozai::refs::RefName, Option<tozai::refs::CommitId>)],
-    ) -> Result<(), tozai::ports::ServiceError> {
-        Err(tozai::ports::ServiceError::new(
-            "test ledger",
-            "cannot write",
-            false,
-        ))
+    fn record(&self, records: &[Record]) -> Result<(), ServiceError> {
+        let fails = match &self.writes_fail {
+            Writes::Succeed => None,
+            Writes::Fail { transient } => Some(*transient),
+            Writes::FailOnceTheStandbyMoved { standby, before } => {
+                (refs(standby) != *before).then_some(true)
+            }
+        };
+        if let Some(transient) = fails {
+            self.failed_writes.fetch_add(1, Ordering::SeqCst);
+            return Err(ServiceError::new("test ledger", "throttled", transient));
+        }
+        self.inner.record(records)
     }
 }
 
 /// A ledger that cannot be read fails the run before anything is pushed (transient when
-/// the store's error is); one that cannot be written after a push undoes nothing, and the
-/// next run adopts what the push left in step.
+/// the store's error is), and so does one that cannot take the intent of the push.
 #[test]
-fn a_ledger_read_failure_stops_the_run_and_a_write_failure_undoes_nothing() {
+fn a_ledger_that_cannot_be_read_or_take_the_intent_stops_the_run_before_any_push() {
     let w = World::new();
     let c1 = w.commit("a", "a");
     w.mirror();
     w.commit("b", "b");
-    for transient in [true, false] {
-        let mut request = w.request(false, false);
-        request.ledger = Some(Arc::new(FailingLedger {
-            inner: w.ledger.clone(),
-            reads_fail: true,
-            transient,
-        }));
-        let err = Git2Mirror::new(&w.cache)
-            .mirror(&request, None)
-            .unwrap_err();
-        assert_eq!(err.is_transient(), transient, "{err:?}");
-        assert!(err.to_string().contains(&request.target.shown), "{err}");
-        assert_eq!(rev(&w.dst, "main"), c1, "nothing pushed");
-    }
-
     git(&w.src, &["branch", "feature/y"]);
-    let mut request = w.request(false, false);
-    request.ledger = Some(Arc::new(FailingLedger {
-        inner: w.ledger.clone(),
-        reads_fail: false,
-        transient: false,
-    }));
-    let o = Git2Mirror::new(&w.cache).mirror(&request, None).unwrap();
+    let before = refs(&w.dst);
+    for transient in [true, false] {
+        for ledger in [
+            FlakyLedger::new(&w.ledger, Some(transient), Writes::Succeed),
+            FlakyLedger::new(&w.ledger, None, Writes::Fail { transient }),
+        ] {
+            let ledger = Arc::new(ledger);
+            let mut request = w.request(false, false);
+            request.ledger = Some(ledger.clone());
+            let err = Git2Mirror::new(&w.cache)
+                .mirror(&request, None)
+                .unwrap_err();
+            assert!(matches!(err, MirrorError::Ledger { .. }), "{err:?}");
+            assert_eq!(err.is_transient(), transient, "{err:?}");
+            assert!(err.to_string().contains(&request.target.shown), "{err}");
+            assert_eq!(refs(&w.dst), before, "nothing pushed: {ledger:?}");
+            assert_eq!(rev(&w.dst, "main"), c1);
+        }
+    }
+    let o = w.mirror();
     assert!(o.in_sync(), "{o:#?}");
     w.assert_in_step();
-    let feature: tozai::refs::RefName = "refs/heads/feature/y".parse().unwrap();
-    assert!(
-        w.ledger
-            .recorded(std::slice::from_ref(&feature))
-            .unwrap()
-            .is_empty()
-    );
+}
+
+/// Sim seed 2271: the mirror created release/1 and its record was lost (a throttled
+/// BatchWriteItem); the source then deleted release/1, and every later run reported it
+/// diverged. The intent recorded before the push owns what the push left: a branch the
+/// run created, and one it moved from a value it owned.
+#[test]
+fn a_record_lost_after_the_push_still_owns_what_the_push_left() {
+    let w = World::new();
+    let c1 = w.commit("a", "a");
+    git(&w.src, &["branch", "feature/x"]);
     w.mirror();
-    assert_eq!(w.ledger.recorded(&[feature]).unwrap().len(), 1, "adopted");
+    git(&w.src, &["checkout", "-q", "feature/x"]);
+    let c2 = w.commit("b", "b");
+    git(&w.src, &["checkout", "-q", "main"]);
+    git(&w.src, &["branch", "release/1", &c1]);
+    let lossy = Arc::new(FlakyLedger::losing_records_after_a_push(&w.ledger, &w.dst));
+    let mut request = w.request(false, false);
+    request.ledger = Some(lossy.clone());
+    let o = w.mirror_with(&request);
+    assert!(
+        matches!(
+            status(&o, "refs/heads/release/1"),
+            RefStatus::Created { .. }
+        ),
+        "{o:#?}"
+    );
+    assert!(
+        matches!(status(&o, "refs/heads/feature/x"), RefStatus::Updated { new, .. } if new.as_str() == c2),
+        "{o:#?}"
+    );
+    w.assert_in_step();
+    assert!(
+        lossy.failed_writes.load(Ordering::SeqCst) > 0,
+        "the record after the push was lost"
+    );
+
+    git(&w.src, &["branch", "-q", "-D", "release/1", "feature/x"]);
+    for run in ["the next run", "the scheduled reconciliation"] {
+        let o = w.mirror();
+        assert!(o.in_sync(), "{run}: {o:#?}");
+        w.assert_in_step();
+    }
+    let gone: Vec<RefName> = ["refs/heads/release/1", "refs/heads/feature/x"]
+        .map(|r| r.parse().unwrap())
+        .into();
+    assert!(
+        w.ledger.recorded(&gone).unwrap().is_empty(),
+        "deletions forgotten"
+    );
+}
+
+/// A push whose settling record was lost leaves the ledger at its intent (the value it
+/// replaced and the new one); the next run finds the ref in step and settles the record at
+/// the standby's value.
+#[test]
+fn a_push_in_flight_settles_at_the_value_the_standby_holds() {
+    let w = World::new();
+    w.commit("a", "a");
+    git(&w.src, &["branch", "feature/x"]);
+    w.mirror();
+    let c2 = w.commit("b", "b");
+    let lossy = Arc::new(FlakyLedger::losing_records_after_a_push(&w.ledger, &w.dst));
+    let mut request = w.request(false, false);
+    request.ledger = Some(lossy);
+    w.mirror_with(&request);
+    let main: RefName = "refs/heads/main".parse().unwrap();
+    let recorded = || w.ledger.recorded(std::slice::from_ref(&main)).unwrap()[&main].clone();
+    assert_eq!(recorded().len(), 2, "the intent: the old value and the new");
+    w.mirror();
+    assert_eq!(recorded(), [c2.parse().unwrap()], "settled by the next run");
 }
 
 /// A dry run reads the ledger and records nothing.

@@ -1,7 +1,10 @@
 //! [`DynamoLedger`]: the [`PushLedger`] in the checkpoint table ([`DynamoStore`]'s), for
 //! the mirror Lambda. One item per standby ref: `pk = ["mirrored", REPOSITORY, REF]` (a
 //! JSON array, like the checkpoints', so no name collides with another), `commit` (what
-//! the mirror last pushed there) and `updated_at`. A deleted ref's item is deleted.
+//! the mirror last pushed there, or is pushing), `also` while a push is in flight (a list
+//! of one string: the owned value the push replaces) and `updated_at`. The record's values
+//! are `also`'s, then `commit`; an item without `also` (every item written before records
+//! could hold two values) is a record of one. A forgotten ref's item is deleted.
 //!
 //! Reads are `BatchGetItem` (strongly consistent, 100 keys a call), writes
 //! `BatchWriteItem` (25 a call, one request per ref). Keys or items DynamoDB leaves
@@ -22,7 +25,7 @@ use aws_sdk_dynamodb::types::{
 use tokio::runtime::Handle;
 
 use super::{DynamoStore, now_secs, service_error};
-use crate::mirror::RefMap;
+use crate::mirror::{OwnedRefs, Record};
 use crate::ports::{PushLedger, ServiceError};
 use crate::refs::{CommitId, RefName};
 
@@ -91,19 +94,18 @@ impl DynamoLedger {
     }
 
     /// The recorded values of `refs`, a batch of keys at a time.
-    async fn read(&self, refs: &[RefName]) -> Result<RefMap, ServiceError> {
+    async fn read(&self, refs: &[RefName]) -> Result<OwnedRefs, ServiceError> {
         let keys: BTreeMap<String, &RefName> = refs.iter().map(|r| (self.key(r), r)).collect();
         let names: Vec<&String> = keys.keys().collect();
-        let mut out = RefMap::new();
+        let mut out = OwnedRefs::new();
         for batch in names.chunks(GET_BATCH) {
             for item in self.get_batch(batch).await? {
                 let Some(reference) = string(&item, "pk").and_then(|k| keys.get(k)) else {
                     continue;
                 };
-                let commit = string(&item, "commit")
-                    .and_then(|c| c.parse::<CommitId>().ok())
+                let values = values(&item)
                     .ok_or_else(|| self.store.invalid(&self.key(reference), "no valid commit"))?;
-                out.insert((*reference).clone(), commit);
+                out.insert((*reference).clone(), values);
             }
         }
         Ok(out)
@@ -147,17 +149,22 @@ impl DynamoLedger {
         Err(self.unprocessed("BatchGetItem", pending.len()))
     }
 
-    /// Writes every change, the last one of each ref (a batch may not name a key twice).
-    async fn write(&self, changes: &[(RefName, Option<CommitId>)]) -> Result<(), ServiceError> {
-        let last: BTreeMap<String, &Option<CommitId>> =
-            changes.iter().map(|(r, c)| (self.key(r), c)).collect();
+    /// Writes every record, the last one of each ref (a batch may not name a key twice).
+    async fn write(&self, records: &[Record]) -> Result<(), ServiceError> {
+        let last: BTreeMap<String, &[CommitId]> = (records.iter())
+            .map(|(r, values)| (self.key(r), values.as_slice()))
+            .collect();
         let now = AttributeValue::N(now_secs().to_string());
         let mut requests = Vec::with_capacity(last.len());
-        for (key, commit) in last {
-            let built = match commit {
-                Some(c) => {
+        for (key, values) in last {
+            let built = match values.split_last() {
+                Some((commit, also)) => {
                     let mut item = Self::pk(&key);
-                    item.insert("commit".into(), AttributeValue::S(c.to_string()));
+                    item.insert("commit".into(), AttributeValue::S(commit.to_string()));
+                    if !also.is_empty() {
+                        let also = also.iter().map(|c| AttributeValue::S(c.to_string()));
+                        item.insert("also".into(), AttributeValue::L(also.collect()));
+                    }
                     item.insert("updated_at".into(), now.clone());
                     let put = PutRequest::builder().set_item(Some(item)).build();
                     put.map(|p| WriteRequest::builder().put_request(p).build())
@@ -204,19 +211,33 @@ impl DynamoLedger {
     }
 }
 
+/// An item's recorded values: `also`'s, then `commit`; `None` when one is not a commit id.
+fn values(item: &Item) -> Option<Vec<CommitId>> {
+    let commit = string(item, "commit")?.parse::<CommitId>().ok()?;
+    let also = match item.get("also") {
+        None => &Vec::new(),
+        Some(also) => also.as_l().ok()?,
+    };
+    let mut values = (also.iter())
+        .map(|v| v.as_s().ok()?.parse::<CommitId>().ok())
+        .collect::<Option<Vec<_>>>()?;
+    values.push(commit);
+    Some(values)
+}
+
 impl PushLedger for DynamoLedger {
-    fn recorded(&self, refs: &[RefName]) -> Result<RefMap, ServiceError> {
+    fn recorded(&self, refs: &[RefName]) -> Result<OwnedRefs, ServiceError> {
         if refs.is_empty() {
-            return Ok(RefMap::new());
+            return Ok(OwnedRefs::new());
         }
         self.runtime.block_on(self.read(refs))
     }
 
-    fn record(&self, changes: &[(RefName, Option<CommitId>)]) -> Result<(), ServiceError> {
-        if changes.is_empty() {
+    fn record(&self, records: &[Record]) -> Result<(), ServiceError> {
+        if records.is_empty() {
             return Ok(());
         }
-        self.runtime.block_on(self.write(changes))
+        self.runtime.block_on(self.write(records))
     }
 }
 
@@ -322,9 +343,9 @@ mod tests {
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule]);
         let refs: Vec<RefName> = (0..250).map(branch).collect();
         let got = on_the_mirrors_thread(client, move |l| l.recorded(&refs).unwrap());
-        let want: RefMap = (0..250)
+        let want: OwnedRefs = (0..250)
             .filter(|n| n % 2 == 0)
-            .map(|n| (branch(n), commit(n)))
+            .map(|n| (branch(n), vec![commit(n)]))
             .collect();
         assert_eq!(got, want);
         let calls = seen.lock().unwrap();
@@ -358,9 +379,8 @@ mod tests {
                 out.build()
             });
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule]);
-        let mut changes: Vec<(RefName, Option<CommitId>)> =
-            (0..60).map(|n| (branch(n), Some(commit(n)))).collect();
-        changes.push((branch(0), None));
+        let mut changes: Vec<Record> = (0..60).map(|n| (branch(n), vec![commit(n)])).collect();
+        changes.push((branch(0), vec![]));
         on_the_mirrors_thread(client, move |l| l.record(&changes).unwrap());
         let calls = seen.lock().unwrap();
         let sizes: Vec<usize> = calls
@@ -382,6 +402,79 @@ mod tests {
         let put = first[1].put_request().unwrap().item();
         assert_eq!(put["commit"].as_s().unwrap(), &commit(1).to_string());
         assert!(put.contains_key("updated_at"));
+        assert!(!put.contains_key("also"), "a record of one value: {put:?}");
+    }
+
+    #[test]
+    fn a_push_in_flight_keeps_the_value_it_replaces_in_also() {
+        let seen: Arc<Mutex<Vec<BatchWriteItemInput>>> = Arc::default();
+        let log = seen.clone();
+        let rule =
+            mock!(aws_sdk_dynamodb::Client::batch_write_item).then_compute_output(move |req| {
+                log.lock().unwrap().push(req.clone());
+                BatchWriteItemOutput::builder().build()
+            });
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule]);
+        on_the_mirrors_thread(client, |l| {
+            l.record(&[(branch(1), vec![commit(1), commit(2)])])
+                .unwrap();
+            l.record(&[(branch(1), vec![commit(2)])]).unwrap();
+        });
+        let calls = seen.lock().unwrap();
+        let item = |n: usize| {
+            calls[n].request_items().unwrap()[TABLE][0]
+                .put_request()
+                .unwrap()
+                .item()
+                .clone()
+        };
+        let (intent, settled) = (item(0), item(1));
+        assert_eq!(intent["commit"].as_s().unwrap(), &commit(2).to_string());
+        assert_eq!(
+            intent["also"].as_l().unwrap(),
+            &[AttributeValue::S(commit(1).to_string())]
+        );
+        assert_eq!(settled["commit"].as_s().unwrap(), &commit(2).to_string());
+        assert!(!settled.contains_key("also"), "{settled:?}");
+    }
+
+    #[test]
+    fn items_with_and_without_also_are_read_and_a_bad_value_in_also_is_an_error() {
+        let with_also = |pk: &str, also: &[AttributeValue]| {
+            let mut i = item(pk, 2);
+            i.insert("also".into(), AttributeValue::L(also.to_vec()));
+            i
+        };
+        let rule =
+            mock!(aws_sdk_dynamodb::Client::batch_get_item).then_compute_output(move |req| {
+                let items = (asked(req).iter())
+                    .map(|k| match number(k) {
+                        // Written before records could hold two values: `commit` only.
+                        0 => item(k, 0),
+                        1 => with_also(k, &[AttributeValue::S(commit(1).to_string())]),
+                        _ => with_also(k, &[AttributeValue::S("nope".into())]),
+                    })
+                    .collect();
+                BatchGetItemOutput::builder()
+                    .responses(TABLE, items)
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule]);
+        let (got, bad) = on_the_mirrors_thread(client, |l| {
+            (
+                l.recorded(&[branch(0), branch(1)]).unwrap(),
+                l.recorded(&[branch(2)]).unwrap_err(),
+            )
+        });
+        assert_eq!(
+            got,
+            OwnedRefs::from([
+                (branch(0), vec![commit(0)]),
+                (branch(1), vec![commit(1), commit(2)]),
+            ])
+        );
+        assert!(!bad.transient, "{bad}");
+        assert!(bad.to_string().contains("refs/heads/b/002"), "{bad}");
     }
 
     #[test]
@@ -407,7 +500,7 @@ mod tests {
         });
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&stuck]);
         let e = on_the_mirrors_thread(client, |l| {
-            l.record(&[(branch(1), Some(commit(1)))]).unwrap_err()
+            l.record(&[(branch(1), vec![commit(1)])]).unwrap_err()
         });
         assert!(e.transient, "{e}");
         assert!(e.to_string().contains("after 4 attempts"), "{e}");

@@ -2,23 +2,58 @@
 //! for the CLI and the demo), guarded by `mirrored.lock` with the store's discipline: every
 //! operation takes an exclusive lock on the lock file, reads the file, and replaces it
 //! atomically (a temporary file renamed over it) when it changed. The file maps each
-//! standby repository to its refs and the commit the mirror last pushed to each:
+//! standby repository to its refs and the commit the mirror last pushed to each; while a
+//! push is in flight, a ref maps to the list of values it may hold (the owned value the
+//! push replaces, then the new one):
 //!
 //! ```json
-//! {"codecommit::ap-northeast-3://core-infra": {"refs/heads/main": "8b58…"}}
+//! {"codecommit::ap-northeast-3://core-infra": {
+//!   "refs/heads/main": "8b58…",
+//!   "refs/heads/release/1.4": ["1c0f…", "9e2d…"]
+//! }}
 //! ```
+//!
+//! A file written before records could hold two values (every ref a string) reads as it
+//! is: a record of one value is still written as a string.
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 use super::FileStore;
-use crate::mirror::RefMap;
+use crate::mirror::{OwnedRefs, Record};
 use crate::ports::{PushLedger, ServiceError};
 use crate::refs::{CommitId, RefName};
 
-/// Repository → full ref name → commit, as the file holds it.
-type Contents = BTreeMap<String, BTreeMap<String, String>>;
+/// Repository → full ref name → its values, as the file holds them.
+type Contents = BTreeMap<String, BTreeMap<String, Values>>;
+
+/// One ref's recorded values: a string when there is one (the only form before records
+/// could hold two), else a list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Values {
+    One(String),
+    Several(Vec<String>),
+}
+
+impl Values {
+    fn of(values: &[CommitId]) -> Self {
+        match values {
+            [one] => Self::One(one.to_string()),
+            several => Self::Several(several.iter().map(CommitId::to_string).collect()),
+        }
+    }
+
+    fn as_slice(&self) -> &[String] {
+        match self {
+            Self::One(one) => std::slice::from_ref(one),
+            Self::Several(several) => several,
+        }
+    }
+}
 
 /// What the mirror pushed to one standby repository, in `mirrored.json` under a directory.
 #[derive(Debug, Clone)]
@@ -68,7 +103,7 @@ impl FileLedger {
     /// says it changed them.
     fn with<T>(
         &self,
-        f: impl FnOnce(&mut BTreeMap<String, String>) -> (T, bool),
+        f: impl FnOnce(&mut BTreeMap<String, Values>) -> (T, bool),
     ) -> Result<T, ServiceError> {
         let lock = OpenOptions::new()
             .create(true)
@@ -119,38 +154,43 @@ impl FileStore {
 }
 
 impl PushLedger for FileLedger {
-    fn recorded(&self, refs: &[RefName]) -> Result<RefMap, ServiceError> {
+    fn recorded(&self, refs: &[RefName]) -> Result<OwnedRefs, ServiceError> {
         let found = self.with(|mine| {
-            let found: Vec<(RefName, String)> = refs
+            let found: Vec<(RefName, Values)> = refs
                 .iter()
-                .filter_map(|r| mine.get(&r.full()).map(|c| (r.clone(), c.clone())))
+                .filter_map(|r| mine.get(&r.full()).map(|v| (r.clone(), v.clone())))
                 .collect();
             (found, false)
         })?;
         found
             .into_iter()
-            .map(|(r, c)| {
-                let commit: CommitId = c.parse().map_err(|e| {
-                    self.error(
-                        &format!("{} of {} has no valid commit", r.full(), self.repository),
-                        e,
-                    )
-                })?;
-                Ok((r, commit))
+            .filter(|(_, values)| !values.as_slice().is_empty())
+            .map(|(r, values)| {
+                let commits = (values.as_slice().iter())
+                    .map(|c| c.parse::<CommitId>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| {
+                        self.error(
+                            &format!("{} of {} has no valid commit", r.full(), self.repository),
+                            e,
+                        )
+                    })?;
+                Ok((r, commits))
             })
             .collect()
     }
 
-    fn record(&self, changes: &[(RefName, Option<CommitId>)]) -> Result<(), ServiceError> {
-        if changes.is_empty() {
+    fn record(&self, records: &[Record]) -> Result<(), ServiceError> {
+        if records.is_empty() {
             return Ok(());
         }
         self.with(|mine| {
-            for (r, commit) in changes {
-                match commit {
-                    Some(c) => mine.insert(r.full(), c.to_string()),
-                    None => mine.remove(&r.full()),
-                };
+            for (r, values) in records {
+                if values.is_empty() {
+                    mine.remove(&r.full());
+                } else {
+                    mine.insert(r.full(), Values::of(values));
+                }
             }
             ((), true)
         })
@@ -183,24 +223,27 @@ mod tests {
         );
         ledger
             .record(&[
-                (main.clone(), Some(commit(1))),
-                (tag.clone(), Some(commit(2))),
+                (main.clone(), vec![commit(1)]),
+                (tag.clone(), vec![commit(2)]),
             ])
             .unwrap();
-        ledger.record(&[(main.clone(), Some(commit(3)))]).unwrap();
+        ledger.record(&[(main.clone(), vec![commit(3)])]).unwrap();
         let got = ledger
             .recorded(&[main.clone(), tag.clone(), other.clone()])
             .unwrap();
         assert_eq!(
             got,
-            RefMap::from([(main.clone(), commit(3)), (tag.clone(), commit(2))])
+            OwnedRefs::from([
+                (main.clone(), vec![commit(3)]),
+                (tag.clone(), vec![commit(2)])
+            ])
         );
         ledger
-            .record(&[(tag.clone(), None), (other.clone(), None)])
+            .record(&[(tag.clone(), vec![]), (other.clone(), vec![])])
             .unwrap();
         assert_eq!(
             ledger.recorded(&[main.clone(), tag]).unwrap(),
-            RefMap::from([(main, commit(3))])
+            OwnedRefs::from([(main, vec![commit(3)])])
         );
     }
 
@@ -210,15 +253,15 @@ mod tests {
         let store = FileStore::open(dir.path()).unwrap();
         let (osaka, tokyo) = (store.ledger("osaka"), store.ledger("tokyo"));
         let main = r("refs/heads/main");
-        osaka.record(&[(main.clone(), Some(commit(1)))]).unwrap();
-        tokyo.record(&[(main.clone(), Some(commit(2)))]).unwrap();
+        osaka.record(&[(main.clone(), vec![commit(1)])]).unwrap();
+        tokyo.record(&[(main.clone(), vec![commit(2)])]).unwrap();
         assert_eq!(
             osaka.recorded(std::slice::from_ref(&main)).unwrap()[&main],
-            commit(1)
+            [commit(1)]
         );
         assert_eq!(
             tokyo.recorded(std::slice::from_ref(&main)).unwrap()[&main],
-            commit(2)
+            [commit(2)]
         );
         let text = std::fs::read_to_string(dir.path().join("mirrored.json")).unwrap();
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -227,7 +270,7 @@ mod tests {
             !dir.path().join("store.json").exists(),
             "the checkpoints' file is not touched"
         );
-        tokyo.record(&[(main.clone(), None)]).unwrap();
+        tokyo.record(&[(main.clone(), vec![])]).unwrap();
         let json: serde_json::Value =
             serde_json::from_slice(&std::fs::read(osaka.path()).unwrap()).unwrap();
         assert!(
@@ -246,7 +289,7 @@ mod tests {
                 s.spawn(move || {
                     for i in 0..10u8 {
                         let name = r(&format!("refs/heads/t{t}/{i}"));
-                        ledger.record(&[(name, Some(commit(t * 10 + i)))]).unwrap();
+                        ledger.record(&[(name, vec![commit(t * 10 + i)])]).unwrap();
                     }
                 });
             }
@@ -258,6 +301,51 @@ mod tests {
     }
 
     #[test]
+    fn a_push_in_flight_records_two_values_and_a_settled_record_one_string() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let ledger = FileLedger::open(dir.path(), "osaka").unwrap();
+        let main = r("refs/heads/main");
+        let json = || -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(ledger.path()).unwrap()).unwrap()
+        };
+        ledger
+            .record(&[(main.clone(), vec![commit(1), commit(2)])])
+            .unwrap();
+        assert_eq!(
+            ledger.recorded(std::slice::from_ref(&main)).unwrap()[&main],
+            [commit(1), commit(2)]
+        );
+        assert_eq!(
+            json()["osaka"]["refs/heads/main"],
+            serde_json::json!([commit(1).to_string(), commit(2).to_string()])
+        );
+        ledger.record(&[(main.clone(), vec![commit(2)])]).unwrap();
+        assert_eq!(json()["osaka"]["refs/heads/main"], commit(2).to_string());
+        assert_eq!(
+            ledger.recorded(std::slice::from_ref(&main)).unwrap()[&main],
+            [commit(2)]
+        );
+    }
+
+    #[test]
+    fn a_file_written_before_records_held_two_values_reads_as_it_is() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let ledger = FileLedger::open(dir.path(), "osaka").unwrap();
+        let old = format!(r#"{{"osaka": {{"refs/heads/main": "{}"}}}}"#, commit(1));
+        std::fs::write(ledger.path(), old).unwrap();
+        let (main, x) = (r("refs/heads/main"), r("refs/heads/x"));
+        assert_eq!(
+            ledger.recorded(std::slice::from_ref(&main)).unwrap(),
+            OwnedRefs::from([(main.clone(), vec![commit(1)])])
+        );
+        ledger.record(&[(x.clone(), vec![commit(2)])]).unwrap();
+        assert_eq!(ledger.recorded(&[main, x]).unwrap().len(), 2);
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(ledger.path()).unwrap()).unwrap();
+        assert_eq!(json["osaka"]["refs/heads/main"], commit(1).to_string());
+    }
+
+    #[test]
     fn a_corrupt_file_or_commit_is_an_error_naming_the_file() {
         let dir = tempfile::TempDir::new().unwrap();
         let ledger = FileLedger::open(dir.path(), "osaka").unwrap();
@@ -266,6 +354,13 @@ mod tests {
         assert!(e.to_string().contains("mirrored.json"), "{e}");
         assert!(!e.transient);
         std::fs::write(ledger.path(), r#"{"osaka": {"refs/heads/main": "nope"}}"#).unwrap();
+        let e = ledger.recorded(&[r("refs/heads/main")]).unwrap_err();
+        assert!(e.to_string().contains("refs/heads/main of osaka"), "{e}");
+        let two = format!(
+            r#"{{"osaka": {{"refs/heads/main": ["{}", "nope"]}}}}"#,
+            commit(1)
+        );
+        std::fs::write(ledger.path(), two).unwrap();
         let e = ledger.recorded(&[r("refs/heads/main")]).unwrap_err();
         assert!(e.to_string().contains("refs/heads/main of osaka"), "{e}");
     }

@@ -16,7 +16,7 @@
 //! | `Starter::start` | CodeBuild `StartBuild`, CodePipeline `StartPipelineExecution` | a run per call; CodeBuild returns the same build for a token repeated within 5 minutes |
 //! | `Starter::find_run` | `ListBuildsForProject` + `BatchGetBuilds`, `ListPipelineExecutions` + `GetPipelineExecution` | the newest run of the target at the commit for the ref, begun at or after `since` |
 //! | `EventSink` | EventBridge `PutEvents` | `Sync Requested` is delivered to the mirror (at least once) |
-//! | `RefMirror` | the mirror's git2 run and its `DynamoLedger` | fetch the source into the cache (a new container's is empty), list the standby, read the ledger (`BatchGetItem`), [`plan_refs`] with it as `owned`, push each ref only if it still has the value the plan read, then record (`BatchWriteItem`): created and updated refs at their new value, deleted ones forgotten, unchanged ones adopted |
+//! | `RefMirror` | the mirror's git2 run and its `DynamoLedger` | fetch the source into the cache (a new container's is empty), list the standby, read the ledger (`BatchGetItem`), [`plan_refs`] with it as `owned`, record the push's [`intent`] (`BatchWriteItem`; a failure fails the run before anything is pushed), push each ref only if it still has the value the plan read, then record what is [`settled`] (`BatchWriteItem`; a failure is logged): created and updated refs at their new value, deleted ones forgotten, unchanged ones adopted |
 //!
 //! An invocation runs under its Lambda's timeout (the templates' defaults: 60 seconds for
 //! the judges, 900 for the mirror): one still running then is stopped at its next await
@@ -40,8 +40,8 @@ use tozai::config::Config;
 use tozai::event::{EventError, Inbound};
 use tozai::judge::{self, IgnoredCallers, RefMirror};
 use tozai::mirror::{
-    History, MirrorOptions, MirrorOutcome, RefMap, RefResult, RefSelection, RefStatus, RefStep,
-    plan_refs,
+    History, MirrorOptions, MirrorOutcome, OwnedRefs, Record, RefMap, RefResult, RefSelection,
+    RefStatus, RefStep, intent, plan_refs, settled,
 };
 use tozai::ports::{
     Ancestry, ChangeError, ChangeSource, Checkpoint, CheckpointStore, EventSink, MirrorError,
@@ -204,15 +204,19 @@ pub enum Mutation {
     /// The mirror's ledger says the mirror made every standby ref, at its current value:
     /// the mirror takes refs made on the standby.
     LedgerOwnsAll,
+    /// The mirror records no intent before it pushes, as before the ledger's fix: a record
+    /// lost after a push loses the mirror a ref it made (seeds 1966, 2271, 3080).
+    NoIntent,
 }
 
 impl Mutation {
     /// Every mutation, by its `--mutate` name.
-    pub const ALL: [(&'static str, Mutation); 4] = [
+    pub const ALL: [(&'static str, Mutation); 5] = [
         ("no-cas", Mutation::NoCas),
         ("no-find-run", Mutation::NoFindRun),
         ("trust-event", Mutation::TrustEvent),
         ("ledger-owns-all", Mutation::LedgerOwnsAll),
+        ("no-intent", Mutation::NoIntent),
     ];
 
     pub fn parse(name: &str) -> Option<Self> {
@@ -901,6 +905,25 @@ fn ledger_key(standby: &str, reference: &RefName) -> String {
     format!("mirrored#{standby}#{}", reference.full())
 }
 
+/// A ledger item as `DynamoLedger` writes it: `commit`, the last value, and `also`, the
+/// ones before it (a push in flight: the value it replaces), here one string.
+fn ledger_item(values: &[CommitId]) -> Option<Item> {
+    let (commit, also) = values.split_last()?;
+    let mut item = Item::from([("commit", Attr::S(commit.to_string()))]);
+    if !also.is_empty() {
+        let also: Vec<String> = also.iter().map(CommitId::to_string).collect();
+        item.insert("also", Attr::S(also.join(" ")));
+    }
+    Some(item)
+}
+
+/// An item's recorded values: `also`'s, then `commit`.
+fn ledger_values(item: &Item) -> Option<Vec<CommitId>> {
+    let also = s(item, "also").unwrap_or_default().split_whitespace();
+    let values = also.chain(Some(s(item, "commit")?)).map(|c| c.parse().ok());
+    values.collect()
+}
+
 impl MirrorPort<'_> {
     fn standby(&self) -> String {
         repository(self.0.config, Side::Standby)
@@ -949,7 +972,7 @@ impl MirrorPort<'_> {
         &self,
         standby_refs: &RefMap,
         selection: &RefSelection,
-    ) -> Result<RefMap, MirrorError> {
+    ) -> Result<OwnedRefs, MirrorError> {
         let standby = self.standby();
         let owns_all = self.0.mutated(Mutation::LedgerOwnsAll);
         let read = self
@@ -961,17 +984,17 @@ impl MirrorPort<'_> {
                     .filter(|(r, _)| selection.selects(r))
                     .filter_map(|(r, at)| {
                         if owns_all {
-                            return Some((r.clone(), at.clone()));
+                            return Some((r.clone(), vec![at.clone()]));
                         }
                         let item = table.get(&ledger_key(&standby, r))?;
-                        let commit = s(item, "commit")?.parse().ok()?;
-                        Some((r.clone(), commit))
+                        Some((r.clone(), ledger_values(item)?))
                     })
                     .collect()
             })
             .await;
         read.map_err(|e| MirrorError::Ledger {
             location: standby.clone(),
+            context: "read what the mirror pushed there before",
             source: ServiceError::new("DynamoDB table of Primary", e, true),
         })
     }
@@ -1040,61 +1063,80 @@ impl MirrorPort<'_> {
         }
     }
 
-    /// Records in the ledger what the run left on the standby as the mirror's
-    /// (`BatchWriteItem`): created and updated refs at their new value, deleted ones
-    /// forgotten, unchanged ones whose record differs adopted. A failure is logged and
-    /// undoes nothing, as in `git_mirror::record_pushed`.
-    async fn record(&self, results: &[RefResult], owned: &RefMap) {
-        let changes: Vec<(RefName, Option<CommitId>)> = results
-            .iter()
-            .filter_map(|r| {
-                let value = match &r.status {
-                    RefStatus::Created { new } | RefStatus::Updated { new, .. } => Some(new),
-                    RefStatus::Deleted { .. } => None,
-                    RefStatus::Unchanged { at } if owned.get(&r.reference) != Some(at) => Some(at),
-                    _ => return None,
-                };
-                Some((r.reference.clone(), value.cloned()))
-            })
-            .collect();
-        if changes.is_empty() {
-            return;
-        }
+    /// Writes `records` to the ledger (`BatchWriteItem`): each ref's values, none
+    /// forgetting it. `what` names the write in the trace.
+    async fn write(&self, what: &str, records: &[Record]) -> Result<(), String> {
         let (standby, invocation) = (self.standby(), self.0.invocation);
-        let recorded = self
-            .0
+        self.0
             .call("BatchWriteItem (the mirror's ledger)", |w| {
                 let mut shown = Vec::new();
-                for (reference, value) in &changes {
+                for (reference, values) in records {
                     let key = ledger_key(&standby, reference);
                     let table = w.table(Side::Primary);
-                    match value {
-                        Some(c) => {
-                            let item = Item::from([("commit", Attr::S(c.to_string()))]);
-                            table.put_if(&key, item, |_| true);
-                        }
-                        None => {
-                            table.delete_if(&key, |_| true);
-                        }
-                    }
-                    let at = value.as_ref().and_then(|c| w.graph.find(c));
+                    match ledger_item(values) {
+                        Some(item) => table.put_if(&key, item, |_| true),
+                        None => table.delete_if(&key, |_| true),
+                    };
+                    let labels: Vec<String> = values
+                        .iter()
+                        .filter_map(|c| w.graph.find(c))
+                        .map(Graph::label)
+                        .collect();
                     shown.push(format!(
                         "{} {}",
                         reference.full(),
-                        at.map_or_else(|| "forgotten".to_owned(), Graph::label)
+                        if labels.is_empty() {
+                            "forgotten".to_owned()
+                        } else {
+                            labels.join("+")
+                        }
                     ));
                 }
                 w.log(Action::Note(format!(
-                    "#{invocation} mirror: recorded {}",
+                    "#{invocation} mirror: recorded {what}: {}",
                     shown.join(", ")
                 )));
             })
-            .await;
-        if let Err(e) = recorded {
+            .await
+    }
+
+    /// Records, before the push, the values the mirror may leave on the refs it creates or
+    /// updates ([`intent`]), and keeps `owned` what the ledger then holds. A failure fails
+    /// the run: nothing is pushed.
+    async fn record_intent(
+        &self,
+        steps: &[RefStep],
+        owned: &mut OwnedRefs,
+    ) -> Result<(), MirrorError> {
+        let records = intent(steps, owned);
+        if records.is_empty() || self.0.mutated(Mutation::NoIntent) {
+            return Ok(());
+        }
+        self.write("the intent", &records)
+            .await
+            .map_err(|e| MirrorError::Ledger {
+                location: self.standby(),
+                context: "record the intent of a push",
+                source: ServiceError::new("DynamoDB table of Primary", e, true),
+            })?;
+        owned.extend(records);
+        Ok(())
+    }
+
+    /// Settles the ledger once the push is over ([`settled`]). A failure is logged and
+    /// undoes nothing, as in `git_mirror::record_pushed`: the intent still owns what was
+    /// pushed.
+    async fn settle(&self, results: &[RefResult], recorded: &OwnedRefs) {
+        let records = settled(results, recorded);
+        if records.is_empty() {
+            return;
+        }
+        if let Err(e) = self.write("what was pushed", &records).await {
+            let invocation = self.0.invocation;
             self.0.sim.with(|w| {
                 w.log(Action::Fault {
                     invocation,
-                    call: format!("the mirror's ledger not recorded: {e}"),
+                    call: format!("the mirror's ledger not settled: {e}"),
                 })
             });
         }
@@ -1112,7 +1154,7 @@ impl RefMirror for MirrorPort<'_> {
             let source = self.fetch().await?;
             let standby = self.list_standby().await?;
             let owned = self.owned(&standby, &selection).await?;
-            let options = MirrorOptions {
+            let mut options = MirrorOptions {
                 force: false,
                 standby_default: Some(main.clone()),
                 owned,
@@ -1124,8 +1166,9 @@ impl RefMirror for MirrorPort<'_> {
                 };
                 plan_refs(&source, &standby, &selection, &history, &options)
             });
+            self.record_intent(&steps, &mut options.owned).await?;
             if let Some(refs) = self.push(&steps).await? {
-                self.record(&refs, &options.owned).await;
+                self.settle(&refs, &options.owned).await;
                 return Ok(MirrorOutcome {
                     source: repository(self.0.config, Side::Primary),
                     target: self.standby(),

@@ -20,8 +20,10 @@
 //!
 //! `--mutate NAME` breaks one of the harness's stand-ins the way a judge's bug would (no
 //! compare-and-swap, a `find_run` that finds nothing, trusting the event over the branch's
-//! head, a ledger that owns every standby ref: [`harness::Mutation`]), to show that the
-//! checker fails; the test `every_mutation_is_caught` keeps it so.
+//! head, a ledger that owns every standby ref, a mirror that records no intent before it
+//! pushes: [`harness::Mutation`]), to show that the checker fails; the tests
+//! `every_mutation_is_caught` and `without_its_intent_the_mirror_loses_a_ref_it_made` keep
+//! it so.
 //!
 //! The modules: [`model`] (the repositories), [`table`] (DynamoDB), [`world`] (everything
 //! outside tozai, with the clock, the faults and the trace), [`generator`] (pushes and
@@ -91,7 +93,7 @@ struct Args {
 const USAGE: &str = "usage: tozai-sim [--seeds N] [--from SEED] [--steps K] [--traces | --find]
        tozai-sim --seed S [--steps K]
        tozai-sim --found
-any of them with --mutate no-cas|no-find-run|trust-event|ledger-owns-all";
+any of them with --mutate no-cas|no-find-run|trust-event|ledger-owns-all|no-intent";
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut parsed = Args {

@@ -11,7 +11,9 @@
 //! by ref name; the judges ignore the refs they do not handle, so delivering those too
 //! changes nothing but the trace.) An invocation that fails is invoked again, as Lambda
 //! does with an asynchronous invocation's error: twice more, a minute and then two minutes
-//! later.
+//! later. The mirror runs one at a time (the templates' `MirrorReservedConcurrency`, 1 by
+//! default, which its ledger relies on): an event that finds it busy is throttled, and
+//! Lambda tries it again later, as often as it takes.
 
 use std::collections::HashSet;
 
@@ -103,6 +105,11 @@ pub struct Run {
 pub const CODEBUILD_IDEMPOTENCY_MS: u64 = 5 * 60 * 1000;
 /// Lambda's waits before its two retries of a failed asynchronous invocation.
 pub const RETRY_WAITS_MS: [u64; 2] = [60_000, 120_000];
+/// How many mirrors run at once: the templates' `MirrorReservedConcurrency` (1 by default).
+pub const MIRROR_CONCURRENCY: usize = 1;
+/// The longest Lambda waits before it tries a throttled event again (it starts at a second
+/// and grows to 5 minutes; the sim draws up to a minute).
+pub const THROTTLED_WAIT_MS: u64 = 60_000;
 
 /// Which faults are injected, and how often.
 #[derive(Debug, Clone, Copy)]
@@ -155,6 +162,8 @@ pub struct World {
     /// The warm mirror container's cache: the commits it has fetched.
     pub mirror_cache: HashSet<C>,
     invocations: u64,
+    /// How many mirror invocations are running.
+    mirrors_running: usize,
 }
 
 impl World {
@@ -180,6 +189,7 @@ impl World {
             planned: std::collections::HashMap::new(),
             mirror_cache: HashSet::new(),
             invocations: 0,
+            mirrors_running: 0,
         }
     }
 
@@ -424,8 +434,28 @@ impl World {
         );
     }
 
+    /// True when `delivery` is throttled, the function's reserved concurrency taken by the
+    /// invocations running: Lambda keeps the event and tries it again later (not a retry: it
+    /// counts no attempt).
+    pub fn throttled(&mut self, delivery: Delivery) -> bool {
+        if delivery.function != Function::Mirror || self.mirrors_running < MIRROR_CONCURRENCY {
+            return false;
+        }
+        let at = self.now + 1_000 + self.delivery_rng.u64(..THROTTLED_WAIT_MS - 1_000);
+        self.note(format!(
+            "mirror busy (reserved concurrency {MIRROR_CONCURRENCY}): e{} throttled, tried again at {:.3}s",
+            delivery.event,
+            at as f64 / 1000.0
+        ));
+        self.schedule(at, Due::Deliver(delivery));
+        true
+    }
+
     /// An invocation begins; its number.
     pub fn begin(&mut self, delivery: Delivery) -> u64 {
+        if delivery.function == Function::Mirror {
+            self.mirrors_running += 1;
+        }
         self.invocations += 1;
         let invocation = self.invocations;
         self.log(Action::Invoked {
@@ -439,6 +469,9 @@ impl World {
 
     /// An invocation ended: with its decision record, or an error (retried by Lambda).
     pub fn finish(&mut self, invocation: u64, delivery: Delivery, outcome: Result<String, String>) {
+        if delivery.function == Function::Mirror {
+            self.mirrors_running -= 1;
+        }
         match outcome {
             Ok(record) => {
                 self.handled.insert((delivery.event, delivery.function));

@@ -7,3 +7,4 @@ export TOZAI_TEST_VENV="$PWD/.venv"
 # The CLI tests run the real binary: build it (and everything else) once, first.
 cargo build --workspace --bins
 cargo test --workspace
+bash scripts/simulate.sh --seeds 300

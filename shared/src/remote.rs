@@ -12,7 +12,9 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::git_auth::{Credentials, EndpointError, EndpointOverrides, GitEndpoint};
+#[cfg(feature = "aws")]
+use crate::git_auth::EndpointOverrides;
+use crate::git_auth::{Credentials, EndpointError, GitEndpoint};
 use crate::location::Location;
 use crate::ports::{GitCredentials, GitLogin, GitRemote};
 

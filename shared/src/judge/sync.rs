@@ -2,15 +2,20 @@
 //! changed paths whether the ref is mirrored, and if so publish `Sync Requested`.
 //!
 //! The sync needs no lease: the mirror reads the source's refs when it runs, so two
-//! requests in either order leave the standby at the newest head. A request is published
-//! before the checkpoint moves, so a failed save costs a repeated request, never a
-//! missed one.
+//! requests in either order leave the standby at the newest head. A request is marked in
+//! the checkpoint (a pending request at the head), published, then the checkpoint moves to
+//! the head. When the publish or the last save fails, the mark stays and the next
+//! judgement of the ref requests its head again, whatever changed: a failure costs a
+//! repeated request, never a missed one (the simulation's seed 719 found the miss when
+//! the mark did not exist).
 
 use super::record::{DecisionRecord, SyncRecord, cut, note_diff};
 use super::{Diffs, IgnoredCallers, JudgeError, SAVE_ATTEMPTS, SYNC_CONSUMER, base, locate};
 use crate::config::Config;
 use crate::event::{Inbound, SYNC_REQUESTED, SyncRequested};
-use crate::ports::{Ancestry, ChangeSource, Checkpoint, CheckpointStore, EventSink, ServiceError};
+use crate::ports::{
+    Ancestry, ChangeSource, Checkpoint, CheckpointStore, EventSink, PendingStart, ServiceError,
+};
 
 /// Publishes `request` as the `Sync Requested` event the mirror acts on: what the
 /// sync-judge sends, and `tozai replay --publish` by hand.
@@ -98,22 +103,64 @@ where
                 sync
             }
         };
+        // A request marked but not known to be done (its publish or the save after it
+        // failed): the mirror may not have seen the newest head, so ask again.
+        let unsure = checkpoint.as_ref().is_some_and(|c| c.pending.is_some());
+        decision.mirror |= unsure;
         if decision.mirror {
+            let reason = if unsure && decision.reason == crate::plan::Reason::NothingChanged {
+                "an earlier request's outcome is unknown".to_owned()
+            } else {
+                decision.reason.describe().to_owned()
+            };
             let request = SyncRequested {
                 repository: e.repository.clone(),
                 reference: e.reference.full(),
                 commit: Some(head.to_string()),
-                reason: decision.reason.describe().to_owned(),
+                reason,
             };
+            // Marked before it is sent: if what follows fails, the next judgement asks
+            // again rather than comparing against a checkpoint the mirror never saw.
+            let now = store.now();
+            let marked = Checkpoint {
+                commit: last.clone(),
+                version: checkpoint.as_ref().map_or(1, |c| c.version + 1),
+                pending: Some(PendingStart {
+                    commit: head.clone(),
+                    claimed_at: now,
+                    lease_until: now,
+                }),
+                run_id: None,
+            };
+            if !store
+                .save(
+                    SYNC_CONSUMER,
+                    &e.repository,
+                    &e.reference,
+                    &marked,
+                    checkpoint.as_ref(),
+                )
+                .await?
+            {
+                record.diffs.clear();
+                continue;
+            }
             request_sync(events, &request).await?;
-        }
-        let next = Checkpoint::at(head.clone());
-        if !store
+            store
+                .save(
+                    SYNC_CONSUMER,
+                    &e.repository,
+                    &e.reference,
+                    &Checkpoint::at(head.clone()),
+                    Some(&marked),
+                )
+                .await?;
+        } else if !store
             .save(
                 SYNC_CONSUMER,
                 &e.repository,
                 &e.reference,
-                &next,
+                &Checkpoint::at(head.clone()),
                 checkpoint.as_ref(),
             )
             .await?

@@ -1440,6 +1440,41 @@ async fn scenario_8_a_new_branch_whose_base_moved_is_judged_on_its_own_change() 
     assert_eq!(w.starts.of("tokyo-lint"), vec![b]);
 }
 
+/// A request whose publish or last save failed leaves its mark: the next judgement asks
+/// for the head again, even when the head's synced paths equal the checkpoint's (found by
+/// the simulation, seed 719: the ref came back and the head was never requested).
+#[tokio::test]
+async fn a_sync_request_not_known_to_be_done_is_made_again() {
+    let (w, c0) = World::steady();
+    let x = w.repo.commit(Some(&c0), &[("common/vpc.yaml", Some(1))]);
+    let r: RefName = MAIN.parse().unwrap();
+    let held = w.store.get("sync", MAIN);
+    let marked = Checkpoint {
+        pending: Some(PendingStart {
+            commit: x.clone(),
+            claimed_at: 0,
+            lease_until: 0,
+        }),
+        ..Checkpoint::at(c0.clone())
+    };
+    assert!(
+        w.store
+            .save("sync", "core-infra", &r, &marked, held.as_ref())
+            .await
+            .unwrap()
+    );
+    // The ref comes back to c0's content (a docs-only sibling of c0).
+    let back = w.repo.commit(Some(&c0), &[("docs/readme.md", Some(5))]);
+    let record = w
+        .sync(w.pushed(TOKYO, MAIN, Some(&x), Some(&back)))
+        .await
+        .unwrap();
+    assert!(record.sync.unwrap().requested);
+    assert_eq!(w.requested(), vec![back.to_string()]);
+    let cp = w.store.get("sync", MAIN).unwrap();
+    assert_eq!((cp.commit, cp.pending), (Some(back), None));
+}
+
 /// Every event of a push lost: the scheduled sweep judges each branch a target runs for.
 #[tokio::test]
 async fn the_sweep_deploys_a_push_whose_events_were_all_lost() {

@@ -87,7 +87,10 @@ where
             return Ok(record.ignore("the ref no longer exists: its deletion is mirrored directly"));
         };
         let last = checkpoint.as_ref().and_then(|c| c.commit.clone());
-        if last.as_ref() == Some(&head) {
+        // A request marked but not known to be done (its publish or the save after it
+        // failed): the mirror may have been asked for another commit, so ask for the head.
+        let unsure = checkpoint.as_ref().is_some_and(|c| c.pending.is_some());
+        if last.as_ref() == Some(&head) && !unsure {
             return Ok(record.ignore(format!(
                 "already handled: the sync checkpoint is at the ref's head {head}"
             )));
@@ -103,9 +106,6 @@ where
                 sync
             }
         };
-        // A request marked but not known to be done (its publish or the save after it
-        // failed): the mirror may not have seen the newest head, so ask again.
-        let unsure = checkpoint.as_ref().is_some_and(|c| c.pending.is_some());
         decision.mirror |= unsure;
         if decision.mirror {
             let reason = if unsure && decision.reason == crate::plan::Reason::NothingChanged {

@@ -1463,14 +1463,29 @@ async fn a_sync_request_not_known_to_be_done_is_made_again() {
             .await
             .unwrap()
     );
-    // The ref comes back to c0's content (a docs-only sibling of c0).
+    // The ref comes back to c0 itself: the checkpoint's commit, yet the mirror was asked
+    // for x.
+    let at_c0 = w
+        .sync(w.pushed(TOKYO, MAIN, Some(&x), Some(&c0)))
+        .await
+        .unwrap();
+    assert!(at_c0.sync.unwrap().requested, "a rewind to the checkpoint");
+    assert_eq!(w.requested(), vec![c0.to_string()]);
+    // Marked again, then back to c0's content (a docs-only sibling of c0).
+    let held = w.store.get("sync", MAIN);
+    assert!(
+        w.store
+            .save("sync", "core-infra", &r, &marked, held.as_ref())
+            .await
+            .unwrap()
+    );
     let back = w.repo.commit(Some(&c0), &[("docs/readme.md", Some(5))]);
     let record = w
         .sync(w.pushed(TOKYO, MAIN, Some(&x), Some(&back)))
         .await
         .unwrap();
     assert!(record.sync.unwrap().requested);
-    assert_eq!(w.requested(), vec![back.to_string()]);
+    assert_eq!(w.requested(), vec![c0.to_string(), back.to_string()]);
     let cp = w.store.get("sync", MAIN).unwrap();
     assert_eq!((cp.commit, cp.pending), (Some(back), None));
 }

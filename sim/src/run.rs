@@ -366,15 +366,17 @@ mod tests {
     }
 
     /// The mirror's ledger lost the record written after a push, and left a branch on the
-    /// standby after the source deleted it (seeds 1050, 1966, 2271 when mirrors overlapped;
-    /// 1966, 2271 and 3080 with the mirror serialised); recording the intent before the
-    /// push fixed it. `no-intent` is the mirror before that fix.
+    /// standby after the source deleted it (found at seeds 1050, 1966, 2271 when mirrors
+    /// overlapped); recording the intent before the push fixed it. `no-intent` is the
+    /// mirror before that fix. The seeds are those that show it with today's judges (the
+    /// sync-judge's request mark changed the interleavings): `bash scripts/simulate.sh
+    /// --release --mutate no-intent --seeds 6000` lists them.
     #[test]
     fn without_its_intent_the_mirror_loses_a_ref_it_made() {
         use crate::check::Guarantee;
         let config = config();
         let (fixed, before) = (Judges::new(), Judges::mutated(Mutation::NoIntent));
-        for seed in [1966, 2271, 3080] {
+        for seed in [2081, 3080, 3310] {
             let broken = |judges: &Judges| {
                 (run(seed, 12, &config, judges).violations.iter())
                     .any(|v| v.guarantee == Guarantee::Mirror)

@@ -2,7 +2,7 @@
 //! [`CodeCommitApi::endpoint_url`] or [`Moto::endpoint_url`] as `endpoint_url`).
 //!
 //! - [`CodeCommitApi`]: CodeCommit's JSON API (`GetDifferences`, `GetBranch`, `GetCommit`, `GetRepository`,
-//!   `GetMergeOptions`) answered by `tests/support/codecommit_api.py`, a Python
+//!   `GetMergeOptions`, `ListBranches`) answered by `tests/support/codecommit_api.py`, a Python
 //!   standard-library server that computes every answer with the git CLI from the bare
 //!   repositories `<repos_root>/NAME` (the layout [`GitServer`](crate::server::GitServer)
 //!   serves: give both the same directory) and verifies each request's SigV4 signature in

@@ -457,6 +457,19 @@ pub struct MirrorOutcome {
     pub bytes_sent: u64,
     #[serde(serialize_with = "millis")]
     pub elapsed: Duration,
+    /// The backups `--force` has left on the standby (branches under
+    /// [`BACKUP_PREFIX`](crate::refs::BACKUP_PREFIX)), whatever the selection.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<Backup>,
+}
+
+/// A standby branch under [`BACKUP_PREFIX`](crate::refs::BACKUP_PREFIX): what a `--force`
+/// overwrote or deleted, kept recoverable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Backup {
+    #[serde(rename = "ref")]
+    pub reference: RefName,
+    pub commit: CommitId,
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -883,6 +896,7 @@ mod tests {
             objects_sent: 1,
             bytes_sent: 2,
             elapsed: Duration::from_millis(3),
+            backups: Vec::new(),
         }
     }
 

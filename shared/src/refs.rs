@@ -38,6 +38,11 @@ pub enum RefName {
     Tag(String),
 }
 
+/// The branch prefix under which `--force` keeps what it discards on a standby
+/// (`refs/heads/tozai-backup/...`). A branch, not a namespace of its own: CodeCommit is not
+/// documented to accept refs outside `refs/heads/` and `refs/tags/`.
+pub const BACKUP_PREFIX: &str = "tozai-backup/";
+
 impl RefName {
     /// A branch from its short name, checked.
     pub fn branch(short: &str) -> Result<Self, RefError> {
@@ -68,6 +73,12 @@ impl RefName {
 
     pub fn is_tag(&self) -> bool {
         matches!(self, Self::Tag(_))
+    }
+
+    /// True for a backup `tozai mirror --force` left on a standby (a branch under
+    /// [`BACKUP_PREFIX`]): never mirrored, deleted or deployed by tozai.
+    pub fn is_backup(&self) -> bool {
+        matches!(self, Self::Branch(b) if b.starts_with(BACKUP_PREFIX))
     }
 
     /// `branch` or `tag`, as in CodeCommit's events.

@@ -166,6 +166,7 @@ mod tests {
             objects_sent: 0,
             bytes_sent: 0,
             elapsed: Duration::ZERO,
+            backups: Vec::new(),
         };
         let status = from_outcome(&outcome, |old, new| {
             assert_eq!((old, new), (&c(2), &c(3)));

@@ -7,6 +7,9 @@
 //!   `...(+N more)` naming how many it left out; a first item too long on its own is cut
 //!   with `…`, so the result is never empty while there are items.
 //!
+//! [`quoted`] shows a path or ref name on a terminal the way git's `core.quotePath` does
+//! (with non-ASCII letters kept): text output uses it, JSON keeps names exact.
+//!
 //! Limits are in bytes: a value of at most N bytes is at most N characters however the
 //! service counts them (code points or UTF-16 units).
 //!
@@ -95,9 +98,77 @@ pub fn list<S: AsRef<str>>(items: &[S], max: usize) -> String {
     out
 }
 
+/// `name` (a path, a ref name) as git's `core.quotePath=false` shows it: unchanged when it
+/// holds no control character, `"` or `\`; otherwise in double quotes with C escapes
+/// (`\t`, `\n`, `\"`, `\\`, and `\ooo` in octal for the other control characters, ESC
+/// and DEL among them), so an escape sequence in a file name can neither recolour the
+/// terminal nor split a line. Letters outside ASCII are kept as they are.
+///
+/// ```
+/// use tozai::text::quoted;
+/// assert_eq!(quoted("common/vpc.yaml"), "common/vpc.yaml");
+/// assert_eq!(quoted("共通/vpc.yaml"), "共通/vpc.yaml");
+/// assert_eq!(quoted("a\nb"), "\"a\\nb\"");
+/// assert_eq!(quoted("\u{1b}[31mred"), "\"\\033[31mred\"");
+/// ```
+pub fn quoted(name: &str) -> std::borrow::Cow<'_, str> {
+    let needs = |c: char| c.is_control() || c == '"' || c == '\\';
+    if !name.chars().any(needs) {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() + 8);
+    out.push('"');
+    for c in name.chars() {
+        match c {
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\u{b}' => out.push_str("\\v"),
+            '\u{c}' => out.push_str("\\f"),
+            '\r' => out.push_str("\\r"),
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\{b:03o}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_table() {
+        // (name, shown): what `git -c core.quotePath=false ls-files` prints, but for the
+        // C1 control characters (U+0080 to U+009F), which git leaves raw and some
+        // terminals obey: they are quoted too.
+        let rows = [
+            ("plain/path.yaml", "plain/path.yaml"),
+            ("東京/root.yaml", "東京/root.yaml"),
+            ("with space", "with space"),
+            ("tab\there", "\"tab\\there\""),
+            ("line\nbreak", "\"line\\nbreak\""),
+            ("\u{1b}[2J", "\"\\033[2J\""),
+            ("quote\"d", "\"quote\\\"d\""),
+            ("back\\slash", "\"back\\\\slash\""),
+            ("del\u{7f}", "\"del\\177\""),
+            ("c1\u{9b}31m", "\"c1\\302\\23331m\""),
+        ];
+        for (name, shown) in rows {
+            let got = quoted(name);
+            assert_eq!(got, shown, "quoted({name:?})");
+            assert!(!got.chars().any(|c| c.is_control()), "{got:?}");
+        }
+    }
 
     #[test]
     fn cut_table() {

@@ -1177,6 +1177,7 @@ impl RefMirror for MirrorPort<'_> {
                     objects_sent: 0,
                     bytes_sent: 0,
                     elapsed: Duration::ZERO,
+                    backups: Vec::new(),
                 });
             }
         }

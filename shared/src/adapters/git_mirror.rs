@@ -243,6 +243,7 @@ impl Mirror for Git2Mirror {
                 objects_sent: 0,
                 bytes_sent: 0,
                 elapsed: Duration::ZERO,
+                backups: Vec::new(),
             };
             if request.dry_run {
                 outcome.refs = steps
@@ -1412,6 +1413,7 @@ mod tests {
             objects_sent: objects,
             bytes_sent: objects * 100,
             elapsed: Duration::ZERO,
+            backups: Vec::new(),
         }
     }
 

@@ -1079,6 +1079,7 @@ fn outcome(reference: &RefName, status: RefStatus) -> MirrorOutcome {
         objects_sent: 3,
         bytes_sent: 100,
         elapsed: Duration::from_millis(5),
+        backups: Vec::new(),
     }
 }
 

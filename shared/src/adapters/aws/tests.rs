@@ -1419,6 +1419,7 @@ fn many_refs(status: fn(usize) -> crate::mirror::RefStatus) -> crate::mirror::Mi
         objects_sent: 9,
         bytes_sent: 900,
         elapsed: Duration::from_millis(1234),
+        backups: Vec::new(),
     }
 }
 

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tozai::adapters::git_mirror::Git2Mirror;
 use tozai::config::Config;
 use tozai::location::Location;
-use tozai::mirror::{MirrorOutcome, RefSelection, RefStatus};
+use tozai::mirror::{MirrorOutcome, RefResult, RefSelection, RefStatus};
 use tozai::ports::{Mirror, MirrorRequest, TransferProgress};
 
 #[derive(clap::Args)]
@@ -224,7 +224,16 @@ fn short(id: &tozai::refs::CommitId) -> &str {
     id.short()
 }
 
-/// The readable report.
+/// How a report names a ref or a path: git's `core.quotePath` quoting.
+fn name(r: &tozai::refs::RefName) -> String {
+    tozai::text::quoted(&r.full()).into_owned()
+}
+
+/// The indentation of the lines under a ref's (its commits).
+const UNDER: &str = "            ";
+
+/// The readable report: each ref that changed or needs attention, then the counts. A dry
+/// run says what it would do.
 pub fn report(o: &MirrorOutcome) -> String {
     use std::fmt::Write;
     let mut out = String::new();
@@ -232,41 +241,15 @@ pub fn report(o: &MirrorOutcome) -> String {
     let _ = writeln!(out, "{verb} {} -> {}", o.source, o.target);
     let mut unchanged = 0;
     for r in &o.refs {
-        let name = r.reference.full();
-        let line = match &r.status {
-            RefStatus::Unchanged { .. } => {
-                unchanged += 1;
-                continue;
-            }
-            RefStatus::Created { new } => format!("created   {name} at {}", short(new)),
-            RefStatus::Updated { old, new, forced } => format!(
-                "updated   {name} {}..{}{}",
-                short(old),
-                short(new),
-                if *forced { " (forced)" } else { "" }
-            ),
-            RefStatus::Deleted { old } => format!("deleted   {name} (was {})", short(old)),
-            RefStatus::Diverged {
-                source: Some(s),
-                standby,
-            } => format!(
-                "DIVERGED  {name}: standby at {} is not an ancestor of the source's {}; left alone (--force overwrites)",
-                short(standby),
-                short(s)
-            ),
-            RefStatus::Diverged {
-                source: None,
-                standby,
-            } => format!(
-                "DIVERGED  {name}: deleted at the source, but the standby's (at {}) is not what the mirror pushed there (made or moved on the standby); left alone (--force deletes)",
-                short(standby)
-            ),
-            RefStatus::Kept { standby, reason } => {
-                format!("kept      {name} at {}: {reason}", short(standby))
-            }
-            RefStatus::Rejected { reason } => format!("REJECTED  {name}: {reason}"),
-        };
-        let _ = writeln!(out, "  {line}");
+        if matches!(r.status, RefStatus::Unchanged { .. }) {
+            unchanged += 1;
+            continue;
+        }
+        let (word, what) = ref_line(r, o.dry_run);
+        let _ = writeln!(out, "  {word:<width$}{what}", width = word_width(o.dry_run));
+        for line in r.log.iter().flat_map(|l| shown_log(r, l)) {
+            let _ = writeln!(out, "{UNDER}{line}");
+        }
     }
     if unchanged > 0 {
         let _ = writeln!(
@@ -275,19 +258,7 @@ pub fn report(o: &MirrorOutcome) -> String {
             if unchanged == 1 { "" } else { "s" }
         );
     }
-    let counts: Vec<String> = o.counts().iter().map(|(k, v)| format!("{v} {k}")).collect();
-    let _ = writeln!(
-        out,
-        "{}; sent {} objects, {} in {:.2} s",
-        if counts.is_empty() {
-            "no refs selected".to_owned()
-        } else {
-            counts.join(", ")
-        },
-        o.objects_sent,
-        human_bytes(o.bytes_sent),
-        o.elapsed.as_secs_f64()
-    );
+    let _ = writeln!(out, "{}", totals(o));
     if !o.in_sync() {
         let _ = writeln!(
             out,
@@ -295,4 +266,128 @@ pub fn report(o: &MirrorOutcome) -> String {
         );
     }
     out
+}
+
+/// The width of a ref line's first word: `created   `, `would create  `.
+fn word_width(dry_run: bool) -> usize {
+    if dry_run { 14 } else { 10 }
+}
+
+/// A ref's first word and the rest of its line.
+fn ref_line(r: &RefResult, dry_run: bool) -> (String, String) {
+    let n = name(&r.reference);
+    let act = |done: &str, would: &str| {
+        if dry_run {
+            format!("would {would}")
+        } else {
+            done.to_owned()
+        }
+    };
+    match &r.status {
+        RefStatus::Created { new } => (act("created", "create"), format!("{n} at {}", short(new))),
+        RefStatus::Updated { old, new, forced } => {
+            let how = if *forced {
+                format!(" ({})", forced_note(r, dry_run))
+            } else {
+                String::new()
+            };
+            let range = format!("{}..{}", short(old), short(new));
+            (act("updated", "update"), format!("{n} {range}{how}"))
+        }
+        RefStatus::Deleted { old } => {
+            let how = match r.backup {
+                Some(_) => format!("; {}", forced_note(r, dry_run)),
+                None => String::new(),
+            };
+            (
+                act("deleted", "delete"),
+                format!("{n} (was {}{how})", short(old)),
+            )
+        }
+        RefStatus::Unchanged { at } => ("unchanged".into(), format!("{n} at {}", short(at))),
+        RefStatus::Diverged {
+            source,
+            standby,
+            cause,
+        } => {
+            let then = if source.is_some() {
+                "overwrites"
+            } else {
+                "deletes"
+            };
+            let why = tozai::divergence::explain(*cause, source.as_ref(), standby);
+            let what = format!("{n}: {why}; left alone (--force backs it up, then {then} it)");
+            ("DIVERGED".into(), what)
+        }
+        RefStatus::Kept { standby, reason } => (
+            act("kept", "keep"),
+            format!("{n} at {}: {reason}", short(standby)),
+        ),
+        RefStatus::Rejected { reason } => ("REJECTED".into(), format!("{n}: {reason}")),
+    }
+}
+
+/// What a forced update or deletion discarded and where it is kept:
+/// `forced; discarded 1 commit, kept in refs/heads/tozai-backup/...`.
+fn forced_note(r: &RefResult, dry_run: bool) -> String {
+    let lost = r.log.as_ref().map(|l| l.standby_only.total);
+    let discarded = match (lost, dry_run) {
+        (Some(0), false) => "discarded no commit the source lacks".to_owned(),
+        (Some(0), true) => "would discard no commit the source lacks".to_owned(),
+        (Some(n), false) => format!("discarded {}", tozai::divergence::commits(n)),
+        (Some(n), true) => format!("would discard {}", tozai::divergence::commits(n)),
+        (None, _) => "its commits could not be listed".to_owned(),
+    };
+    match (&r.backup, dry_run) {
+        (Some(b), false) => format!("forced; {discarded}, kept in {}", name(b)),
+        (Some(b), true) => format!("forced; {discarded}, backed up first to {}", name(b)),
+        (None, _) => format!("forced; {discarded}"),
+    }
+}
+
+/// The commits a ref's line lists: both sides for a diverged or refused one, only what
+/// was discarded for a forced one.
+fn shown_log(r: &RefResult, log: &tozai::divergence::LeftRight) -> Vec<String> {
+    match r.status {
+        RefStatus::Updated { .. } | RefStatus::Deleted { .. } => tozai::divergence::LeftRight {
+            standby_only: log.standby_only.clone(),
+            source_only: Default::default(),
+        }
+        .lines(),
+        _ => log.lines(),
+    }
+}
+
+/// The last line: the counts, and what was sent (a dry run: that it would send).
+fn totals(o: &MirrorOutcome) -> String {
+    let counts: Vec<String> = (o.counts().iter())
+        .map(|(k, v)| match (o.dry_run, *k) {
+            (true, "created") => format!("{v} to create"),
+            (true, "updated") => format!("{v} to update"),
+            (true, "deleted") => format!("{v} to delete"),
+            (true, "kept") => format!("{v} to keep"),
+            _ => format!("{v} {k}"),
+        })
+        .collect();
+    let counts = if counts.is_empty() {
+        "no refs selected".to_owned()
+    } else {
+        counts.join(", ")
+    };
+    if o.dry_run {
+        let sends = o.refs.iter().any(|r| r.status.is_change());
+        let what = if sends {
+            "would send the objects the standby lacks"
+        } else {
+            "would send nothing"
+        };
+        format!("{counts}; {what} (a dry run: nothing was pushed)")
+    } else {
+        format!(
+            "{counts}; sent {} objects, {} in {:.2} s",
+            o.objects_sent,
+            human_bytes(o.bytes_sent),
+            o.elapsed.as_secs_f64()
+        )
+    }
 }

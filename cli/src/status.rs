@@ -91,18 +91,14 @@ pub fn table(s: &Status, config: &str) -> String {
                 },
                 source.short()
             ),
+            // Which side moved, then both sides' commits, under the detail column.
             Drift::Diverged {
                 standby,
-                source: Some(source),
-            } => format!(
-                "standby {} is not an ancestor of {} (pushed to directly?)",
-                standby.short(),
-                source.short()
-            ),
-            Drift::Diverged {
-                standby,
-                source: None,
-            } => format!("only on the standby, at {}", standby.short()),
+                source,
+                cause,
+                log,
+            } => tozai::divergence::lines(*cause, source.as_ref(), standby, log.as_ref())
+                .join(&format!("\n  {:width$}  {:8}  ", "", "")),
             Drift::Missing { source } => {
                 format!("not on the standby (source at {})", source.short())
             }

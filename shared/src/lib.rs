@@ -18,6 +18,7 @@
 pub mod adapters;
 pub mod change;
 pub mod config;
+pub mod divergence;
 pub mod event;
 pub mod git_auth;
 pub mod judge;

@@ -29,13 +29,19 @@
 //! the source's history, so a commit made on the standby never is. Nothing moves a ref
 //! backwards or sideways without `force`.
 //!
+//! A diverged ref carries its [`Cause`]: which side moved, whenever that can be known
+//! ([`divergence`](crate::divergence)).
+//!
 //! Only `refs/heads/*` and `refs/tags/*` are considered, and of those only the ones the
-//! [`RefSelection`] selects; refs outside the selection are never touched. Each update
+//! [`RefSelection`] selects; refs outside the selection are never touched. The backups a
+//! `--force` leaves (branches under [`BACKUP_PREFIX`](crate::refs::BACKUP_PREFIX)) are never
+//! planned, whatever the selection and even with `force`: never created, moved or deleted. Each update
 //! carries the standby value it was planned against, so a ref that moves between reading
 //! and pushing is refused rather than clobbered.
 //!
 //! ```
 //! use std::collections::BTreeMap;
+//! use tozai::divergence::Cause;
 //! use tozai::mirror::{plan_refs, History, RefAction, RefSelection, MirrorOptions};
 //! use tozai::refs::{CommitId, RefName};
 //!
@@ -62,17 +68,19 @@
 //! let steps = plan_refs(&source, &standby, &RefSelection::all(), &Linear, &options);
 //! let actions: Vec<_> = steps.into_iter().map(|s| (s.reference, s.action)).collect();
 //! assert_eq!(actions, [
-//!     (hotfix, RefAction::Diverged { source: None, standby: id('2') }),
+//!     (hotfix, RefAction::Diverged { source: None, standby: id('2'), cause: Cause::MadeOnStandby }),
 //!     (main, RefAction::Update { old: id('1'), new: id('3'), forced: false }),
 //!     (old, RefAction::Delete { old: id('2'), forced: false }),
 //! ]);
 //! ```
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::divergence::{self, Cause, LeftRight};
 use crate::refs::{CommitId, RefName};
 use crate::rules::{GlobError, NameFilter};
 
@@ -89,11 +97,21 @@ pub type OwnedRefs = BTreeMap<RefName, Vec<CommitId>>;
 /// record is forgotten).
 pub type Record = (RefName, Vec<CommitId>);
 
-/// What the planner needs to know about the source's history.
+/// What the planner needs to know about the source's history (the mirror's cache).
 pub trait History {
     /// True when `ancestor` is `descendant` or one of its ancestors (false when either is
     /// unknown).
     fn is_ancestor(&self, ancestor: &CommitId, descendant: &CommitId) -> bool;
+
+    /// The commit `id` names (an annotated tag peeled); `None` when it is unknown.
+    fn commit_of(&self, id: &CommitId) -> Option<CommitId> {
+        Some(id.clone())
+    }
+
+    /// True when `commit` is one of `tips` or an ancestor of one.
+    fn reachable_from_any(&self, commit: &CommitId, tips: &[CommitId]) -> bool {
+        tips.iter().any(|t| self.is_ancestor(commit, t))
+    }
 }
 
 /// Which refs a mirror touches.
@@ -209,6 +227,8 @@ pub enum RefAction {
     Diverged {
         source: Option<CommitId>,
         standby: CommitId,
+        /// Which side moved.
+        cause: Cause,
     },
     /// Left alone: the standby's default branch cannot be deleted.
     Kept {
@@ -245,7 +265,7 @@ pub struct RefStep {
     pub action: RefAction,
 }
 
-/// Plans every selected ref, in name order.
+/// Plans every selected ref, in name order; never a backup branch.
 pub fn plan_refs(
     source: &RefMap,
     standby: &RefMap,
@@ -254,11 +274,15 @@ pub fn plan_refs(
     options: &MirrorOptions,
 ) -> Vec<RefStep> {
     let names: BTreeSet<&RefName> = source.keys().chain(standby.keys()).collect();
+    let tips = SourceTips {
+        source,
+        peeled: OnceCell::new(),
+    };
     names
         .into_iter()
-        .filter(|r| selection.selects(r))
+        .filter(|r| selection.selects(r) && !r.is_backup())
         .map(|r| {
-            let action = decide_ref(r, source.get(r), standby.get(r), history, options);
+            let action = decide_ref(r, source.get(r), standby.get(r), history, options, &tips);
             RefStep {
                 reference: r.clone(),
                 action,
@@ -267,12 +291,54 @@ pub fn plan_refs(
         .collect()
 }
 
+/// The commits of the source's refs, peeled once, when a diverged ref needs them.
+struct SourceTips<'a> {
+    source: &'a RefMap,
+    peeled: OnceCell<Vec<CommitId>>,
+}
+
+impl SourceTips<'_> {
+    fn get(&self, history: &impl History) -> &[CommitId] {
+        self.peeled.get_or_init(|| {
+            let mut tips: Vec<CommitId> = (self.source.values())
+                .filter_map(|v| history.commit_of(v))
+                .collect();
+            tips.sort();
+            tips.dedup();
+            tips
+        })
+    }
+}
+
+/// A diverged ref, with which side moved.
+fn diverged(
+    r: &RefName,
+    source: Option<&CommitId>,
+    standby: &CommitId,
+    history: &impl History,
+    options: &MirrorOptions,
+    tips: &SourceTips<'_>,
+) -> RefAction {
+    let d = divergence::Diverged {
+        reference: r,
+        source,
+        standby,
+        owned: options.owned.get(r).map_or(&[], Vec::as_slice),
+    };
+    RefAction::Diverged {
+        source: source.cloned(),
+        standby: standby.clone(),
+        cause: divergence::cause(&d, history, tips.get(history)),
+    }
+}
+
 fn decide_ref(
     r: &RefName,
     source: Option<&CommitId>,
     standby: Option<&CommitId>,
     history: &impl History,
     options: &MirrorOptions,
+    tips: &SourceTips<'_>,
 ) -> RefAction {
     match (source, standby) {
         (Some(s), None) => RefAction::Create { new: s.clone() },
@@ -286,10 +352,7 @@ fn decide_ref(
                     forced: !fast_forward,
                 }
             } else {
-                RefAction::Diverged {
-                    source: Some(s.clone()),
-                    standby: t.clone(),
-                }
+                diverged(r, Some(s), t, history, options, tips)
             }
         }
         (None, Some(t)) => {
@@ -302,10 +365,7 @@ fn decide_ref(
                     forced: !owned,
                 }
             } else {
-                RefAction::Diverged {
-                    source: None,
-                    standby: t.clone(),
-                }
+                diverged(r, None, t, history, options, tips)
             }
         }
         (None, None) => unreachable!("names come from the two maps"),
@@ -384,6 +444,8 @@ pub enum RefStatus {
     Diverged {
         source: Option<CommitId>,
         standby: CommitId,
+        /// Which side moved.
+        cause: Cause,
     },
     Kept {
         standby: CommitId,
@@ -402,7 +464,15 @@ impl RefStatus {
             RefAction::Update { old, new, forced } => Self::Updated { old, new, forced },
             RefAction::Delete { old, .. } => Self::Deleted { old },
             RefAction::Unchanged { at } => Self::Unchanged { at },
-            RefAction::Diverged { source, standby } => Self::Diverged { source, standby },
+            RefAction::Diverged {
+                source,
+                standby,
+                cause,
+            } => Self::Diverged {
+                source,
+                standby,
+                cause,
+            },
             RefAction::Kept { standby } => Self::Kept {
                 standby,
                 reason: "the standby's default branch is never deleted".into(),
@@ -444,6 +514,26 @@ pub struct RefResult {
     pub reference: RefName,
     #[serde(flatten)]
     pub status: RefStatus,
+    /// For a diverged ref, and one `--force` overwrote or deleted (or refused to, its
+    /// backup refused): both sides' commits. `standby_only` is what a `--force` discards.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<LeftRight>,
+    /// The backup branch a `--force` pushed (a dry run: would push) before it overwrote
+    /// or deleted this ref, at the standby's old commit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<RefName>,
+}
+
+impl RefResult {
+    /// A result with no log and no backup.
+    pub fn new(reference: RefName, status: RefStatus) -> Self {
+        Self {
+            reference,
+            status,
+            log: None,
+            backup: None,
+        }
+    }
 }
 
 /// The result of one mirror run.
@@ -506,6 +596,7 @@ impl MirrorOutcome {
             if refs.len() == SUMMARY_REFS {
                 break;
             }
+            // The commits are left out: a diverged ref is listed with its cause.
             let r = RefResult {
                 reference: r.reference.clone(),
                 status: match &r.status {
@@ -514,6 +605,8 @@ impl MirrorOutcome {
                     },
                     other => other.clone(),
                 },
+                log: None,
+                backup: r.backup.clone(),
             };
             let size = serde_json::to_string(&r).map_or(usize::MAX, |j| j.len() + 1);
             if bytes + size <= SUMMARY_REF_BYTES {
@@ -644,10 +737,11 @@ mod tests {
             forced,
         }
     }
-    fn diverged(source: Option<char>, standby: char) -> RefAction {
+    fn diverged(source: Option<char>, standby: char, cause: Cause) -> RefAction {
         RefAction::Diverged {
             source: source.map(id),
             standby: id(standby),
+            cause,
         }
     }
 
@@ -682,10 +776,10 @@ mod tests {
             ("fast-forward of what the mirror pushed", m('c'), m('a'), m('a'), update('a', 'c', false)),
             ("fast-forward with no record (pushed before the ledger)", m('c'), m('a'), no(), update('a', 'c', false)),
             ("fast-forward of a ref moved on the standby along the source's history", m('c'), m('b'), m('a'), update('b', 'c', false)),
-            ("source rewound", m('a'), m('c'), m('c'), diverged(Some('a'), 'c')),
-            ("source force-pushed", m('d'), m('c'), m('c'), diverged(Some('d'), 'c')),
-            ("standby pushed to", m('c'), m('e'), m('c'), diverged(Some('c'), 'e')),
-            ("standby pushed to, no record", m('c'), m('e'), no(), diverged(Some('c'), 'e')),
+            ("source rewound", m('a'), m('c'), m('c'), diverged(Some('a'), 'c', Cause::SourceRewound)),
+            ("source force-pushed", m('d'), m('c'), m('c'), diverged(Some('d'), 'c', Cause::SourceForcePushed)),
+            ("standby pushed to", m('c'), m('e'), m('c'), diverged(Some('c'), 'e', Cause::StandbyPushedTo)),
+            ("standby pushed to, no record", m('c'), m('e'), no(), diverged(Some('c'), 'e', Cause::StandbyPushedTo)),
         ];
         check(&rows, false);
     }
@@ -699,11 +793,11 @@ mod tests {
             // 9a: a squash-merged branch whose tip a cold cache never fetched.
             ("deleted at the source, its tip not in the cache", no(), f('e'), f('e'), delete('e', false)),
             // 9b: release/osaka-fix made on the standby at a commit that was mirrored.
-            ("made on the standby at a mirrored commit", no(), f('b'), no(), diverged(None, 'b')),
-            ("made on the standby", no(), f('e'), no(), diverged(None, 'e')),
-            ("moved on the standby since the mirror pushed it", no(), f('b'), f('a'), diverged(None, 'b')),
+            ("made on the standby at a mirrored commit", no(), f('b'), no(), diverged(None, 'b', Cause::MadeOnStandby)),
+            ("made on the standby", no(), f('e'), no(), diverged(None, 'e', Cause::MadeOnStandby)),
+            ("moved on the standby since the mirror pushed it", no(), f('b'), f('a'), diverged(None, 'b', Cause::MovedOnStandby)),
             ("tag deleted at the source", no(), t('a'), t('a'), delete('a', false)),
-            ("tag made on the standby", no(), t('a'), no(), diverged(None, 'a')),
+            ("tag made on the standby", no(), t('a'), no(), diverged(None, 'a', Cause::MadeOnStandby)),
         ];
         check(&rows, false);
     }
@@ -719,7 +813,7 @@ mod tests {
         let rows = [
             ("the push landed, its record lost", no(), f('b'), both(), delete('b', false)),
             ("the push never landed", no(), f('a'), both(), delete('a', false)),
-            ("neither value: moved on the standby", no(), f('e'), both(), diverged(None, 'e')),
+            ("neither value: moved on the standby", no(), f('e'), both(), diverged(None, 'e', Cause::MovedOnStandby)),
             ("a fast-forward from either", at("feature", 'c'), f('b'), both(), update('b', 'c', false)),
         ];
         check(&rows, false);
@@ -751,7 +845,7 @@ mod tests {
             ("already recorded so (a re-plan)", update('a', 'c', false), "ac", None),
             ("delete: its record already owns it", delete('b', false), "b", None),
             ("unchanged", unchanged('c'), "c", None),
-            ("diverged", diverged(Some('d'), 'c'), "c", None),
+            ("diverged", diverged(Some('d'), 'c', Cause::SourceForcePushed), "c", None),
         ];
         for (what, action, before, want) in rows {
             let before = records(&[("main", before)])
@@ -779,16 +873,13 @@ mod tests {
             ("unchanged, no record: adopted", RefStatus::Unchanged { at: id('c') }, no_record(), Some("c")),
             ("unchanged, a push in flight landed: adopted", RefStatus::Unchanged { at: id('c') }, "ac", Some("c")),
             ("rejected: keeps its intent", rejected, "ac", None),
-            ("diverged", RefStatus::Diverged { source: None, standby: id('e') }, "a", None),
+            ("diverged", RefStatus::Diverged { source: None, standby: id('e'), cause: Cause::MovedOnStandby }, "a", None),
         ];
         for (what, status, before, want) in rows {
             let before = records(&[("main", before)])
                 .into_iter()
                 .filter(|(_, v)| !v.is_empty());
-            let result = RefResult {
-                reference: "main".parse().unwrap(),
-                status,
-            };
+            let result = RefResult::new("main".parse().unwrap(), status);
             let got = settled(&[result], &before.collect());
             assert_eq!(
                 got,
@@ -808,8 +899,8 @@ mod tests {
         let (t, no) = (|c| at("refs/tags/v1", c), Refs::new);
         #[rustfmt::skip]
         let rows = [
-            ("tag moved", t('c'), t('a'), t('a'), diverged(Some('c'), 'a')),
-            ("tag moved, no record", t('c'), t('a'), no(), diverged(Some('c'), 'a')),
+            ("tag moved", t('c'), t('a'), t('a'), diverged(Some('c'), 'a', Cause::TagMovedForward)),
+            ("tag moved, no record", t('c'), t('a'), no(), diverged(Some('c'), 'a', Cause::TagMovedForward)),
         ];
         check(&rows, false);
     }
@@ -830,7 +921,7 @@ mod tests {
     #[test]
     fn no_ledger_means_nothing_is_deleted_unless_forced() {
         let got = plan(&[], &[("feature", 'b')], MirrorOptions::default());
-        assert_eq!(got[0].1, diverged(None, 'b'));
+        assert_eq!(got[0].1, diverged(None, 'b', Cause::MadeOnStandby));
     }
 
     #[test]
@@ -854,6 +945,24 @@ mod tests {
             RefAction::Kept { standby: id('c') },
             "even when the mirror pushed it"
         );
+    }
+
+    #[test]
+    fn backup_branches_are_never_planned_even_forced_or_selected() {
+        let backup = "tozai-backup/20260102T030405Z/heads/main";
+        let sel = RefSelection::from_args(&["**".into()]).unwrap();
+        for (selection, force) in [(RefSelection::all(), false), (sel, true)] {
+            let opts = MirrorOptions {
+                force,
+                owned: owned(&[(backup, 'c')]),
+                ..MirrorOptions::default()
+            };
+            // On the standby only (deleted at the source?), and on both sides, moved.
+            for src in [vec![], vec![(backup, 'a')]] {
+                let steps = plan_refs(&map(&src), &map(&[(backup, 'c')]), &selection, &H, &opts);
+                assert_eq!(steps, [], "force {force}, source {src:?}");
+            }
+        }
     }
 
     #[test]
@@ -888,10 +997,7 @@ mod tests {
             dry_run: false,
             refs: refs
                 .into_iter()
-                .map(|(r, status)| RefResult {
-                    reference: r.parse().unwrap(),
-                    status,
-                })
+                .map(|(r, status)| RefResult::new(r.parse().unwrap(), status))
                 .collect(),
             objects_sent: 1,
             bytes_sent: 2,
@@ -924,6 +1030,7 @@ mod tests {
                 RefStatus::Diverged {
                     source: None,
                     standby: id('f'),
+                    cause: Cause::MadeOnStandby,
                 },
             ),
         ];

@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use crate::divergence::{Cause, LeftRight};
 use crate::mirror::{MirrorOutcome, RefStatus};
 use crate::refs::{CommitId, RefName};
 
@@ -26,6 +27,11 @@ pub enum Drift {
     Diverged {
         standby: CommitId,
         source: Option<CommitId>,
+        /// Which side moved.
+        cause: Cause,
+        /// Both sides' commits, when the standby's could be fetched.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        log: Option<LeftRight>,
     },
     /// The source has it, the standby does not.
     Missing { source: CommitId },
@@ -99,9 +105,15 @@ pub fn from_outcome(
                 RefStatus::Kept { standby, .. } => Drift::Stale {
                     standby: standby.clone(),
                 },
-                RefStatus::Diverged { source, standby } => Drift::Diverged {
+                RefStatus::Diverged {
+                    source,
+                    standby,
+                    cause,
+                } => Drift::Diverged {
                     standby: standby.clone(),
                     source: source.clone(),
+                    cause: *cause,
+                    log: r.log.clone(),
                 },
                 // A dry run rejects nothing; should one appear, it is not in sync.
                 RefStatus::Rejected { reason } => Drift::Unknown {
@@ -135,10 +147,7 @@ mod tests {
 
     #[test]
     fn each_mirror_status_maps_to_a_drift() {
-        let r = |name: &str, status| RefResult {
-            reference: name.parse().unwrap(),
-            status,
-        };
+        let r = |name: &str, status| RefResult::new(name.parse().unwrap(), status);
         let outcome = MirrorOutcome {
             source: "tokyo".into(),
             target: "osaka".into(),
@@ -159,6 +168,7 @@ mod tests {
                     RefStatus::Diverged {
                         source: Some(c(5)),
                         standby: c(6),
+                        cause: Cause::StandbyPushedTo,
                     },
                 ),
                 r("refs/tags/old", RefStatus::Deleted { old: c(7) }),

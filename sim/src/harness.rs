@@ -1047,10 +1047,7 @@ impl MirrorPort<'_> {
                             status: serde_json::to_string(&status).unwrap_or_default(),
                         });
                     }
-                    results.push(RefResult {
-                        reference: step.reference.clone(),
-                        status,
-                    });
+                    results.push(RefResult::new(step.reference.clone(), status));
                 }
                 Ok(Some(results))
             })

@@ -11,7 +11,16 @@
 //!    only unless forced, and deleting only what the mirror pushed. When the plan may
 //!    delete a branch, it first reads the target's default branch, which is never deleted
 //!    (receive-pack's advertisement has no `HEAD`): from the target's `GetRepository`
-//!    source (CodeCommit), a local repository's `HEAD`, or upload-pack's `symref=HEAD:`;
+//!    source (CodeCommit), a local repository's `HEAD`, or upload-pack's `symref=HEAD:`.
+//!    The standby's diverged refs (and those a `--force` overwrites or deletes) are then
+//!    fetched into the cache, in a namespace of their own ([`standby`]), so that each says
+//!    which side moved and lists both sides' commits; a fetch that fails (the mirror
+//!    Lambda has no `GitPull` on the standby) is logged, and the run goes on without the
+//!    lists. Backup branches on the standby ([`BACKUP_PREFIX`](crate::refs::BACKUP_PREFIX))
+//!    are listed in the outcome and never planned;
+//! 3b. with `--force`, pushes a backup branch at the standby's old commit of each ref it
+//!    will overwrite or delete, first; a ref whose backup is refused is not forced, and
+//!    is reported rejected with the reason (see [`standby`]);
 //! 4. records in the ledger the intent of the push ([`intent`]): each ref it creates or
 //!    updates owns its new value, and an updated ref also the old value when the mirror
 //!    owned it. An intent that cannot be recorded fails the run before anything is pushed,
@@ -83,6 +92,10 @@ use git2::{
     AutotagOption, Cred, Direction, ErrorClass, ErrorCode, FetchOptions, Oid, ProxyOptions,
     PushOptions, RemoteCallbacks, Repository,
 };
+
+mod standby;
+
+use standby::{annotate, backup_names, backups_on, explain, finish, push_backups};
 
 use super::git::to_id;
 use super::receive_pack::{self, MAX_AUTH_ATTEMPTS, PackPush, PushFailure, RefUpdate};
@@ -201,6 +214,9 @@ impl Mirror for Git2Mirror {
         progress: Option<&dyn Fn(TransferProgress)>,
     ) -> Result<MirrorOutcome, MirrorError> {
         let started = Instant::now();
+        // One stamp for every backup this run pushes, whatever its attempts.
+        let stamp = standby::backup_stamp(std::time::SystemTime::now());
+        let mut backed_up = BTreeMap::new();
         check_local(&request.source, "source")?;
         check_local(&request.target, "target")?;
         let dir = self.cache_dir(&request.source);
@@ -235,6 +251,8 @@ impl Mirror for Git2Mirror {
                 &history,
                 &options,
             );
+            let (mut steps, logs) =
+                explain(&repo, request, &source_refs, &target_refs, &options, steps);
             let mut outcome = MirrorOutcome {
                 source: request.source.shown.clone(),
                 target: request.target.shown.clone(),
@@ -243,19 +261,27 @@ impl Mirror for Git2Mirror {
                 objects_sent: 0,
                 bytes_sent: 0,
                 elapsed: Duration::ZERO,
-                backups: Vec::new(),
+                backups: backups_on(&target_refs),
             };
             if request.dry_run {
                 outcome.refs = steps
                     .iter()
-                    .map(|s| RefResult {
-                        reference: s.reference.clone(),
-                        status: RefStatus::from_action(&s.action),
-                    })
+                    .map(|s| RefResult::new(s.reference.clone(), RefStatus::from_action(&s.action)))
                     .collect();
+                annotate(&mut outcome.refs, &logs, &backup_names(&steps, &stamp));
                 outcome.elapsed = started.elapsed();
                 return Ok(outcome);
             }
+            let refused = push_backups(
+                &repo,
+                &request.target,
+                &target_refs,
+                &mut steps,
+                &stamp,
+                per_push,
+                &mut outcome,
+                &mut backed_up,
+            )?;
             record_intent(request, &steps, &mut options.owned)?;
             if std::mem::take(&mut pack_as_is) {
                 match push_cache_pack(
@@ -269,6 +295,7 @@ impl Mirror for Git2Mirror {
                 )? {
                     PackResult::Done => {
                         record_pushed(request, &outcome.refs, &options.owned);
+                        finish(&mut outcome, refused, &logs, &backed_up);
                         outcome.elapsed = started.elapsed();
                         log_outcome(&outcome);
                         return Ok(outcome);
@@ -291,6 +318,7 @@ impl Mirror for Git2Mirror {
                 PushResult::Done => {
                     landed.report_in(&mut outcome);
                     record_pushed(request, &outcome.refs, &options.owned);
+                    finish(&mut outcome, refused, &logs, &backed_up);
                     outcome.elapsed = started.elapsed();
                     log_outcome(&outcome);
                     return Ok(outcome);
@@ -305,7 +333,7 @@ impl Mirror for Git2Mirror {
         }
         // What earlier attempts pushed is the mirror's all the same.
         let pushed: Vec<RefResult> = (landed.refs.into_iter())
-            .map(|(reference, status)| RefResult { reference, status })
+            .map(|(reference, status)| RefResult::new(reference, status))
             .collect();
         record_pushed(request, &pushed, &OwnedRefs::new());
         Err(MirrorError::Contended {
@@ -332,8 +360,9 @@ fn read_target(
     let owned = match &request.ledger {
         None => OwnedRefs::new(),
         Some(ledger) => {
+            // Backups are never planned, so never owned: their records are not read.
             let selected: Vec<RefName> = (target_refs.keys())
-                .filter(|r| request.selection.selects(r))
+                .filter(|r| request.selection.selects(r) && !r.is_backup())
                 .cloned()
                 .collect();
             ledger
@@ -441,7 +470,7 @@ impl Landed {
                 }
                 // Deleted on both sides since: the last plan did not see it at all.
                 None if landed_value(&status) == Some(None) => {
-                    deleted.push(RefResult { reference, status });
+                    deleted.push(RefResult::new(reference, status));
                 }
                 None => {}
             }
@@ -711,6 +740,28 @@ impl History for RepoHistory<'_> {
         let (a, d) = (to_oid(ancestor), to_oid(descendant));
         a == d || self.0.graph_descendant_of(d, a).unwrap_or(false)
     }
+
+    fn commit_of(&self, id: &CommitId) -> Option<CommitId> {
+        let object = self.0.find_object(to_oid(id), None).ok()?;
+        object.peel_to_commit().ok().map(|c| to_id(c.id()))
+    }
+
+    /// One walk of the history of every tip (not one per tip). The standby's fetched refs
+    /// are not tips: their objects being in the cache does not make them the source's.
+    fn reachable_from_any(&self, commit: &CommitId, tips: &[CommitId]) -> bool {
+        if tips.contains(commit) {
+            return true;
+        }
+        let Ok(mut walk) = self.0.revwalk() else {
+            return false;
+        };
+        for tip in tips {
+            // A tip the cache lacks reaches nothing here.
+            let _ = walk.push(to_oid(tip));
+        }
+        let target = to_oid(commit);
+        walk.any(|oid| oid.is_ok_and(|oid| oid == target))
+    }
 }
 
 // ---- the target ----
@@ -741,7 +792,7 @@ fn list_remote(repo: &Repository, target: &GitRemote) -> Result<RefMap, MirrorEr
 fn deletes_a_branch(source: &RefMap, target: &RefMap, selection: &RefSelection) -> bool {
     target
         .keys()
-        .any(|r| !r.is_tag() && !source.contains_key(r) && selection.selects(r))
+        .any(|r| !r.is_tag() && !r.is_backup() && !source.contains_key(r) && selection.selects(r))
 }
 
 /// The standby's default branch, which the mirror never deletes (CodeCommit refuses to).
@@ -835,9 +886,16 @@ fn push_steps(
             .iter()
             .map(|s| {
                 let name = s.reference.full();
+                // A backup is pushed from the cache ref that holds its commit; the others
+                // from the cache's ref of the same name (the source's).
+                let src = if s.reference.is_backup() {
+                    standby::backup_source_ref(&s.reference)
+                } else {
+                    name.clone()
+                };
                 match s.action {
                     RefAction::Delete { .. } => format!(":{name}"),
-                    _ => format!("+{name}:{name}"),
+                    _ => format!("+{src}:{name}"),
                 }
             })
             .collect();
@@ -970,10 +1028,7 @@ fn results(steps: &[RefStep], statuses: &BTreeMap<String, Option<String>>) -> Ve
             } else {
                 RefStatus::from_action(&s.action)
             };
-            RefResult {
-                reference: s.reference.clone(),
-                status,
-            }
+            RefResult::new(s.reference.clone(), status)
         })
         .collect()
 }
@@ -1398,10 +1453,7 @@ mod tests {
     }
 
     fn result(name: &str, status: RefStatus) -> RefResult {
-        RefResult {
-            reference: name.parse().unwrap(),
-            status,
-        }
+        RefResult::new(name.parse().unwrap(), status)
     }
 
     fn outcome(refs: Vec<RefResult>, objects: u64) -> MirrorOutcome {

@@ -1072,10 +1072,7 @@ fn outcome(reference: &RefName, status: RefStatus) -> MirrorOutcome {
         source: "codecommit::ap-northeast-1://core-infra".into(),
         target: "codecommit::ap-northeast-3://core-infra".into(),
         dry_run: false,
-        refs: vec![RefResult {
-            reference: reference.clone(),
-            status,
-        }],
+        refs: vec![RefResult::new(reference.clone(), status)],
         objects_sent: 3,
         bytes_sent: 100,
         elapsed: Duration::from_millis(5),
@@ -1122,6 +1119,7 @@ async fn the_mirror_mirrors_the_requested_ref_and_reports() {
             RefStatus::Diverged {
                 source: Some(id(7)),
                 standby: id(8),
+                cause: crate::divergence::Cause::StandbyPushedTo,
             },
         ))
     });

@@ -466,7 +466,9 @@ fn a_force_pushed_source_is_diverged_and_left_alone_unless_forced() {
     let o = w.mirror();
     assert!(!o.in_sync(), "{o:#?}");
     match status(&o, "refs/heads/main") {
-        RefStatus::Diverged { source, standby } => {
+        RefStatus::Diverged {
+            source, standby, ..
+        } => {
             assert_eq!(
                 source.as_ref().map(|s| s.as_str()),
                 Some(rewritten.as_str())
@@ -550,7 +552,9 @@ fn a_standby_ref_moved_between_read_and_push_is_refused_not_clobbered() {
     assert!(ran.exists(), "the hook ran\n{}", w.server.log());
     assert_eq!(rev(&w.dst, "refs/heads/main"), theirs, "not clobbered");
     match status(&o, "refs/heads/main") {
-        RefStatus::Diverged { source, standby } => {
+        RefStatus::Diverged {
+            source, standby, ..
+        } => {
             assert_eq!(source.as_ref().map(|s| s.as_str()), Some(c2.as_str()));
             assert_eq!(standby.as_str(), theirs, "re-planned against the moved ref");
         }

@@ -167,7 +167,9 @@ fn a_force_pushed_source_leaves_the_standby_alone_unless_forced() {
     let o = w.mirror();
     assert!(!o.in_sync());
     match status(&o, "refs/heads/main") {
-        RefStatus::Diverged { source, standby } => {
+        RefStatus::Diverged {
+            source, standby, ..
+        } => {
             assert_eq!(source.as_ref().unwrap().as_str(), rewritten);
             assert_eq!(standby.as_str(), before);
         }
@@ -575,6 +577,7 @@ fn a_branch_made_on_the_standby_at_a_mirrored_commit_is_kept_by_the_reconciliati
         RefStatus::Diverged {
             source: None,
             standby,
+            ..
         } => assert_eq!(standby.as_str(), c1),
         other => panic!("{other:?} in {o:#?}"),
     }
@@ -602,7 +605,7 @@ fn a_branch_moved_on_the_standby_since_the_mirror_pushed_it_is_not_deleted() {
     git(&w.src, &["branch", "-q", "-D", "feature/x"]);
     let o = w.mirror();
     assert!(
-        matches!(status(&o, "refs/heads/feature/x"), RefStatus::Diverged { source: None, standby } if standby.as_str() == c1),
+        matches!(status(&o, "refs/heads/feature/x"), RefStatus::Diverged { source: None, standby, .. } if standby.as_str() == c1),
         "{o:#?}"
     );
     assert_eq!(rev(&w.dst, "feature/x"), c1);

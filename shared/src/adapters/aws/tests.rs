@@ -1405,10 +1405,11 @@ impl crate::judge::RefMirror for Answers {
 /// 5,000 refs with long names; `status(i)` says what happened to the i-th.
 fn many_refs(status: fn(usize) -> crate::mirror::RefStatus) -> crate::mirror::MirrorOutcome {
     let refs = (0..5000)
-        .map(|i| crate::mirror::RefResult {
-            reference: RefName::branch(&format!("feature/team-{i:04}/a-rather-long-branch-name"))
-                .unwrap(),
-            status: status(i),
+        .map(|i| {
+            crate::mirror::RefResult::new(
+                RefName::branch(&format!("feature/team-{i:04}/a-rather-long-branch-name")).unwrap(),
+                status(i),
+            )
         })
         .collect();
     crate::mirror::MirrorOutcome {
@@ -1449,6 +1450,7 @@ async fn mirror_events_stay_under_256_kb_whatever_the_number_of_refs() {
                     10 | 2000 | 4999 => RefStatus::Diverged {
                         source: Some(commit(1)),
                         standby: commit(2),
+                        cause: crate::divergence::Cause::StandbyPushedTo,
                     },
                     7 | 8 => RefStatus::Updated {
                         old: commit(1),

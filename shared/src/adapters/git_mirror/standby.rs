@@ -1,0 +1,459 @@
+//! The standby's side of a divergence, in the mirror's cache: its diverged refs fetched
+//! into a private namespace, both sides' commits listed as `git log --left-right` would,
+//! and the backup branches a `--force` pushes first.
+//!
+//! **The private namespaces.** The standby's diverged refs are fetched (with the target's
+//! credentials, the authenticated fetch the source uses) to `refs/tozai/standby/heads/...`
+//! and `refs/tozai/standby/tags/...`; a backup's commit is named locally by
+//! `refs/tozai/heads/tozai-backup/...` while it is pushed. The mirror never plans, pushes
+//! or prunes anything there: the source's refs are read ([`local_refs`](super::local_refs))
+//! and pruned ([`prune_to`](super::prune_to)) under `refs/heads/` and `refs/tags/` only. The
+//! pack-as-is push is never taken with them: it needs a standby with no ref at all (so
+//! nothing diverged, nothing fetched), a cache this run filled from empty (so no earlier
+//! run's refs), and every cache ref pushed ([`pack_push_plan`](super::pack_push_plan)).
+//!
+//! **Backups are branches**, `refs/heads/tozai-backup/<UTC yyyymmddThhmmssZ>/<heads|tags>/<short
+//! name>` ([`BACKUP_PREFIX`]), because CodeCommit is not documented to accept refs outside
+//! `refs/heads/` and `refs/tags/`. A backup points at the standby's old commit (a tag's
+//! commit, peeled: a branch holds a commit). The mirror never plans them and its ledger
+//! never owns them ([`plan_refs`](crate::mirror::plan_refs)).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::SystemTime;
+
+use git2::{AutotagOption, FetchOptions, Oid, Repository, Sort};
+
+use super::{
+    AuthState, PushResult, RepoHistory, proxy_options, push_steps, to_oid, with_network_retries,
+};
+use crate::adapters::git::to_id;
+use crate::divergence::{LOG_COMMITS, LeftRight, LoggedCommit, Side};
+use crate::mirror::{
+    Backup, History, MirrorOptions, MirrorOutcome, RefAction, RefMap, RefResult, RefStatus,
+    RefStep, plan_refs,
+};
+use crate::ports::{GitRemote, MirrorError, MirrorRequest};
+use crate::refs::{BACKUP_PREFIX, CommitId, RefName};
+
+/// True for a step that leaves the standby's value behind: a diverged ref, or one a
+/// `--force` overwrites or deletes. Its commits are listed; a forced one is backed up.
+fn discards(action: &RefAction) -> bool {
+    matches!(
+        action,
+        RefAction::Diverged { .. }
+            | RefAction::Update { forced: true, .. }
+            | RefAction::Delete { forced: true, .. }
+    )
+}
+
+fn forced(action: &RefAction) -> bool {
+    matches!(
+        action,
+        RefAction::Update { forced: true, .. } | RefAction::Delete { forced: true, .. }
+    )
+}
+
+/// Fetches the standby's refs that `steps` leave behind into the cache, plans again with
+/// their commits known (the actions are the same; the causes may now be told: a rewind, a
+/// tag's commit), and lists both sides' commits of each. A fetch that fails is logged:
+/// the run goes on, without those lists (and a `--force` then cannot back them up).
+pub(super) fn explain(
+    repo: &Repository,
+    request: &MirrorRequest,
+    source_refs: &RefMap,
+    target_refs: &RefMap,
+    options: &MirrorOptions,
+    steps: Vec<RefStep>,
+) -> (Vec<RefStep>, BTreeMap<RefName, LeftRight>) {
+    let wanted: Vec<&RefName> = (steps.iter())
+        .filter(|s| discards(&s.action))
+        .map(|s| &s.reference)
+        .collect();
+    if let Err(e) = fetch_standby_refs(repo, &request.target, &wanted) {
+        tracing::warn!(standby = %request.target.shown, refs = wanted.len(), error = %crate::adapters::error_chain(&e), "cannot fetch the standby's diverged refs: their commits are not listed, and --force cannot back them up");
+    }
+    if wanted.is_empty() {
+        return (steps, BTreeMap::new());
+    }
+    let history = RepoHistory(repo);
+    let steps = plan_refs(
+        source_refs,
+        target_refs,
+        &request.selection,
+        &history,
+        options,
+    );
+    let mut tips: Vec<CommitId> = (source_refs.values())
+        .filter_map(|v| history.commit_of(v))
+        .collect();
+    tips.sort();
+    tips.dedup();
+    let logs = (steps.iter())
+        .filter(|s| discards(&s.action))
+        .filter_map(|s| {
+            let standby = s.action.expected_old()?;
+            let source = source_refs.get(&s.reference);
+            let log = left_right(repo, &history, standby, source, &tips)?;
+            Some((s.reference.clone(), log))
+        })
+        .collect();
+    (steps, logs)
+}
+
+/// The backup branches on the standby, from its refs as the plan read them.
+pub(super) fn backups_on(target_refs: &RefMap) -> Vec<Backup> {
+    (target_refs.iter())
+        .filter(|(r, _)| r.is_backup())
+        .map(|(r, c)| Backup {
+            reference: r.clone(),
+            commit: c.clone(),
+        })
+        .collect()
+}
+
+/// The backup branch of each ref `steps` force, for a run stamped `stamp`.
+pub(super) fn backup_names(steps: &[RefStep], stamp: &str) -> BTreeMap<RefName, RefName> {
+    (steps.iter())
+        .filter(|s| forced(&s.action))
+        .map(|s| (s.reference.clone(), backup_name(&s.reference, stamp)))
+        .collect()
+}
+
+/// Gives each result its commits (`logs`) and, when it was forced, its backup.
+pub(super) fn annotate(
+    refs: &mut [RefResult],
+    logs: &BTreeMap<RefName, LeftRight>,
+    backups: &BTreeMap<RefName, RefName>,
+) {
+    for r in refs {
+        r.log = logs.get(&r.reference).cloned();
+        if matches!(
+            r.status,
+            RefStatus::Updated { forced: true, .. } | RefStatus::Deleted { .. }
+        ) {
+            r.backup = backups.get(&r.reference).cloned();
+        }
+    }
+}
+
+/// Completes a run's outcome: the refs refused for want of a backup, in name order, and
+/// every ref's commits and backup.
+pub(super) fn finish(
+    outcome: &mut MirrorOutcome,
+    refused: Vec<RefResult>,
+    logs: &BTreeMap<RefName, LeftRight>,
+    backed_up: &BTreeMap<RefName, RefName>,
+) {
+    if !refused.is_empty() {
+        outcome.refs.extend(refused);
+        outcome.refs.sort_by(|a, b| a.reference.cmp(&b.reference));
+    }
+    annotate(&mut outcome.refs, logs, backed_up);
+    outcome
+        .backups
+        .sort_by(|a, b| a.reference.cmp(&b.reference));
+    outcome.backups.dedup();
+}
+
+/// Before a `--force` overwrites or deletes a standby ref, pushes a backup branch at its
+/// old commit ([`backup_name`]; one this run pushed already, in an earlier attempt, is
+/// kept). A ref whose backup is not on the standby after this is not forced: its step is
+/// taken out of `steps` and it is returned, rejected with the reason. The backups pushed go
+/// in `outcome.backups` and `backed_up` (ref to backup).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn push_backups(
+    repo: &Repository,
+    target: &GitRemote,
+    target_refs: &RefMap,
+    steps: &mut Vec<RefStep>,
+    stamp: &str,
+    per_push: usize,
+    outcome: &mut MirrorOutcome,
+    backed_up: &mut BTreeMap<RefName, RefName>,
+) -> Result<Vec<RefResult>, MirrorError> {
+    let history = RepoHistory(repo);
+    let mut failed: BTreeMap<RefName, String> = BTreeMap::new();
+    let mut pushes: Vec<(RefName, RefStep)> = Vec::new();
+    for (reference, backup) in backup_names(steps, stamp) {
+        let step = steps.iter().find(|s| s.reference == reference);
+        let old = step.and_then(|s| s.action.expected_old());
+        match (
+            old.and_then(|o| history.commit_of(o)),
+            target_refs.get(&backup),
+        ) {
+            (None, _) => {
+                failed.insert(
+                    reference,
+                    "the standby's commit could not be fetched".into(),
+                );
+            }
+            (Some(commit), Some(there)) if *there == commit => {
+                backed_up.insert(reference, backup);
+            }
+            (Some(_), Some(_)) => {
+                failed.insert(reference, "a branch of that name is already there".into());
+            }
+            (Some(commit), None) => {
+                let local = backup_source_ref(&backup);
+                if let Err(e) = repo.reference(&local, to_oid(&commit), true, "tozai backup") {
+                    failed.insert(reference, format!("cannot name it in the cache: {e}"));
+                    continue;
+                }
+                let action = RefAction::Create { new: commit };
+                pushes.push((
+                    reference,
+                    RefStep {
+                        reference: backup,
+                        action,
+                    },
+                ));
+            }
+        }
+    }
+    if !pushes.is_empty() {
+        let backup_steps: Vec<RefStep> = pushes.iter().map(|(_, s)| s.clone()).collect();
+        let mut pushed = MirrorOutcome {
+            refs: Vec::new(),
+            objects_sent: 0,
+            bytes_sent: 0,
+            backups: Vec::new(),
+            ..outcome.clone()
+        };
+        let result = push_steps(repo, target, &backup_steps, per_push, None, &mut pushed);
+        let _ = drop_refs_under(repo, "refs/tozai/heads/", &BTreeSet::new());
+        let moved = match result? {
+            PushResult::Moved(refs) => Some(refs),
+            PushResult::Done => None,
+        };
+        outcome.objects_sent += pushed.objects_sent;
+        outcome.bytes_sent += pushed.bytes_sent;
+        for (reference, step) in pushes {
+            let result = pushed.refs.iter().find(|r| r.reference == step.reference);
+            match (&moved, result.map(|r| &r.status)) {
+                (None, Some(RefStatus::Created { new })) => {
+                    outcome.backups.push(Backup {
+                        reference: step.reference.clone(),
+                        commit: new.clone(),
+                    });
+                    backed_up.insert(reference, step.reference);
+                }
+                (None, Some(RefStatus::Rejected { reason })) => {
+                    failed.insert(reference, reason.clone());
+                }
+                (Some(refs), _) => {
+                    failed.insert(reference, format!("the standby moved meanwhile ({refs})"));
+                }
+                (None, _) => {
+                    failed.insert(reference, "the server reported no result".into());
+                }
+            }
+        }
+    }
+    Ok(refuse(steps, failed, stamp))
+}
+
+/// Takes the steps whose backup failed out of `steps`, as rejected results.
+fn refuse(
+    steps: &mut Vec<RefStep>,
+    mut failed: BTreeMap<RefName, String>,
+    stamp: &str,
+) -> Vec<RefResult> {
+    let mut refused = Vec::new();
+    steps.retain(|s| {
+        let Some(why) = failed.remove(&s.reference) else {
+            return true;
+        };
+        let backup = backup_name(&s.reference, stamp).full();
+        tracing::warn!(reference = %s.reference, backup = %backup, reason = %why, "the backup was refused: not forcing this ref");
+        let reason = format!("not forced: its backup {backup} could not be pushed first: {why}");
+        refused.push(RefResult::new(
+            s.reference.clone(),
+            RefStatus::Rejected { reason },
+        ));
+        false
+    });
+    refused
+}
+
+/// Where the standby's diverged refs are fetched in the cache.
+const STANDBY_REFS: &str = "refs/tozai/standby/";
+
+/// The cache ref holding the standby's `reference`: `refs/tozai/standby/heads/main`.
+pub(super) fn standby_ref(reference: &RefName) -> String {
+    let full = reference.full();
+    format!("{STANDBY_REFS}{}", &full["refs/".len()..])
+}
+
+/// The cache ref a backup branch is pushed from: `refs/tozai/heads/tozai-backup/...`.
+pub(super) fn backup_source_ref(backup: &RefName) -> String {
+    let full = backup.full();
+    format!("refs/tozai/{}", &full["refs/".len()..])
+}
+
+/// The time stamp of a run's backups: `20260102T030405Z` (UTC).
+pub(super) fn backup_stamp(now: SystemTime) -> String {
+    format!("{}Z", crate::git_auth::timestamp(now))
+}
+
+/// The backup branch of `reference` for a run stamped `stamp`:
+/// `tozai-backup/<stamp>/heads/main`, `tozai-backup/<stamp>/tags/v1`.
+pub(super) fn backup_name(reference: &RefName, stamp: &str) -> RefName {
+    let kind = if reference.is_tag() { "tags" } else { "heads" };
+    RefName::Branch(format!(
+        "{BACKUP_PREFIX}{stamp}/{kind}/{}",
+        reference.short()
+    ))
+}
+
+/// Makes `refs/tozai/standby/` hold exactly the standby's `refs`, fetched from `target`:
+/// their commits are then in the cache, to list and to back up. What earlier runs fetched
+/// there and no longer diverges is dropped.
+pub(super) fn fetch_standby_refs(
+    repo: &Repository,
+    target: &GitRemote,
+    refs: &[&RefName],
+) -> Result<(), MirrorError> {
+    let wanted: BTreeSet<String> = refs.iter().map(|r| standby_ref(r)).collect();
+    drop_refs_under(repo, STANDBY_REFS, &wanted).map_err(|e| git_error(target, e))?;
+    if refs.is_empty() {
+        return Ok(());
+    }
+    let refspecs: Vec<String> = (refs.iter())
+        .map(|r| format!("+{}:{}", r.full(), standby_ref(r)))
+        .collect();
+    with_network_retries(target, "fetching the standby's diverged refs", || {
+        let auth = AuthState::default();
+        let mut callbacks = git2::RemoteCallbacks::new();
+        auth.install(&mut callbacks, target);
+        let mut options = FetchOptions::new();
+        options
+            .remote_callbacks(callbacks)
+            .proxy_options(proxy_options())
+            .download_tags(AutotagOption::None)
+            .update_fetchhead(false);
+        let mut remote = repo
+            .remote_anonymous(&target.url)
+            .map_err(|e| (e, auth.failed()))?;
+        remote
+            .fetch(&refspecs, Some(&mut options), None)
+            .map_err(|e| (e, auth.failed()))
+    })
+}
+
+/// Deletes the cache's refs under `prefix` that are not in `keep`.
+pub(super) fn drop_refs_under(
+    repo: &Repository,
+    prefix: &str,
+    keep: &BTreeSet<String>,
+) -> Result<(), git2::Error> {
+    let mut stale = Vec::new();
+    for r in repo.references_glob(&format!("{prefix}*"))? {
+        let r = r?;
+        let name = String::from_utf8_lossy(r.name_bytes()).into_owned();
+        if !keep.contains(&name) {
+            stale.push(name);
+        }
+    }
+    for name in stale {
+        repo.find_reference(&name)?.delete()?;
+    }
+    Ok(())
+}
+
+fn git_error(target: &GitRemote, e: git2::Error) -> MirrorError {
+    MirrorError::Git {
+        location: target.shown.clone(),
+        context: "keeping the standby's diverged refs in the cache",
+        source: Box::new(e),
+    }
+}
+
+/// Both sides' commits: the standby's (`standby`, peeled) that the source's `source` lacks,
+/// and the reverse; with no source value, the standby's commits no source ref reaches
+/// (`source_tips`). `None` when the standby's commit is not in the cache.
+pub(super) fn left_right(
+    repo: &Repository,
+    history: &impl History,
+    standby: &CommitId,
+    source: Option<&CommitId>,
+    source_tips: &[CommitId],
+) -> Option<LeftRight> {
+    let standby = to_oid(&history.commit_of(standby)?);
+    let source = source
+        .and_then(|s| history.commit_of(s))
+        .map(|s| to_oid(&s));
+    let hidden: Vec<Oid> = match source {
+        Some(s) => vec![s],
+        None => source_tips.iter().map(to_oid).collect(),
+    };
+    let standby_only = side(repo, standby, &hidden).ok()?;
+    let source_only = match source {
+        Some(s) => side(repo, s, &[standby]).ok()?,
+        None => Side::default(),
+    };
+    Some(LeftRight {
+        standby_only,
+        source_only,
+    })
+}
+
+/// The commits of `from` that none of `hidden` reaches, newest first: the first
+/// [`LOG_COMMITS`] with their subjects, and how many there are.
+fn side(repo: &Repository, from: Oid, hidden: &[Oid]) -> Result<Side, git2::Error> {
+    let mut walk = repo.revwalk()?;
+    walk.set_sorting(Sort::TIME)?;
+    walk.push(from)?;
+    for h in hidden {
+        walk.hide(*h)?;
+    }
+    let mut out = Side::default();
+    for oid in walk {
+        let oid = oid?;
+        out.total += 1;
+        if out.commits.len() < LOG_COMMITS {
+            let commit = repo.find_commit(oid)?;
+            let subject = String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default());
+            out.commits.push(LoggedCommit::new(to_id(oid), &subject));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_names_say_when_and_what() {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_704_164_645);
+        let stamp = backup_stamp(at);
+        assert_eq!(stamp, "20240102T030405Z");
+        let rows = [
+            (
+                RefName::branch("main").unwrap(),
+                "tozai-backup/20240102T030405Z/heads/main",
+            ),
+            (
+                RefName::branch("release/1").unwrap(),
+                "tozai-backup/20240102T030405Z/heads/release/1",
+            ),
+            (
+                RefName::tag("v1.0").unwrap(),
+                "tozai-backup/20240102T030405Z/tags/v1.0",
+            ),
+        ];
+        for (reference, want) in rows {
+            let backup = backup_name(&reference, &stamp);
+            assert_eq!(backup, RefName::branch(want).unwrap());
+            assert!(backup.is_backup());
+            assert_eq!(
+                backup_source_ref(&backup),
+                format!("refs/tozai/heads/{want}")
+            );
+        }
+        assert_eq!(
+            standby_ref(&RefName::tag("v1.0").unwrap()),
+            "refs/tozai/standby/tags/v1.0"
+        );
+    }
+}

@@ -1,0 +1,525 @@
+//! Divergence explained, and `--force` that never loses work silently: `tozai mirror` and
+//! `tozai status` run as the real binary on two local "regions" (bare repositories), checked
+//! with the git CLI. Which side moved (the standby pushed to, the source force-pushed or
+//! rewound, a tag moved), both sides' commits as `git log --left-right` lists them, and the
+//! backup branch a `--force` pushes before it overwrites or deletes a diverged ref. The
+//! backup refused by the server is at the end, over the git stand-in (its hooks run).
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use tempfile::TempDir;
+use tozai_tests::mirror::{git, rev, try_git};
+use tozai_tests::{Run, Sandbox, tozai};
+
+const CONFIG: &str = r#"
+primary = "tokyo"
+[regions.tokyo]
+aws_region = "ap-northeast-1"
+repository = "./tokyo.git"
+[regions.osaka]
+aws_region = "ap-northeast-3"
+repository = "./osaka.git"
+[sync]
+branches = ["main", "release/*"]
+tags = ["v*"]
+[sync.to.osaka]
+paths = ["**"]
+[sync.to.tokyo]
+paths = ["**"]
+"#;
+
+/// Two bare "regions" (`tokyo.git` the primary, `osaka.git` the standby) and a work tree
+/// whose `origin` is tokyo, with `main` at one commit pushed.
+struct World {
+    tmp: TempDir,
+    work: PathBuf,
+    sandbox: Sandbox,
+}
+
+impl World {
+    fn new() -> Self {
+        let tmp = TempDir::new().unwrap();
+        let root = tmp.path();
+        std::fs::write(root.join("tozai.toml"), CONFIG).unwrap();
+        for bare in ["tokyo.git", "osaka.git"] {
+            git(root, &["init", "-q", "--bare", "-b", "main", bare]);
+        }
+        let work = root.join("work");
+        std::fs::create_dir(&work).unwrap();
+        git(&work, &["init", "-q", "-b", "main"]);
+        git(&work, &["remote", "add", "origin", "../tokyo.git"]);
+        let w = Self {
+            sandbox: Sandbox::new(&root.join("home")),
+            tmp,
+            work,
+        };
+        w.commit("first");
+        w.push("main");
+        w
+    }
+
+    fn root(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Commits a change with `subject` as its message; returns its id.
+    fn commit(&self, subject: &str) -> String {
+        let file = self.work.join("common/log.txt");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let before = std::fs::read_to_string(&file).unwrap_or_default();
+        std::fs::write(&file, format!("{before}{subject}\n")).unwrap();
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["commit", "-q", "-m", subject]);
+        rev(&self.work, "HEAD")
+    }
+
+    fn push(&self, refspec: &str) {
+        git(&self.work, &["push", "-q", "--force", "origin", refspec]);
+    }
+
+    /// Pushes `refspec` straight to the standby, as someone in osaka would.
+    fn push_to_standby(&self, refspec: &str) {
+        git(
+            &self.work,
+            &["push", "-q", "--force", "../osaka.git", refspec],
+        );
+    }
+
+    fn head(&self, bare: &str, reference: &str) -> String {
+        rev(&self.root().join(bare), reference)
+    }
+
+    fn tozai(&self, args: &[&str]) -> Run {
+        let mut all = args.to_vec();
+        all.extend(["--cache", "cache"]);
+        tozai(self.root(), &self.sandbox, all)
+    }
+
+    fn mirror(&self, extra: &[&str]) -> Run {
+        let mut args = vec!["mirror", "-c", "tozai.toml"];
+        args.extend_from_slice(extra);
+        self.tozai(&args)
+    }
+
+    /// The standby's backup branches, `(name, commit)`.
+    fn backups(&self) -> Vec<(String, String)> {
+        let out = git(
+            &self.root().join("osaka.git"),
+            &[
+                "for-each-ref",
+                "--format=%(refname) %(objectname)",
+                "refs/heads/tozai-backup/",
+            ],
+        );
+        out.lines()
+            .map(|l| {
+                let (name, id) = l.split_once(' ').unwrap();
+                (name.to_owned(), id.to_owned())
+            })
+            .collect()
+    }
+}
+
+/// The 12-digit id reports show.
+fn short(id: &str) -> &str {
+    &id[..12]
+}
+
+/// Asserts that `run`'s standard output has every one of `lines` as a whole line.
+fn has_lines(run: &Run, lines: &[String]) {
+    for want in lines {
+        assert!(
+            run.stdout.lines().any(|l| l == want),
+            "no line {want:?} in\n{}\n--- stderr\n{}",
+            run.stdout,
+            run.stderr
+        );
+    }
+}
+
+/// The JSON object of `reference` in a mirror's or status's `refs`.
+fn json_ref(v: &Value, reference: &str) -> Value {
+    v["refs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ref"] == reference)
+        .unwrap_or_else(|| panic!("no {reference} in {v:#}"))
+        .clone()
+}
+
+/// `[(commit, subject)]` of one side of a JSON `log`.
+fn side(log: &Value, which: &str) -> Vec<(String, String)> {
+    log[which]["commits"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {which} in {log:#}"))
+        .iter()
+        .map(|c| {
+            (
+                c["commit"].as_str().unwrap().to_owned(),
+                c["subject"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A commit pushed straight to the standby, and the source moved on: main diverged.
+fn standby_pushed_to(w: &World) -> (String, String) {
+    w.mirror(&[]).expect_code(0);
+    let hotfix = w.commit("osaka hotfix");
+    w.push_to_standby("HEAD:refs/heads/main");
+    git(&w.work, &["reset", "-q", "--hard", "HEAD~1"]);
+    let feature = w.commit("tokyo feature");
+    w.push("main");
+    (hotfix, feature)
+}
+
+#[test]
+fn a_commit_pushed_straight_to_the_standby_is_said_so_with_both_sides() {
+    let w = World::new();
+    let (hotfix, feature) = standby_pushed_to(&w);
+
+    let run = w.mirror(&[]);
+    run.expect_code(1).expect_no_panic();
+    has_lines(
+        &run,
+        &[
+            format!(
+                "  DIVERGED  refs/heads/main: the standby was pushed to: its {} is unknown to the source (at {}); left alone (--force backs it up, then overwrites it)",
+                short(&hotfix),
+                short(&feature)
+            ),
+            format!("            < {} osaka hotfix", short(&hotfix)),
+            format!("            > {} tokyo feature", short(&feature)),
+        ],
+    );
+    assert!(
+        !run.stdout.contains("pushed to directly?"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(w.head("osaka.git", "main"), hotfix, "left alone");
+
+    let status = w.tozai(&["status", "-c", "tozai.toml"]);
+    status.expect_code(1);
+    assert!(
+        status.stdout.contains(&format!(
+            "DIVERGED  the standby was pushed to: its {} is unknown to the source (at {})",
+            short(&hotfix),
+            short(&feature)
+        )),
+        "{}",
+        status.stdout
+    );
+    for line in [
+        format!("< {} osaka hotfix", short(&hotfix)),
+        format!("> {} tokyo feature", short(&feature)),
+    ] {
+        assert!(
+            status.stdout.lines().any(|l| l.trim() == line),
+            "no {line:?} in\n{}",
+            status.stdout
+        );
+    }
+
+    let json = w.tozai(&["status", "-c", "tozai.toml", "--json"]);
+    json.expect_code(1);
+    let main = json_ref(&json.json(), "refs/heads/main");
+    assert_eq!(main["state"], "diverged", "{main:#}");
+    assert_eq!(main["cause"], "standby_pushed_to", "{main:#}");
+    assert_eq!(
+        side(&main["log"], "standby_only"),
+        [(hotfix.clone(), "osaka hotfix".to_owned())]
+    );
+    assert_eq!(
+        side(&main["log"], "source_only"),
+        [(feature.clone(), "tokyo feature".to_owned())]
+    );
+    // The standby's commits were fetched into the cache, in a namespace never pushed.
+    let standby_refs = git(
+        &w.root().join("osaka.git"),
+        &["for-each-ref", "--format=%(refname)"],
+    );
+    assert_eq!(standby_refs, "refs/heads/main\n");
+}
+
+#[test]
+fn a_force_pushed_or_rewound_source_is_said_so_with_both_sides() {
+    let w = World::new();
+    let first = w.head("tokyo.git", "main");
+    let second = w.commit("second");
+    w.push("main");
+    w.push("main:refs/heads/release/1");
+    w.mirror(&[]).expect_code(0);
+
+    // main rewritten at the source; release/1 rewound to its first commit.
+    git(&w.work, &["reset", "-q", "--hard", &first]);
+    let rewrite = w.commit("second, rewritten");
+    w.push("main");
+    w.push(&format!("{first}:refs/heads/release/1"));
+
+    let run = w.mirror(&[]);
+    run.expect_code(1).expect_no_panic();
+    has_lines(
+        &run,
+        &[
+            format!(
+                "  DIVERGED  refs/heads/main: the source was force-pushed: its {} does not contain the standby's {}; left alone (--force backs it up, then overwrites it)",
+                short(&rewrite),
+                short(&second)
+            ),
+            format!("            < {} second", short(&second)),
+            format!("            > {} second, rewritten", short(&rewrite)),
+            format!(
+                "  DIVERGED  refs/heads/release/1: the source was rewound: its {} is an ancestor of the standby's {}; left alone (--force backs it up, then overwrites it)",
+                short(&first),
+                short(&second)
+            ),
+        ],
+    );
+    assert!(!run.stdout.contains("pushed to"), "{}", run.stdout);
+    let release: Vec<&str> = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.contains("refs/heads/release/1"))
+        .skip(1)
+        .take_while(|l| l.starts_with("            "))
+        .collect();
+    assert_eq!(
+        release,
+        [format!("            < {} second", short(&second))]
+    );
+
+    let json = w.tozai(&["status", "-c", "tozai.toml", "--json"]);
+    json.expect_code(1);
+    let v = json.json();
+    assert_eq!(
+        json_ref(&v, "refs/heads/main")["cause"],
+        "source_force_pushed"
+    );
+    assert_eq!(
+        json_ref(&v, "refs/heads/release/1")["cause"],
+        "source_rewound"
+    );
+}
+
+#[test]
+fn a_tag_moved_forward_at_the_source_is_not_called_a_non_ancestor() {
+    let w = World::new();
+    let first = w.head("tokyo.git", "main");
+    git(&w.work, &["tag", "v1"]);
+    git(&w.work, &["tag", "-a", "-m", "release 2", "v2"]);
+    w.push("refs/tags/*:refs/tags/*");
+    w.mirror(&[]).expect_code(0);
+
+    let next = w.commit("next");
+    w.push("main");
+    git(&w.work, &["tag", "-f", "v1"]);
+    git(
+        &w.work,
+        &["tag", "-f", "-a", "-m", "release 2, again", "v2"],
+    );
+    w.push("refs/tags/*:refs/tags/*");
+    let v2_before = w.head("osaka.git", "refs/tags/v2");
+
+    let run = w.mirror(&[]);
+    run.expect_code(1).expect_no_panic();
+    has_lines(
+        &run,
+        &[
+            format!(
+                "  DIVERGED  refs/tags/v1: the tag moved forward at the source: the standby's {} is an ancestor of the source's {}, and the mirror does not move tags; left alone (--force backs it up, then overwrites it)",
+                short(&first),
+                short(&next)
+            ),
+            format!("            > {} next", short(&next)),
+        ],
+    );
+    assert!(
+        run.stdout
+            .contains("refs/tags/v2: the tag moved forward at the source"),
+        "an annotated tag is peeled: {}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("is not an ancestor"), "{}", run.stdout);
+    assert_eq!(w.head("osaka.git", "refs/tags/v1"), first, "left alone");
+    assert_eq!(w.head("osaka.git", "refs/tags/v2"), v2_before, "left alone");
+
+    let status = w.tozai(&["status", "-c", "tozai.toml"]);
+    status.expect_code(1);
+    assert!(
+        status
+            .stdout
+            .contains("the tag moved forward at the source"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        !status.stdout.contains("is not an ancestor"),
+        "{}",
+        status.stdout
+    );
+}
+
+#[test]
+fn force_backs_up_and_lists_what_it_discards() {
+    let w = World::new();
+    let (hotfix, feature) = standby_pushed_to(&w);
+    // And a release branch made on the standby only.
+    git(&w.work, &["switch", "-q", "-c", "direct"]);
+    let direct = w.commit("made in osaka");
+    w.push_to_standby("HEAD:refs/heads/release/direct");
+    git(&w.work, &["switch", "-q", "main"]);
+
+    let dry = w.mirror(&["--force", "--dry-run"]);
+    dry.expect_code(0).expect_no_panic();
+    assert!(dry.stdout.contains("would send"), "{}", dry.stdout);
+    assert!(!dry.stdout.contains("sent "), "{}", dry.stdout);
+    assert!(w.backups().is_empty(), "a dry run pushes nothing");
+    assert_eq!(w.head("osaka.git", "main"), hotfix);
+
+    let run = w.mirror(&["--force"]);
+    run.expect_code(0).expect_no_panic();
+    let backups = w.backups();
+    assert_eq!(backups.len(), 2, "{backups:?}\n{}", run.stdout);
+    let (main_backup, main_kept) = &backups[0];
+    let (direct_backup, direct_kept) = &backups[1];
+    assert_eq!(main_kept, &hotfix, "the standby's old main is kept");
+    assert_eq!(direct_kept, &direct);
+    let stamp = main_backup
+        .strip_prefix("refs/heads/tozai-backup/")
+        .and_then(|s| s.strip_suffix("/heads/main"))
+        .unwrap_or_else(|| panic!("{main_backup}"));
+    assert!(
+        stamp.len() == 16
+            && stamp.as_bytes()[8] == b'T'
+            && stamp.ends_with('Z')
+            && stamp[..8]
+                .bytes()
+                .chain(stamp[9..15].bytes())
+                .all(|b| b.is_ascii_digit()),
+        "{stamp}"
+    );
+    assert_eq!(
+        direct_backup,
+        &format!("refs/heads/tozai-backup/{stamp}/heads/release/direct")
+    );
+    has_lines(
+        &run,
+        &[
+            format!(
+                "  updated   refs/heads/main {}..{} (forced; discarded 1 commit, kept in {main_backup})",
+                short(&hotfix),
+                short(&feature)
+            ),
+            format!("            < {} osaka hotfix", short(&hotfix)),
+            format!(
+                "  deleted   refs/heads/release/direct (was {}; forced; discarded 1 commit, kept in {direct_backup})",
+                short(&direct)
+            ),
+            format!("            < {} made in osaka", short(&direct)),
+        ],
+    );
+    assert_eq!(
+        w.head("osaka.git", "main"),
+        feature,
+        "the standby ref moved"
+    );
+    assert!(
+        try_git(
+            &w.root().join("osaka.git"),
+            &["rev-parse", "--verify", "-q", "refs/heads/release/direct"]
+        )
+        .is_none()
+    );
+    assert_eq!(w.head("osaka.git", main_backup), hotfix);
+
+    // The next run leaves the backups alone and does not report them.
+    let again = w.mirror(&[]);
+    again.expect_code(0).expect_no_panic();
+    assert!(!again.stdout.contains("tozai-backup"), "{}", again.stdout);
+    assert_eq!(w.backups(), backups);
+    let forced_again = w.tozai(&[
+        "mirror",
+        "--from",
+        "./tokyo.git",
+        "--to",
+        "./osaka.git",
+        "--force",
+    ]);
+    forced_again.expect_code(0);
+    assert!(
+        !forced_again.stdout.contains("tozai-backup"),
+        "{}",
+        forced_again.stdout
+    );
+    assert_eq!(
+        w.backups(),
+        backups,
+        "not even --force with every branch selected"
+    );
+
+    // Every run lists them in its JSON, a dry run too.
+    let json = w.mirror(&["--dry-run", "--json"]);
+    json.expect_code(0);
+    let listed: Vec<(String, String)> = json.json()["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["ref"].as_str().unwrap().to_owned(),
+                b["commit"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, backups);
+}
+
+#[test]
+fn forced_runs_say_in_json_what_they_discarded_and_where_it_is_kept() {
+    let w = World::new();
+    let (hotfix, _) = standby_pushed_to(&w);
+    let run = w.mirror(&["--force", "--json"]);
+    run.expect_code(0);
+    let main = json_ref(&run.json(), "refs/heads/main");
+    assert_eq!(main["status"], "updated");
+    assert_eq!(main["forced"], true);
+    let backup = main["backup"].as_str().unwrap().to_owned();
+    assert!(backup.starts_with("refs/heads/tozai-backup/"), "{main:#}");
+    assert_eq!(w.head("osaka.git", &backup), hotfix);
+    assert_eq!(
+        side(&main["log"], "standby_only"),
+        [(hotfix, "osaka hotfix".to_owned())]
+    );
+}
+
+#[test]
+fn a_dry_run_says_what_it_would_do() {
+    let w = World::new();
+    let run = w.mirror(&["--dry-run"]);
+    run.expect_code(0);
+    let main = w.head("tokyo.git", "main");
+    has_lines(
+        &run,
+        &[format!(
+            "  would create  refs/heads/main at {}",
+            short(&main)
+        )],
+    );
+    let last = run.stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("1 to create; would send the objects the standby lacks"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("sent "), "{}", run.stdout);
+    assert!(
+        try_git(
+            &w.root().join("osaka.git"),
+            &["rev-parse", "--verify", "-q", "main"]
+        )
+        .is_none()
+    );
+}

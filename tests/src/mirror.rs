@@ -95,10 +95,24 @@ pub fn refs_named(dir: &Path, names: &[&str]) -> String {
         .collect()
 }
 
-/// The standby passes `git fsck --strict` and has exactly the source's branches and tags.
+/// The standby passes `git fsck --strict` and has exactly the source's branches and tags,
+/// but for the backups a `--force` left there (`refs/heads/tozai-backup/...`: see
+/// [`backups`]).
 pub fn assert_in_step(source: &Path, standby: &Path) {
     git(standby, &["fsck", "--strict", "--no-progress"]);
-    assert_eq!(refs(standby), refs(source), "standby vs source");
+    let mirrored: String = (refs(standby).lines())
+        .filter(|l| !l.contains(" refs/heads/tozai-backup/"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(mirrored, refs(source), "standby vs source");
+}
+
+/// The lines of [`refs`] that are backups a `--force` left (`refs/heads/tozai-backup/...`).
+pub fn backups(standby: &Path) -> Vec<String> {
+    (refs(standby).lines())
+        .filter(|l| l.contains(" refs/heads/tozai-backup/"))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The status of ref `name` (a full name) in an outcome.

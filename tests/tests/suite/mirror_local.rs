@@ -183,6 +183,13 @@ fn a_force_pushed_source_leaves_the_standby_alone_unless_forced() {
         RefStatus::Updated { forced: true, .. }
     ));
     w.assert_in_step();
+    // What it overwrote is kept in a backup branch.
+    let backups = tozai_tests::mirror::backups(&w.dst);
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert!(
+        backups[0].starts_with(&format!("{before} refs/heads/tozai-backup/")),
+        "{backups:?}"
+    );
 }
 
 #[test]

@@ -68,7 +68,7 @@ where
         )));
     }
     let filter = config.sync.filter_for(&reference);
-    if filter.first_match(reference.short()).is_none() {
+    if reference.is_backup() || filter.first_match(reference.short()).is_none() {
         return Ok(record.ignore(format!(
             "{} {} is not mirrored",
             reference.kind(),

@@ -222,12 +222,13 @@ where
     }
 }
 
+/// True when `target` runs for `reference`; never for a backup `tozai mirror --force` left.
 fn eligible(target: &Target, reference: &RefName) -> bool {
     let filter = match reference {
         RefName::Branch(_) => &target.branches,
         RefName::Tag(_) => &target.tags,
     };
-    filter.first_match(reference.short()).is_some()
+    !reference.is_backup() && filter.first_match(reference.short()).is_some()
 }
 
 /// One invocation's work on one ref: its event, ports, diffs and the head it read.

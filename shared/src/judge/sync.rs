@@ -65,6 +65,12 @@ where
     if e.change.after().is_none() {
         return Ok(record.ignore("a deletion is mirrored by the mirror function directly"));
     }
+    if e.reference.is_backup() {
+        return Ok(record.ignore(format!(
+            "branch {} is a backup `tozai mirror --force` left: never mirrored",
+            e.reference.short()
+        )));
+    }
     let filter = config.sync.filter_for(&e.reference);
     if filter.first_match(e.reference.short()).is_none() {
         return Ok(record.ignore(format!(

@@ -1489,6 +1489,47 @@ async fn a_sync_request_not_known_to_be_done_is_made_again() {
     assert_eq!((cp.commit, cp.pending), (Some(back), None));
 }
 
+/// A backup `tozai mirror --force` left on a standby is a branch: even when every branch is
+/// selected, the sync-judge never mirrors it and no target starts on it (events or sweep).
+#[tokio::test]
+async fn backup_branches_are_never_mirrored_nor_deployed() {
+    let (mut w, c0) = World::steady();
+    let every = CONFIG.replace(
+        r#"branches = ["main", "release/*"]"#,
+        r#"branches = ["**"]"#,
+    );
+    w.config = Config::parse(&every, "tozai.toml".as_ref()).unwrap();
+    let backup = "refs/heads/tozai-backup/20260102T030405Z/heads/main";
+    let c1 = w.repo.commit(Some(&c0), &[("common/vpc.yaml", Some(1))]);
+    let sync = w
+        .sync(w.pushed(TOKYO, backup, None, Some(&c1)))
+        .await
+        .unwrap();
+    assert!(sync.ignored.unwrap().contains("backup"));
+    assert!(w.bus.sent().is_empty());
+    for region in ["tokyo", "osaka"] {
+        let aws = if region == "tokyo" { TOKYO } else { OSAKA };
+        let judged = w
+            .judge(region, push(aws, backup, None, Some(&c1)))
+            .await
+            .unwrap();
+        assert!(judged.ignored.unwrap().contains("no target"), "{region}");
+    }
+    let schedule = crate::event::from_value(json!({
+        "version": "0", "id": "9", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "111111111111", "time": "2024-01-01T00:00:00Z", "region": TOKYO,
+        "resources": [], "detail": {},
+    }))
+    .unwrap();
+    w.judge("tokyo", schedule).await.unwrap();
+    assert!(w.starts.requests().is_empty());
+    // The same push on an ordinary branch does start: the config does select it.
+    w.judge("tokyo", w.pushed(TOKYO, "refs/heads/x", None, Some(&c1)))
+        .await
+        .unwrap();
+    assert_eq!(w.starts.of("tokyo-lint"), vec![c1]);
+}
+
 /// Every event of a push lost: the scheduled sweep judges each branch a target runs for.
 #[tokio::test]
 async fn the_sweep_deploys_a_push_whose_events_were_all_lost() {

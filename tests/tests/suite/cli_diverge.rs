@@ -523,3 +523,101 @@ fn a_dry_run_says_what_it_would_do() {
         .is_none()
     );
 }
+
+// ---- a backup the standby refuses (over the git stand-in, whose hooks run) ----
+
+/// `--force` with a standby whose `update` hook refuses `refs/heads/tozai-backup/*`: the
+/// ref is not forced, and is reported rejected with the hook's reason. Over the CodeCommit
+/// git stand-in (`tozai_tests::server::GitServer`, needs lighttpd in the tests' virtualenv:
+/// missing, it fails), since a push to a local path runs no hook.
+#[test]
+fn a_refused_backup_leaves_the_ref_unforced() {
+    use tozai::adapters::git_mirror::Git2Mirror;
+    use tozai::git_auth::Credentials;
+    use tozai::location::Location;
+    use tozai::mirror::{RefSelection, RefStatus};
+    use tozai::ports::{Mirror, MirrorRequest};
+    use tozai_tests::server::GitServer;
+
+    let key = Credentials {
+        access_key_id: "AKIDDIVERGETEST".into(),
+        secret_access_key: "diverge/test+SECRET".into(),
+        session_token: None,
+    };
+    let repos = TempDir::new().unwrap();
+    let server = GitServer::start(repos.path(), std::slice::from_ref(&key));
+    let (src, dst) = (server.create_repo("src"), server.create_repo("dst"));
+    let w = World::new();
+    let remote = |name: &str| {
+        let at = Location::CodeCommit {
+            region: "us-east-1".into(),
+            name: name.into(),
+        };
+        tozai::remote::codecommit(&at, key.clone(), Some(&server.url_prefix())).unwrap()
+    };
+    let scratch = TempDir::new().unwrap();
+    let mirror = |force: bool| {
+        let request = MirrorRequest {
+            source: remote("src"),
+            target: remote("dst"),
+            selection: RefSelection::all(),
+            force,
+            dry_run: false,
+            ledger: Some(tozai_tests::mirror::file_ledger(
+                &scratch.path().join("state"),
+                "dst",
+            )),
+        };
+        Git2Mirror::new(scratch.path().join("cache"))
+            .mirror(&request, None)
+            .unwrap_or_else(|e| panic!("{e}\n{}", server.log()))
+    };
+    let publish = |to: &Path, refspec: &str| {
+        git(
+            &w.work,
+            &["push", "-q", "--force", to.to_str().unwrap(), refspec],
+        );
+    };
+    publish(&src, "main");
+    assert!(mirror(false).in_sync());
+    let hotfix = w.commit("osaka hotfix");
+    publish(&dst, "HEAD:refs/heads/main");
+    git(&w.work, &["reset", "-q", "--hard", "HEAD~1"]);
+    w.commit("tokyo feature");
+    publish(&src, "main");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let hook = dst.join("hooks/update");
+        let script = "#!/bin/sh\ncase \"$1\" in refs/heads/tozai-backup/*) echo 'no backups here' >&2; exit 1;; esac\n";
+        std::fs::write(&hook, script).unwrap();
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    let o = mirror(true);
+    let main = o
+        .refs
+        .iter()
+        .find(|r| r.reference.full() == "refs/heads/main")
+        .unwrap();
+    match &main.status {
+        RefStatus::Rejected { reason } => {
+            assert!(
+                reason.starts_with("not forced: its backup refs/heads/tozai-backup/")
+                    && reason.contains("no backups here"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}\n{o:#?}"),
+    }
+    assert!(main.backup.is_none(), "{main:?}");
+    let lost = &main
+        .log
+        .as_ref()
+        .expect("its commits are listed")
+        .standby_only;
+    assert_eq!(lost.commits[0].commit.as_str(), hotfix);
+    assert!(!o.in_sync());
+    assert!(o.backups.is_empty(), "{o:#?}");
+    assert_eq!(rev(&dst, "main"), hotfix, "not forced");
+    assert!(tozai_tests::mirror::backups(&dst).is_empty());
+}

@@ -13,17 +13,17 @@
 //!    (receive-pack's advertisement has no `HEAD`): from the target's `GetRepository`
 //!    source (CodeCommit), a local repository's `HEAD`, or upload-pack's `symref=HEAD:`.
 //!    The standby's diverged refs (and those a `--force` overwrites or deletes) are then
-//!    fetched into the cache, in a namespace of their own ([`standby`]), so that each says
-//!    which side moved and lists both sides' commits; a fetch that fails (the mirror
-//!    Lambda has no `GitPull` on the standby) is logged, and the run goes on without the
-//!    lists. Backup branches on the standby ([`BACKUP_PREFIX`](crate::refs::BACKUP_PREFIX))
-//!    are listed in the outcome and never planned;
-//! 3b. with `--force`, pushes a backup branch at the standby's old commit of each ref it
-//!    will overwrite or delete, first; a ref whose backup is refused is not forced, and
-//!    is reported rejected with the reason (see [`standby`]);
-//! 4. records in the ledger the intent of the push ([`intent`]): each ref it creates or
-//!    updates owns its new value, and an updated ref also the old value when the mirror
-//!    owned it. An intent that cannot be recorded fails the run before anything is pushed,
+//!    fetched into the cache, in a namespace of their own (the `standby` module), so that
+//!    each says which side moved and lists both sides' commits; a fetch that fails (the
+//!    mirror Lambda has no `GitPull` on the standby) is logged, and the run goes on
+//!    without the lists. Backup branches on the standby
+//!    ([`BACKUP_PREFIX`](crate::refs::BACKUP_PREFIX)) are listed in the outcome and never
+//!    planned;
+//! 4. with `--force`, first pushes a backup branch at the standby's old commit of each ref
+//!    it will overwrite or delete: a ref whose backup is refused is not forced, and is
+//!    reported rejected with the reason (see the `standby` module). Then records in the
+//!    ledger the intent of the push ([`intent`]): each ref it creates or updates owns its
+//!    new value, and an updated ref also the old value when the mirror owned it. An intent that cannot be recorded fails the run before anything is pushed,
 //!    so a record lost after the push never loses the mirror a ref it made;
 //! 5. pushes explicit refspecs (git2 takes no globs), at most 4,000 per push (fewer with
 //!    [`Git2Mirror::with_refs_per_push`]), checking in

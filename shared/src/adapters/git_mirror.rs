@@ -23,8 +23,9 @@
 //!    it will overwrite or delete: a ref whose backup is refused is not forced, and is
 //!    reported rejected with the reason (see the `standby` module). Then records in the
 //!    ledger the intent of the push ([`intent`]): each ref it creates or updates owns its
-//!    new value, and an updated ref also the old value when the mirror owned it. An intent that cannot be recorded fails the run before anything is pushed,
-//!    so a record lost after the push never loses the mirror a ref it made;
+//!    new value, and an updated ref also the old value when the mirror owned it. An
+//!    intent that cannot be recorded fails the run before anything is pushed, so a record
+//!    lost after the push never loses the mirror a ref it made;
 //! 5. pushes explicit refspecs (git2 takes no globs), at most 4,000 per push (fewer with
 //!    [`Git2Mirror::with_refs_per_push`]), checking in
 //!    `push_negotiation` that each target ref still has the value the plan read. A ref

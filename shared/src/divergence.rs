@@ -7,7 +7,7 @@
 //!
 //! | source | standby | cause |
 //! |---|---|---|
-//! | X (branch or tag) | a commit no source ref reaches, which the mirror did not push | [`Cause::StandbyPushedTo`] |
+//! | X (branch or tag) | a commit no source ref reaches, that the source never sent the cache, and that the mirror did not push | [`Cause::StandbyPushedTo`] |
 //! | X (branch) | a commit the source knows, or the mirror pushed; X is its ancestor | [`Cause::SourceRewound`] |
 //! | X (branch) | a commit the source knows, or the mirror pushed; otherwise | [`Cause::SourceForcePushed`] |
 //! | X (tag) | a commit the source knows, or the mirror pushed, an ancestor of X's | [`Cause::TagMovedForward`] |
@@ -15,10 +15,11 @@
 //! | (none) | a value the mirror has no record of | [`Cause::MadeOnStandby`] |
 //! | (none) | not the value the mirror last pushed there | [`Cause::MovedOnStandby`] |
 //!
-//! "Known to the source" is reachability from the source's refs, never the existence of an
-//! object in the mirror's cache: the standby's diverged refs are fetched into the cache (to
-//! list their commits), so their objects are there too. A tag is judged by the commits both
-//! sides' tags peel to.
+//! "Known to the source" is reachability from the source's refs, or an object the mirror's
+//! cache fetched from the source before ([`History::fetched_from_source`]: a commit a
+//! force-push left behind), never the mere existence of an object in the cache: the
+//! standby's diverged refs are fetched into the cache (to list their commits), so their
+//! objects are there too. A tag is judged by the commits both sides' tags peel to.
 //!
 //! [`LeftRight`] holds both sides' commits as `git log --left-right STANDBY...SOURCE` lists
 //! them (`<` only the standby has, `>` only the source has), at most [`LOG_COMMITS`] a side.
@@ -83,6 +84,7 @@ pub fn cause(d: &Diverged<'_>, history: &impl History, source_tips: &[CommitId])
     };
     let standby = history.commit_of(d.standby);
     let known = d.owned.contains(d.standby)
+        || history.fetched_from_source(d.standby)
         || standby
             .as_ref()
             .is_some_and(|c| history.reachable_from_any(c, source_tips));
@@ -249,11 +251,15 @@ mod tests {
                 _ => Some(id.clone()),
             }
         }
+        fn fetched_from_source(&self, id: &CommitId) -> bool {
+            first(id) == 'g'
+        }
     }
     fn first(id: &CommitId) -> char {
         match id.as_str().as_bytes()[0] {
             b'f' => 'T',
             b'9' => 'x',
+            b'7' => 'g',
             b => b as char,
         }
     }
@@ -261,13 +267,22 @@ mod tests {
         let hex = match c {
             'T' => 'f',
             'x' => '9',
+            'g' => '7',
             c => c,
         };
         hex.to_string().repeat(40).parse().unwrap()
     }
 
-    // a <- b <- c on main; d rewrites b; e only on the standby (on top of a).
-    const H: Pairs = Pairs(&[('a', 'b'), ('a', 'c'), ('b', 'c'), ('a', 'd'), ('a', 'e')]);
+    // a <- b <- c on main; d rewrites b; e only on the standby (on top of a); g was on the
+    // source once (the cache fetched it), on top of a.
+    const H: Pairs = Pairs(&[
+        ('a', 'b'),
+        ('a', 'c'),
+        ('b', 'c'),
+        ('a', 'd'),
+        ('a', 'e'),
+        ('a', 'g'),
+    ]);
 
     #[test]
     fn causes_table() {
@@ -275,136 +290,33 @@ mod tests {
             RefName::branch("main").unwrap(),
             RefName::tag("v1").unwrap(),
         );
+        type Row<'a> = (
+            &'a str,
+            &'a RefName,
+            Option<char>,
+            char,
+            &'a str,
+            &'a str,
+            Cause,
+        );
         // (what, ref, source, standby, owned, the source's tips, cause)
         #[rustfmt::skip]
-        type Row<'a> = (&'a str, &'a RefName, Option<char>, char, &'a str, &'a str, Cause);
         let rows: &[Row] = &[
-            (
-                "standby pushed to",
-                &main,
-                Some('c'),
-                'e',
-                "c",
-                "c",
-                Cause::StandbyPushedTo,
-            ),
-            (
-                "standby pushed to, no record",
-                &main,
-                Some('c'),
-                'e',
-                "",
-                "c",
-                Cause::StandbyPushedTo,
-            ),
-            (
-                "standby pushed to, not even in the cache",
-                &main,
-                Some('c'),
-                'x',
-                "",
-                "c",
-                Cause::StandbyPushedTo,
-            ),
-            (
-                "force-pushed, the mirror pushed the old value",
-                &main,
-                Some('d'),
-                'c',
-                "c",
-                "d",
-                Cause::SourceForcePushed,
-            ),
-            (
-                "force-pushed, another branch still has it",
-                &main,
-                Some('d'),
-                'c',
-                "",
-                "dc",
-                Cause::SourceForcePushed,
-            ),
-            (
-                "force-pushed, its old value gone from the cache",
-                &main,
-                Some('d'),
-                'x',
-                "x",
-                "d",
-                Cause::SourceForcePushed,
-            ),
-            (
-                "rewound",
-                &main,
-                Some('a'),
-                'c',
-                "c",
-                "a",
-                Cause::SourceRewound,
-            ),
-            (
-                "tag moved forward",
-                &v1,
-                Some('c'),
-                'b',
-                "",
-                "c",
-                Cause::TagMovedForward,
-            ),
-            (
-                "annotated tag moved forward",
-                &v1,
-                Some('c'),
-                'T',
-                "T",
-                "c",
-                Cause::TagMovedForward,
-            ),
-            (
-                "tag moved elsewhere",
-                &v1,
-                Some('d'),
-                'b',
-                "b",
-                "dc",
-                Cause::TagMoved,
-            ),
-            (
-                "tag made again at its commit",
-                &v1,
-                Some('T'),
-                'b',
-                "b",
-                "c",
-                Cause::TagMoved,
-            ),
-            (
-                "tag made on the standby",
-                &v1,
-                Some('c'),
-                'e',
-                "",
-                "c",
-                Cause::StandbyPushedTo,
-            ),
-            (
-                "made on the standby",
-                &main,
-                None,
-                'e',
-                "",
-                "c",
-                Cause::MadeOnStandby,
-            ),
-            (
-                "moved on the standby",
-                &main,
-                None,
-                'e',
-                "b",
-                "c",
-                Cause::MovedOnStandby,
-            ),
+            ("standby pushed to", &main, Some('c'), 'e', "c", "c", Cause::StandbyPushedTo),
+            ("standby pushed to, no record", &main, Some('c'), 'e', "", "c", Cause::StandbyPushedTo),
+            ("standby pushed to, not even in the cache", &main, Some('c'), 'x', "", "c", Cause::StandbyPushedTo),
+            ("force-pushed, the mirror pushed the old value", &main, Some('d'), 'c', "c", "d", Cause::SourceForcePushed),
+            ("force-pushed, another branch still has it", &main, Some('d'), 'c', "", "dc", Cause::SourceForcePushed),
+            ("force-pushed, its old value gone from the cache", &main, Some('d'), 'x', "x", "d", Cause::SourceForcePushed),
+            ("force-pushed, no record, the cache fetched it once", &main, Some('d'), 'g', "", "d", Cause::SourceForcePushed),
+            ("rewound", &main, Some('a'), 'c', "c", "a", Cause::SourceRewound),
+            ("tag moved forward", &v1, Some('c'), 'b', "", "c", Cause::TagMovedForward),
+            ("annotated tag moved forward", &v1, Some('c'), 'T', "T", "c", Cause::TagMovedForward),
+            ("tag moved elsewhere", &v1, Some('d'), 'b', "b", "dc", Cause::TagMoved),
+            ("tag made again at its commit", &v1, Some('T'), 'b', "b", "c", Cause::TagMoved),
+            ("tag made on the standby", &v1, Some('c'), 'e', "", "c", Cause::StandbyPushedTo),
+            ("made on the standby", &main, None, 'e', "", "c", Cause::MadeOnStandby),
+            ("moved on the standby", &main, None, 'e', "b", "c", Cause::MovedOnStandby),
         ];
         for (what, reference, source, standby, owned, tips, want) in rows {
             let owned: Vec<CommitId> = owned.chars().map(id_of).collect();

@@ -112,6 +112,13 @@ pub trait History {
     fn reachable_from_any(&self, commit: &CommitId, tips: &[CommitId]) -> bool {
         tips.iter().any(|t| self.is_ancestor(commit, t))
     }
+
+    /// True when the object `id` came from the source once, though no source ref may reach
+    /// it now (the mirror's cache held it before anything was fetched from the standby).
+    fn fetched_from_source(&self, id: &CommitId) -> bool {
+        let _ = id;
+        false
+    }
 }
 
 /// Which refs a mirror touches.

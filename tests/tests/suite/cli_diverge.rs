@@ -223,6 +223,7 @@ fn a_commit_pushed_straight_to_the_standby_is_said_so_with_both_sides() {
         );
     }
 
+    // Again: what the first run fetched from the standby is not taken for the source's.
     let json = w.tozai(&["status", "-c", "tozai.toml", "--json"]);
     json.expect_code(1);
     let main = json_ref(&json.json(), "refs/heads/main");
@@ -302,6 +303,38 @@ fn a_force_pushed_or_rewound_source_is_said_so_with_both_sides() {
         json_ref(&v, "refs/heads/release/1")["cause"],
         "source_rewound"
     );
+}
+
+/// The mirror Lambda keeps its records in DynamoDB, so `tozai status` has none: a
+/// force-pushed source is still told from a standby pushed to, by the commit the cache
+/// fetched from the source before the force-push.
+#[test]
+fn a_force_pushed_source_is_told_without_the_mirrors_records() {
+    let w = World::new();
+    let first = w.head("tokyo.git", "main");
+    let second = w.commit("second");
+    w.push("main");
+    // Mirrored with records kept elsewhere, as the Lambda's are.
+    w.mirror(&["--state", "lambda-records"]).expect_code(0);
+    w.tozai(&["status", "-c", "tozai.toml"]).expect_code(0);
+    git(&w.work, &["reset", "-q", "--hard", &first]);
+    let rewrite = w.commit("second, rewritten");
+    w.push("main");
+
+    let status = w.tozai(&["status", "-c", "tozai.toml"]);
+    status.expect_code(1);
+    assert!(
+        status.stdout.contains(&format!(
+            "DIVERGED  the source was force-pushed: its {} does not contain the standby's {}",
+            short(&rewrite),
+            short(&second)
+        )),
+        "{}",
+        status.stdout
+    );
+    // Twice: what the first status fetched from the standby is not taken for the source's.
+    let again = w.tozai(&["status", "-c", "tozai.toml"]);
+    assert_eq!(again.stdout, status.stdout);
 }
 
 #[test]

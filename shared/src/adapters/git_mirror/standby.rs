@@ -2,9 +2,10 @@
 //! into a private namespace, both sides' commits listed as `git log --left-right` would,
 //! and the backup branches a `--force` pushes first.
 //!
-//! **The private namespaces.** The standby's diverged refs are fetched (with the target's
-//! credentials, the authenticated fetch the source uses) to `refs/tozai/standby/heads/...`
-//! and `refs/tozai/standby/tags/...`; a backup's commit is named locally by
+//! **The private namespaces.** The standby's diverged refs whose commits the cache lacks
+//! are fetched (with the target's credentials, the authenticated fetch the source uses) to
+//! `refs/tozai/standby/heads/...` and `refs/tozai/standby/tags/...`, where they also say
+//! which objects came from the standby rather than the source; a backup's commit is named locally by
 //! `refs/tozai/heads/tozai-backup/...` while it is pushed. The mirror never plans, pushes
 //! or prunes anything there: the source's refs are read ([`local_refs`](super::local_refs))
 //! and pruned ([`prune_to`](super::prune_to)) under `refs/heads/` and `refs/tags/` only. The
@@ -69,13 +70,22 @@ pub(super) fn explain(
         .filter(|s| discards(&s.action))
         .map(|s| &s.reference)
         .collect();
-    if let Err(e) = fetch_standby_refs(repo, &request.target, &wanted) {
+    let value = |r: &RefName| target_refs.get(r).map(to_oid);
+    let seen = from_the_source(repo, wanted.iter().filter_map(|r| target_refs.get(r)));
+    // Only what the cache lacks is fetched: a commit it holds comes with its history.
+    let absent: Vec<&RefName> = (wanted.iter().copied())
+        .filter(|r| value(r).is_some_and(|v| repo.find_object(v, None).is_err()))
+        .collect();
+    if let Err(e) = fetch_standby_refs(repo, &request.target, &absent) {
         tracing::warn!(standby = %request.target.shown, refs = wanted.len(), error = %crate::adapters::error_chain(&e), "cannot fetch the standby's diverged refs: their commits are not listed, and --force cannot back them up");
     }
     if wanted.is_empty() {
         return (steps, BTreeMap::new());
     }
-    let history = RepoHistory(repo);
+    let history = SeenHistory {
+        repo: RepoHistory(repo),
+        seen,
+    };
     let steps = plan_refs(
         source_refs,
         target_refs,
@@ -98,6 +108,49 @@ pub(super) fn explain(
         })
         .collect();
     (steps, logs)
+}
+
+/// Of the standby's `values`, those the cache holds before this run fetches anything from
+/// the standby: the source sent them once (a force-push may have left them behind), but
+/// for what runs fetched from the standby (the values under `refs/tozai/standby/`, never
+/// pruned). An older commit of what was fetched there would pass for the source's, should
+/// the standby's ref be reset to it.
+fn from_the_source<'a>(
+    repo: &Repository,
+    values: impl Iterator<Item = &'a CommitId>,
+) -> BTreeSet<CommitId> {
+    let fetched: BTreeSet<Oid> = repo
+        .references_glob(&format!("{STANDBY_REFS}*"))
+        .map(|refs| refs.flatten().filter_map(|r| r.target()).collect())
+        .unwrap_or_default();
+    values
+        .filter(|v| !fetched.contains(&to_oid(v)) && repo.find_object(to_oid(v), None).is_ok())
+        .cloned()
+        .collect()
+}
+
+/// The cache's history, knowing which of the standby's values the source sent once.
+struct SeenHistory<'r> {
+    repo: RepoHistory<'r>,
+    seen: BTreeSet<CommitId>,
+}
+
+impl History for SeenHistory<'_> {
+    fn is_ancestor(&self, ancestor: &CommitId, descendant: &CommitId) -> bool {
+        self.repo.is_ancestor(ancestor, descendant)
+    }
+
+    fn commit_of(&self, id: &CommitId) -> Option<CommitId> {
+        self.repo.commit_of(id)
+    }
+
+    fn reachable_from_any(&self, commit: &CommitId, tips: &[CommitId]) -> bool {
+        self.repo.reachable_from_any(commit, tips)
+    }
+
+    fn fetched_from_source(&self, id: &CommitId) -> bool {
+        self.seen.contains(id)
+    }
 }
 
 /// The backup branches on the standby, from its refs as the plan read them.
@@ -305,16 +358,14 @@ pub(super) fn backup_name(reference: &RefName, stamp: &str) -> RefName {
     ))
 }
 
-/// Makes `refs/tozai/standby/` hold exactly the standby's `refs`, fetched from `target`:
-/// their commits are then in the cache, to list and to back up. What earlier runs fetched
-/// there and no longer diverges is dropped.
+/// Fetches the standby's `refs` from `target` to `refs/tozai/standby/`: their commits are
+/// then in the cache, to list and to back up. Nothing there is ever pruned: each value
+/// says that its objects came from the standby, not the source ([`from_the_source`]).
 pub(super) fn fetch_standby_refs(
     repo: &Repository,
     target: &GitRemote,
     refs: &[&RefName],
 ) -> Result<(), MirrorError> {
-    let wanted: BTreeSet<String> = refs.iter().map(|r| standby_ref(r)).collect();
-    drop_refs_under(repo, STANDBY_REFS, &wanted).map_err(|e| git_error(target, e))?;
     if refs.is_empty() {
         return Ok(());
     }
@@ -358,14 +409,6 @@ pub(super) fn drop_refs_under(
         repo.find_reference(&name)?.delete()?;
     }
     Ok(())
-}
-
-fn git_error(target: &GitRemote, e: git2::Error) -> MirrorError {
-    MirrorError::Git {
-        location: target.shown.clone(),
-        context: "keeping the standby's diverged refs in the cache",
-        source: Box::new(e),
-    }
 }
 
 /// Both sides' commits: the standby's (`standby`, peeled) that the source's `source` lacks,

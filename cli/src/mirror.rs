@@ -229,9 +229,6 @@ fn name(r: &tozai::refs::RefName) -> String {
     tozai::text::quoted(&r.full()).into_owned()
 }
 
-/// The indentation of the lines under a ref's (its commits).
-const UNDER: &str = "            ";
-
 /// The readable report: each ref that changed or needs attention, then the counts. A dry
 /// run says what it would do.
 pub fn report(o: &MirrorOutcome) -> String {
@@ -246,9 +243,11 @@ pub fn report(o: &MirrorOutcome) -> String {
             continue;
         }
         let (word, what) = ref_line(r, o.dry_run);
-        let _ = writeln!(out, "  {word:<width$}{what}", width = word_width(o.dry_run));
+        let width = word_width(o.dry_run);
+        let _ = writeln!(out, "  {word:<width$}{what}");
+        // Its commits, under the ref's name.
         for line in r.log.iter().flat_map(|l| shown_log(r, l)) {
-            let _ = writeln!(out, "{UNDER}{line}");
+            let _ = writeln!(out, "  {:width$}{line}", "");
         }
     }
     if unchanged > 0 {

@@ -1071,6 +1071,24 @@ mod tests {
     }
 
     #[test]
+    fn a_summary_keeps_a_refs_cause_and_backup_but_not_its_commits() {
+        let mut o = outcome_of(vec![(
+            "main".into(),
+            RefStatus::Updated {
+                old: id('a'),
+                new: id('b'),
+                forced: true,
+            },
+        )]);
+        o.refs[0].log = Some(LeftRight::default());
+        o.refs[0].backup =
+            Some(RefName::branch("tozai-backup/20260102T030405Z/heads/main").unwrap());
+        let s = o.summary();
+        assert_eq!(s.refs[0].log, None);
+        assert_eq!(s.refs[0].backup, o.refs[0].backup);
+    }
+
+    #[test]
     fn a_summary_stays_within_its_byte_budget_with_the_longest_ref_names() {
         // 100 created refs of 1,024-byte names would take about 110 KB.
         let refs = (0..100)

@@ -7,7 +7,8 @@
 //!   names), [`location`] (where a repository lives), [`rules`] (the path-rule dialect and
 //!   engine), [`config`] (`tozai.toml`), [`plan`] (what a push triggers, explained),
 //!   [`ruletest`] (the users' rule tests), [`mirror`] (what to do with each ref, never
-//!   rewinding) and [`git_auth`] (CodeCommit's SigV4 git password);
+//!   rewinding), [`divergence`] (why a ref diverged, and each side's commits) and
+//!   [`git_auth`] (CodeCommit's SigV4 git password);
 //! - [`ports`]: the capabilities the domain needs from outside, as traits;
 //! - [`adapters`]: those capabilities over real technology (git2 behind the `git`
 //!   feature, so the judges need not link libgit2), and [`remote`], which turns locations

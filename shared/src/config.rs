@@ -81,6 +81,9 @@ pub struct Region {
 pub struct SyncRule {
     pub branches: NameFilter,
     pub tags: NameFilter,
+    /// `sync.reconcile`: how often the mirror's reconciliation runs (default hourly), for
+    /// `tozai status`; the stacks' `MirrorSchedule` must agree.
+    pub reconcile: crate::status::Reconciliation,
 }
 
 impl SyncRule {
@@ -285,6 +288,7 @@ struct RawRegion {
 struct RawSync {
     branches: Vec<S>,
     tags: Option<Vec<S>>,
+    reconcile: Option<S>,
     #[serde(default)]
     to: BTreeMap<String, Spanned<RawPaths>>,
 }
@@ -462,6 +466,13 @@ impl Checker<'_> {
         let sync_rule = SyncRule {
             branches: self.filter("sync.branches", &sync.branches)?,
             tags: self.filter("sync.tags", &tags)?,
+            reconcile: match &sync.reconcile {
+                Some(r) => r.get_ref().parse().map_err(|e| {
+                    let shown = crate::text::cut(r.get_ref(), 40);
+                    self.err(r.span(), format!("sync.reconcile = {shown:?}: {e}"))
+                })?,
+                None => Default::default(),
+            },
         };
         let mut path_rules = Vec::new();
         for (to, paths) in &sync.to {
@@ -1082,5 +1093,29 @@ paths = ["common/**"]
                 "{text:?}: {shown:?}"
             );
         }
+    }
+
+    #[test]
+    fn sync_reconcile_defaults_to_hourly_and_must_divide_a_day() {
+        assert_eq!(parse(BASE).unwrap().sync.reconcile.to_string(), "1h");
+        let with = |value: &str| {
+            parse(&BASE.replace(
+                "branches = [\"main\"]",
+                &format!("branches = [\"main\"]\nreconcile = {value}"),
+            ))
+        };
+        assert_eq!(with("\"15m\"").unwrap().sync.reconcile.to_string(), "15m");
+        assert_eq!(with("\"1d\"").unwrap().sync.reconcile.to_string(), "1d");
+        let e = with("\"7h\"").unwrap_err().to_string();
+        assert!(
+            e.contains("tozai.toml:11:13: sync.reconcile = \"7h\"")
+                && e.contains("divides 24 hours"),
+            "{e}"
+        );
+        let long = with(&format!("\"{}h\"", "9".repeat(5000)))
+            .unwrap_err()
+            .to_string();
+        assert!(long.len() < 400, "the value is cut: {long}");
+        assert!(with("60").unwrap_err().to_string().contains("reconcile"));
     }
 }

@@ -13,6 +13,7 @@ use git2::{Delta, DiffFindOptions, DiffOptions, ErrorCode, Oid, Repository};
 use crate::change::{Change, ChangeKind, RepoPath};
 use crate::ports::{ChangeError, ChangeSource};
 use crate::refs::{CommitId, RefName};
+use crate::status::CommitLine;
 
 /// git's `diff.renameLimit`: content-similarity rename detection among this many files.
 const INEXACT_RENAME_LIMIT: usize = 1000;
@@ -249,6 +250,83 @@ impl Git2Changes {
             .find_commit(self.oid(commit)?)
             .map_err(|_| self.unknown(commit.as_str()))?;
         Ok(found.parent_ids().next().map(to_id))
+    }
+}
+
+/// What `tozai status` reads of the source's history (in the mirror's cache).
+impl Git2Changes {
+    /// The commit `id` names: itself, or what an annotated tag points at (peeled).
+    pub fn peel_to_commit(&self, id: &CommitId) -> Result<CommitId, ChangeError> {
+        let repo = self.repo()?;
+        let object = repo
+            .find_object(self.oid(id)?, None)
+            .and_then(|o| o.peel_to_commit())
+            .map_err(|_| self.unknown(id.as_str()))?;
+        Ok(to_id(object.id()))
+    }
+
+    /// The commits `new` has that `old` lacks (`git log old..new`; without `old`, every
+    /// commit of `new`): how many, and the first `limit` of them, newest first.
+    pub fn log_between(
+        &self,
+        old: Option<&CommitId>,
+        new: &CommitId,
+        limit: usize,
+    ) -> Result<(u64, Vec<CommitLine>), ChangeError> {
+        let repo = self.repo()?;
+        let walking = |e| self.backend("cannot walk history", e);
+        let mut walk = repo.revwalk().map_err(walking)?;
+        walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)
+            .map_err(walking)?;
+        walk.push(self.oid(new)?)
+            .map_err(|_| self.unknown(new.as_str()))?;
+        if let Some(old) = old {
+            walk.hide(self.oid(old)?)
+                .map_err(|_| self.unknown(old.as_str()))?;
+        }
+        let (mut count, mut lines) = (0, Vec::new());
+        for step in walk {
+            let oid = step.map_err(walking)?;
+            count += 1;
+            if lines.len() < limit {
+                let commit = repo.find_commit(oid).map_err(walking)?;
+                lines.push(CommitLine {
+                    commit: to_id(oid),
+                    subject: String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default())
+                        .into_owned(),
+                });
+            }
+        }
+        Ok((count, lines))
+    }
+
+    /// The oldest commit on `new`'s first-parent chain that `old` does not contain (walking
+    /// first parents from `new` until a commit `old` contains, or the root), with its
+    /// committer time in seconds since the epoch; `None` when `old` contains `new`.
+    pub fn first_lacking(
+        &self,
+        old: Option<&CommitId>,
+        new: &CommitId,
+    ) -> Result<Option<(CommitId, i64)>, ChangeError> {
+        let repo = self.repo()?;
+        let old = old.map(|o| self.oid(o)).transpose()?;
+        let contains = |c: Oid| match old {
+            Some(o) => o == c || repo.graph_descendant_of(o, c).unwrap_or(false),
+            None => false,
+        };
+        let mut last = None;
+        let mut at = Some(
+            repo.find_commit(self.oid(new)?)
+                .map_err(|_| self.unknown(new.as_str()))?,
+        );
+        while let Some(commit) = at.take() {
+            if contains(commit.id()) {
+                break;
+            }
+            at = commit.parent(0).ok();
+            last = Some(commit);
+        }
+        Ok(last.map(|c| (to_id(c.id()), c.committer().when().seconds())))
     }
 }
 

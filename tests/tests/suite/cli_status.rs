@@ -149,7 +149,8 @@ fn short(id: &str) -> &str {
 fn line<'a>(run: &'a Run, start: &str) -> &'a str {
     run.stdout
         .lines()
-        .find(|l| l.trim_start().starts_with(start))
+        .map(str::trim_start)
+        .find(|l| l.starts_with(start))
         .unwrap_or_else(|| panic!("no line starting {start:?}:\n{}", run.stdout))
 }
 
@@ -211,5 +212,9 @@ fn a_primary_only_push_is_behind_by_policy_not_drift() {
         )
     });
     assert!(!run.stdout.contains("DRIFT"), "{}", run.stdout);
-    assert_eq!(w.head("osaka.git", "main"), standby, "status changes nothing");
+    assert_eq!(
+        w.head("osaka.git", "main"),
+        standby,
+        "status changes nothing"
+    );
 }

@@ -158,7 +158,7 @@ fn status_reports_behind_missing_and_diverged_and_exits_1_on_drift() {
         .iter()
         .find(|r| r["ref"] == "refs/heads/main")
         .unwrap();
-    assert_eq!(main["commits"], 3, "git rev-list --count says 3");
+    assert_eq!(main["behind"], 3, "git rev-list --count says 3");
     assert_eq!(
         main["standby"].as_str().unwrap(),
         w.head("osaka.git", "main")

@@ -111,7 +111,7 @@ impl FromStr for Reconciliation {
             _ => return Err(format!("expected {usage}")),
         };
         match count.checked_mul(unit) {
-            Some(seconds) if seconds > 0 && DAY % seconds == 0 => Ok(Self { seconds }),
+            Some(seconds) if seconds > 0 && DAY.is_multiple_of(seconds) => Ok(Self { seconds }),
             _ => Err(format!(
                 "the reconciliations run at its multiples from 00:00 UTC, so it must be {usage}"
             )),
@@ -122,8 +122,8 @@ impl FromStr for Reconciliation {
 impl fmt::Display for Reconciliation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.seconds {
-            s if s % DAY == 0 => write!(f, "{}d", s / DAY),
-            s if s % 3600 == 0 => write!(f, "{}h", s / 3600),
+            s if s.is_multiple_of(DAY) => write!(f, "{}d", s / DAY),
+            s if s.is_multiple_of(3600) => write!(f, "{}h", s / 3600),
             s => write!(f, "{}m", s / 60),
         }
     }

@@ -414,4 +414,58 @@ mod tests {
         assert!(matches!(err, ChangeError::UnknownRevision { .. }), "{err}");
         assert!(err.to_string().contains(missing.as_str()), "{err}");
     }
+
+    /// What `tozai status` reads, as git says it: `rev-parse TAG^{commit}`,
+    /// `rev-list --count old..new` and `log --format=%s`, and the first-parent walk from a
+    /// merge that stops at the first commit the old head contains.
+    #[test]
+    fn status_reads_peeled_tags_logs_and_where_a_lag_began() {
+        let tmp = tempfile::TempDir::new().unwrap();
+        let dir = tmp.path();
+        git(dir, &["init", "-q", "-b", "main"]);
+        let standby = commit_file(dir, "a", "standby has this");
+        git(dir, &["switch", "-q", "-c", "feature"]);
+        commit_file(dir, "b", "feature 1");
+        commit_file(dir, "b", "feature 2");
+        git(dir, &["switch", "-q", "main"]);
+        let main1 = commit_file(dir, "a", "main 1");
+        git(
+            dir,
+            &["merge", "-q", "--no-ff", "-m", "merge feature", "feature"],
+        );
+        git(dir, &["tag", "-a", "v1", "-m", "release"]);
+        let head: CommitId = git(dir, &["rev-parse", "HEAD"]).parse().unwrap();
+        let tag: CommitId = git(dir, &["rev-parse", "v1"]).parse().unwrap();
+        assert_ne!(tag, head);
+
+        let repo = Git2Changes::open(dir).unwrap();
+        assert_eq!(repo.peel_to_commit(&tag).unwrap(), head);
+        assert_eq!(repo.peel_to_commit(&head).unwrap(), head);
+        let (count, lines) = repo.log_between(Some(&standby), &head, 2).unwrap();
+        let git_count: u64 = git(dir, &["rev-list", "--count", &format!("{standby}..{head}")])
+            .parse()
+            .unwrap();
+        assert_eq!(count, git_count);
+        assert_eq!(count, 4);
+        // Newest first (the rest tie on their dates here): the merge, then one parent.
+        assert_eq!(lines.len(), 2);
+        assert_eq!(
+            (&lines[0].commit, lines[0].subject.as_str()),
+            (&head, "merge feature")
+        );
+        assert!(["main 1", "feature 2"].contains(&lines[1].subject.as_str()));
+        assert_eq!(repo.log_between(None, &standby, 5).unwrap().0, 1);
+        // main 1 is the first commit on the first-parent chain the standby lacks.
+        let (first, time) = repo.first_lacking(Some(&standby), &head).unwrap().unwrap();
+        assert_eq!(first, main1);
+        let git_time: i64 = git(dir, &["log", "-1", "--format=%ct", main1.as_str()])
+            .parse()
+            .unwrap();
+        assert_eq!(time, git_time);
+        assert_eq!(repo.first_lacking(Some(&head), &head).unwrap(), None);
+        assert_eq!(
+            repo.first_lacking(None, &main1).unwrap().unwrap().0,
+            standby
+        );
+    }
 }

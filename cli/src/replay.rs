@@ -513,3 +513,107 @@ impl Standby<'_> {
 fn quoted_ref(reference: &RefName) -> String {
     quoted(&reference.full()).into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(c: char) -> CommitId {
+        c.to_string().repeat(40).parse().unwrap()
+    }
+
+    fn line(status: Option<RefStatus>, dry_run: bool) -> String {
+        let main = RefName::branch("main").unwrap();
+        let commit = id('a');
+        let standby = Standby {
+            name: "osaka",
+            reference: &main,
+            commit: &commit,
+            dry_run,
+        };
+        standby.conclusion(status.as_ref(), "osaka-core")
+    }
+
+    #[test]
+    fn the_judge_starts_only_when_the_standby_moved_to_the_commit() {
+        let moved = RefStatus::Updated {
+            old: id('0'),
+            new: id('a'),
+            forced: false,
+        };
+        assert_eq!(
+            line(Some(moved.clone()), false),
+            "osaka's refs/heads/main moved to aaaaaaaaaaaa: osaka's judge starts: osaka-core"
+        );
+        assert_eq!(
+            line(Some(moved), true),
+            "would move osaka's refs/heads/main to aaaaaaaaaaaa: then osaka's judge would start: osaka-core"
+        );
+        assert_eq!(
+            line(Some(RefStatus::Created { new: id('b') }), false),
+            "osaka's refs/heads/main moved to bbbbbbbbbbbb, the head of the ref, past aaaaaaaaaaaa: osaka's judge judges that push, not this commit"
+        );
+        assert_eq!(
+            line(Some(RefStatus::Unchanged { at: id('a') }), false),
+            "osaka's refs/heads/main is already at aaaaaaaaaaaa: nothing to mirror, so osaka's judge starts nothing"
+        );
+    }
+
+    #[test]
+    fn a_standby_left_alone_starts_nothing() {
+        let diverged = RefStatus::Diverged {
+            source: Some(id('a')),
+            standby: id('c'),
+        };
+        assert_eq!(
+            line(Some(diverged.clone()), false),
+            "osaka's refs/heads/main was not updated (diverged; --force overwrites it): osaka's judge starts nothing"
+        );
+        assert_eq!(
+            line(Some(diverged), true),
+            "osaka's refs/heads/main would not be updated (diverged; --force overwrites it): osaka's judge would start nothing"
+        );
+        assert_eq!(
+            line(
+                Some(RefStatus::Rejected {
+                    reason: "hook".into()
+                }),
+                false
+            ),
+            "osaka's refs/heads/main was not updated (rejected): osaka's judge starts nothing"
+        );
+        assert_eq!(
+            line(None, false),
+            "osaka's refs/heads/main was not updated: osaka's judge starts nothing"
+        );
+    }
+
+    #[test]
+    fn an_error_chain_is_one_line_each_cause_once() {
+        #[derive(Debug)]
+        struct E(&'static str, Option<Box<E>>);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for E {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let inner = E(
+            "no credentials found. Attempted:\n  Environment: not set\n",
+            None,
+        );
+        let middle = E(
+            "dispatch failure: no credentials found. Attempted:\n  Environment: not set",
+            Some(Box::new(inner)),
+        );
+        let outer = E("PutEvents failed", Some(Box::new(middle)));
+        assert_eq!(
+            one_line(&outer),
+            "PutEvents failed: dispatch failure: no credentials found. Attempted:; Environment: not set"
+        );
+    }
+}

@@ -196,8 +196,10 @@ fn replay_is_a_dry_run_until_executed_and_follows_the_sync_rule() {
     dry.expect_code(0);
     assert!(dry.stdout.contains("would mirror"), "{}", dry.stdout);
     assert!(
-        dry.stdout
-            .contains("once mirrored, osaka's judge starts: osaka-core"),
+        dry.stdout.contains(&format!(
+            "would move osaka's refs/heads/main to {}: then osaka's judge would start: osaka-core",
+            &osaka_change[..12]
+        )),
         "{}",
         dry.stdout
     );

@@ -164,7 +164,9 @@ fn credentials_problem(e: &aws_credential_types::provider::error::CredentialsErr
     if matches!(e, CredentialsError::CredentialsNotLoaded(_)) {
         "no AWS credentials: none in the environment, the AWS config files, a web identity token, the ECS container or EC2 instance metadata (-v says why each gave none)".to_owned()
     } else {
-        format!("cannot load AWS credentials: {chain}")
+        // Its own message is only "an error occurred while loading credentials".
+        let cause = std::error::Error::source(e).map_or(chain, one_line);
+        format!("no AWS credentials: {cause}")
     }
 }
 

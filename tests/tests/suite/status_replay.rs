@@ -342,8 +342,16 @@ fn replay_can_publish_the_sync_judges_event() {
         .env("AWS_EC2_METADATA_DISABLED", "true");
     let run = Run::of(cmd, "tozai replay --publish".into());
     run.expect_code(0);
-    assert!(
-        run.stdout.contains("published Sync Requested"),
+    let last: Vec<&str> = run.stdout.lines().rev().take(2).collect();
+    assert_eq!(
+        last,
+        [
+            "once it has mirrored, osaka's judge starts: osaka-core",
+            &format!(
+                "published Sync Requested for refs/heads/main at {} on bus tozai in ap-northeast-1: the mirror Lambda takes it from here",
+                &change[..12]
+            ),
+        ],
         "{}",
         run.stdout
     );

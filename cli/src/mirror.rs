@@ -27,8 +27,9 @@ pub struct Options {
     /// The target (standby) repository.
     #[arg(long, value_name = "LOC", requires = "from")]
     pub to: Option<String>,
-    /// Only these refs (repeatable): a branch or glob (`main`, `release/*`),
-    /// `refs/heads/GLOB` or `refs/tags/GLOB`.
+    /// Only these refs (repeatable): a branch or glob (`main`, `release/*`; a bare name no
+    /// branch has is the tag of that name), `refs/heads/GLOB` or `refs/tags/GLOB`. With -c,
+    /// only refs the config syncs. Each must match a ref on the source or the standby.
     #[arg(long = "ref", value_name = "REF_OR_GLOB")]
     pub refs: Vec<String>,
     /// Show what would change; push nothing.

@@ -195,6 +195,53 @@ fn replay_of_a_commit_not_on_the_ref_is_an_error_naming_both() {
 }
 
 #[test]
+fn replay_with_a_clone_checks_its_branches_and_remote_tracking_ones() {
+    let w = World::new();
+    git(&w.work, &["switch", "-q", "-c", "release/1"]);
+    let release = w.commit("secondary/release.yaml", "r1");
+    w.push("release/1");
+    git(&w.work, &["switch", "-q", "main"]);
+    git(&w.work, &["branch", "-q", "-D", "release/1"]);
+
+    let missing = w.tozai(&[
+        "replay",
+        "-c",
+        "tozai.toml",
+        "--repo",
+        "work",
+        "--commit",
+        "HEAD",
+        "--ref",
+        "release/2",
+    ]);
+    missing.expect_code(2).expect_no_panic();
+    assert_eq!(
+        missing.stderr,
+        "tozai: error: refs/heads/release/2 does not exist in work, the clone of the primary tokyo given with --repo\n"
+    );
+    // The clone has release/1 only as origin/release/1.
+    let run = w.tozai(&[
+        "replay",
+        "-c",
+        "tozai.toml",
+        "--repo",
+        "work",
+        "--commit",
+        &release,
+        "--ref",
+        "release/1",
+    ]);
+    run.expect_code(0).expect_no_panic();
+    assert_eq!(
+        last_lines(&run.stdout, 2)[0],
+        format!(
+            "would move osaka's refs/heads/release/1 to {}: then osaka's judge would start: osaka-core",
+            short(&release)
+        )
+    );
+}
+
+#[test]
 fn replay_says_what_a_dry_run_would_do_and_what_execute_did() {
     let w = World::new();
     let change = w.commit("secondary/root.yaml", "dr");

@@ -38,7 +38,7 @@ pub struct Options {
 
 pub fn run(o: Options) -> anyhow::Result<ExitCode> {
     let config = Config::load(&o.config)?;
-    let cache = o.cache.unwrap_or_else(Git2Mirror::default_cache_root);
+    let cache = crate::mirror::cache_root(o.cache.as_deref())?;
     let ledger = o.state.ledger(&cache, &config.standby().repository)?;
     let (source, target, _aws) =
         crate::mirror::remotes(&config.primary().repository, &config.standby().repository)?;

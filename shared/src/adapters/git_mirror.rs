@@ -85,6 +85,7 @@ use git2::{
 };
 
 use super::git::to_id;
+use super::local_push;
 use super::receive_pack::{self, MAX_AUTH_ATTEMPTS, PackPush, PushFailure, RefUpdate};
 use crate::mirror::{
     History, MirrorOptions, MirrorOutcome, OwnedRefs, Record, RefAction, RefMap, RefResult,
@@ -109,6 +110,8 @@ pub struct Git2Mirror {
 
 impl Git2Mirror {
     pub fn new(cache_root: impl Into<PathBuf>) -> Self {
+        // Before the first remote operation (see its safety note).
+        super::local_push::register();
         Self {
             cache_root: cache_root.into(),
             refs_per_push: MAX_REFS_PER_PUSH,
@@ -722,7 +725,8 @@ fn list_remote(repo: &Repository, target: &GitRemote) -> Result<RefMap, MirrorEr
         let auth = AuthState::default();
         let mut callbacks = RemoteCallbacks::new();
         auth.install(&mut callbacks, target);
-        let mut remote = repo.remote_anonymous(&target.url).map_err(|e| (e, false))?;
+        let url = local_push::server_url(&target.url).map_err(|e| (e, false))?;
+        let mut remote = repo.remote_anonymous(&url).map_err(|e| (e, false))?;
         let connection = remote
             .connect_auth(Direction::Push, Some(callbacks), Some(proxy_options()))
             .map_err(|e| (e, auth.failed()))?;
@@ -909,7 +913,9 @@ fn push_steps(
                 .proxy_options(proxy_options())
                 .packbuilder_parallelism(0)
                 .custom_headers(&["Connection: close"]);
-            let mut remote = repo.remote_anonymous(&target.url).map_err(|e| (e, false))?;
+            // A local standby through `git receive-pack`, so that its hooks run.
+            let url = local_push::server_url(&target.url).map_err(|e| (e, false))?;
+            let mut remote = repo.remote_anonymous(&url).map_err(|e| (e, false))?;
             match remote.push(&refspecs, Some(&mut options)) {
                 Ok(()) => Ok(()),
                 // A veto from our own negotiation check is not a network error: stop here.
@@ -1376,9 +1382,12 @@ fn proxy_in_env(url: &str) -> bool {
 /// Initialises libgit2 now. Its first use sets `SSL_CERT_FILE` / `SSL_CERT_DIR` to the
 /// system's store where they are unset (git2 runs `openssl-probe`), and changing the
 /// environment once threads run is unsound: the binaries call this first thing in `main`.
+/// It also registers the transport that pushes local standbys through `git receive-pack`
+/// ([`local_push`]), which must happen before other threads use libgit2 too.
 pub fn init_tls() {
     // Any git2 call initialises it; this one sets what is already the default.
     git2::opts::strict_hash_verification(true);
+    local_push::register();
 }
 
 /// Proxy settings for every connection: libgit2 finds them itself, in git's config

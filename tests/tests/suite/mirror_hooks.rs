@@ -98,12 +98,16 @@ fn assert_no_receive_pack_left(standby: &Path) {
     assert_eq!(left, Vec::<String>::new(), "receive-pack processes left");
 }
 
-/// The one line of `run`'s standard output that mentions `reference`, trimmed.
+/// The one line of `run`'s standard output about `reference` (its second word), trimmed.
 fn line_of<'r>(run: &'r Run, reference: &str) -> &'r str {
     let lines: Vec<&str> = run
         .stdout
         .lines()
-        .filter(|l| l.contains(reference))
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|r| r.trim_end_matches(':') == reference)
+        })
         .collect();
     assert_eq!(lines.len(), 1, "{reference} in:\n{}", run.stdout);
     lines[0].trim()

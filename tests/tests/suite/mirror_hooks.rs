@@ -223,14 +223,13 @@ fn a_post_receive_hook_runs_and_sees_every_ref_pushed() {
         .map(str::to_owned)
         .collect();
     lines.sort();
-    assert_eq!(
-        lines,
-        vec![
-            format!("{zero} {main} refs/heads/dev"),
-            format!("{zero} {main} refs/heads/main"),
-            format!("{zero} {tag} refs/tags/v1"),
-        ]
-    );
+    let mut want = vec![
+        format!("{zero} {main} refs/heads/dev"),
+        format!("{zero} {main} refs/heads/main"),
+        format!("{zero} {tag} refs/tags/v1"),
+    ];
+    want.sort();
+    assert_eq!(lines, want);
 
     // An update: the hook sees the old and new values.
     let next = w.commit("common/vpc.yaml", "v2");
@@ -319,4 +318,74 @@ fn git_missing_from_path_is_a_clear_error_and_changes_nothing() {
     assert_eq!(refs(&w.dst()), "", "nothing pushed");
     let ledger = tozai_tests::mirror::file_ledger(&w.root().join("cache/state"), "dst.git");
     assert!(!ledger.path().exists(), "nothing recorded in the ledger");
+}
+
+/// The git on `PATH`, by its absolute path.
+fn real_git() -> PathBuf {
+    std::env::split_paths(&std::env::var_os("PATH").expect("PATH is set"))
+        .map(|dir| dir.join("git"))
+        .find(|git| git.is_file())
+        .expect("git is on PATH")
+}
+
+#[test]
+fn a_standby_ref_moved_between_the_plan_and_the_push_is_seen_by_receive_pack_and_replanned() {
+    let w = World::new();
+    w.mirror(&[]).expect_code(0);
+    let mirrored = rev(&w.dst(), "refs/heads/main");
+    let next = w.commit("common/vpc.yaml", "v2");
+    // A commit made on the standby, unknown to the source.
+    let tree = format!("{mirrored}^{{tree}}");
+    let moved = git(
+        &w.dst(),
+        &[
+            "commit-tree",
+            &tree,
+            "-p",
+            &mirrored,
+            "-m",
+            "made on the standby",
+        ],
+    )
+    .trim()
+    .to_owned();
+
+    // A git that moves the standby's main just before the second receive-pack starts:
+    // after the plan read the standby (the first), before the push (the second).
+    let bin = w.root().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let count = w.root().join("receive-packs");
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = receive-pack ]; then\n  n=$(($(cat '{count}' 2>/dev/null || echo 0) + 1))\n  echo $n > '{count}'\n  if [ $n = 2 ]; then '{git}' -C \"$2\" update-ref refs/heads/main {moved}; fi\nfi\nexec '{git}' \"$@\"\n",
+        count = count.display(),
+        git = real_git().display(),
+    );
+    let wrapper = bin.join("git");
+    std::fs::write(&wrapper, script).unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let args = w.args(&["--json"]);
+    let mut cmd = tozai_command(w.root(), &w.sandbox, &args);
+    let path = std::env::var_os("PATH").unwrap();
+    let path = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(&path)));
+    cmd.env("PATH", path.unwrap());
+    let run = Run::of(cmd, format!("tozai {args:?} with a git that moves main"));
+    run.expect_code(1).expect_no_panic();
+    assert!(
+        run.stderr
+            .contains("standby refs moved since they were read; re-planning"),
+        "{}",
+        run.stderr
+    );
+    // The push named the value the plan read; receive-pack advertised another, so nothing
+    // was sent, and the re-plan found the standby's own commit.
+    assert_eq!(json_status(&run.json(), "refs/heads/main"), "diverged");
+    assert_eq!(rev(&w.dst(), "refs/heads/main"), moved);
+    assert_ne!(moved, next);
+    assert_eq!(
+        std::fs::read_to_string(&count).unwrap(),
+        "3\n",
+        "read, push (stopped), read again"
+    );
+    assert_no_receive_pack_left(&w.dst());
 }

@@ -54,6 +54,13 @@
 //! upload started is not retried this way: the run reads the standby again and plans from
 //! what landed, the usual way.
 //!
+//! **Local standbys** are pushed through `git receive-pack` ([`local_push`], a libgit2
+//! transport for [`local_push::server_url`]), as git itself pushes to a `file://` URL: the
+//! standby's hooks run and its `receive.*` settings apply, a refusal is `rejected` with the
+//! hook's message (its side-band output, as over HTTPS), and `bytes_sent` is the pack's
+//! size. The standby's refs for the plan are read from the same `receive-pack`
+//! advertisement as the push's negotiation; a local source is fetched directly by libgit2.
+//!
 //! Credentials come from the remote's [`GitCredentials`](crate::ports::GitCredentials) on each request, through git2's
 //! credentials callback, which gives up after a bounded number of attempts. Nothing is put
 //! in URLs, logs or on disk. Network failures are retried with backoff; others are not.

@@ -23,7 +23,10 @@
 //!    re-plans (bounded);
 //! 6. reads every ref's result from `push_update_reference` (git2's `push` returns `Ok`
 //!    even when the server refuses a ref): a refusal is reported `rejected` with the
-//!    server's reason, and the other refs still land;
+//!    server's reason, and the other refs still land. A server checks each ref's old value
+//!    again under the ref's lock: a ref refused because a concurrent push moved it after
+//!    the negotiation (the standby, read again, no longer has the value the push named) is
+//!    re-planned as in step 5, not reported;
 //! 7. settles the ledger ([`settled`]): what it created or updated owns its new value only,
 //!    what it deleted is forgotten, a rejected ref keeps its intent, and the unchanged refs
 //!    whose record differs (equal to the source's, so the mirror's) are adopted. A record
@@ -931,23 +934,58 @@ fn push_steps(
             }
         });
         result?;
-        let moved = moved.into_inner();
+        let mut moved = moved.into_inner();
+        if moved.is_empty() {
+            let (objects, bytes) = sent.get();
+            outcome.objects_sent += objects;
+            outcome.bytes_sent += bytes;
+            let said = server_message(&server_said.into_inner());
+            let batch: BTreeMap<String, Option<String>> =
+                with_server_message(reported.into_inner(), said.as_deref()).collect();
+            moved = refused_as_moved(repo, target, &expected, &batch)?;
+            statuses.extend(batch.into_iter().filter(|(name, _)| !moved.contains(name)));
+        }
         if !moved.is_empty() {
-            // The earlier batches landed: the outcome says what they did.
+            // The earlier batches (and this one's other refs) landed: the outcome says what
+            // they did.
             outcome.refs = results(steps, &statuses)
                 .into_iter()
                 .filter(|r| statuses.contains_key(&r.reference.full()))
                 .collect();
             return Ok(PushResult::Moved(moved.join(", ")));
         }
-        let (objects, bytes) = sent.get();
-        outcome.objects_sent += objects;
-        outcome.bytes_sent += bytes;
-        let said = server_message(&server_said.into_inner());
-        statuses.extend(with_server_message(reported.into_inner(), said.as_deref()));
     }
     outcome.refs = results(steps, &statuses);
     Ok(PushResult::Done)
+}
+
+/// The refs of a pushed batch the server refused because they moved after the
+/// negotiation: a server checks each ref's old value again under its lock (git's
+/// receive-pack does, and refuses with "failed to update ref" when a concurrent push won
+/// it). Read from the standby once more, only when a ref was refused: a refused ref no
+/// longer at the value the push named moved under us, and is re-planned like one the
+/// negotiation caught; one still there was refused for another reason (a hook).
+fn refused_as_moved(
+    repo: &Repository,
+    target: &GitRemote,
+    expected: &BTreeMap<String, Oid>,
+    batch: &BTreeMap<String, Option<String>>,
+) -> Result<Vec<String>, MirrorError> {
+    if batch.values().all(Option::is_none) {
+        return Ok(Vec::new());
+    }
+    let now = list_remote(repo, target)?;
+    Ok(batch
+        .iter()
+        .filter(|(_, refused)| refused.is_some())
+        .filter_map(|(name, _)| {
+            let named = expected.get(name)?;
+            let value = (name.parse::<RefName>().ok())
+                .and_then(|r| now.get(&r).map(to_oid))
+                .unwrap_or(Oid::ZERO_SHA1);
+            (value != *named).then(|| name.clone())
+        })
+        .collect())
 }
 
 /// Each refused ref's reason, followed by what the server printed.

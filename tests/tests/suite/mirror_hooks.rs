@@ -389,3 +389,48 @@ fn a_standby_ref_moved_between_the_plan_and_the_push_is_seen_by_receive_pack_and
     );
     assert_no_receive_pack_left(&w.dst());
 }
+
+#[test]
+fn a_ref_moved_after_the_negotiation_fails_receive_packs_lease_and_is_replanned() {
+    let w = World::new();
+    w.mirror(&[]).expect_code(0);
+    let mirrored = rev(&w.dst(), "refs/heads/main");
+    w.commit("common/vpc.yaml", "v2");
+    let tree = format!("{mirrored}^{{tree}}");
+    let moved = git(
+        &w.dst(),
+        &[
+            "commit-tree",
+            &tree,
+            "-p",
+            &mirrored,
+            "-m",
+            "made on the standby",
+        ],
+    )
+    .trim()
+    .to_owned();
+    // Someone else's push wins main after tozai's push named main's old value: the update
+    // hook runs just before receive-pack takes the ref's lock and checks that value.
+    let once = w.root().join("moved-once");
+    w.hook(
+        "update",
+        &format!(
+            "#!/bin/sh\nif [ ! -e '{once}' ]; then touch '{once}'; git update-ref refs/heads/main {moved}; fi\n",
+            once = once.display()
+        ),
+    );
+
+    let run = w.mirror(&["--json"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr
+            .contains("standby refs moved since they were read; re-planning"),
+        "{}\n{}",
+        run.stderr,
+        run.stdout
+    );
+    // Not `rejected`: the re-plan found the standby's own commit there.
+    assert_eq!(json_status(&run.json(), "refs/heads/main"), "diverged");
+    assert_eq!(rev(&w.dst(), "refs/heads/main"), moved);
+}

@@ -119,6 +119,10 @@ pub struct Git2Mirror {
 }
 
 impl Git2Mirror {
+    /// A mirror caching sources under `cache_root`. It registers the transport for local
+    /// standbys ([`local_push::register`]) unless [`init_tls`] did: a program that did not
+    /// call `init_tls` first must make its first `Git2Mirror` before other threads use
+    /// libgit2 remotes.
     pub fn new(cache_root: impl Into<PathBuf>) -> Self {
         // Before the first remote operation (see its safety note).
         super::local_push::register();

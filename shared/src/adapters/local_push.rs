@@ -84,9 +84,11 @@ pub fn register() {
         // transports without a lock, and every transport lookup (any fetch, push or
         // listing, on any thread) reads that list, so it must not run while another thread
         // uses a libgit2 remote. `OnceLock` runs it once; the CLI, the mirror Lambda and
-        // the test suite call it through `init_tls` before they start any thread, and
-        // `Git2Mirror::new`, the only user of the scheme, calls it before its first remote
-        // operation. The factory is `Send + Sync` and owns nothing.
+        // the test suite call it through `init_tls` before they start any thread, so it
+        // has run before any other thread exists. `Git2Mirror::new` calls it too, for a
+        // library user that did not: such a program must make its first `Git2Mirror`
+        // before other threads use libgit2 remotes (documented there and on `init_tls`).
+        // The factory is `Send + Sync` and owns nothing.
         unsafe {
             git2::transport::register(SCHEME_NAME, |remote| {
                 Transport::smart(remote, false, LocalServer)

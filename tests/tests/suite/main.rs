@@ -21,6 +21,7 @@ mod git_server;
 mod hostile_inputs;
 mod infra;
 mod lambdas;
+mod mirror_hooks;
 mod mirror_http;
 mod mirror_local;
 mod reliability;

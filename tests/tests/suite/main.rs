@@ -13,6 +13,7 @@ fn install_test_ca() {
 mod aws_adapters;
 mod changes;
 mod cli;
+mod cli_hygiene;
 mod demo;
 mod git_auth;
 mod git_server;

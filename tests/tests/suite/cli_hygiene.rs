@@ -302,7 +302,7 @@ fn query_strings_are_redacted_in_errors_warnings_and_reports() {
         "--from",
         "http://127.0.0.1:1/x.git?token=abc123",
         "--to",
-        "standby.git",
+        "./standby.git",
         "--cache",
         "cache",
     ]);
@@ -440,7 +440,10 @@ fn plan_quotes_control_characters_in_file_names_and_json_keeps_them() {
         ("--repo", "/nowhere/\u{1b}[2J\n"),
     ] {
         let mut bad = args.to_vec();
-        bad.extend([flag, value]);
+        match flag {
+            "--repo" => bad[4] = value,
+            _ => bad.extend([flag, value]),
+        }
         let run = tozai(repo.scratch(), repo.sandbox(), &bad);
         run.expect_code(2).expect_no_panic();
         assert!(
@@ -529,8 +532,9 @@ fn init_writes_a_commented_config_that_passes_check() {
     run.expect_code(0).expect_no_panic();
     assert_eq!(
         run.stdout,
-        "wrote tozai.toml: primary tokyo (ap-northeast-1, core-infra), standby osaka \
-         (ap-northeast-3, core-infra), 2 pipeline targets, 10 rule tests\n\
+        "wrote tozai.toml: primary tokyo (ap-northeast-1, codecommit::ap-northeast-1://core-infra), \
+         standby osaka (ap-northeast-3, codecommit::ap-northeast-3://core-infra), \
+         2 pipeline targets, 10 rule tests\n\
          next: name your pipelines in it, then run `tozai check`\n"
     );
     let text = std::fs::read_to_string(s.path().join("tozai.toml")).unwrap();

@@ -46,8 +46,7 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
         Some(name) => match config.region(&name) {
             Some(r) => r,
             None => bail!(
-                "unknown region {} (the regions in {} are {})",
-                quoted(&name),
+                "unknown region {name:?} (the regions in {} are {})",
                 config.origin,
                 report::region_names(&config)
             ),

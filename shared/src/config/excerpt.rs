@@ -69,13 +69,13 @@ fn redacted(line: &str, column: usize) -> (String, usize) {
 /// A message safe to print: redacted, cut to [`MESSAGE_MAX`] (keeping its start and its
 /// end, where the reason usually is), control characters as pictures.
 pub(super) fn message(text: &str) -> String {
-    let text = redact(text);
+    let text = printable(&redact(text));
     if text.len() <= MESSAGE_MAX {
-        return printable(&text);
+        return text;
     }
     let head = cut(&text, MESSAGE_MAX * 2 / 3);
     let tail = &text[ceil(&text, text.len() - MESSAGE_MAX / 4)..];
-    printable(&format!("{head}{tail}"))
+    format!("{head}{tail}")
 }
 
 /// toml quotes the offending line of the file as it is, and keys are echoed, so a control

@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::Value;
 use tempfile::TempDir;
 use tozai_tests::mirror::{commit_file, git};
 use tozai_tests::{

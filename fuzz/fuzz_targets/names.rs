@@ -87,7 +87,9 @@ fn redaction(text: &str) {
         return;
     }
     let ends = |c: char| {
-        c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '`' | '<' | '>')
+        c.is_whitespace()
+            || c.is_control()
+            || matches!(c, '"' | '\'' | '`' | '<' | '>' | '\u{2400}'..='\u{2421}')
     };
     for token in shown.split(ends).filter(|t| t.contains("://")) {
         let first = token.find("://").expect("filtered") + 3;

@@ -236,7 +236,7 @@ pub const QUERY_SHOWN: &str = "?***";
 /// `text` with the secrets of every URL in it hidden: the user part of a URL's authority
 /// (`https://user:password@host` → `https://***@host`) and its query string, with the
 /// fragment (`?token=...` → `?***`). A URL is found by its `://` and ends at whitespace,
-/// a control character, a quote, a backtick, `<` or `>`. Text without `://` is returned as
+/// a control character (or its Unicode picture, `␛`), a quote, a backtick, `<` or `>`. Text without `://` is returned as
 /// it is. Every error excerpt, warning and report that may hold a location goes through
 /// this one function.
 ///
@@ -265,8 +265,13 @@ pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
 /// The byte ranges of `text` that [`redact`] hides, in order and not overlapping, each with
 /// what is shown instead ([`CREDENTIALS_SHOWN`] or [`QUERY_SHOWN`]). Linear in the text.
 pub fn secrets(text: &str) -> Vec<(std::ops::Range<usize>, &'static str)> {
-    let ends_url =
-        |c: char| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '`' | '<' | '>');
+    // A control character's picture (`␛`, as config errors show one) ends a URL too, so
+    // that redacting a message already made printable changes nothing.
+    let ends_url = |c: char| {
+        c.is_whitespace()
+            || c.is_control()
+            || matches!(c, '"' | '\'' | '`' | '<' | '>' | '\u{2400}'..='\u{2421}')
+    };
     let mut found = Vec::new();
     let mut start = 0;
     while start < text.len() {
@@ -567,6 +572,11 @@ mod tests {
                 "log\u{1b}[0mhttps://u:pw@h\u{1b}[2m",
                 "log\u{1b}[0mhttps://***@h\u{1b}[2m",
             ),
+            ("https://h/x?t=1\u{1b}[2J\"", "https://h/x?***\u{1b}[2J\""),
+            (
+                "https://h/x?t=1\u{241b}[2J\"",
+                "https://h/x?***\u{241b}[2J\"",
+            ),
             // CodeCommit's own forms carry no secret
             (
                 "codecommit::ap-northeast-1://core-infra",
@@ -638,5 +648,14 @@ mod tests {
         ] {
             assert!(check_aws_region(bad).is_err(), "{bad}");
         }
+    }
+}
+#[cfg(test)]
+mod probe {
+    #[test]
+    fn probe() {
+        let t = "a = \"https://u:pw@h/x?t=tok\u{1b}[2J\" [ \u{7}a";
+        eprintln!("{:?}", super::secrets(t));
+        eprintln!("{:?}", super::redact(t));
     }
 }

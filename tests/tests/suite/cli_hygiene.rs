@@ -368,6 +368,13 @@ fn a_5_mb_junk_config_gives_under_4_kb_of_output() {
             "{what}: the cut is marked: {}",
             run.stderr
         );
+        if what == "hostile" {
+            assert!(
+                run.stderr.contains("\"https://***@h/x?***␛[2J\" [ ␇a"),
+                "the line is shown, its secrets hidden: {}",
+                run.stderr
+            );
+        }
         assert_lacks(&run, "pw@");
         assert_lacks(&run, "t=tok");
         assert!(

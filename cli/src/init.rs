@@ -218,7 +218,7 @@ changes = ["secondary/templates/root.yaml"]
 expect = ["mirror", "@S@-core"]
 
 [[test]]
-name = "deleting a @S@ template redeploys @S@"
+name = "deleting a secondary/ template redeploys @S@"
 changes = [{ path = "secondary/templates/old-stack.yaml", change = "deleted" }]
 expect = ["mirror", "@S@-core"]
 

@@ -18,7 +18,8 @@ use tozai::text::quoted;
 
 #[derive(clap::Args)]
 pub struct Options {
-    /// The config file (mirror its primary to its standby).
+    /// The config file: mirror its primary to its standby [default, without --from and
+    /// --to: the nearest tozai.toml, here or in a parent directory].
     #[arg(short, long, value_name = "FILE", conflicts_with_all = ["from", "to"])]
     pub config: Option<PathBuf>,
     /// The source repository: codecommit::REGION://NAME, an https URL, or a path.

@@ -34,8 +34,14 @@ use crate::OperationFailed;
 
 #[derive(clap::Args)]
 pub struct Options {
-    /// The config file.
-    #[arg(short, long, value_name = "FILE", default_value = "tozai.toml")]
+    /// The config file [default: the nearest tozai.toml, here or in a parent directory].
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        default_value = "tozai.toml",
+        hide_default_value = true
+    )]
     pub config: PathBuf,
     /// The commit whose sync to re-run (full id, or anything git resolves with --repo).
     #[arg(long, value_name = "SHA")]

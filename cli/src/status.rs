@@ -20,8 +20,14 @@ use tozai::text::quoted;
 
 #[derive(clap::Args)]
 pub struct Options {
-    /// The config file.
-    #[arg(short, long, value_name = "FILE", default_value = "tozai.toml")]
+    /// The config file [default: the nearest tozai.toml, here or in a parent directory].
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        default_value = "tozai.toml",
+        hide_default_value = true
+    )]
     pub config: PathBuf,
     /// The cache of source repositories (default: the user's cache directory).
     #[arg(long, value_name = "DIR")]

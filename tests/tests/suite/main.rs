@@ -13,6 +13,7 @@ fn install_test_ca() {
 mod aws_adapters;
 mod changes;
 mod cli;
+mod cli_hygiene;
 mod cli_replay;
 mod cli_status;
 mod demo;

@@ -1,5 +1,7 @@
 //! `tozai mirror`: replicate branches and tags to the standby.
 
+mod selection;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,10 +13,13 @@ use tozai::config::Config;
 use tozai::location::Location;
 use tozai::mirror::{MirrorOutcome, RefResult, RefSelection, RefStatus};
 use tozai::ports::{Mirror, MirrorRequest, TransferProgress};
+use tozai::refs::RefName;
+use tozai::text::quoted;
 
 #[derive(clap::Args)]
 pub struct Options {
-    /// The config file (mirror its primary to its standby).
+    /// The config file: mirror its primary to its standby [default, without --from and
+    /// --to: the nearest tozai.toml, here or in a parent directory].
     #[arg(short, long, value_name = "FILE", conflicts_with_all = ["from", "to"])]
     pub config: Option<PathBuf>,
     /// The source repository: codecommit::REGION://NAME, an https URL, or a path.
@@ -23,8 +28,9 @@ pub struct Options {
     /// The target (standby) repository.
     #[arg(long, value_name = "LOC", requires = "from")]
     pub to: Option<String>,
-    /// Only these refs (repeatable): a branch or glob (`main`, `release/*`),
-    /// `refs/heads/GLOB` or `refs/tags/GLOB`.
+    /// Only these refs (repeatable): a branch or glob (`main`, `release/*`; a bare name no
+    /// branch has is the tag of that name), `refs/heads/GLOB` or `refs/tags/GLOB`. With -c,
+    /// only refs the config syncs. Each must match a ref on the source or the standby.
     #[arg(long = "ref", value_name = "REF_OR_GLOB")]
     pub refs: Vec<String>,
     /// Show what would change; push nothing.
@@ -69,39 +75,21 @@ impl StateArg {
 }
 
 pub fn run(o: Options) -> anyhow::Result<ExitCode> {
-    let (source, target, selection) = match (&o.config, &o.from, &o.to) {
-        (Some(path), None, None) => {
-            let config = Config::load(path)?;
-            let selection = if o.refs.is_empty() {
-                config.sync.selection()
-            } else {
-                RefSelection::from_args(&o.refs)?
-            };
-            (
-                config.primary().repository.clone(),
-                config.standby().repository.clone(),
-                selection,
-            )
-        }
-        (None, Some(from), Some(to)) => (
-            parse_location(from, "--from")?,
-            parse_location(to, "--to")?,
-            RefSelection::from_args(&o.refs)?,
-        ),
-        _ => bail!("give either -c tozai.toml (primary to standby) or both --from and --to"),
-    };
-    let cache = o.cache.unwrap_or_else(Git2Mirror::default_cache_root);
+    let cache = cache_root(o.cache.as_deref())?;
+    let args = selection::RefArg::parse_all(&o.refs)?;
+    let (source, target, config) = locations(&o, &args)?;
     let ledger = o.state.ledger(&cache, &target)?;
     let (source, target, _aws) = remotes(&source, &target)?;
-    let request = MirrorRequest {
+    let mirror = Git2Mirror::new(cache);
+    let mut request = MirrorRequest {
         source,
         target,
-        selection,
+        selection: RefSelection::all(),
         force: o.force,
         dry_run: o.dry_run,
         ledger: Some(ledger),
     };
-    let mirror = Git2Mirror::new(cache);
+    request.selection = select(&mirror, &request, &args, config.as_ref())?;
     let bar = progress_bar();
     let on_progress = |p: TransferProgress| {
         if let Some(bar) = &bar {
@@ -138,6 +126,108 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(crate::EXIT_FAILED)
     })
+}
+
+/// The config a `-c` mirror stays within: its path (for messages) and its sync rule's
+/// selection.
+struct Within {
+    path: PathBuf,
+    selection: RefSelection,
+}
+
+/// The source and target, from `-c` or `--from`/`--to`; with `-c`, the config's selection,
+/// which no `--ref` naming one ref may leave.
+fn locations(
+    o: &Options,
+    args: &[selection::RefArg],
+) -> anyhow::Result<(Location, Location, Option<Within>)> {
+    match (&o.config, &o.from, &o.to) {
+        (Some(path), None, None) => {
+            let config = Config::load(path)?;
+            let within = Within {
+                path: path.clone(),
+                selection: config.sync.selection(),
+            };
+            if let Some(arg) = selection::outside_config(args, &within.selection) {
+                bail!(
+                    "--ref {} is outside what {} syncs ({}): `mirror -c` only narrows that selection; mirror other refs with --from/--to",
+                    quoted(arg),
+                    quoted(&path.display().to_string()),
+                    selection::describe(&within.selection)
+                );
+            }
+            Ok((
+                config.primary().repository.clone(),
+                config.standby().repository.clone(),
+                Some(within),
+            ))
+        }
+        (None, Some(from), Some(to)) => Ok((
+            parse_location(from, "--from")?,
+            parse_location(to, "--to")?,
+            None,
+        )),
+        _ => bail!("give either -c tozai.toml (primary to standby) or both --from and --to"),
+    }
+}
+
+/// What the mirror touches: without `--ref`, the config's selection (or everything); with
+/// it, the refs the arguments name among those the source and the standby have (a first
+/// look, a dry run), within the config's selection. An argument that names nothing is an
+/// error, before anything is pushed.
+fn select(
+    mirror: &Git2Mirror,
+    request: &MirrorRequest,
+    args: &[selection::RefArg],
+    within: Option<&Within>,
+) -> anyhow::Result<RefSelection> {
+    if args.is_empty() {
+        return Ok(within.map_or_else(RefSelection::all, |w| w.selection.clone()));
+    }
+    let probe = MirrorRequest {
+        selection: match within {
+            Some(w) => w.selection.clone(),
+            None => selection::widest(args)?,
+        },
+        dry_run: true,
+        ..request.clone()
+    };
+    let seen: Vec<RefName> = (mirror.mirror(&probe, None).map_err(mirror_failed)?.refs)
+        .into_iter()
+        .map(|r| r.reference)
+        .collect();
+    let resolved = selection::resolve(args, &seen).map_err(|arg| {
+        let syncs = within.map_or_else(String::new, |w| {
+            format!(
+                " that {} syncs ({}),",
+                quoted(&w.path.display().to_string()),
+                selection::describe(&w.selection)
+            )
+        });
+        anyhow::anyhow!(
+            "--ref {} matches no branch or tag{syncs} on the source {} nor on the standby {}",
+            quoted(arg),
+            quoted(&request.source.shown),
+            quoted(&request.target.shown)
+        )
+    })?;
+    for note in &resolved.notes {
+        errln!("tozai: {note}");
+    }
+    Ok(RefSelection::exactly_these(&resolved.refs))
+}
+
+/// The cache directory: `--cache`, which must be a directory when it exists, or the
+/// user's cache directory.
+pub fn cache_root(cache: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+    match cache {
+        Some(dir) if dir.exists() && !dir.is_dir() => bail!(
+            "--cache {} is not a directory: give a directory for the cache of source repositories",
+            quoted(&dir.display().to_string())
+        ),
+        Some(dir) => Ok(dir.to_owned()),
+        None => Ok(Git2Mirror::default_cache_root()),
+    }
 }
 
 /// The error of a failed mirror: a path that is not a git repository is bad input

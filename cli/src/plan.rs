@@ -3,18 +3,26 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use tozai::adapters::git::Git2Changes;
 use tozai::config::Config;
 use tozai::plan::Push;
+use tozai::ports::ChangeError;
 use tozai::refs::RefName;
+use tozai::text::quoted;
 
 use crate::report;
 
 #[derive(clap::Args)]
 pub struct Options {
-    /// The config file.
-    #[arg(short, long, value_name = "FILE", default_value = "tozai.toml")]
+    /// The config file [default: the nearest tozai.toml, here or in a parent directory].
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        default_value = "tozai.toml",
+        hide_default_value = true
+    )]
     pub config: PathBuf,
     /// The local git repository holding the commits.
     #[arg(long, value_name = "DIR", default_value = ".")]
@@ -45,7 +53,14 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
         },
         None => config.primary(),
     };
-    let git = Git2Changes::open(&o.repo)?;
+    let git = Git2Changes::open(&o.repo).map_err(|e| match e {
+        // libgit2's own message repeats the path raw.
+        ChangeError::NotARepository { .. } => anyhow!(
+            "{} is not a git repository (--repo)",
+            quoted(&o.repo.display().to_string())
+        ),
+        e => e.into(),
+    })?;
     let reference = match o.reference {
         Some(r) => r.parse::<RefName>()?,
         None => git

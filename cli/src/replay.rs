@@ -1,27 +1,47 @@
 //! `tozai replay`: re-run the sync of one commit, by hand. A dry run unless `--execute`
 //! (mirror now) or `--publish` (send the sync-judge's `Sync Requested` event to the
 //! mirror Lambda).
+//!
+//! It first checks its premises, and stops with exit 2 naming both when one fails: the ref
+//! exists on the primary, and the commit is on it (the ref's head or one of its
+//! ancestors). They are read from the local repository (the primary itself, or the clone
+//! `--repo` names), or through CodeCommit's API (`GetBranch`, `GetMergeOptions`) for a
+//! CodeCommit primary. CodeCommit's API reads no tags: a tag there is checked only with
+//! `--repo`, and a warning says so.
+//!
+//! Its last lines say what happened: after a dry run, what the mirror would do; after
+//! `--execute`, what it did, and what the standby's judge starts only when the standby's
+//! ref really moved to the commit (left diverged or rejected: it starts nothing, exit 1);
+//! after `--publish`, that the event went out. AWS errors are printed once, naming the AWS
+//! region (and the bus); missing credentials are found before any call.
 
 use std::cell::OnceCell;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use tozai::adapters::git::Git2Changes;
 use tozai::adapters::git_mirror::Git2Mirror;
-use tozai::config::Config;
+use tozai::config::{Config, Region};
 use tozai::location::Location;
-use tozai::mirror::{MirrorOutcome, RefSelection};
+use tozai::mirror::{MirrorOutcome, RefSelection, RefStatus};
 use tozai::plan::{Plan, Push};
-use tozai::ports::{Mirror, MirrorRequest};
+use tozai::ports::{Ancestry, ChangeError, Mirror, MirrorRequest};
 use tozai::refs::{CommitId, RefName};
+use tozai::text::quoted;
 
 use crate::OperationFailed;
 
 #[derive(clap::Args)]
 pub struct Options {
-    /// The config file.
-    #[arg(short, long, value_name = "FILE", default_value = "tozai.toml")]
+    /// The config file [default: the nearest tozai.toml, here or in a parent directory].
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        default_value = "tozai.toml",
+        hide_default_value = true
+    )]
     pub config: PathBuf,
     /// The commit whose sync to re-run (full id, or anything git resolves with --repo).
     #[arg(long, value_name = "SHA")]
@@ -56,117 +76,28 @@ pub struct Options {
 }
 
 pub fn run(o: Options) -> anyhow::Result<ExitCode> {
+    let cache = crate::mirror::cache_root(o.cache.as_deref())?;
     let config = Config::load(&o.config)?;
-    let primary = config.primary().clone();
     let reference: RefName = match &o.reference {
         Some(r) => r.parse()?,
         None => RefName::branch(&config.base_branch)?,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    // Loaded at most once, and only when needed (CodeCommit, --publish).
-    let sdk_config = OnceCell::new();
-    let sdk = || {
-        sdk_config.get_or_init(|| {
-            runtime.block_on(
-                aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .region(aws_config::Region::new(primary.aws_region.clone()))
-                    .load(),
-            )
-        })
+    let aws = Aws::new(&config.primary().aws_region)?;
+    // What the sync-judge decides for this commit, diffed against its first parent, once
+    // the commit is known to be on the ref.
+    let plan = match local_repo(&o, config.primary())? {
+        Some(dir) => local_plan(&aws.runtime, &config, &o, &reference, &dir)?,
+        None => codecommit_plan(&aws, &config, &o.commit, &reference)?,
     };
-
-    // What the sync-judge decides for this commit, diffed against its first parent.
-    let local = match (&o.repo, &primary.repository) {
-        (Some(dir), _) => Some(dir.clone()),
-        (None, Location::Local(dir)) => Some(dir.clone()),
-        (None, Location::CodeCommit { .. }) => None,
-        (None, Location::Url(url)) => {
-            bail!(
-                "the primary {url} is neither local nor CodeCommit: give a local clone with --repo"
-            )
-        }
-    };
-    let push = |before, after| Push {
-        repository: primary.repository.to_string(),
-        region: primary.name.clone(),
-        reference: reference.clone(),
-        before,
-        after,
-    };
-    let plan: Plan = match local {
-        Some(dir) => {
-            let git = Git2Changes::open(&dir)?;
-            let (before, after) = git.resolve_range(&o.commit)?;
-            runtime.block_on(tozai::service::plan_push(
-                &config,
-                &git,
-                push(before, after),
-            ))?
-        }
-        None => {
-            let after: CommitId = o
-                .commit
-                .parse()
-                .context("--commit: give the full commit id (or a local clone with --repo)")?;
-            let repo = tozai::lambda::repo(sdk(), &primary)?;
-            let before = runtime
-                .block_on(repo.first_parent(&after))
-                .map_err(OperationFailed::wrap)?;
-            runtime
-                .block_on(tozai::service::plan_push(
-                    &config,
-                    &repo,
-                    push(before, after),
-                ))
-                .map_err(OperationFailed::wrap)?
-        }
-    };
-    let commit = plan.push.after.clone();
     let mirror = plan.decisions.sync.mirror;
     let executed = o.execute && mirror;
 
     // The mirror: a dry run, the real thing, or the event that asks the Lambda for it.
     let outcome: Option<MirrorOutcome> = if o.publish {
-        if !mirror {
-            bail!(
-                "the sync-judge would not mirror {} ({}): nothing to publish; `tozai mirror -c {} --ref {}` mirrors it anyway",
-                commit.short(),
-                plan.decisions.sync.reason.describe(),
-                o.config.display(),
-                reference.full()
-            );
-        }
-        let request = tozai::event::SyncRequested {
-            repository: primary.repository.name(),
-            reference: reference.full(),
-            commit: Some(commit.to_string()),
-            reason: format!("replay: {}", plan.decisions.sync.reason.describe()),
-        };
-        let sink = tozai::lambda::events_on(sdk(), &o.event_bus);
-        runtime
-            .block_on(tozai::judge::request_sync(&sink, &request))
-            .map_err(OperationFailed::wrap)?;
+        publish(&aws, &o, &config, &plan)?;
         None
     } else if mirror || !o.execute {
-        let cache = (o.cache.clone()).unwrap_or_else(Git2Mirror::default_cache_root);
-        let ledger = o.state.ledger(&cache, &config.standby().repository)?;
-        let (source, target, _aws) =
-            crate::mirror::remotes(&primary.repository, &config.standby().repository)?;
-        let request = MirrorRequest {
-            source,
-            target,
-            selection: RefSelection::exactly(&reference),
-            force: o.force,
-            dry_run: !executed,
-            ledger: Some(ledger),
-        };
-        let git = Git2Mirror::new(cache);
-        Some(
-            git.mirror(&request, None)
-                .map_err(crate::mirror::mirror_failed)?,
-        )
+        Some(mirror_ref(&o, &config, &reference, cache, !executed)?)
     } else {
         None
     };
@@ -180,49 +111,517 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
         });
         crate::output::json(&json)?;
     } else {
-        out!("{}", crate::report::plan(&plan));
-        outln!();
-        if o.publish {
-            outln!(
-                "published Sync Requested for {} at {} on bus {}: the mirror Lambda takes it from here",
-                reference.full(),
-                commit.short(),
-                o.event_bus
-            );
-        } else if !mirror {
-            outln!(
-                "not mirrored: {} (`tozai mirror -c {} --ref {}` mirrors it anyway)",
-                plan.decisions.sync.reason.describe(),
-                o.config.display(),
-                reference.full()
-            );
-        } else if let Some(out) = &outcome {
-            out!("{}", crate::mirror::report(out));
-            if out.dry_run {
-                outln!("(dry run: --execute mirrors, or --publish asks the mirror Lambda)");
-            }
-        }
-        if mirror {
-            let starts: Vec<&str> = plan
-                .decisions
-                .after_mirror
-                .iter()
-                .filter(|d| d.start)
-                .map(|d| d.target.as_str())
-                .collect();
-            outln!(
-                "once mirrored, {}'s judge starts: {}",
-                config.standby().name,
-                if starts.is_empty() {
-                    "nothing".to_owned()
-                } else {
-                    starts.join(", ")
-                }
-            );
-        }
+        report(&o, &config, &plan, outcome.as_ref());
     }
     Ok(match &outcome {
         Some(out) if !out.in_sync() => ExitCode::from(crate::EXIT_FAILED),
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// The runtime AWS is called on, and the SDK's configuration for the primary's AWS region,
+/// loaded at most once and only when needed (CodeCommit, `--publish`).
+struct Aws {
+    runtime: tokio::runtime::Runtime,
+    region: String,
+    sdk: OnceCell<aws_config::SdkConfig>,
+}
+
+impl Aws {
+    fn new(region: &str) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(Self {
+            runtime,
+            region: region.to_owned(),
+            sdk: OnceCell::new(),
+        })
+    }
+
+    /// The SDK's configuration, once AWS credentials were found: without them, one error
+    /// `what: no AWS credentials ...` (exit 3) rather than the SDK's chain on each call.
+    fn signed(&self, what: &str) -> anyhow::Result<&aws_config::SdkConfig> {
+        use aws_credential_types::provider::ProvideCredentials;
+        let sdk = self.sdk.get_or_init(|| {
+            self.runtime.block_on(
+                aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .region(aws_config::Region::new(self.region.clone()))
+                    .load(),
+            )
+        });
+        let Some(provider) = sdk.credentials_provider() else {
+            return Err(OperationFailed::wrap(anyhow!(
+                "{what}: no AWS credentials provider is configured"
+            )));
+        };
+        (self.runtime.block_on(provider.provide_credentials()))
+            .map_err(|e| OperationFailed::wrap(anyhow!("{what}: {}", credentials_problem(&e))))?;
+        Ok(sdk)
+    }
+}
+
+/// Why there are no AWS credentials, on one line. The SDK's account of a chain that found
+/// none lists each provider it tried on a line of its own: that goes to the log (`-v`).
+fn credentials_problem(e: &aws_credential_types::provider::error::CredentialsError) -> String {
+    use aws_credential_types::provider::error::CredentialsError;
+    let chain = one_line(e);
+    tracing::info!(error = %chain, "no AWS credentials");
+    if matches!(e, CredentialsError::CredentialsNotLoaded(_)) {
+        "no AWS credentials: none in the environment, the AWS config files, a web identity token, the ECS container or EC2 instance metadata (-v says why each gave none)".to_owned()
+    } else {
+        // Its own message is only "an error occurred while loading credentials".
+        let cause = std::error::Error::source(e).map_or(chain, one_line);
+        format!("no AWS credentials: {cause}")
+    }
+}
+
+/// An error and its causes on one line, each said once (an SDK error often repeats its
+/// source's message in its own).
+fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut next = Some(e);
+    while let Some(e) = next {
+        let text = e.to_string();
+        let text: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let text = text.join("; ");
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        next = e.source();
+    }
+    out
+}
+
+/// An AWS call that failed (exit 3), once: tozai's adapters already put the SDK's causes
+/// in their message, so its sources are not printed again.
+fn aws_failed(what: &str, e: impl std::fmt::Display) -> anyhow::Error {
+    OperationFailed::wrap(anyhow!("{what}: {e}"))
+}
+
+/// The local repository to read the commit from: `--repo`, or the primary when it is
+/// local; `None` for a CodeCommit primary (its API).
+fn local_repo(o: &Options, primary: &Region) -> anyhow::Result<Option<PathBuf>> {
+    Ok(match (&o.repo, &primary.repository) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, Location::Local(dir)) => Some(dir.clone()),
+        (None, Location::CodeCommit { .. }) => None,
+        (None, Location::Url(url)) => {
+            bail!(
+                "the primary {} is neither local nor CodeCommit: give a local clone with --repo",
+                quoted(url)
+            )
+        }
+    })
+}
+
+/// The push the sync-judge would have seen for `after` on `reference`.
+fn push(primary: &Region, reference: &RefName, before: Option<CommitId>, after: CommitId) -> Push {
+    Push {
+        repository: primary.repository.to_string(),
+        region: primary.name.clone(),
+        reference: reference.clone(),
+        before,
+        after,
+    }
+}
+
+/// The plan, read from a local repository (the primary, or `--repo`'s clone, where a
+/// branch may be a remote-tracking `origin/BRANCH`), once the premises hold.
+fn local_plan(
+    runtime: &tokio::runtime::Runtime,
+    config: &Config,
+    o: &Options,
+    reference: &RefName,
+    dir: &Path,
+) -> anyhow::Result<Plan> {
+    let primary = config.primary();
+    let git = Git2Changes::open(dir)?;
+    let (before, after) = git.resolve_range(&o.commit)?;
+    let mut head = ref_head(&git, &reference.full())?;
+    if let (None, Some(_), RefName::Branch(b)) = (&head, &o.repo, reference) {
+        head = ref_head(&git, &format!("refs/remotes/origin/{b}"))?;
+    }
+    let Some(head) = head else {
+        let place = match &o.repo {
+            Some(clone) => format!(
+                "in {}, the clone of the primary {} given with --repo",
+                quoted(&clone.display().to_string()),
+                primary.name
+            ),
+            None => on_primary(primary),
+        };
+        bail!("{} does not exist {place}", quoted(&reference.full()));
+    };
+    if !runtime.block_on(is_on(&git, &after, &head))? {
+        return Err(not_on_ref(&after, reference, &head));
+    }
+    let push = push(primary, reference, before, after);
+    Ok(runtime.block_on(tozai::service::plan_push(config, &git, push))?)
+}
+
+/// The commit a full ref name points at in a local repository (a tag peeled), `None`
+/// when there is no such ref.
+fn ref_head(git: &Git2Changes, full: &str) -> anyhow::Result<Option<CommitId>> {
+    match git.resolve_range(full) {
+        Ok((_, head)) => Ok(Some(head)),
+        Err(ChangeError::UnknownRevision { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The plan, read through CodeCommit's API (the commit must be a full id), once the
+/// premises hold.
+fn codecommit_plan(
+    aws: &Aws,
+    config: &Config,
+    commit: &str,
+    reference: &RefName,
+) -> anyhow::Result<Plan> {
+    let primary = config.primary();
+    let after: CommitId = commit
+        .parse()
+        .context("--commit: give the full commit id (or a local clone with --repo)")?;
+    let what = format!(
+        "cannot read the primary {} ({}) through CodeCommit's API",
+        primary.name, primary.repository
+    );
+    let repo = tozai::lambda::repo(aws.signed(&what)?, primary)?;
+    let failed = |e: ChangeError| match e {
+        e @ ChangeError::UnknownRevision { .. } => anyhow::Error::new(e),
+        e => aws_failed(&what, e),
+    };
+    match reference {
+        RefName::Branch(branch) => {
+            let head = (aws.runtime.block_on(repo.branch_head(branch)))
+                .map_err(failed)?
+                .ok_or_else(|| {
+                    anyhow!(
+                        "{} does not exist {}",
+                        quoted(&reference.full()),
+                        on_primary(primary)
+                    )
+                })?;
+            if !aws
+                .runtime
+                .block_on(is_on(&repo, &after, &head))
+                .map_err(failed)?
+            {
+                return Err(not_on_ref(&after, reference, &head));
+            }
+        }
+        RefName::Tag(_) => errln!(
+            "tozai: warning: not checked that {} exists and holds {}: CodeCommit's API reads no tags (give a clone with --repo to check)",
+            quoted(&reference.full()),
+            after.short()
+        ),
+    }
+    let before = (aws.runtime.block_on(repo.first_parent(&after))).map_err(failed)?;
+    let push = push(primary, reference, before, after);
+    (aws.runtime
+        .block_on(tozai::service::plan_push(config, &repo, push)))
+    .map_err(|e| aws_failed(&what, e))
+}
+
+/// `on the primary tokyo (LOCATION)`.
+fn on_primary(primary: &Region) -> String {
+    format!(
+        "on the primary {} ({})",
+        primary.name,
+        quoted(&primary.repository.to_string())
+    )
+}
+
+/// True when `commit` is `head` or one of its ancestors.
+async fn is_on<A: Ancestry>(
+    repo: &A,
+    commit: &CommitId,
+    head: &CommitId,
+) -> Result<bool, ChangeError> {
+    Ok(commit == head || repo.merge_base(commit, head).await?.as_ref() == Some(commit))
+}
+
+fn not_on_ref(commit: &CommitId, reference: &RefName, head: &CommitId) -> anyhow::Error {
+    anyhow!(
+        "commit {} is not on {} (its head is {}): replay a commit of the ref",
+        commit.short(),
+        quoted(&reference.full()),
+        head.short()
+    )
+}
+
+/// Publishes the sync-judge's `Sync Requested` for the plan's commit.
+fn publish(aws: &Aws, o: &Options, config: &Config, plan: &Plan) -> anyhow::Result<()> {
+    let (commit, reference) = (&plan.push.after, &plan.push.reference);
+    if !plan.decisions.sync.mirror {
+        bail!(
+            "the sync-judge would not mirror {} ({}): nothing to publish; `tozai mirror -c {} --ref {}` mirrors it anyway",
+            commit.short(),
+            plan.decisions.sync.reason.describe(),
+            quoted(&o.config.display().to_string()),
+            quoted(&reference.full())
+        );
+    }
+    let request = tozai::event::SyncRequested {
+        repository: config.primary().repository.name(),
+        reference: reference.full(),
+        commit: Some(commit.to_string()),
+        reason: format!("replay: {}", plan.decisions.sync.reason.describe()),
+    };
+    let what = format!(
+        "cannot publish to EventBridge in {} (bus {})",
+        aws.region, o.event_bus
+    );
+    let sink = tozai::lambda::events_on(aws.signed(&what)?, &o.event_bus);
+    (aws.runtime
+        .block_on(tozai::judge::request_sync(&sink, &request)))
+    .map_err(|e| aws_failed(&what, e.context))
+}
+
+/// Mirrors the one ref (or shows what the mirror would do).
+fn mirror_ref(
+    o: &Options,
+    config: &Config,
+    reference: &RefName,
+    cache: PathBuf,
+    dry_run: bool,
+) -> anyhow::Result<MirrorOutcome> {
+    let ledger = o.state.ledger(&cache, &config.standby().repository)?;
+    // `_aws` keeps the runtime a CodeCommit target is read on while the mirror runs.
+    let (source, target, _aws) =
+        crate::mirror::remotes(&config.primary().repository, &config.standby().repository)?;
+    let request = MirrorRequest {
+        source,
+        target,
+        selection: RefSelection::exactly(reference),
+        force: o.force,
+        dry_run,
+        ledger: Some(ledger),
+    };
+    Git2Mirror::new(cache)
+        .mirror(&request, None)
+        .map_err(crate::mirror::mirror_failed)
+}
+
+/// The readable report: the plan, then what happened.
+fn report(o: &Options, config: &Config, plan: &Plan, outcome: Option<&MirrorOutcome>) {
+    let (commit, reference) = (&plan.push.after, &plan.push.reference);
+    let standby = &config.standby().name;
+    let starts: Vec<&str> = (plan.decisions.after_mirror.iter())
+        .filter(|d| d.start)
+        .map(|d| d.target.as_str())
+        .collect();
+    let starts = if starts.is_empty() {
+        "nothing".to_owned()
+    } else {
+        starts.join(", ")
+    };
+    out!("{}", crate::report::plan(plan));
+    outln!();
+    if o.publish {
+        outln!(
+            "published Sync Requested for {} at {} on bus {} in {}: the mirror Lambda takes it from here",
+            quoted(&reference.full()),
+            commit.short(),
+            o.event_bus,
+            config.primary().aws_region
+        );
+        outln!("once it has mirrored, {standby}'s judge starts: {starts}");
+    } else if !plan.decisions.sync.mirror {
+        outln!(
+            "not mirrored: {} (`tozai mirror -c {} --ref {}` mirrors it anyway)",
+            plan.decisions.sync.reason.describe(),
+            quoted(&o.config.display().to_string()),
+            quoted(&reference.full())
+        );
+    } else if let Some(out) = outcome {
+        out!("{}", crate::mirror::report(out));
+        let status = (out.refs.iter())
+            .find(|r| &r.reference == reference)
+            .map(|r| &r.status);
+        let seen = Standby {
+            name: standby,
+            reference,
+            commit,
+            dry_run: out.dry_run,
+        };
+        outln!("{}", seen.conclusion(status, &starts));
+        if out.dry_run {
+            outln!("(dry run: --execute mirrors, or --publish asks the mirror Lambda)");
+        }
+    }
+}
+
+/// The standby's ref a replay mirrors, for the last line.
+struct Standby<'a> {
+    name: &'a str,
+    reference: &'a RefName,
+    commit: &'a CommitId,
+    dry_run: bool,
+}
+
+impl Standby<'_> {
+    /// What the mirror did (or would do) to the standby's ref, and what the standby's judge
+    /// starts: the plan's targets only when the ref moved to the commit itself.
+    fn conclusion(&self, status: Option<&RefStatus>, starts: &str) -> String {
+        let (s, r, c) = (self.name, quoted_ref(self.reference), self.commit.short());
+        let moved = match status {
+            Some(RefStatus::Created { new } | RefStatus::Updated { new, .. }) => Some(new),
+            _ => None,
+        };
+        match (moved, status, self.dry_run) {
+            (Some(new), _, true) if new == self.commit => {
+                format!("would move {s}'s {r} to {c}: then {s}'s judge would start: {starts}")
+            }
+            (Some(new), _, false) if new == self.commit => {
+                format!("{s}'s {r} moved to {c}: {s}'s judge starts: {starts}")
+            }
+            (Some(new), _, true) => format!(
+                "would move {s}'s {r} to {}, the head of the ref, past {c}: {s}'s judge would judge that push, not this commit",
+                new.short()
+            ),
+            (Some(new), _, false) => format!(
+                "{s}'s {r} moved to {}, the head of the ref, past {c}: {s}'s judge judges that push, not this commit",
+                new.short()
+            ),
+            (None, Some(RefStatus::Unchanged { at }), _) => {
+                let past = if at == self.commit {
+                    String::new()
+                } else {
+                    format!(", past {c}")
+                };
+                format!(
+                    "{s}'s {r} is already at {}{past}: nothing to mirror, so {s}'s judge starts nothing",
+                    at.short()
+                )
+            }
+            (None, status, dry_run) => {
+                let why = match status {
+                    Some(RefStatus::Diverged { .. }) => " (diverged; --force overwrites it)",
+                    Some(RefStatus::Rejected { .. }) => " (rejected)",
+                    _ => "",
+                };
+                if dry_run {
+                    format!("{s}'s {r} would not be updated{why}: {s}'s judge would start nothing")
+                } else {
+                    format!("{s}'s {r} was not updated{why}: {s}'s judge starts nothing")
+                }
+            }
+        }
+    }
+}
+
+fn quoted_ref(reference: &RefName) -> String {
+    quoted(&reference.full()).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(c: char) -> CommitId {
+        c.to_string().repeat(40).parse().unwrap()
+    }
+
+    fn line(status: Option<RefStatus>, dry_run: bool) -> String {
+        let main = RefName::branch("main").unwrap();
+        let commit = id('a');
+        let standby = Standby {
+            name: "osaka",
+            reference: &main,
+            commit: &commit,
+            dry_run,
+        };
+        standby.conclusion(status.as_ref(), "osaka-core")
+    }
+
+    #[test]
+    fn the_judge_starts_only_when_the_standby_moved_to_the_commit() {
+        let moved = RefStatus::Updated {
+            old: id('0'),
+            new: id('a'),
+            forced: false,
+        };
+        assert_eq!(
+            line(Some(moved.clone()), false),
+            "osaka's refs/heads/main moved to aaaaaaaaaaaa: osaka's judge starts: osaka-core"
+        );
+        assert_eq!(
+            line(Some(moved), true),
+            "would move osaka's refs/heads/main to aaaaaaaaaaaa: then osaka's judge would start: osaka-core"
+        );
+        assert_eq!(
+            line(Some(RefStatus::Created { new: id('b') }), false),
+            "osaka's refs/heads/main moved to bbbbbbbbbbbb, the head of the ref, past aaaaaaaaaaaa: osaka's judge judges that push, not this commit"
+        );
+        assert_eq!(
+            line(Some(RefStatus::Unchanged { at: id('a') }), false),
+            "osaka's refs/heads/main is already at aaaaaaaaaaaa: nothing to mirror, so osaka's judge starts nothing"
+        );
+    }
+
+    #[test]
+    fn a_standby_left_alone_starts_nothing() {
+        let diverged = RefStatus::Diverged {
+            source: Some(id('a')),
+            standby: id('c'),
+        };
+        assert_eq!(
+            line(Some(diverged.clone()), false),
+            "osaka's refs/heads/main was not updated (diverged; --force overwrites it): osaka's judge starts nothing"
+        );
+        assert_eq!(
+            line(Some(diverged), true),
+            "osaka's refs/heads/main would not be updated (diverged; --force overwrites it): osaka's judge would start nothing"
+        );
+        assert_eq!(
+            line(
+                Some(RefStatus::Rejected {
+                    reason: "hook".into()
+                }),
+                false
+            ),
+            "osaka's refs/heads/main was not updated (rejected): osaka's judge starts nothing"
+        );
+        assert_eq!(
+            line(None, false),
+            "osaka's refs/heads/main was not updated: osaka's judge starts nothing"
+        );
+    }
+
+    #[test]
+    fn an_error_chain_is_one_line_each_cause_once() {
+        #[derive(Debug)]
+        struct E(&'static str, Option<Box<E>>);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for E {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let inner = E(
+            "no credentials found. Attempted:\n  Environment: not set\n",
+            None,
+        );
+        let middle = E(
+            "dispatch failure: no credentials found. Attempted:\n  Environment: not set",
+            Some(Box::new(inner)),
+        );
+        let outer = E("PutEvents failed", Some(Box::new(middle)));
+        assert_eq!(
+            one_line(&outer),
+            "PutEvents failed: dispatch failure: no credentials found. Attempted:; Environment: not set"
+        );
+    }
 }

@@ -1,11 +1,17 @@
 //! Readable reports for people; `--json` prints the library's types instead.
+//!
+//! Paths and ref names are shown with [`quoted`] (git's `core.quotePath`), so a file name
+//! holding an escape sequence or a newline can neither recolour the terminal nor forge a
+//! line; locations are [shown](tozai::location::Location::shown) without their secrets.
 
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
+use tozai::change::{Change, RepoPath};
 use tozai::config::{Config, MIRROR_ACTION, sync_rule_name};
 use tozai::plan::{Decisions, Plan, Reason, TargetDecision};
 use tozai::rules::Match;
+use tozai::text::quoted;
 
 /// How many paths a report lists before it summarises.
 const SHOWN: usize = 20;
@@ -17,19 +23,40 @@ pub fn region_names(config: &Config) -> String {
 
 /// One line about the config.
 pub fn summary(config: &Config) -> String {
-    let (p, s) = (config.primary(), config.standby());
     format!(
-        "{}: primary {} ({}, {}), standby {} ({}, {}); {}; {}",
+        "{}: {}; {}; {}",
         config.origin,
-        p.name,
-        p.aws_region,
-        p.repository,
-        s.name,
-        s.aws_region,
-        s.repository,
+        regions(config),
         plural(config.targets.len(), "pipeline target"),
         plural(config.tests.len(), "rule test")
     )
+}
+
+/// `primary NAME (AWS_REGION, LOCATION), standby NAME (AWS_REGION, LOCATION)`.
+pub fn regions(config: &Config) -> String {
+    let (p, s) = (config.primary(), config.standby());
+    format!(
+        "primary {} ({}, {}), standby {} ({}, {})",
+        p.name,
+        p.aws_region,
+        p.repository.shown(),
+        s.name,
+        s.aws_region,
+        s.repository.shown(),
+    )
+}
+
+/// A path as text output shows it.
+pub fn path(p: &RepoPath) -> String {
+    quoted(&p.to_string()).into_owned()
+}
+
+/// A changed path as `git diff --name-status` shows it: `M path`, `R old -> new`.
+fn change(c: &Change) -> String {
+    match &c.old_path {
+        Some(old) => format!("{} {} -> {}", c.kind.letter(), path(old), path(&c.path)),
+        None => format!("{} {}", c.kind.letter(), path(&c.path)),
+    }
 }
 
 fn plural(n: usize, noun: &str) -> String {
@@ -102,9 +129,14 @@ fn explain(
         }
     };
     if let Some(m) = matches.first().filter(|_| taken) {
-        let _ = write!(s, " ({} matched {:?})", m.path, m.pattern.as_ref());
+        let _ = write!(s, " ({} matched {:?})", path(&m.path), m.pattern.as_ref());
     } else if let Some(m) = excluded.first() {
-        let _ = write!(s, " ({} excluded by {:?})", m.path, m.pattern.as_ref());
+        let _ = write!(
+            s,
+            " ({} excluded by {:?})",
+            path(&m.path),
+            m.pattern.as_ref()
+        );
     } else if reason == Reason::BranchNotSelected {
         let _ = write!(s, " (its branches: {})", list(branches));
     } else if reason == Reason::TagNotSelected {
@@ -125,12 +157,15 @@ pub fn plan(plan: &Plan) -> String {
     let _ = writeln!(
         out,
         "push to {} {} {}  ({})",
-        push.region, push.reference, range, push.repository
+        push.region,
+        quoted(&push.reference.full()),
+        range,
+        tozai::location::redact(&push.repository)
     );
     let n = plan.changed.len();
     let _ = writeln!(out, "{n} changed path{}", if n == 1 { "" } else { "s" });
     for c in plan.changed.iter().take(SHOWN) {
-        let _ = writeln!(out, "  {c}");
+        let _ = writeln!(out, "  {}", change(c));
     }
     more(&mut out, plan.changed.len());
 
@@ -185,7 +220,7 @@ fn matches(out: &mut String, matched: &[Match], excluded: &[Match]) {
         let _ = writeln!(
             out,
             "      {}  matched {:?} ({})",
-            m.path,
+            path(&m.path),
             m.pattern.as_ref(),
             m.rule
         );
@@ -195,7 +230,7 @@ fn matches(out: &mut String, matched: &[Match], excluded: &[Match]) {
         let _ = writeln!(
             out,
             "      {}  excluded by {:?} ({})",
-            m.path,
+            path(&m.path),
             m.pattern.as_ref(),
             m.rule
         );

@@ -5,7 +5,8 @@
 //! the lines.
 //!
 //! Beyond "no panic": error messages are non-empty and free of raw control characters;
-//! a URL's credentials never appear in an error; accepted refs round-trip and are refs
+//! a URL's credentials never appear in an error, and `redact` leaves no URL's user part
+//! or query string in any text (and changes nothing twice); accepted refs round-trip and are refs
 //! git itself would accept; commit ids are normalised full hex; a rule set (one GlobSet)
 //! and a name filter agree with their patterns compiled one by one.
 #![no_main]
@@ -15,7 +16,9 @@ use std::path::Path;
 use globset::GlobMatcher;
 use libfuzzer_sys::fuzz_target;
 use tozai::change::{Change, RepoPath};
-use tozai::location::{Location, check_aws_region, check_codecommit_name};
+use tozai::location::{
+    CREDENTIALS_SHOWN, Location, QUERY_SHOWN, check_aws_region, check_codecommit_name, redact,
+};
 use tozai::refs::{CommitId, RefName};
 use tozai::rules::{NameFilter, PathRule, RuleSet, compile_glob};
 use tozai_fuzz::{check_message, first_match, is_git_path, matchers, paths_from_pattern};
@@ -25,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let lines: Vec<&str> = text.split('\n').take(12).collect();
+    redaction(text);
     for s in std::iter::once(text).chain(lines.iter().copied()) {
         location(s);
         reference(s);
@@ -41,18 +45,10 @@ fn location(s: &str) {
         Err(e) => {
             let message = e.to_string();
             check_message("location error", &message);
-            // Credentials in a URL are never echoed, whatever else is wrong with it
-            // (`codecommit::` forms excepted: there `@` names an AWS profile).
-            if !s.starts_with("codecommit:")
-                && let Some((_, rest)) = s.split_once("://")
-                && rest.split('/').next().unwrap_or("").contains('@')
-            {
-                // Every reason for such a URL is fixed text; only the location could leak.
-                assert_eq!(
-                    e.location, "(a URL with credentials, not shown)",
-                    "{message:?}"
-                );
-            }
+            // A URL's credentials and query string are never echoed, whatever else is
+            // wrong with it: the location is shown redacted (every reason for a URL with
+            // credentials is fixed text).
+            assert_eq!(e.location, redact(s), "{message:?}");
         }
         Ok(loc) => {
             let shown = loc.to_string();
@@ -76,6 +72,39 @@ fn location(s: &str) {
                     assert_eq!(again.as_ref(), Ok(&loc), "{shown:?} does not round-trip");
                 }
                 Location::Local(p) => assert!(p.is_absolute(), "{p:?} is not absolute"),
+            }
+        }
+    }
+}
+
+/// `redact`: idempotent; the text outside what it hides is kept; in its output every
+/// URL's user part is `***@` and every query string `?***` to the end of the URL.
+fn redaction(text: &str) {
+    let shown = redact(text);
+    assert_eq!(redact(&shown), shown, "redact is idempotent on {text:?}");
+    if !text.contains("://") {
+        assert_eq!(shown, text);
+        return;
+    }
+    let ends = |c: char| {
+        c.is_whitespace()
+            || c.is_control()
+            || matches!(c, '"' | '\'' | '`' | '<' | '>' | '\u{2400}'..='\u{2421}')
+    };
+    for token in shown.split(ends).filter(|t| t.contains("://")) {
+        let first = token.find("://").expect("filtered") + 3;
+        if let Some(q) = token[first..].find('?').map(|q| first + q) {
+            assert_eq!(&token[q..], QUERY_SHOWN, "a query string is left in {token:?}");
+        }
+        for (i, _) in token.match_indices("://") {
+            let rest = &token[i + 3..];
+            let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+            if let Some(at) = authority.rfind('@') {
+                assert_eq!(
+                    &authority[..=at],
+                    CREDENTIALS_SHOWN,
+                    "a user part is left in {token:?}"
+                );
             }
         }
     }

@@ -39,6 +39,10 @@ use toml::Spanned;
 
 use crate::change::{Change, ChangeKind, RepoPath};
 use crate::location::{Location, check_aws_region};
+use crate::regions;
+use crate::text::quoted;
+
+mod excerpt;
 use crate::refs::RefName;
 use crate::rules::{NameFilter, PathRule, RuleSet, compile_glob};
 
@@ -46,17 +50,27 @@ use crate::rules::{NameFilter, PathRule, RuleSet, compile_glob};
 pub const MIRROR_ACTION: &str = "mirror";
 
 /// A config that could not be read or is not valid.
+///
+/// Nothing in a message is echoed raw: URL secrets are redacted, control characters shown
+/// as pictures, values and the quoted line cut to a few hundred bytes.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}")]
+    #[error("cannot read config {}", quoted(&.path.display().to_string()))]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    /// TOML syntax, a wrong type, a missing or unknown key (toml's message names the line).
-    #[error("{origin}: {message}")]
-    Syntax { origin: String, message: String },
+    /// TOML syntax, a wrong type, a missing or unknown key: toml's message, where it is
+    /// (`line` 0 when toml does not say), and an excerpt of the line with a caret.
+    #[error("{origin}{}: {message}{excerpt}", at(*.line, *.column))]
+    Syntax {
+        origin: String,
+        line: usize,
+        column: usize,
+        message: String,
+        excerpt: String,
+    },
     /// A value that parses but is wrong.
     #[error("{origin}:{line}:{column}: {message}")]
     Invalid {
@@ -65,6 +79,46 @@ pub enum ConfigError {
         column: usize,
         message: String,
     },
+}
+
+/// `:LINE:COLUMN`, or nothing for line 0 (unknown).
+fn at(line: usize, column: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}:{column}")
+    }
+}
+
+impl ConfigError {
+    /// An error with no place in the file.
+    fn whole(origin: &str, message: String) -> Self {
+        Self::Syntax {
+            origin: origin.to_owned(),
+            line: 0,
+            column: 0,
+            message: excerpt::message(&message),
+            excerpt: String::new(),
+        }
+    }
+
+    /// toml's error, with its excerpt made safe to print.
+    fn toml(origin: &str, text: &str, e: &toml::de::Error) -> Self {
+        let message = excerpt::message(e.message().trim_end());
+        match e.span() {
+            Some(span) => {
+                let (line, column) = excerpt::position(text, span.start);
+                Self::Syntax {
+                    origin: origin.to_owned(),
+                    line,
+                    column,
+                    message,
+                    excerpt: excerpt::excerpt(text, span.start, line),
+                }
+            }
+            None => Self::whole(origin, message),
+        }
+    }
 }
 
 /// One region: a name of the user's choosing, its AWS region and its repository.
@@ -81,6 +135,9 @@ pub struct Region {
 pub struct SyncRule {
     pub branches: NameFilter,
     pub tags: NameFilter,
+    /// `sync.reconcile`: how often the mirror's reconciliation runs (default hourly), for
+    /// `tozai status`; the stacks' `MirrorSchedule` must agree.
+    pub reconcile: crate::status::Reconciliation,
 }
 
 impl SyncRule {
@@ -184,25 +241,30 @@ pub struct Config {
     pub tests: Vec<RuleTest>,
     /// Every path rule: `sync.to.REGION` for each region and one per target.
     pub rules: RuleSet,
+    /// What is allowed but probably a mistake (both regions in one AWS region); logged
+    /// once by [`Config::load`].
+    pub warnings: Vec<String>,
 }
 
 impl Config {
-    /// Reads and checks a config file.
+    /// Reads and checks a config file, and logs its [warnings](Config::warnings).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, path)
+        let config = Self::parse(&text, path)?;
+        for warning in &config.warnings {
+            tracing::warn!(config = %config.origin, "{warning}");
+        }
+        Ok(config)
     }
 
     /// Checks config text; `origin` names it in errors and anchors relative paths.
     pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
-        let shown = origin.display().to_string();
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            origin: shown.clone(),
-            message: printable(e.to_string().trim_end()),
-        })?;
+        let shown = quoted(&origin.display().to_string()).into_owned();
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError::toml(&shown, text, &e))?;
         let base = origin.parent().unwrap_or(Path::new("."));
         Checker {
             text,
@@ -263,6 +325,7 @@ type S = Spanned<String>;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    extra_aws_regions: Option<Vec<S>>,
     primary: S,
     base_branch: Option<S>,
     regions: Spanned<BTreeMap<String, Spanned<RawRegion>>>,
@@ -285,6 +348,7 @@ struct RawRegion {
 struct RawSync {
     branches: Vec<S>,
     tags: Option<Vec<S>>,
+    reconcile: Option<S>,
     #[serde(default)]
     to: BTreeMap<String, Spanned<RawPaths>>,
 }
@@ -378,15 +442,85 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn err(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
-        let upto = &self.text[..span.start.min(self.text.len())];
-        let line = upto.matches('\n').count() + 1;
-        let column = upto.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let (line, column) = excerpt::position(self.text, span.start);
         ConfigError::Invalid {
             origin: self.origin.clone(),
             line,
             column,
-            message: printable(&message.into()),
+            message: excerpt::message(&message.into()),
         }
+    }
+
+    /// `extra_aws_regions`: region names AWS opened after this release's table.
+    fn extra_regions(&self, extra: Option<Vec<S>>) -> Result<Vec<String>, ConfigError> {
+        let extra = extra.unwrap_or_default();
+        for r in &extra {
+            check_aws_region(r.get_ref()).map_err(|m| self.err(r.span(), m))?;
+        }
+        Ok(extra.into_iter().map(Spanned::into_inner).collect())
+    }
+
+    /// One region, checked: its name, its AWS region (a known one), its repository.
+    fn region(
+        &self,
+        name: String,
+        region: RawRegion,
+        extra: &[String],
+        base: &Path,
+    ) -> Result<(Region, Range<usize>), ConfigError> {
+        let aws_region = region.aws_region.get_ref();
+        check_aws_region(aws_region).map_err(|m| self.err(region.aws_region.span(), m))?;
+        if !regions::is_known(aws_region, extra) {
+            return Err(self.err(
+                region.aws_region.span(),
+                unknown_aws_region(aws_region, &format!("region {name}")),
+            ));
+        }
+        let span = region.repository.span();
+        let repository = Location::parse(region.repository.get_ref(), aws_region, base)
+            .map_err(|e| self.err(span.clone(), e.to_string()))?;
+        if let Location::CodeCommit { region: r, .. } = &repository
+            && !regions::is_known(r, extra)
+        {
+            let whose = format!("region {name}'s repository");
+            return Err(self.err(span, unknown_aws_region(r, &whose)));
+        }
+        let region = Region {
+            name,
+            aws_region: region.aws_region.into_inner(),
+            repository,
+        };
+        Ok((region, span))
+    }
+
+    /// Two regions on one repository would mirror it onto itself; two in one AWS region
+    /// fail together (allowed: a warning).
+    fn distinct(
+        &self,
+        regions: &[Region],
+        standby_span: Range<usize>,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), ConfigError> {
+        let (p, s) = (&regions[0], &regions[1]);
+        let same = p.repository.canonical();
+        if same == s.repository.canonical() {
+            return Err(self.err(
+                standby_span,
+                format!(
+                    "regions {} and {} use the same repository, {}: the standby needs a repository of its own",
+                    p.name,
+                    s.name,
+                    same.shown()
+                ),
+            ));
+        }
+        if p.aws_region == s.aws_region {
+            warnings.push(format!(
+                "regions {} and {} are both in the AWS region {}: an outage of {} takes both down",
+                p.name, s.name, p.aws_region, p.aws_region
+            ));
+        }
+        Ok(())
     }
 
     fn check(&self, raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
@@ -402,24 +536,15 @@ impl Checker<'_> {
                 ),
             ));
         }
+        let extra = self.extra_regions(raw.extra_aws_regions)?;
         let mut regions = Vec::new();
+        let mut repository_spans = Vec::new();
         for (name, region) in raw_regions {
             let span = region.span();
-            let region = region.into_inner();
-            check_name(&name, "region").map_err(|m| self.err(span.clone(), m))?;
-            check_aws_region(region.aws_region.get_ref())
-                .map_err(|m| self.err(region.aws_region.span(), m))?;
-            let repository = Location::parse(
-                region.repository.get_ref(),
-                region.aws_region.get_ref(),
-                base,
-            )
-            .map_err(|e| self.err(region.repository.span(), e.to_string()))?;
-            regions.push(Region {
-                name,
-                aws_region: region.aws_region.into_inner(),
-                repository,
-            });
+            check_name(&name, "region").map_err(|m| self.err(span, m))?;
+            let (region, span) = self.region(name, region.into_inner(), &extra, base)?;
+            regions.push(region);
+            repository_spans.push(span);
         }
         let names: Vec<String> = regions.iter().map(|r| r.name.clone()).collect();
         let known = |s: &S| -> Result<String, ConfigError> {
@@ -437,7 +562,14 @@ impl Checker<'_> {
             }
         };
         let primary = known(&raw.primary)?;
+        let standby_span = if regions[0].name == primary {
+            repository_spans[1].clone()
+        } else {
+            repository_spans[0].clone()
+        };
         regions.sort_by_key(|r| r.name != primary);
+        let mut warnings = Vec::new();
+        self.distinct(&regions, standby_span, &mut warnings)?;
 
         let base_branch = match raw.base_branch {
             Some(b) => {
@@ -462,6 +594,13 @@ impl Checker<'_> {
         let sync_rule = SyncRule {
             branches: self.filter("sync.branches", &sync.branches)?,
             tags: self.filter("sync.tags", &tags)?,
+            reconcile: match &sync.reconcile {
+                Some(r) => r.get_ref().parse().map_err(|e| {
+                    let shown = crate::text::cut(r.get_ref(), 40);
+                    self.err(r.span(), format!("sync.reconcile = {shown:?}: {e}"))
+                })?,
+                None => Default::default(),
+            },
         };
         let mut path_rules = Vec::new();
         for (to, paths) in &sync.to {
@@ -572,10 +711,8 @@ impl Checker<'_> {
                 tags: self.filter(&format!("{name}.tags"), &p.tags)?,
             });
         }
-        let rules = RuleSet::new(path_rules).map_err(|e| ConfigError::Syntax {
-            origin: self.origin.clone(),
-            message: e.to_string(),
-        })?;
+        let rules = RuleSet::new(path_rules)
+            .map_err(|e| ConfigError::whole(&self.origin, e.to_string()))?;
 
         // Rule tests.
         let mut tests: Vec<RuleTest> = Vec::new();
@@ -640,6 +777,7 @@ impl Checker<'_> {
             targets,
             tests,
             rules,
+            warnings,
         })
     }
 
@@ -658,10 +796,7 @@ impl Checker<'_> {
             compile_glob(rule, g.get_ref()).map_err(|e| self.err(g.span(), e.to_string()))?;
         }
         let texts: Vec<String> = patterns.iter().map(|g| g.get_ref().clone()).collect();
-        NameFilter::new(rule, &texts).map_err(|e| ConfigError::Syntax {
-            origin: self.origin.clone(),
-            message: e.to_string(),
-        })
+        NameFilter::new(rule, &texts).map_err(|e| ConfigError::whole(&self.origin, e.to_string()))
     }
 
     fn change(&self, c: &Spanned<RawChange>) -> Result<Change, ConfigError> {
@@ -705,23 +840,11 @@ impl Checker<'_> {
     }
 }
 
-/// A message safe to print: toml quotes the offending line of the file as it is, and keys
-/// are echoed, so a control character in the file (an escape sequence, a carriage return)
-/// would reach the terminal or the log. Each one but newline is shown as its Unicode
-/// control picture (`\u{1b}` as `␛`, a tab as `␉`): one column wide, so toml's `^` still
-/// points at it. Line ends of CRLF files are plain newlines.
-fn printable(message: &str) -> String {
-    message
-        .replace("\r\n", "\n")
-        .chars()
-        .map(|c| match c {
-            '\n' => c,
-            '\u{0}'..='\u{1f}' => char::from_u32(0x2400 + c as u32).unwrap_or('\u{fffd}'),
-            '\u{7f}' => '\u{2421}',
-            c if c.is_control() => '\u{fffd}',
-            c => c,
-        })
-        .collect()
+/// The error for an AWS region not in [`regions::KNOWN`], and how to allow it.
+fn unknown_aws_region(region: &str, whose: &str) -> String {
+    format!(
+        "unknown AWS region {region:?} for {whose} (tozai knows the AWS regions open in late 2026): if AWS opened it since, allow it with extra_aws_regions = [{region:?}] at the top of the config"
+    )
 }
 
 /// Names of regions and targets: a letter or digit, then letters, digits, `-` or `_`.
@@ -793,6 +916,31 @@ paths = ["common/**", "primary/**"]
     }
 
     #[test]
+    fn extra_aws_regions_allow_a_new_region() {
+        let text = BASE.replace("\"ap-northeast-3\"", "\"ap-northeast-9\"");
+        assert!(parse(&text).is_err());
+        let c = parse(&format!("extra_aws_regions = [\"ap-northeast-9\"]\n{text}")).unwrap();
+        assert_eq!(c.standby().aws_region, "ap-northeast-9");
+        assert!(c.warnings.is_empty());
+    }
+
+    #[test]
+    fn one_aws_region_for_both_is_a_warning() {
+        let c = parse(
+            &BASE
+                .replace("\"ap-northeast-3\"", "\"ap-northeast-1\"")
+                .replacen("\"core-infra\"", "\"core-infra-dr\"", 1),
+        )
+        .unwrap();
+        assert_eq!(
+            c.warnings,
+            [
+                "regions tokyo and osaka are both in the AWS region ap-northeast-1: an outage of ap-northeast-1 takes both down"
+            ]
+        );
+    }
+
+    #[test]
     fn failover_is_one_line() {
         let c = parse(&BASE.replace("primary = \"tokyo\"", "primary = \"osaka\"")).unwrap();
         assert_eq!(c.primary().name, "osaka");
@@ -856,7 +1004,7 @@ paths = ["common/**"]
 "#;
 
     /// Each row: what is appended to (or replaced in) the base config, the line the error
-    /// must point at (0: a syntax error, checked by toml's own message), and words it must say.
+    /// must point at, and words it must say.
     #[test]
     fn bad_configs_name_the_line_and_the_value() {
         let rows: Vec<(&str, String, usize, &[&str])> = vec![
@@ -866,15 +1014,15 @@ paths = ["common/**"]
                     "primary = \"tokyo\"",
                     "primary = \"tokyo\"\ncolour = \"red\"",
                 ),
-                0,
-                &["unknown field", "colour", "line 3"],
+                3,
+                &["unknown field", "colour", "\n3 | colour = \"red\"\n"],
             ),
-            ("malformed", format!("{BASE}[sync\n"), 0, &["line 15"]),
+            ("malformed", format!("{BASE}[sync\n"), 15, &["15 | [sync"]),
             (
                 "wrong type",
                 BASE.replace("branches = [\"main\"]", "branches = \"main\""),
-                0,
-                &["branches", "line 10"],
+                10,
+                &["branches"],
             ),
             (
                 "unknown primary",
@@ -928,6 +1076,42 @@ paths = ["common/**"]
                 BASE.replace("\"ap-northeast-3\"", "\"osaka-1\""),
                 7,
                 &["\"osaka-1\"", "not an AWS region"],
+            ),
+            (
+                "unknown aws region",
+                BASE.replace("\"ap-northeast-3\"", "\"ap-northeast-9\""),
+                7,
+                &[
+                    "unknown AWS region \"ap-northeast-9\" for region osaka",
+                    "extra_aws_regions = [\"ap-northeast-9\"]",
+                ],
+            ),
+            (
+                "unknown aws region of a repository",
+                BASE.replacen("\"core-infra\"", "\"codecommit::eu-east-9://x\"", 1),
+                5,
+                &["unknown AWS region \"eu-east-9\" for region tokyo's repository"],
+            ),
+            (
+                "bad extra region",
+                format!("extra_aws_regions = [\"a b\"]\n{BASE}"),
+                1,
+                &["\"a b\" is not an AWS region name"],
+            ),
+            (
+                "same repository",
+                BASE.replace("\"ap-northeast-3\"", "\"ap-northeast-1\""),
+                8,
+                &[
+                    "regions tokyo and osaka use the same repository, codecommit::ap-northeast-1://core-infra",
+                ],
+            ),
+            (
+                "same repository, primary last",
+                BASE.replace("\"ap-northeast-3\"", "\"ap-northeast-1\"")
+                    .replace("primary = \"tokyo\"", "primary = \"osaka\""),
+                5,
+                &["regions osaka and tokyo use the same repository"],
             ),
             (
                 "bad repository",
@@ -1082,5 +1266,29 @@ paths = ["common/**"]
                 "{text:?}: {shown:?}"
             );
         }
+    }
+
+    #[test]
+    fn sync_reconcile_defaults_to_hourly_and_must_divide_a_day() {
+        assert_eq!(parse(BASE).unwrap().sync.reconcile.to_string(), "1h");
+        let with = |value: &str| {
+            parse(&BASE.replace(
+                "branches = [\"main\"]",
+                &format!("branches = [\"main\"]\nreconcile = {value}"),
+            ))
+        };
+        assert_eq!(with("\"15m\"").unwrap().sync.reconcile.to_string(), "15m");
+        assert_eq!(with("\"1d\"").unwrap().sync.reconcile.to_string(), "1d");
+        let e = with("\"7h\"").unwrap_err().to_string();
+        assert!(
+            e.contains("tozai.toml:11:13: sync.reconcile = \"7h\"")
+                && e.contains("divides 24 hours"),
+            "{e}"
+        );
+        let long = with(&format!("\"{}h\"", "9".repeat(5000)))
+            .unwrap_err()
+            .to_string();
+        assert!(long.len() < 400, "the value is cut: {long}");
+        assert!(with("60").unwrap_err().to_string().contains("reconcile"));
     }
 }

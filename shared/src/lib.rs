@@ -4,8 +4,9 @@
 //! This library is the one code path behind the Lambdas and the `tozai` CLI:
 //!
 //! - the domain, pure: [`change`] (what a push changed), [`refs`] (branch, tag and commit
-//!   names), [`location`] (where a repository lives), [`rules`] (the path-rule dialect and
-//!   engine), [`config`] (`tozai.toml`), [`plan`] (what a push triggers, explained),
+//!   names), [`location`] (where a repository lives, and how it is shown without its
+//!   secrets), [`regions`] (the AWS regions tozai knows), [`rules`] (the path-rule dialect
+//!   and engine), [`config`] (`tozai.toml`), [`plan`] (what a push triggers, explained),
 //!   [`ruletest`] (the users' rule tests), [`mirror`] (what to do with each ref, never
 //!   rewinding), [`divergence`] (why a ref diverged, and each side's commits) and
 //!   [`git_auth`] (CodeCommit's SigV4 git password);
@@ -30,6 +31,7 @@ pub mod mirror;
 pub mod plan;
 pub mod ports;
 pub mod refs;
+pub mod regions;
 pub mod remote;
 pub mod rules;
 pub mod ruletest;

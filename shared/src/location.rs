@@ -48,14 +48,10 @@ impl Location {
     /// Parses a location; `default_region` is used for bare CodeCommit names, `base` for
     /// relative paths.
     pub fn parse(text: &str, default_region: &str, base: &Path) -> Result<Self, LocationError> {
-        // A URL with credentials is never echoed, whatever else is wrong with it.
-        let shown = if has_credentials(text) {
-            CREDENTIALS_HIDDEN
-        } else {
-            text
-        };
+        // A URL's credentials and query string are never echoed, whatever else is wrong.
+        let shown = redact(text);
         let fail = |reason: &str| LocationError {
-            location: shown.to_owned(),
+            location: shown.clone().into_owned(),
             reason: reason.to_owned(),
         };
         if text.is_empty() {
@@ -158,6 +154,174 @@ impl fmt::Display for Location {
             Self::CodeCommit { region, name } => write!(f, "codecommit::{region}://{name}"),
             Self::Url(url) => f.write_str(url),
             Self::Local(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+impl Location {
+    /// The location as text output and logs show it: [`Display`](fmt::Display) with the
+    /// secrets a URL may carry (credentials, a query string) [redacted](redact).
+    pub fn shown(&self) -> String {
+        redact(&self.to_string()).into_owned()
+    }
+
+    /// The repository this location names, however it was written, so that two locations
+    /// can be compared: CodeCommit as region and name; a URL with its scheme and host in
+    /// lower case and without a trailing `/` or `.git`; a local path absolute, with `.`,
+    /// `..` and symlinks resolved as far as it exists (this reads the file system).
+    pub fn canonical(&self) -> Location {
+        match self {
+            Self::CodeCommit { .. } => self.clone(),
+            Self::Url(url) => Self::Url(canonical_url(url)),
+            Self::Local(path) => Self::Local(canonical_path(path)),
+        }
+    }
+}
+
+fn canonical_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = path.trim_end_matches('/');
+    let path = path
+        .strip_suffix(".git")
+        .unwrap_or(path)
+        .trim_end_matches('/');
+    format!(
+        "{}://{}{path}",
+        scheme.to_ascii_lowercase(),
+        authority.to_ascii_lowercase()
+    )
+}
+
+fn canonical_path(path: &Path) -> PathBuf {
+    let absolute = std::env::current_dir()
+        .map(|cwd| cwd.join(path))
+        .unwrap_or_else(|_| path.to_owned());
+    if let Ok(real) = absolute.canonicalize() {
+        return real;
+    }
+    // Not there (yet): `.` and `..` resolved by their names, then the part that exists
+    // resolved on disk.
+    let mut tidy = PathBuf::new();
+    for c in absolute.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                tidy.pop();
+            }
+            c => tidy.push(c),
+        }
+    }
+    let mut missing = Vec::new();
+    let mut existing = tidy.as_path();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return missing.iter().rev().fold(real, |p, c| p.join(c));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return tidy,
+        }
+    }
+}
+
+/// What a URL's user part (`user:password@`) is shown as.
+pub const CREDENTIALS_SHOWN: &str = "***@";
+/// What a URL's query string (and fragment) is shown as.
+pub const QUERY_SHOWN: &str = "?***";
+
+/// `text` with the secrets of every URL in it hidden: the user part of a URL's authority
+/// (`https://user:password@host` → `https://***@host`) and its query string, with the
+/// fragment (`?token=...` → `?***`). A URL is found by its `://` and ends at whitespace,
+/// a control character (or its Unicode picture, `␛`), a quote, a backtick, `<` or `>`. Text without `://` is returned as
+/// it is. Every error excerpt, warning and report that may hold a location goes through
+/// this one function.
+///
+/// ```
+/// use tozai::location::redact;
+/// assert_eq!(redact("cannot reach https://me:pw@git.example.com/x.git?token=t now"),
+///            "cannot reach https://***@git.example.com/x.git?*** now");
+/// assert_eq!(redact("repository = \"core-infra\""), "repository = \"core-infra\"");
+/// ```
+pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
+    let hidden = secrets(text);
+    if hidden.is_empty() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (range, shown) in hidden {
+        out.push_str(&text[at..range.start]);
+        out.push_str(shown);
+        at = range.end;
+    }
+    out.push_str(&text[at..]);
+    std::borrow::Cow::Owned(out)
+}
+
+/// The byte ranges of `text` that [`redact`] hides, in order and not overlapping, each with
+/// what is shown instead ([`CREDENTIALS_SHOWN`] or [`QUERY_SHOWN`]). Linear in the text.
+pub fn secrets(text: &str) -> Vec<(std::ops::Range<usize>, &'static str)> {
+    // A control character's picture (`␛`, as config errors show one) ends a URL too, so
+    // that redacting a message already made printable changes nothing.
+    let ends_url = |c: char| {
+        c.is_whitespace()
+            || c.is_control()
+            || matches!(c, '"' | '\'' | '`' | '<' | '>' | '\u{2400}'..='\u{2421}')
+    };
+    let mut found = Vec::new();
+    let mut start = 0;
+    while start < text.len() {
+        let end = text[start..]
+            .find(ends_url)
+            .map_or(text.len(), |i| start + i);
+        let token = &text[start..end];
+        if token.contains("://") {
+            url_secrets(token, start, &mut found);
+        }
+        // Past the token and the one character that ended it.
+        start = end + text[end..].chars().next().map_or(1, char::len_utf8);
+    }
+    found
+}
+
+/// The secrets of the URLs in one token (no character that ends a URL), at `offset`.
+fn url_secrets(
+    token: &str,
+    offset: usize,
+    found: &mut Vec<(std::ops::Range<usize>, &'static str)>,
+) {
+    // The first `?` at or after the URL looked at (found again only once passed).
+    let mut query = token.find('?');
+    let mut from = 0;
+    while let Some(i) = token[from..].find("://") {
+        let authority = from + i + 3;
+        let rest = &token[authority..];
+        let length = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        if let Some(at) = rest[..length].rfind('@') {
+            found.push((
+                offset + authority..offset + authority + at + 1,
+                CREDENTIALS_SHOWN,
+            ));
+        }
+        let next = rest[length..].find("://").map(|j| authority + length + j);
+        if query.is_some_and(|q| q < authority) {
+            query = rest.find('?').map(|j| authority + j);
+        }
+        match query {
+            // The query string runs to the end of the token, nested URLs and all.
+            Some(q) if next.is_none_or(|n| q < n) => {
+                found.push((offset + q..offset + token.len(), QUERY_SHOWN));
+                return;
+            }
+            _ => {}
+        }
+        match next {
+            Some(n) => from = n,
+            None => return,
         }
     }
 }
@@ -332,11 +496,17 @@ mod tests {
         let secret = "https://user:s3cret@git.example.com/x.git";
         let err = parse(secret).unwrap_err().to_string();
         assert!(err.contains("credentials in URLs are refused"), "{err}");
+        assert!(
+            err.contains("\"https://***@git.example.com/x.git\""),
+            "{err}"
+        );
         assert!(!err.contains("s3cret"), "the secret is never echoed: {err}");
         for (input, why) in rows {
             let err = parse(input).unwrap_err().to_string();
             assert!(err.contains(why), "{input:?}: {err}");
-            assert!(err.contains(&format!("{input:?}")), "{err}");
+            // as written, but for what looks like a URL's user part
+            let shown = format!("{:?}", redact(input));
+            assert!(err.contains(&shown), "{err}");
         }
     }
 
@@ -361,8 +531,102 @@ mod tests {
             let err = parse(input).unwrap_err().to_string();
             assert!(err.contains(why), "{input:?}: {err}");
             assert!(!err.contains("s3cret"), "the secret is echoed: {err}");
-            assert!(err.contains("with credentials, not shown"), "{err}");
+            assert!(err.contains("://***@"), "{err}");
         }
+    }
+
+    #[test]
+    fn redact_table() {
+        let rows = [
+            ("no url here", "no url here"),
+            (
+                "https://git.example.com/x.git",
+                "https://git.example.com/x.git",
+            ),
+            ("https://u:pw@h/x", "https://***@h/x"),
+            ("https://u:p@ss@h/x", "https://***@h/x"),
+            ("https://h/x.git?token=abc&b=1", "https://h/x.git?***"),
+            ("https://h?token=abc", "https://h?***"),
+            ("https://u:pw@h/x?t=1#f", "https://***@h/x?***"),
+            ("https://h?u=a@b/x", "https://h?***"),
+            ("https://h/x#frag", "https://h/x#frag"),
+            // in an excerpt, quoted, with more text around it
+            (
+                "repository = \"https://u:pw@h/x.git?t=1\" x",
+                "repository = \"https://***@h/x.git?***\" x",
+            ),
+            (
+                "cannot reach http://127.0.0.1:1/x.git?token=abc while fetching",
+                "cannot reach http://127.0.0.1:1/x.git?*** while fetching",
+            ),
+            // a URL nested in another's path, and another after it
+            (
+                "https://proxy/https://u:pw@h/x",
+                "https://proxy/https://***@h/x",
+            ),
+            (
+                "a https://u:pw@h b https://h/x?t=1 c",
+                "a https://***@h b https://h/x?*** c",
+            ),
+            (
+                "log\u{1b}[0mhttps://u:pw@h\u{1b}[2m",
+                "log\u{1b}[0mhttps://***@h\u{1b}[2m",
+            ),
+            ("https://h/x?t=1\u{1b}[2J\"", "https://h/x?***\u{1b}[2J\""),
+            (
+                "https://h/x?t=1\u{241b}[2J\"",
+                "https://h/x?***\u{241b}[2J\"",
+            ),
+            // CodeCommit's own forms carry no secret
+            (
+                "codecommit::ap-northeast-1://core-infra",
+                "codecommit::ap-northeast-1://core-infra",
+            ),
+            ("a?b https://h", "a?b https://h"),
+            ("://u:pw@h", "://***@h"),
+            (
+                "東京 https://u:pw@東京/x?t=東京",
+                "東京 https://***@東京/x?***",
+            ),
+        ];
+        for (text, want) in rows {
+            assert_eq!(redact(text), want, "{text:?}");
+            assert_eq!(redact(want), want, "idempotent: {want:?}");
+        }
+    }
+
+    #[test]
+    fn redact_is_linear_on_hostile_text() {
+        let text = "://a/".repeat(400_000) + "?x";
+        let started = std::time::Instant::now();
+        assert!(redact(&text).ends_with("?***"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn canonical_locations() {
+        let url = |s: &str| Location::Url(s.into()).canonical();
+        assert_eq!(
+            url("https://GIT.example.com/infra.git/"),
+            url("https://git.example.com/infra")
+        );
+        assert_ne!(
+            url("https://git.example.com/Infra"),
+            url("https://git.example.com/infra")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.git");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join("link.git")).unwrap();
+        let local = |p: PathBuf| Location::Local(p).canonical();
+        let want = local(real.clone());
+        assert_eq!(local(dir.path().join("link.git")), want);
+        assert_eq!(local(dir.path().join("x/../real.git/")), want);
+        assert_eq!(local(dir.path().join("./real.git")), want);
+        assert_eq!(
+            local(dir.path().join("gone/../new.git")),
+            local(dir.path().join("new.git"))
+        );
     }
 
     #[test]
@@ -384,5 +648,14 @@ mod tests {
         ] {
             assert!(check_aws_region(bad).is_err(), "{bad}");
         }
+    }
+}
+#[cfg(test)]
+mod probe {
+    #[test]
+    fn probe() {
+        let t = "a = \"https://u:pw@h/x?t=tok\u{1b}[2J\" [ \u{7}a";
+        eprintln!("{:?}", super::secrets(t));
+        eprintln!("{:?}", super::redact(t));
     }
 }

@@ -167,20 +167,23 @@ impl RefSelection {
 
     /// Exactly one branch or tag (its name taken literally, not as a glob).
     pub fn exactly(reference: &RefName) -> Self {
-        let one = |name: &str| {
-            NameFilter::new("ref", &[globset::escape(name)])
-                .expect("an escaped name is a valid glob")
+        Self::exactly_these([reference])
+    }
+
+    /// Exactly these branches and tags (their names taken literally, not as globs); none
+    /// selects nothing.
+    pub fn exactly_these<'a>(refs: impl IntoIterator<Item = &'a RefName>) -> Self {
+        let (mut branches, mut tags) = (Vec::new(), Vec::new());
+        for r in refs {
+            let names = if r.is_tag() { &mut tags } else { &mut branches };
+            names.push(globset::escape(r.short()));
+        }
+        let filter = |names: &[String]| {
+            NameFilter::new("ref", names).expect("escaped names are valid globs")
         };
-        let none = || NameFilter::new("ref", &[]).expect("an empty filter is valid");
-        match reference {
-            RefName::Branch(b) => Self {
-                branches: Some(one(b)),
-                tags: Some(none()),
-            },
-            RefName::Tag(t) => Self {
-                branches: Some(none()),
-                tags: Some(one(t)),
-            },
+        Self {
+            branches: Some(filter(&branches)),
+            tags: Some(filter(&tags)),
         }
     }
 
@@ -989,6 +992,27 @@ mod tests {
         );
         let names: Vec<String> = steps.iter().map(|s| s.reference.full()).collect();
         assert_eq!(names, ["refs/heads/main", "refs/tags/v1"]);
+    }
+
+    #[test]
+    fn exactly_these_takes_names_literally() {
+        let refs: Vec<RefName> = ["refs/heads/release/{a,b}", "refs/tags/v1"]
+            .iter()
+            .map(|r| r.parse().unwrap())
+            .collect();
+        let sel = RefSelection::exactly_these(&refs);
+        let selects = |r: &str| sel.selects(&r.parse().unwrap());
+        assert!(selects("refs/heads/release/{a,b}"));
+        assert!(
+            !selects("refs/heads/release/a"),
+            "a glob character is a character"
+        );
+        assert!(selects("refs/tags/v1"));
+        assert!(
+            !selects("refs/heads/v1"),
+            "a tag's name does not select a branch"
+        );
+        assert!(!RefSelection::exactly_these([]).selects(&"refs/heads/main".parse().unwrap()));
     }
 
     #[test]

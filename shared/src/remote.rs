@@ -56,7 +56,7 @@ impl GitCredentials for SignedLogin {
 
 /// The remote for a location that needs no AWS credentials (a local path or a URL).
 pub fn plain(location: &Location) -> Result<GitRemote, RemoteError> {
-    let shown = location.to_string();
+    let shown = location.shown();
     match location {
         Location::Local(path) => Ok(GitRemote {
             url: path.display().to_string(),
@@ -83,7 +83,7 @@ pub fn codecommit(
     let endpoint = GitEndpoint::for_location(location, endpoint_override)?;
     Ok(GitRemote {
         url: endpoint.url.clone(),
-        shown: location.to_string(),
+        shown: location.shown(),
         credentials: Some(Arc::new(SignedLogin::new(endpoint, credentials))),
         default_branch: None,
     })

@@ -13,6 +13,7 @@ use git2::{Delta, DiffFindOptions, DiffOptions, ErrorCode, Oid, Repository};
 use crate::change::{Change, ChangeKind, RepoPath};
 use crate::ports::{ChangeError, ChangeSource};
 use crate::refs::{CommitId, RefName};
+use crate::status::CommitLine;
 
 /// git's `diff.renameLimit`: content-similarity rename detection among this many files.
 const INEXACT_RENAME_LIMIT: usize = 1000;
@@ -252,6 +253,83 @@ impl Git2Changes {
     }
 }
 
+/// What `tozai status` reads of the source's history (in the mirror's cache).
+impl Git2Changes {
+    /// The commit `id` names: itself, or what an annotated tag points at (peeled).
+    pub fn peel_to_commit(&self, id: &CommitId) -> Result<CommitId, ChangeError> {
+        let repo = self.repo()?;
+        let object = repo
+            .find_object(self.oid(id)?, None)
+            .and_then(|o| o.peel_to_commit())
+            .map_err(|_| self.unknown(id.as_str()))?;
+        Ok(to_id(object.id()))
+    }
+
+    /// The commits `new` has that `old` lacks (`git log old..new`; without `old`, every
+    /// commit of `new`): how many, and the first `limit` of them, newest first.
+    pub fn log_between(
+        &self,
+        old: Option<&CommitId>,
+        new: &CommitId,
+        limit: usize,
+    ) -> Result<(u64, Vec<CommitLine>), ChangeError> {
+        let repo = self.repo()?;
+        let walking = |e| self.backend("cannot walk history", e);
+        let mut walk = repo.revwalk().map_err(walking)?;
+        walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)
+            .map_err(walking)?;
+        walk.push(self.oid(new)?)
+            .map_err(|_| self.unknown(new.as_str()))?;
+        if let Some(old) = old {
+            walk.hide(self.oid(old)?)
+                .map_err(|_| self.unknown(old.as_str()))?;
+        }
+        let (mut count, mut lines) = (0, Vec::new());
+        for step in walk {
+            let oid = step.map_err(walking)?;
+            count += 1;
+            if lines.len() < limit {
+                let commit = repo.find_commit(oid).map_err(walking)?;
+                lines.push(CommitLine {
+                    commit: to_id(oid),
+                    subject: String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default())
+                        .into_owned(),
+                });
+            }
+        }
+        Ok((count, lines))
+    }
+
+    /// The oldest commit on `new`'s first-parent chain that `old` does not contain (walking
+    /// first parents from `new` until a commit `old` contains, or the root), with its
+    /// committer time in seconds since the epoch; `None` when `old` contains `new`.
+    pub fn first_lacking(
+        &self,
+        old: Option<&CommitId>,
+        new: &CommitId,
+    ) -> Result<Option<(CommitId, i64)>, ChangeError> {
+        let repo = self.repo()?;
+        let old = old.map(|o| self.oid(o)).transpose()?;
+        let contains = |c: Oid| match old {
+            Some(o) => o == c || repo.graph_descendant_of(o, c).unwrap_or(false),
+            None => false,
+        };
+        let mut last = None;
+        let mut at = Some(
+            repo.find_commit(self.oid(new)?)
+                .map_err(|_| self.unknown(new.as_str()))?,
+        );
+        while let Some(commit) = at.take() {
+            if contains(commit.id()) {
+                break;
+            }
+            at = commit.parent(0).ok();
+            last = Some(commit);
+        }
+        Ok(last.map(|c| (to_id(c.id()), c.committer().when().seconds())))
+    }
+}
+
 /// git2's id as a [`CommitId`]: infallible, git2 writes ids in hexadecimal.
 pub(super) fn to_id(oid: Oid) -> CommitId {
     oid.to_string().parse().expect("git2 ids are hexadecimal")
@@ -335,5 +413,59 @@ mod tests {
         let err = repo.first_parent(&missing).await.unwrap_err();
         assert!(matches!(err, ChangeError::UnknownRevision { .. }), "{err}");
         assert!(err.to_string().contains(missing.as_str()), "{err}");
+    }
+
+    /// What `tozai status` reads, as git says it: `rev-parse TAG^{commit}`,
+    /// `rev-list --count old..new` and `log --format=%s`, and the first-parent walk from a
+    /// merge that stops at the first commit the old head contains.
+    #[test]
+    fn status_reads_peeled_tags_logs_and_where_a_lag_began() {
+        let tmp = tempfile::TempDir::new().unwrap();
+        let dir = tmp.path();
+        git(dir, &["init", "-q", "-b", "main"]);
+        let standby = commit_file(dir, "a", "standby has this");
+        git(dir, &["switch", "-q", "-c", "feature"]);
+        commit_file(dir, "b", "feature 1");
+        commit_file(dir, "b", "feature 2");
+        git(dir, &["switch", "-q", "main"]);
+        let main1 = commit_file(dir, "a", "main 1");
+        git(
+            dir,
+            &["merge", "-q", "--no-ff", "-m", "merge feature", "feature"],
+        );
+        git(dir, &["tag", "-a", "v1", "-m", "release"]);
+        let head: CommitId = git(dir, &["rev-parse", "HEAD"]).parse().unwrap();
+        let tag: CommitId = git(dir, &["rev-parse", "v1"]).parse().unwrap();
+        assert_ne!(tag, head);
+
+        let repo = Git2Changes::open(dir).unwrap();
+        assert_eq!(repo.peel_to_commit(&tag).unwrap(), head);
+        assert_eq!(repo.peel_to_commit(&head).unwrap(), head);
+        let (count, lines) = repo.log_between(Some(&standby), &head, 2).unwrap();
+        let git_count: u64 = git(dir, &["rev-list", "--count", &format!("{standby}..{head}")])
+            .parse()
+            .unwrap();
+        assert_eq!(count, git_count);
+        assert_eq!(count, 4);
+        // Newest first (the rest tie on their dates here): the merge, then one parent.
+        assert_eq!(lines.len(), 2);
+        assert_eq!(
+            (&lines[0].commit, lines[0].subject.as_str()),
+            (&head, "merge feature")
+        );
+        assert!(["main 1", "feature 2"].contains(&lines[1].subject.as_str()));
+        assert_eq!(repo.log_between(None, &standby, 5).unwrap().0, 1);
+        // main 1 is the first commit on the first-parent chain the standby lacks.
+        let (first, time) = repo.first_lacking(Some(&standby), &head).unwrap().unwrap();
+        assert_eq!(first, main1);
+        let git_time: i64 = git(dir, &["log", "-1", "--format=%ct", main1.as_str()])
+            .parse()
+            .unwrap();
+        assert_eq!(time, git_time);
+        assert_eq!(repo.first_lacking(Some(&head), &head).unwrap(), None);
+        assert_eq!(
+            repo.first_lacking(None, &main1).unwrap().unwrap().0,
+            standby
+        );
     }
 }

@@ -33,7 +33,10 @@
 //!    re-plans (bounded);
 //! 6. reads every ref's result from `push_update_reference` (git2's `push` returns `Ok`
 //!    even when the server refuses a ref): a refusal is reported `rejected` with the
-//!    server's reason, and the other refs still land;
+//!    server's reason, and the other refs still land. A server checks each ref's old value
+//!    again under the ref's lock: a ref refused because a concurrent push moved it after
+//!    the negotiation (the standby, read again, no longer has the value the push named) is
+//!    re-planned as in step 5, not reported;
 //! 7. settles the ledger ([`settled`]): what it created or updated owns its new value only,
 //!    what it deleted is forgotten, a rejected ref keeps its intent, and the unchanged refs
 //!    whose record differs (equal to the source's, so the mirror's) are adopted. A record
@@ -63,6 +66,13 @@
 //! network errors before the upload are retried as below; a push that fails once the
 //! upload started is not retried this way: the run reads the standby again and plans from
 //! what landed, the usual way.
+//!
+//! **Local standbys** are pushed through `git receive-pack` ([`local_push`], a libgit2
+//! transport for [`local_push::server_url`]), as git itself pushes to a `file://` URL: the
+//! standby's hooks run and its `receive.*` settings apply, a refusal is `rejected` with the
+//! hook's message (its side-band output, as over HTTPS), and `bytes_sent` is the pack's
+//! size. The standby's refs for the plan are read from the same `receive-pack`
+//! advertisement as the push's negotiation; a local source is fetched directly by libgit2.
 //!
 //! Credentials come from the remote's [`GitCredentials`](crate::ports::GitCredentials) on each request, through git2's
 //! credentials callback, which gives up after a bounded number of attempts. Nothing is put
@@ -99,6 +109,7 @@ mod standby;
 use standby::{annotate, backup_names, backups_on, explain, finish, push_backups};
 
 use super::git::to_id;
+use super::local_push;
 use super::receive_pack::{self, MAX_AUTH_ATTEMPTS, PackPush, PushFailure, RefUpdate};
 use crate::mirror::{
     History, MirrorOptions, MirrorOutcome, OwnedRefs, Record, RefAction, RefMap, RefResult,
@@ -122,7 +133,13 @@ pub struct Git2Mirror {
 }
 
 impl Git2Mirror {
+    /// A mirror caching sources under `cache_root`. It registers the transport for local
+    /// standbys ([`local_push::register`]) unless [`init_tls`] did: a program that did not
+    /// call `init_tls` first must make its first `Git2Mirror` before other threads use
+    /// libgit2 remotes.
     pub fn new(cache_root: impl Into<PathBuf>) -> Self {
+        // Before the first remote operation (see its safety note).
+        super::local_push::register();
         Self {
             cache_root: cache_root.into(),
             refs_per_push: MAX_REFS_PER_PUSH,
@@ -774,7 +791,8 @@ fn list_remote(repo: &Repository, target: &GitRemote) -> Result<RefMap, MirrorEr
         let auth = AuthState::default();
         let mut callbacks = RemoteCallbacks::new();
         auth.install(&mut callbacks, target);
-        let mut remote = repo.remote_anonymous(&target.url).map_err(|e| (e, false))?;
+        let url = local_push::server_url(&target.url).map_err(|e| (e, false))?;
+        let mut remote = repo.remote_anonymous(&url).map_err(|e| (e, false))?;
         let connection = remote
             .connect_auth(Direction::Push, Some(callbacks), Some(proxy_options()))
             .map_err(|e| (e, auth.failed()))?;
@@ -968,7 +986,9 @@ fn push_steps(
                 .proxy_options(proxy_options())
                 .packbuilder_parallelism(0)
                 .custom_headers(&["Connection: close"]);
-            let mut remote = repo.remote_anonymous(&target.url).map_err(|e| (e, false))?;
+            // A local standby through `git receive-pack`, so that its hooks run.
+            let url = local_push::server_url(&target.url).map_err(|e| (e, false))?;
+            let mut remote = repo.remote_anonymous(&url).map_err(|e| (e, false))?;
             match remote.push(&refspecs, Some(&mut options)) {
                 Ok(()) => Ok(()),
                 // A veto from our own negotiation check is not a network error: stop here.
@@ -977,23 +997,58 @@ fn push_steps(
             }
         });
         result?;
-        let moved = moved.into_inner();
+        let mut moved = moved.into_inner();
+        if moved.is_empty() {
+            let (objects, bytes) = sent.get();
+            outcome.objects_sent += objects;
+            outcome.bytes_sent += bytes;
+            let said = server_message(&server_said.into_inner());
+            let batch: BTreeMap<String, Option<String>> =
+                with_server_message(reported.into_inner(), said.as_deref()).collect();
+            moved = refused_as_moved(repo, target, &expected, &batch)?;
+            statuses.extend(batch.into_iter().filter(|(name, _)| !moved.contains(name)));
+        }
         if !moved.is_empty() {
-            // The earlier batches landed: the outcome says what they did.
+            // The earlier batches (and this one's other refs) landed: the outcome says what
+            // they did.
             outcome.refs = results(steps, &statuses)
                 .into_iter()
                 .filter(|r| statuses.contains_key(&r.reference.full()))
                 .collect();
             return Ok(PushResult::Moved(moved.join(", ")));
         }
-        let (objects, bytes) = sent.get();
-        outcome.objects_sent += objects;
-        outcome.bytes_sent += bytes;
-        let said = server_message(&server_said.into_inner());
-        statuses.extend(with_server_message(reported.into_inner(), said.as_deref()));
     }
     outcome.refs = results(steps, &statuses);
     Ok(PushResult::Done)
+}
+
+/// The refs of a pushed batch the server refused because they moved after the
+/// negotiation: a server checks each ref's old value again under its lock (git's
+/// receive-pack does, and refuses with "failed to update ref" when a concurrent push won
+/// it). Read from the standby once more, only when a ref was refused: a refused ref no
+/// longer at the value the push named moved under us, and is re-planned like one the
+/// negotiation caught; one still there was refused for another reason (a hook).
+fn refused_as_moved(
+    repo: &Repository,
+    target: &GitRemote,
+    expected: &BTreeMap<String, Oid>,
+    batch: &BTreeMap<String, Option<String>>,
+) -> Result<Vec<String>, MirrorError> {
+    if batch.values().all(Option::is_none) {
+        return Ok(Vec::new());
+    }
+    let now = list_remote(repo, target)?;
+    Ok(batch
+        .iter()
+        .filter(|(_, refused)| refused.is_some())
+        .filter_map(|(name, _)| {
+            let named = expected.get(name)?;
+            let value = (name.parse::<RefName>().ok())
+                .and_then(|r| now.get(&r).map(to_oid))
+                .unwrap_or(Oid::ZERO_SHA1);
+            (value != *named).then(|| name.clone())
+        })
+        .collect())
 }
 
 /// Each refused ref's reason, followed by what the server printed.
@@ -1432,9 +1487,12 @@ fn proxy_in_env(url: &str) -> bool {
 /// Initialises libgit2 now. Its first use sets `SSL_CERT_FILE` / `SSL_CERT_DIR` to the
 /// system's store where they are unset (git2 runs `openssl-probe`), and changing the
 /// environment once threads run is unsound: the binaries call this first thing in `main`.
+/// It also registers the transport that pushes local standbys through `git receive-pack`
+/// ([`local_push`]), which must happen before other threads use libgit2 too.
 pub fn init_tls() {
     // Any git2 call initialises it; this one sets what is already the default.
     git2::opts::strict_hash_verification(true);
+    local_push::register();
 }
 
 /// Proxy settings for every connection: libgit2 finds them itself, in git's config

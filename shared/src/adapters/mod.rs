@@ -9,6 +9,8 @@ pub mod git_mirror;
 #[cfg(feature = "git")]
 pub mod local;
 #[cfg(feature = "git")]
+pub mod local_push;
+#[cfg(feature = "git")]
 pub mod receive_pack;
 
 /// An error and its sources, joined with ": " (`connecting: dns error: no such host`).

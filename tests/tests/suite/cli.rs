@@ -232,7 +232,7 @@ fn bad_configs_exit_2_naming_the_file_and_the_line_or_value() {
         (
             "malformed TOML",
             Some(format!("{BASE}[sync.to.osaka\n")),
-            vec!["bad.toml", "line 19"],
+            vec!["bad.toml:19:15: ", "19 | [sync.to.osaka"],
         ),
         (
             "unknown key",
@@ -240,12 +240,12 @@ fn bad_configs_exit_2_naming_the_file_and_the_line_or_value() {
                 "primary = \"tokyo\"\n",
                 "primary = \"tokyo\"\ncolour = \"red\"\n",
             )),
-            vec!["bad.toml", "line 2", "colour"],
+            vec!["bad.toml:2:", "colour"],
         ),
         (
             "wrong type",
             Some(BASE.replace("branches = [\"main\"]", "branches = \"main\"")),
-            vec!["bad.toml", "line 12", "branches"],
+            vec!["bad.toml:12:", "branches"],
         ),
         (
             "invalid glob",

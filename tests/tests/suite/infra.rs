@@ -1542,7 +1542,10 @@ fn every_function_is_wired_with_its_settings_failure_destination_alarm_and_logs(
         .iter()
         .find(|r| r["logical"] == "MirrorScheduleRule")
         .expect("the reconciliation schedule");
-    assert_eq!(schedule["schedule"], "rate(1 hour)");
+    assert_eq!(
+        schedule["schedule"], "cron(0 * * * ? *)",
+        "on the hour, as tozai status expects of `[sync] reconcile = \"1h\"`"
+    );
     assert_eq!(schedule["targets"][0]["Arn"], "GetAtt(Mirror.Arn)");
     let failed = sync["alarms"]
         .as_array()

@@ -158,7 +158,7 @@ fn status_reports_behind_missing_and_diverged_and_exits_1_on_drift() {
         .iter()
         .find(|r| r["ref"] == "refs/heads/main")
         .unwrap();
-    assert_eq!(main["commits"], 3, "git rev-list --count says 3");
+    assert_eq!(main["behind"], 3, "git rev-list --count says 3");
     assert_eq!(
         main["standby"].as_str().unwrap(),
         w.head("osaka.git", "main")
@@ -196,8 +196,10 @@ fn replay_is_a_dry_run_until_executed_and_follows_the_sync_rule() {
     dry.expect_code(0);
     assert!(dry.stdout.contains("would mirror"), "{}", dry.stdout);
     assert!(
-        dry.stdout
-            .contains("once mirrored, osaka's judge starts: osaka-core"),
+        dry.stdout.contains(&format!(
+            "would move osaka's refs/heads/main to {}: then osaka's judge would start: osaka-core",
+            &osaka_change[..12]
+        )),
         "{}",
         dry.stdout
     );
@@ -340,8 +342,16 @@ fn replay_can_publish_the_sync_judges_event() {
         .env("AWS_EC2_METADATA_DISABLED", "true");
     let run = Run::of(cmd, "tozai replay --publish".into());
     run.expect_code(0);
-    assert!(
-        run.stdout.contains("published Sync Requested"),
+    let last: Vec<&str> = run.stdout.lines().rev().take(2).collect();
+    assert_eq!(
+        last,
+        [
+            "once it has mirrored, osaka's judge starts: osaka-core",
+            &format!(
+                "published Sync Requested for refs/heads/main at {} on bus tozai in ap-northeast-1: the mirror Lambda takes it from here",
+                &change[..12]
+            ),
+        ],
         "{}",
         run.stdout
     );

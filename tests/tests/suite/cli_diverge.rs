@@ -654,3 +654,35 @@ fn a_refused_backup_leaves_the_ref_unforced() {
     assert_eq!(rev(&dst, "main"), hotfix, "not forced");
     assert!(tozai_tests::mirror::backups(&dst).is_empty());
 }
+
+/// The same through the binary, on a local standby (pushed through `git receive-pack`, so
+/// its hooks run): exit 1, the ref reported rejected with the hook's reason, not forced.
+#[test]
+fn a_refused_backup_on_a_local_standby_is_reported_and_nothing_is_forced() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = World::new();
+    let (hotfix, _) = standby_pushed_to(&w);
+    let hook = w.root().join("osaka.git/hooks/update");
+    let script = "#!/bin/sh\ncase \"$1\" in refs/heads/tozai-backup/*) echo 'no backups here' >&2; exit 1;; esac\n";
+    std::fs::write(&hook, script).unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let run = w.mirror(&["--force"]);
+    run.expect_code(1).expect_no_panic();
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "  REJECTED  refs/heads/main: not forced: its backup refs/heads/tozai-backup/",
+            )
+        })
+        .unwrap_or_else(|| panic!("{}", run.stdout));
+    assert!(line.contains("no backups here"), "{line}");
+    has_lines(
+        &run,
+        &[format!("            < {} osaka hotfix", short(&hotfix))],
+    );
+    assert_eq!(w.head("osaka.git", "main"), hotfix, "not forced");
+    assert!(w.backups().is_empty());
+}

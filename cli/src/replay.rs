@@ -572,6 +572,7 @@ mod tests {
         let diverged = RefStatus::Diverged {
             source: Some(id('a')),
             standby: id('c'),
+            cause: tozai::divergence::Cause::StandbyPushedTo,
         };
         assert_eq!(
             line(Some(diverged.clone()), false),

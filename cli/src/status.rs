@@ -422,6 +422,8 @@ mod tests {
             overdue: false,
             missed_reconciliation: None,
             drift: false,
+            cause: None,
+            log: None,
             state: Drift::InSync { at },
         }
     }

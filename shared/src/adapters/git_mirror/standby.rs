@@ -317,7 +317,7 @@ fn refuse(
             return true;
         };
         let backup = backup_name(&s.reference, stamp).full();
-        tracing::warn!(reference = %s.reference, backup = %backup, reason = %why, "the backup was refused: not forcing this ref");
+        tracing::info!(reference = %s.reference, backup = %backup, reason = %why, "the backup was refused: not forcing this ref");
         let reason = format!("not forced: its backup {backup} could not be pushed first: {why}");
         refused.push(RefResult::new(
             s.reference.clone(),

@@ -224,47 +224,9 @@ pub(super) fn push_backups(
     outcome: &mut MirrorOutcome,
     backed_up: &mut BTreeMap<RefName, RefName>,
 ) -> Result<Vec<RefResult>, MirrorError> {
-    let history = RepoHistory(repo);
-    let mut failed: BTreeMap<RefName, String> = BTreeMap::new();
-    let mut pushes: Vec<(RefName, RefStep)> = Vec::new();
-    for (reference, backup) in backup_names(steps, stamp) {
-        let step = steps.iter().find(|s| s.reference == reference);
-        let old = step.and_then(|s| s.action.expected_old());
-        match (
-            old.and_then(|o| history.commit_of(o)),
-            target_refs.get(&backup),
-        ) {
-            (None, _) => {
-                failed.insert(
-                    reference,
-                    "the standby's commit could not be fetched".into(),
-                );
-            }
-            (Some(commit), Some(there)) if *there == commit => {
-                backed_up.insert(reference, backup);
-            }
-            (Some(_), Some(_)) => {
-                failed.insert(reference, "a branch of that name is already there".into());
-            }
-            (Some(commit), None) => {
-                let local = backup_source_ref(&backup);
-                if let Err(e) = repo.reference(&local, to_oid(&commit), true, "tozai backup") {
-                    failed.insert(reference, format!("cannot name it in the cache: {e}"));
-                    continue;
-                }
-                let action = RefAction::Create { new: commit };
-                pushes.push((
-                    reference,
-                    RefStep {
-                        reference: backup,
-                        action,
-                    },
-                ));
-            }
-        }
-    }
-    if !pushes.is_empty() {
-        let backup_steps: Vec<RefStep> = pushes.iter().map(|(_, s)| s.clone()).collect();
+    let mut plan = plan_backups(repo, target_refs, steps, stamp, backed_up);
+    if !plan.pushes.is_empty() {
+        let backup_steps: Vec<RefStep> = plan.pushes.iter().map(|(_, s)| s.clone()).collect();
         let mut pushed = MirrorOutcome {
             refs: Vec::new(),
             objects_sent: 0,
@@ -273,36 +235,90 @@ pub(super) fn push_backups(
             ..outcome.clone()
         };
         let result = push_steps(repo, target, &backup_steps, per_push, None, &mut pushed);
-        let _ = drop_refs_under(repo, "refs/tozai/heads/", &BTreeSet::new());
+        let _ = drop_refs_under(repo, "refs/tozai/heads/");
         let moved = match result? {
             PushResult::Moved(refs) => Some(refs),
             PushResult::Done => None,
         };
         outcome.objects_sent += pushed.objects_sent;
         outcome.bytes_sent += pushed.bytes_sent;
-        for (reference, step) in pushes {
+        for (reference, step) in plan.pushes {
             let result = pushed.refs.iter().find(|r| r.reference == step.reference);
-            match (&moved, result.map(|r| &r.status)) {
+            let why = match (&moved, result.map(|r| &r.status)) {
                 (None, Some(RefStatus::Created { new })) => {
                     outcome.backups.push(Backup {
                         reference: step.reference.clone(),
                         commit: new.clone(),
                     });
                     backed_up.insert(reference, step.reference);
+                    continue;
                 }
-                (None, Some(RefStatus::Rejected { reason })) => {
-                    failed.insert(reference, reason.clone());
-                }
-                (Some(refs), _) => {
-                    failed.insert(reference, format!("the standby moved meanwhile ({refs})"));
-                }
-                (None, _) => {
-                    failed.insert(reference, "the server reported no result".into());
-                }
-            }
+                (None, Some(RefStatus::Rejected { reason })) => reason.clone(),
+                (Some(refs), _) => format!("the standby moved meanwhile ({refs})"),
+                (None, _) => "the server reported no result".into(),
+            };
+            plan.failed.insert(reference, why);
         }
     }
-    Ok(refuse(steps, failed, stamp))
+    Ok(refuse(steps, plan.failed, stamp))
+}
+
+/// The backups a run must push, and the refs whose backup cannot be.
+struct BackupPlan {
+    /// Each forced ref, and its backup branch's creation.
+    pushes: Vec<(RefName, RefStep)>,
+    /// The forced refs whose backup cannot be pushed, and why.
+    failed: BTreeMap<RefName, String>,
+}
+
+/// The backup of each ref `steps` force: at the standby's old commit, named locally for the
+/// push (`refs/tozai/heads/...`). One already on the standby at that commit (pushed by an
+/// earlier attempt of this run) goes in `backed_up`; a commit the cache lacks, or another
+/// branch of that name, fails it.
+fn plan_backups(
+    repo: &Repository,
+    target_refs: &RefMap,
+    steps: &[RefStep],
+    stamp: &str,
+    backed_up: &mut BTreeMap<RefName, RefName>,
+) -> BackupPlan {
+    let history = RepoHistory(repo);
+    let mut plan = BackupPlan {
+        pushes: Vec::new(),
+        failed: BTreeMap::new(),
+    };
+    for (reference, backup) in backup_names(steps, stamp) {
+        let step = steps.iter().find(|s| s.reference == reference);
+        let old = step.and_then(|s| s.action.expected_old());
+        let why = match (
+            old.and_then(|o| history.commit_of(o)),
+            target_refs.get(&backup),
+        ) {
+            (None, _) => "the standby's commit could not be fetched".to_owned(),
+            (Some(commit), Some(there)) if *there == commit => {
+                backed_up.insert(reference, backup);
+                continue;
+            }
+            (Some(_), Some(_)) => "a branch of that name is already there".to_owned(),
+            (Some(commit), None) => {
+                let local = backup_source_ref(&backup);
+                match repo.reference(&local, to_oid(&commit), true, "tozai backup") {
+                    Ok(_) => {
+                        let action = RefAction::Create { new: commit };
+                        let step = RefStep {
+                            reference: backup,
+                            action,
+                        };
+                        plan.pushes.push((reference, step));
+                        continue;
+                    }
+                    Err(e) => format!("cannot name it in the cache: {e}"),
+                }
+            }
+        };
+        plan.failed.insert(reference, why);
+    }
+    plan
 }
 
 /// Takes the steps whose backup failed out of `steps`, as rejected results.
@@ -391,19 +407,12 @@ pub(super) fn fetch_standby_refs(
     })
 }
 
-/// Deletes the cache's refs under `prefix` that are not in `keep`.
-pub(super) fn drop_refs_under(
-    repo: &Repository,
-    prefix: &str,
-    keep: &BTreeSet<String>,
-) -> Result<(), git2::Error> {
+/// Deletes the cache's refs under `prefix`.
+fn drop_refs_under(repo: &Repository, prefix: &str) -> Result<(), git2::Error> {
     let mut stale = Vec::new();
     for r in repo.references_glob(&format!("{prefix}*"))? {
         let r = r?;
-        let name = String::from_utf8_lossy(r.name_bytes()).into_owned();
-        if !keep.contains(&name) {
-            stale.push(name);
-        }
+        stale.push(String::from_utf8_lossy(r.name_bytes()).into_owned());
     }
     for name in stale {
         repo.find_reference(&name)?.delete()?;

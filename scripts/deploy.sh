@@ -24,7 +24,8 @@
 #                       code and nested templates uploaded), deploy nothing: to review first
 #   --dry-run           print the AWS commands instead of running them (the bucket's creation
 #                       is printed too; it runs only when the bucket is missing)
-#   -- KEY=VALUE...     more parameter overrides for both roots (MirrorSchedule=rate(15 minutes),
+#   -- KEY=VALUE...     more parameter overrides for both roots (MirrorSchedule='cron(0/15 * * * ? *)'
+#                       with reconcile = "15m" in [sync],
 #                       MirrorReservedConcurrency=0, LogRetentionDays=365, NamePrefix=...)
 #
 # Needs: the AWS CLI (v1 or v2) with credentials for the account, python3 (3.11+), and what

@@ -59,17 +59,24 @@ enum Command {
     /// source's is reported DIVERGED and left alone (--force overwrites it); the others still
     /// sync. Exit 1 when any ref is diverged or rejected.
     Mirror(mirror::Options),
-    /// Is the standby current? Compare every mirrored branch and tag in both regions.
+    /// Can we fail over now without losing anything that matters? Every mirrored branch
+    /// and tag compared in both regions.
     ///
-    /// Reports each as in sync, behind (by how many commits), diverged, missing on the
-    /// standby, or stale (deleted at the source). Changes nothing. Exit 1 on any drift.
+    /// Reports each as in sync; behind (the commits missing, and whether any changes a path
+    /// the standby deploys or the sync rule selects); behind or missing by policy (only the
+    /// next reconciliation brings it: not drift); diverged (saying which side moved);
+    /// missing; or stale. Lists the backups `mirror --force` kept. Changes nothing. Exit 1
+    /// on drift: missing commits that matter, diverged, missing, stale, or an overdue
+    /// reconciliation (--strict: any lag).
     Status(status::Options),
     /// Re-run the sync of one commit: what the sync-judge decides, and the mirror.
     ///
     /// A dry run by default: shows the plan and what the mirror would do. --execute mirrors
     /// (fast-forward only unless --force); --publish sends the sync-judge's `Sync Requested`
-    /// event to the mirror Lambda instead. Either way it says what the standby's judge will
-    /// start. Exit 1 when the standby ref is diverged or rejected.
+    /// event to the mirror Lambda instead. The ref must exist on the primary and hold the commit
+    /// (exit 2 otherwise). Its last line says what happened: what the standby's judge
+    /// starts only when the standby ref really moved. Exit 1 when the standby ref is
+    /// diverged or rejected.
     Replay(replay::Options),
     /// Walk through tozai on two local regions: no AWS account needed.
     ///

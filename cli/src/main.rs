@@ -56,8 +56,9 @@ enum Command {
     ///
     /// With -c, from the config's primary to its standby, for the branches and tags its
     /// sync rule names; or from --from to --to. A standby ref that is not an ancestor of the
-    /// source's is reported DIVERGED and left alone (--force overwrites it); the others still
-    /// sync. Exit 1 when any ref is diverged or rejected.
+    /// source's is reported DIVERGED, with which side moved and both sides' commits, and left
+    /// alone (--force overwrites it, after a backup branch); the others still sync. Exit 1
+    /// when any ref is diverged or rejected.
     Mirror(mirror::Options),
     /// Can we fail over now without losing anything that matters? Every mirrored branch
     /// and tag compared in both regions.

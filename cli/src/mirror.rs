@@ -36,7 +36,8 @@ pub struct Options {
     /// Show what would change; push nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Overwrite diverged standby refs (and delete refs the mirror did not push).
+    /// Overwrite diverged standby refs (and delete refs the mirror did not push), each after
+    /// pushing a backup branch at its old commit (tozai-backup/UTC-TIME/...).
     #[arg(long)]
     pub force: bool,
     /// The cache of source repositories (default: the user's cache directory).

@@ -862,8 +862,9 @@ fn expected_mirror(primary: &str, standby: &str) -> Grants {
             &["codecommit:GitPull"],
             &[&arn("codecommit", primary, REPO)],
         ),
+        // GitPull: the commits of a diverged standby ref, to tell which side moved.
         grant(
-            &["codecommit:GitPush"],
+            &["codecommit:GitPush", "codecommit:GitPull"],
             &[&arn("codecommit", standby, REPO)],
         ),
         // The standby's default branch, which the mirror never deletes.

@@ -918,7 +918,8 @@ impl Demo {
                         }
                         "deleted" => format!("{name} deleted (was {})", s("old")),
                         "diverged" => format!(
-                            "{name} DIVERGED: the standby's {} is not an ancestor of {}; left alone",
+                            "{name} DIVERGED ({}): the standby's {} is not an ancestor of {}; left alone",
+                            rr["cause"].as_str().unwrap_or("unknown").replace('_', " "),
                             s("standby"),
                             s("source")
                         ),

@@ -1136,8 +1136,7 @@ fn a_bad_config_fails_the_init_naming_the_file_and_line() {
                 .collect::<String>()
         );
         assert!(
-            reported.contains(&config_path)
-                && reported.contains(&format!("line {line}"))
+            reported.contains(&format!("{config_path}:{line}:"))
                 && reported.contains("branch_filter"),
             "{binary}'s init error must name {config_path}, line {line} and the key:\n{}",
             function.log()

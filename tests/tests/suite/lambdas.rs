@@ -1127,8 +1127,11 @@ fn a_bad_config_fails_the_init_naming_the_file_and_line() {
             "{binary} must fail its init: {status:?}\n{}",
             function.log()
         );
+        // The function's own log line (stdout) carries the error as it reads; its exit
+        // error (stderr) is Rust's debug form of it.
         let reported = format!(
-            "{}{}",
+            "{}{}{}",
+            function.stdout(),
             function.stderr(),
             api.init_errors()
                 .iter()
@@ -1138,7 +1141,7 @@ fn a_bad_config_fails_the_init_naming_the_file_and_line() {
         assert!(
             reported.contains(&format!("{config_path}:{line}:"))
                 && reported.contains("branch_filter"),
-            "{binary}'s init error must name {config_path}, line {line} and the key:\n{}",
+            "{binary}'s init error must name {config_path}:{line}: and the key:\n{}",
             function.log()
         );
         assert!(api.next_requests().is_empty(), "{}", function.log());

@@ -285,8 +285,9 @@ fn a_path_only_a_standby_target_deploys_matters() {
     );
 }
 
-/// A lag by policy that a scheduled reconciliation should already have brought: the
-/// reconciliation is overdue, which is drift.
+/// A lag by policy that a scheduled reconciliation should already have brought (the second
+/// after the lag began: the first may have run before the push): the reconciliation is
+/// overdue, which is drift.
 #[test]
 fn an_overdue_reconciliation_is_drift() {
     let w = World::new();
@@ -312,7 +313,7 @@ fn an_overdue_reconciliation_is_drift() {
              commit missing)",
             short(&standby),
             short(&change),
-            shown(&next_hour(dated)),
+            shown(&next_hour(next_hour(dated))),
             shown(&dated)
         )
     );
@@ -327,7 +328,7 @@ fn an_overdue_reconciliation_is_drift() {
     assert_eq!(main["policy"], true);
     assert_eq!(
         main["missed_reconciliation"],
-        next_hour(dated).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        next_hour(next_hour(dated)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
     assert_eq!(
         main["lag_since"],

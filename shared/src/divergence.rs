@@ -153,8 +153,8 @@ pub fn lines(
 
 /// At most this many commits of each side are listed.
 pub const LOG_COMMITS: usize = 10;
-/// A subject is cut (with `…`) at this many bytes.
-const SUBJECT_BYTES: usize = 200;
+/// A subject is cut (with `…`) at this many bytes, here and in `tozai status`'s lists.
+pub const SUBJECT_BYTES: usize = 200;
 
 /// One commit of a side: its id and the first line of its message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -165,7 +165,8 @@ impl Serialize for UtcTime {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CommitLine {
     pub commit: CommitId,
-    /// The first line of its message.
+    /// The first line of its message, cut to
+    /// [`SUBJECT_BYTES`](crate::divergence::SUBJECT_BYTES).
     pub subject: String,
 }
 

@@ -395,6 +395,82 @@ fn a_tag_moved_forward_at_the_source_is_not_called_a_non_ancestor() {
     );
 }
 
+/// The standby moved, not the source: release/1, release/2 and v1 as the mirror pushed them
+/// (its records own them) and still so at the source; someone in osaka force-pushes them to
+/// `second`, a commit on the source's main (a descendant of release/1's, not of release/2's).
+/// Not "the source was rewound", "force-pushed" or "the tag moved at the source".
+#[test]
+fn a_standby_moved_to_a_commit_the_source_knows_is_not_blamed_on_the_source() {
+    let w = World::new();
+    let first = w.head("tokyo.git", "main");
+    git(&w.work, &["switch", "-q", "-c", "release/2"]);
+    let release2 = w.commit("release 2");
+    w.push("release/2");
+    git(&w.work, &["switch", "-q", "main"]);
+    let second = w.commit("second");
+    w.push("main");
+    w.push(&format!("{first}:refs/heads/release/1"));
+    w.push(&format!("{first}:refs/tags/v1"));
+    w.mirror(&[]).expect_code(0);
+
+    for r in [
+        "refs/heads/release/1",
+        "refs/heads/release/2",
+        "refs/tags/v1",
+    ] {
+        w.push_to_standby(&format!("{second}:{r}"));
+    }
+    let run = w.mirror(&[]);
+    run.expect_code(1).expect_no_panic();
+    let moved = |r: &str, pushed: &str| {
+        format!(
+            "  DIVERGED  {r}: the standby was moved (to {}) since the mirror pushed {}, which the source still has; left alone (--force backs it up, then overwrites it)",
+            short(&second),
+            short(pushed)
+        )
+    };
+    has_lines(
+        &run,
+        &[
+            moved("refs/heads/release/1", &first),
+            format!("            < {} second", short(&second)),
+            moved("refs/heads/release/2", &release2),
+            moved("refs/tags/v1", &first),
+        ],
+    );
+    for wrong in [
+        "rewound",
+        "force-pushed",
+        "moved at the source",
+        "moved forward",
+    ] {
+        assert!(!run.stdout.contains(wrong), "{wrong}: {}", run.stdout);
+    }
+    assert_eq!(w.head("osaka.git", "release/1"), second, "left alone");
+
+    let status = w.tozai(&["status", "-c", "tozai.toml"]);
+    status.expect_code(1);
+    assert!(
+        status.stdout.contains(&format!(
+            "DIVERGED  the standby was moved (to {}) since the mirror pushed {}, which the source still has",
+            short(&second),
+            short(&first)
+        )),
+        "{}",
+        status.stdout
+    );
+    let json = w.tozai(&["status", "-c", "tozai.toml", "--json"]);
+    json.expect_code(1);
+    let v = json.json();
+    for r in [
+        "refs/heads/release/1",
+        "refs/heads/release/2",
+        "refs/tags/v1",
+    ] {
+        assert_eq!(json_ref(&v, r)["cause"], "moved_on_standby", "{r}");
+    }
+}
+
 #[test]
 fn force_backs_up_and_lists_what_it_discards() {
     let w = World::new();

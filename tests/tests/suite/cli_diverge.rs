@@ -471,6 +471,84 @@ fn a_standby_moved_to_a_commit_the_source_knows_is_not_blamed_on_the_source() {
     }
 }
 
+/// The standby's diverged refs are fetched into the cache under names that cannot collide:
+/// `hotfix` fetched once, then `hotfix/a` (a directory where a file was) is fetched too,
+/// and its commits listed.
+#[test]
+fn a_standby_branch_under_one_fetched_before_is_fetched_and_listed() {
+    let w = World::new();
+    std::fs::write(
+        w.root().join("tozai.toml"),
+        CONFIG.replace(
+            "branches = [\"main\", \"release/*\"]",
+            "branches = [\"**\"]",
+        ),
+    )
+    .unwrap();
+    w.mirror(&[]).expect_code(0);
+    git(&w.work, &["switch", "-q", "-c", "osaka"]);
+    let one = w.commit("osaka one");
+    w.push_to_standby("HEAD:refs/heads/hotfix");
+    let first = w.mirror(&[]);
+    first.expect_code(1);
+    has_lines(
+        &first,
+        &[format!("            < {} osaka one", short(&one))],
+    );
+
+    let two = w.commit("osaka two");
+    w.push_to_standby(":refs/heads/hotfix");
+    w.push_to_standby("HEAD:refs/heads/hotfix/a");
+    let run = w.mirror(&[]);
+    run.expect_code(1).expect_no_panic();
+    has_lines(
+        &run,
+        &[
+            format!(
+                "  DIVERGED  refs/heads/hotfix/a: not on the source, and the mirror never pushed the standby's {} (made on the standby?); left alone (--force backs it up, then deletes it)",
+                short(&two)
+            ),
+            format!("            < {} osaka two", short(&two)),
+            format!("            < {} osaka one", short(&one)),
+        ],
+    );
+    assert!(!run.stderr.contains("cannot fetch"), "{}", run.stderr);
+}
+
+/// A commit fetched from the standby is never taken for the source's, even once the
+/// standby's ref is reset to an older one of them: main pushed to twice on the standby
+/// (fetched by a first run), then reset to the first of those commits.
+#[test]
+fn an_older_standby_commit_fetched_before_is_not_taken_for_the_sources() {
+    let w = World::new();
+    w.mirror(&[]).expect_code(0);
+    let base = w.head("tokyo.git", "main");
+    let one = w.commit("osaka one");
+    w.commit("osaka two");
+    w.push_to_standby("HEAD:refs/heads/main");
+    git(&w.work, &["reset", "-q", "--hard", &base]);
+    let feature = w.commit("tokyo feature");
+    w.push("main");
+    w.mirror(&[]).expect_code(1);
+
+    w.push_to_standby(&format!("{one}:refs/heads/main"));
+    let run = w.mirror(&[]);
+    run.expect_code(1).expect_no_panic();
+    has_lines(
+        &run,
+        &[format!(
+            "  DIVERGED  refs/heads/main: the standby was pushed to: its {} is unknown to the source (at {}); left alone (--force backs it up, then overwrites it)",
+            short(&one),
+            short(&feature)
+        )],
+    );
+    let json = w.tozai(&["status", "-c", "tozai.toml", "--json"]);
+    assert_eq!(
+        json_ref(&json.json(), "refs/heads/main")["cause"],
+        "standby_pushed_to"
+    );
+}
+
 #[test]
 fn force_backs_up_and_lists_what_it_discards() {
     let w = World::new();

@@ -4,8 +4,14 @@
 //!
 //! **The private namespaces.** The standby's diverged refs whose commits the cache lacks
 //! are fetched (with the target's credentials, the authenticated fetch the source uses) to
-//! `refs/tozai/standby/heads/...` and `refs/tozai/standby/tags/...`, where they also say
-//! which objects came from the standby rather than the source; a backup's commit is named locally by
+//! `refs/tozai/standby/<SHA-256 of the full ref name, in hex>` ([`standby_ref`]): one flat
+//! name per ref, so that `hotfix` fetched once never blocks `hotfix/a` later (a file where
+//! a directory must go), and short enough for a file name whatever the ref's length. There
+//! they also say which objects came from the standby rather than the source: a commit any
+//! of them reaches, and no source ref does, is never taken for the source's
+//! ([`from_the_source`]). (Caches of earlier versions hold them under
+//! `refs/tozai/standby/heads/...` and `.../tags/...`: still read, never written again.) A
+//! backup's commit is named locally by
 //! `refs/tozai/heads/tozai-backup/...` while it is pushed. The mirror never plans, pushes
 //! or prunes anything there: the source's refs are read ([`local_refs`](super::local_refs))
 //! and pruned ([`prune_to`](super::prune_to)) under `refs/heads/` and `refs/tags/` only. The
@@ -71,7 +77,11 @@ pub(super) fn explain(
         .map(|s| &s.reference)
         .collect();
     let value = |r: &RefName| target_refs.get(r).map(to_oid);
-    let seen = from_the_source(repo, wanted.iter().filter_map(|r| target_refs.get(r)));
+    let seen = from_the_source(
+        repo,
+        source_refs,
+        wanted.iter().filter_map(|r| target_refs.get(r)),
+    );
     // Only what the cache lacks is fetched: a commit it holds comes with its history.
     let absent: Vec<&RefName> = (wanted.iter().copied())
         .filter(|r| value(r).is_some_and(|v| repo.find_object(v, None).is_err()))
@@ -110,23 +120,53 @@ pub(super) fn explain(
     (steps, logs)
 }
 
-/// Of the standby's `values`, those the cache holds before this run fetches anything from
-/// the standby: the source sent them once (a force-push may have left them behind), but
-/// for what runs fetched from the standby (the values under `refs/tozai/standby/`, never
-/// pruned). An older commit of what was fetched there would pass for the source's, should
-/// the standby's ref be reset to it.
+/// Of the standby's `values`, those the cache holds because the source sent them once (a
+/// force-push may have left them behind): not those that runs fetched from the standby,
+/// that is, no value any ref under `refs/tozai/standby/` (never pruned) reaches unless a
+/// source ref reaches it too (then it is the source's anyway). One revwalk: the standby's
+/// fetched tips pushed, the source's refs hidden.
 fn from_the_source<'a>(
     repo: &Repository,
+    source_refs: &RefMap,
     values: impl Iterator<Item = &'a CommitId>,
 ) -> BTreeSet<CommitId> {
     let fetched: BTreeSet<Oid> = repo
         .references_glob(&format!("{STANDBY_REFS}*"))
         .map(|refs| refs.flatten().filter_map(|r| r.target()).collect())
         .unwrap_or_default();
-    values
-        .filter(|v| !fetched.contains(&to_oid(v)) && repo.find_object(to_oid(v), None).is_ok())
-        .cloned()
-        .collect()
+    let from_standby = standby_only(repo, &fetched, source_refs);
+    let peeled = |v: Oid| {
+        repo.find_object(v, None)
+            .and_then(|o| o.peel_to_commit())
+            .map(|c| c.id())
+    };
+    let sent_by_source = |v: &CommitId| {
+        let Some(from_standby) = &from_standby else {
+            return false;
+        };
+        let v = to_oid(v);
+        !fetched.contains(&v) && peeled(v).is_ok_and(|c| !from_standby.contains(&c))
+    };
+    values.filter(|v| sent_by_source(v)).cloned().collect()
+}
+
+/// The commits the standby's fetched `tips` reach that no source ref reaches; `None` when
+/// the walk fails (then nothing counts as the source's but what its refs reach).
+fn standby_only(
+    repo: &Repository,
+    tips: &BTreeSet<Oid>,
+    source_refs: &RefMap,
+) -> Option<BTreeSet<Oid>> {
+    let mut walk = repo.revwalk().ok()?;
+    for tip in tips {
+        // A fetched tag that is not a commit's is skipped: it reaches no commit.
+        let _ = walk.push(*tip);
+    }
+    for source in source_refs.values() {
+        // A source ref the cache cannot walk hides nothing.
+        let _ = walk.hide(to_oid(source));
+    }
+    walk.collect::<Result<_, _>>().ok()
 }
 
 /// The cache's history, knowing which of the standby's values the source sent once.
@@ -347,10 +387,15 @@ fn refuse(
 /// Where the standby's diverged refs are fetched in the cache.
 const STANDBY_REFS: &str = "refs/tozai/standby/";
 
-/// The cache ref holding the standby's `reference`: `refs/tozai/standby/heads/main`.
+/// The cache ref holding the standby's `reference`: `refs/tozai/standby/` and the SHA-256
+/// of its full name in hex. A flat name cannot collide with another ref's (`hotfix` and
+/// `hotfix/a`), and stays 64 characters however long the ref's name (a ref's name in hex
+/// could pass the 255 bytes a file name may have).
 pub(super) fn standby_ref(reference: &RefName) -> String {
-    let full = reference.full();
-    format!("{STANDBY_REFS}{}", &full["refs/".len()..])
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(reference.full().as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{STANDBY_REFS}{hex}")
 }
 
 /// The cache ref a backup branch is pushed from: `refs/tozai/heads/tozai-backup/...`.
@@ -374,9 +419,10 @@ pub(super) fn backup_name(reference: &RefName, stamp: &str) -> RefName {
     ))
 }
 
-/// Fetches the standby's `refs` from `target` to `refs/tozai/standby/`: their commits are
-/// then in the cache, to list and to back up. Nothing there is ever pruned: each value
-/// says that its objects came from the standby, not the source ([`from_the_source`]).
+/// Fetches the standby's `refs` from `target` to `refs/tozai/standby/` ([`standby_ref`]):
+/// their commits are then in the cache, to list and to back up. Nothing there is ever
+/// pruned: each value says that its objects came from the standby, not the source
+/// ([`from_the_source`]).
 pub(super) fn fetch_standby_refs(
     repo: &Repository,
     target: &GitRemote,
@@ -503,9 +549,10 @@ mod tests {
                 format!("refs/tozai/heads/{want}")
             );
         }
+        // printf %s refs/tags/v1.0 | sha256sum
         assert_eq!(
             standby_ref(&RefName::tag("v1.0").unwrap()),
-            "refs/tozai/standby/tags/v1.0"
+            "refs/tozai/standby/9c00a1ce4a9c499fa4cd2f11fca0d82863bd9b3228ca4df2c63f657a32ba3787"
         );
     }
 }

@@ -682,6 +682,44 @@ fn forced_runs_say_in_json_what_they_discarded_and_where_it_is_kept() {
     );
 }
 
+/// A dry run checks the backups the real run pushes first: a standby commit the mirror
+/// cannot fetch (its object is corrupt on the standby) cannot be backed up, so the dry run
+/// says the ref would not be forced, as the real run then does. Not "backed up first".
+#[test]
+fn a_dry_run_reports_a_backup_the_real_run_would_refuse() {
+    let w = World::new();
+    let (hotfix, _) = standby_pushed_to(&w);
+    let object = w
+        .root()
+        .join("osaka.git/objects")
+        .join(&hotfix[..2])
+        .join(&hotfix[2..]);
+    std::fs::remove_file(&object).expect("the standby's commit is a loose object");
+    std::fs::write(&object, "not a git object").unwrap();
+
+    let refused = |run: &Run| {
+        // A dry run's column is wider ("would update").
+        let (_, why) = (run.stdout.lines())
+            .filter(|l| l.trim_start().starts_with("REJECTED "))
+            .find_map(|l| l.split_once(" refs/heads/main: "))
+            .unwrap_or_else(|| panic!("{}\n{}", run.stdout, run.stderr));
+        assert!(
+            why.starts_with("not forced: its backup refs/heads/tozai-backup/")
+                && why.ends_with("/heads/main could not be pushed first: the standby's commit could not be fetched"),
+            "{why}"
+        );
+    };
+    let dry = w.mirror(&["--force", "--dry-run"]);
+    dry.expect_code(1).expect_no_panic();
+    refused(&dry);
+    assert!(!dry.stdout.contains("backed up first"), "{}", dry.stdout);
+    let real = w.mirror(&["--force"]);
+    real.expect_code(1).expect_no_panic();
+    refused(&real);
+    assert_eq!(w.head("osaka.git", "main"), hotfix, "not forced");
+    assert!(w.backups().is_empty());
+}
+
 #[test]
 fn a_dry_run_says_what_it_would_do() {
     let w = World::new();

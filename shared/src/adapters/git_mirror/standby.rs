@@ -213,7 +213,7 @@ pub(super) fn backup_names(steps: &[RefStep], stamp: &str) -> BTreeMap<RefName, 
 }
 
 /// Gives each result its commits (`logs`) and, when it was forced, its backup.
-pub(super) fn annotate(
+fn annotate(
     refs: &mut [RefResult],
     logs: &BTreeMap<RefName, LeftRight>,
     backups: &BTreeMap<RefName, RefName>,
@@ -313,8 +313,7 @@ struct BackupPlan {
 
 /// The backup of each ref `steps` force: at the standby's old commit, named locally for the
 /// push (`refs/tozai/heads/...`). One already on the standby at that commit (pushed by an
-/// earlier attempt of this run) goes in `backed_up`; a commit the cache lacks, or another
-/// branch of that name, fails it.
+/// earlier attempt of this run) goes in `backed_up`; one [`check_backup`] refuses fails it.
 fn plan_backups(
     repo: &Repository,
     target_refs: &RefMap,
@@ -328,19 +327,13 @@ fn plan_backups(
         failed: BTreeMap::new(),
     };
     for (reference, backup) in backup_names(steps, stamp) {
-        let step = steps.iter().find(|s| s.reference == reference);
-        let old = step.and_then(|s| s.action.expected_old());
-        let why = match (
-            old.and_then(|o| history.commit_of(o)),
-            target_refs.get(&backup),
-        ) {
-            (None, _) => "the standby's commit could not be fetched".to_owned(),
-            (Some(commit), Some(there)) if *there == commit => {
+        let why = match check_backup(&history, target_refs, steps, &reference, &backup) {
+            Err(why) => why,
+            Ok(None) => {
                 backed_up.insert(reference, backup);
                 continue;
             }
-            (Some(_), Some(_)) => "a branch of that name is already there".to_owned(),
-            (Some(commit), None) => {
+            Ok(Some(commit)) => {
                 let local = backup_source_ref(&backup);
                 match repo.reference(&local, to_oid(&commit), true, "tozai backup") {
                     Ok(_) => {
@@ -359,6 +352,49 @@ fn plan_backups(
         plan.failed.insert(reference, why);
     }
     plan
+}
+
+/// Whether the forced `reference` can be backed up to `backup`, before anything is
+/// created: `Ok(Some(commit))` to push at the standby's old commit, `Ok(None)` when it is
+/// there already, or why not (the cache lacks that commit, or another branch has the name).
+fn check_backup(
+    history: &RepoHistory<'_>,
+    target_refs: &RefMap,
+    steps: &[RefStep],
+    reference: &RefName,
+    backup: &RefName,
+) -> Result<Option<CommitId>, String> {
+    let step = steps.iter().find(|s| &s.reference == reference);
+    let old = step.and_then(|s| s.action.expected_old());
+    match (
+        old.and_then(|o| history.commit_of(o)),
+        target_refs.get(backup),
+    ) {
+        (None, _) => Err("the standby's commit could not be fetched".to_owned()),
+        (Some(commit), Some(there)) if *there == commit => Ok(None),
+        (Some(_), Some(_)) => Err("a branch of that name is already there".to_owned()),
+        (Some(commit), None) => Ok(Some(commit)),
+    }
+}
+
+/// For a dry run: the forced refs whose backup the real run would refuse before pushing
+/// anything ([`check_backup`]), taken out of `steps` and returned rejected, as
+/// [`push_backups`] does. Nothing is created, in the cache or on the standby (a refusal by
+/// the server itself cannot be foreseen).
+pub(super) fn refuse_unbackable(
+    repo: &Repository,
+    target_refs: &RefMap,
+    steps: &mut Vec<RefStep>,
+    stamp: &str,
+) -> Vec<RefResult> {
+    let history = RepoHistory(repo);
+    let failed = (backup_names(steps, stamp).into_iter())
+        .filter_map(|(reference, backup)| {
+            let why = check_backup(&history, target_refs, steps, &reference, &backup).err()?;
+            Some((reference, why))
+        })
+        .collect();
+    refuse(steps, failed, stamp)
 }
 
 /// Takes the steps whose backup failed out of `steps`, as rejected results.

@@ -62,7 +62,8 @@ fn forced(action: &RefAction) -> bool {
 
 /// Fetches the standby's refs that `steps` leave behind into the cache, plans again with
 /// their commits known (the actions are the same; the causes may now be told: a rewind, a
-/// tag's commit), and lists both sides' commits of each. A fetch that fails is logged:
+/// tag's commit), and lists both sides' commits of each. A diverged ref's values are
+/// returned peeled ([`peeled`]). A fetch that fails is logged:
 /// the run goes on, without those lists (and a `--force` then cannot back them up).
 pub(super) fn explain(
     repo: &Repository,
@@ -117,7 +118,33 @@ pub(super) fn explain(
             Some((s.reference.clone(), log))
         })
         .collect();
-    (steps, logs)
+    (
+        steps.into_iter().map(|s| peeled(s, &history)).collect(),
+        logs,
+    )
+}
+
+/// A diverged step named by commits: an annotated tag's values peeled (when the cache
+/// has them), so the report's sentence names what status names. A diverged step is never
+/// pushed, so no lease checks these values.
+fn peeled(step: RefStep, history: &impl History) -> RefStep {
+    let RefAction::Diverged {
+        source,
+        standby,
+        cause,
+    } = step.action
+    else {
+        return step;
+    };
+    let peel = |id: CommitId| history.commit_of(&id).unwrap_or(id);
+    RefStep {
+        reference: step.reference,
+        action: RefAction::Diverged {
+            source: source.map(peel),
+            standby: peel(standby),
+            cause,
+        },
+    }
 }
 
 /// Of the standby's `values`, those the cache holds because the source sent them once (a

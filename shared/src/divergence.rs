@@ -8,12 +8,17 @@
 //! | source | standby | cause |
 //! |---|---|---|
 //! | X (branch or tag) | a commit no source ref reaches, that the source never sent the cache, and that the mirror did not push | [`Cause::StandbyPushedTo`] |
+//! | X, what the mirror pushed there (branch or tag) | a commit the source knows, that the mirror did not push | [`Cause::MovedOnStandby`] |
 //! | X (branch) | a commit the source knows, or the mirror pushed; X is its ancestor | [`Cause::SourceRewound`] |
 //! | X (branch) | a commit the source knows, or the mirror pushed; otherwise | [`Cause::SourceForcePushed`] |
 //! | X (tag) | a commit the source knows, or the mirror pushed, an ancestor of X's | [`Cause::TagMovedForward`] |
 //! | X (tag) | a commit the source knows, or the mirror pushed, otherwise | [`Cause::TagMoved`] |
 //! | (none) | a value the mirror has no record of | [`Cause::MadeOnStandby`] |
 //! | (none) | not the value the mirror last pushed there | [`Cause::MovedOnStandby`] |
+//!
+//! The rows are tried in this order: a standby that holds what the mirror pushed there
+//! never blames the source, and a source that still holds exactly what the mirror pushed
+//! (its ledger owns that value) never moved.
 //!
 //! "Known to the source" is reachability from the source's refs, or an object the mirror's
 //! cache fetched from the source before ([`History::fetched_from_source`]: a commit a
@@ -59,7 +64,9 @@ pub enum Cause {
     /// Not on the source, and the mirror has no record of pushing it: made on the standby
     /// (or pushed before the mirror kept records, then deleted at the source).
     MadeOnStandby,
-    /// Deleted at the source, and moved on the standby since the mirror pushed it.
+    /// Moved on the standby since the mirror pushed it: the source deleted the ref, or still
+    /// holds exactly what the mirror pushed there (its ledger owns the source's value, not
+    /// the standby's).
     MovedOnStandby,
 }
 
@@ -90,6 +97,10 @@ pub fn cause(d: &Diverged<'_>, history: &impl History, source_tips: &[CommitId])
             .is_some_and(|c| history.reachable_from_any(c, source_tips));
     if !known {
         return Cause::StandbyPushedTo;
+    }
+    if d.owned.contains(source) && !d.owned.contains(d.standby) {
+        // The source is still what the mirror pushed there: the standby moved.
+        return Cause::MovedOnStandby;
     }
     let (Some(standby), Some(source)) = (standby, history.commit_of(source)) else {
         // The mirror pushed it, but the cache no longer has it: the source rewrote it.
@@ -132,9 +143,15 @@ pub fn explain(cause: Cause, source: Option<&CommitId>, standby: &CommitId) -> S
         Cause::MadeOnStandby => format!(
             "not on the source, and the mirror never pushed the standby's {t} (made on the standby?)"
         ),
-        Cause::MovedOnStandby => format!(
-            "deleted at the source, and moved on the standby (to {t}) since the mirror pushed it"
-        ),
+        Cause::MovedOnStandby => match source {
+            Some(s) => format!(
+                "the standby was moved (to {t}) since the mirror pushed {}, which the source still has",
+                s.short()
+            ),
+            None => format!(
+                "deleted at the source, and moved on the standby (to {t}) since the mirror pushed it"
+            ),
+        },
     }
 }
 
@@ -153,8 +170,8 @@ pub fn lines(
 
 /// At most this many commits of each side are listed.
 pub const LOG_COMMITS: usize = 10;
-/// A subject is cut (with `…`) at this many bytes.
-const SUBJECT_BYTES: usize = 200;
+/// A subject is cut (with `…`) at this many bytes, here and in `tozai status`'s lists.
+pub const SUBJECT_BYTES: usize = 200;
 
 /// One commit of a side: its id and the first line of its message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -317,6 +334,14 @@ mod tests {
             ("tag made on the standby", &v1, Some('c'), 'e', "", "c", Cause::StandbyPushedTo),
             ("made on the standby", &main, None, 'e', "", "c", Cause::MadeOnStandby),
             ("moved on the standby", &main, None, 'e', "b", "c", Cause::MovedOnStandby),
+            // The source still holds what the mirror pushed; the standby was moved to a
+            // commit the source knows: forward, sideways, or a tag.
+            ("moved forward on the standby", &main, Some('a'), 'c', "a", "c", Cause::MovedOnStandby),
+            ("moved sideways on the standby", &main, Some('b'), 'd', "b", "bd", Cause::MovedOnStandby),
+            ("tag moved back on the standby", &v1, Some('c'), 'a', "c", "c", Cause::MovedOnStandby),
+            ("tag moved on the standby", &v1, Some('b'), 'c', "b", "c", Cause::MovedOnStandby),
+            ("moved on the standby, to a commit the source lacks", &main, Some('c'), 'e', "c", "c", Cause::StandbyPushedTo),
+            ("a push in flight: both values owned, the source rewound", &main, Some('b'), 'c', "bc", "b", Cause::SourceRewound),
         ];
         for (what, reference, source, standby, owned, tips, want) in rows {
             let owned: Vec<CommitId> = owned.chars().map(id_of).collect();

@@ -24,11 +24,14 @@
 //! [`Reconciliation`] (`[sync] reconcile`, default one hour) from 00:00 UTC; the mirror's
 //! schedule (the stacks' `MirrorSchedule`) must agree. The lag of a ref began no earlier than
 //! the committer time of the first commit the standby lacks on the source's first-parent
-//! chain ([`Lag::since`]). When a reconciliation fell between that time and now less
-//! [`GRACE`], it should have brought the commits: the reconciliation is **overdue**, drift
-//! whatever the commits change. This is a heuristic: a committer time is a lower bound set
-//! by whoever committed, so an old branch fast-forwarded onto the source just now (or a
-//! commit dated in the past) can look overdue until the next reconciliation.
+//! chain ([`Lag::since`]). The first reconciliation after that time may have run before the
+//! commits reached the source (a commit made at 12:55 and pushed at 13:02 misses the 13:00
+//! run), so the **second** one should have brought them: once it fell at or before now less
+//! [`GRACE`], the reconciliation is **overdue**, drift whatever the commits change. A
+//! stopped reconciliation is so caught within two intervals. This is a heuristic: a
+//! committer time is a lower bound set by whoever committed, so an old branch
+//! fast-forwarded onto the source just now (or a commit dated in the past) can look overdue
+//! until the next reconciliation.
 //!
 //! ```
 //! use chrono::{DateTime, Utc};
@@ -36,9 +39,14 @@
 //! let every: Reconciliation = "6h".parse().unwrap();
 //! let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
 //! assert_eq!(every.next_after(at("2024-04-01T13:05:00Z")), at("2024-04-01T18:00:00Z"));
-//! // A lag that began at 11:00 was due at 12:00: overdue by 13:05.
-//! assert_eq!(every.missed(at("2024-04-01T11:00:00Z"), at("2024-04-01T13:05:00Z")), Some(at("2024-04-01T12:00:00Z")));
-//! assert!("7h".parse::<Reconciliation>().is_err()); // must divide 24 hours
+//! let hourly = Reconciliation::default();
+//! // Committed at 12:55, pushed at 13:02: the 13:00 run may have missed it, the 14:00 one
+//! // brings it. Not overdue at 13:15.
+//! assert_eq!(hourly.missed(at("2024-04-01T12:55:00Z"), at("2024-04-01T13:15:00Z")), None);
+//! // A lag that began at 10:55 was due at 12:00 at the latest: overdue by 13:05.
+//! assert_eq!(hourly.missed(at("2024-04-01T10:55:00Z"), at("2024-04-01T13:05:00Z")), Some(at("2024-04-01T12:00:00Z")));
+//! assert!("7h".parse::<Reconciliation>().is_err()); // hours must divide 24
+//! assert!("45m".parse::<Reconciliation>().is_err()); // minutes must divide 60
 //! ```
 
 use std::fmt;
@@ -62,8 +70,9 @@ pub const LISTED: usize = 5;
 
 const DAY: u32 = 24 * 60 * 60;
 
-/// How often the mirror's reconciliation runs: a whole number of minutes that divides 24
-/// hours, the runs falling at its multiples from 00:00 UTC (`"15m"`, `"1h"`, `"6h"`, `"1d"`).
+/// How often the mirror's reconciliation runs, the runs falling at its multiples from
+/// 00:00 UTC as a cron schedule's do: a number of minutes that divides an hour (`"15m"`,
+/// `"30m"`), of hours that divides a day (`"1h"`, `"6h"`), or `"1d"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reconciliation {
     seconds: u32,
@@ -87,9 +96,10 @@ impl Reconciliation {
     }
 
     /// The run that should have brought a lag that began at `since`, when it fell at or
-    /// before `now` less [`GRACE`]: the reconciliation is overdue.
+    /// before `now` less [`GRACE`]: the reconciliation is overdue. That is the second run
+    /// after `since`: the first may have started before the commits were pushed.
     pub fn missed(&self, since: DateTime<Utc>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let due = self.next_after(since);
+        let due = self.next_after(self.next_after(since));
         (due <= now - GRACE).then_some(due)
     }
 }
@@ -98,12 +108,12 @@ impl FromStr for Reconciliation {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let usage = "a whole number of minutes, hours or days that divides 24 hours, such as \
-                     \"15m\", \"1h\", \"6h\" or \"1d\"";
-        let unit = match text.chars().last() {
-            Some('m') => 60,
-            Some('h') => 60 * 60,
-            Some('d') => DAY,
+        let usage = "a number of minutes that divides 60 (\"15m\", \"30m\"), of hours that \
+                     divides 24 hours (\"1h\", \"6h\", \"12h\"), or \"1d\"";
+        let (unit, whole): (u32, u32) = match text.chars().last() {
+            Some('m') => (60, 60),
+            Some('h') => (60 * 60, 24),
+            Some('d') => (DAY, 1),
             _ => return Err(format!("expected {usage}")),
         };
         let digits = &text[..text.len() - 1];
@@ -111,12 +121,17 @@ impl FromStr for Reconciliation {
             Ok(n) if digits.bytes().all(|b| b.is_ascii_digit()) => n,
             _ => return Err(format!("expected {usage}")),
         };
-        match count.checked_mul(unit) {
-            Some(seconds) if seconds > 0 && DAY.is_multiple_of(seconds) => Ok(Self { seconds }),
-            _ => Err(format!(
-                "the reconciliations run at its multiples from 00:00 UTC, so it must be {usage}"
-            )),
+        // A cron schedule runs at the minutes of an hour or the hours of a day: "90m" or
+        // "7h" has multiples from 00:00 UTC that no schedule matches.
+        if count == 0 || !whole.is_multiple_of(count) {
+            return Err(format!(
+                "the reconciliations run at its multiples from 00:00 UTC, as a cron schedule \
+                 does, so it must be {usage}"
+            ));
         }
+        Ok(Self {
+            seconds: count * unit,
+        })
     }
 }
 
@@ -150,7 +165,8 @@ impl Serialize for UtcTime {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CommitLine {
     pub commit: CommitId,
-    /// The first line of its message.
+    /// The first line of its message, cut to
+    /// [`SUBJECT_BYTES`](crate::divergence::SUBJECT_BYTES).
     pub subject: String,
 }
 
@@ -313,7 +329,8 @@ pub struct RefState {
     pub lag_since: Option<UtcTime>,
     /// The next reconciliation, for a ref that lags.
     pub next_reconciliation: Option<UtcTime>,
-    /// A reconciliation fell since the lag began (and [`GRACE`] passed): it is overdue.
+    /// The second reconciliation since the lag began fell (and [`GRACE`] passed): it is
+    /// overdue.
     pub overdue: bool,
     /// The reconciliation that should have brought it.
     pub missed_reconciliation: Option<UtcTime>,

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use git2::{Delta, DiffFindOptions, DiffOptions, ErrorCode, Oid, Repository};
 
 use crate::change::{Change, ChangeKind, RepoPath};
+use crate::divergence::SUBJECT_BYTES;
 use crate::ports::{ChangeError, ChangeSource};
 use crate::refs::{CommitId, RefName};
 use crate::status::CommitLine;
@@ -266,7 +267,8 @@ impl Git2Changes {
     }
 
     /// The commits `new` has that `old` lacks (`git log old..new`; without `old`, every
-    /// commit of `new`): how many, and the first `limit` of them, newest first.
+    /// commit of `new`): how many, and the first `limit` of them, newest first, their
+    /// subjects cut to [`SUBJECT_BYTES`].
     pub fn log_between(
         &self,
         old: Option<&CommitId>,
@@ -290,10 +292,10 @@ impl Git2Changes {
             count += 1;
             if lines.len() < limit {
                 let commit = repo.find_commit(oid).map_err(walking)?;
+                let subject = String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default());
                 lines.push(CommitLine {
                     commit: to_id(oid),
-                    subject: String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default())
-                        .into_owned(),
+                    subject: crate::text::cut(&subject, SUBJECT_BYTES),
                 });
             }
         }

@@ -21,7 +21,9 @@
 //!    planned;
 //! 4. with `--force`, first pushes a backup branch at the standby's old commit of each ref
 //!    it will overwrite or delete: a ref whose backup is refused is not forced, and is
-//!    reported rejected with the reason (see the `standby` module). Then records in the
+//!    reported rejected with the reason (see the `standby` module); a dry run makes the
+//!    same checks, short of the push (the standby's commit is in the cache, no branch has
+//!    the backup's name), and reports those refs rejected too. Then records in the
 //!    ledger the intent of the push ([`intent`]): each ref it creates or updates owns its
 //!    new value, and an updated ref also the old value when the mirror owned it. An
 //!    intent that cannot be recorded fails the run before anything is pushed, so a record
@@ -106,7 +108,7 @@ use git2::{
 
 mod standby;
 
-use standby::{annotate, backup_names, backups_on, explain, finish, push_backups};
+use standby::{backup_names, backups_on, explain, finish, push_backups, refuse_unbackable};
 
 use super::git::to_id;
 use super::local_push;
@@ -282,11 +284,13 @@ impl Mirror for Git2Mirror {
                 backups: backups_on(&target_refs),
             };
             if request.dry_run {
+                // A backup the real run would refuse first: that ref would not be forced.
+                let refused = refuse_unbackable(&repo, &target_refs, &mut steps, &stamp);
                 outcome.refs = steps
                     .iter()
                     .map(|s| RefResult::new(s.reference.clone(), RefStatus::from_action(&s.action)))
                     .collect();
-                annotate(&mut outcome.refs, &logs, &backup_names(&steps, &stamp));
+                finish(&mut outcome, refused, &logs, &backup_names(&steps, &stamp));
                 outcome.elapsed = started.elapsed();
                 return Ok(outcome);
             }

@@ -23,9 +23,17 @@ fn reconcile_accepts_whole_units_that_divide_a_day() {
         ("1h", Some("1h")),
         ("60m", Some("1h")),
         ("6h", Some("6h")),
-        ("90m", Some("90m")),
+        ("30m", Some("30m")),
+        ("1m", Some("1m")),
+        ("12h", Some("12h")),
         ("1d", Some("1d")),
         ("24h", Some("1d")),
+        // no cron schedule runs at these multiples from 00:00 UTC
+        ("90m", None),
+        ("45m", None),
+        ("120m", None),
+        ("1440m", None),
+        ("48h", None),
         ("7h", None),
         ("7m", None),
         ("2d", None),
@@ -50,6 +58,29 @@ fn reconcile_accepts_whole_units_that_divide_a_day() {
     assert_eq!(Reconciliation::default().to_string(), "1h");
 }
 
+/// The config's error names the key, the value and what is accepted.
+#[test]
+fn reconcile_that_no_schedule_matches_is_a_config_error_naming_key_value_and_choices() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tozai.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    for value in ["45m", "90m"] {
+        let bad = text.replacen("reconcile = \"1h\"", &format!("reconcile = \"{value}\""), 1);
+        assert_ne!(bad, text);
+        let e = Config::parse(&bad, Path::new("tozai.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!(
+                "sync.reconcile = \"{value}\": the reconciliations run at its multiples from \
+                 00:00 UTC, as a cron schedule does, so it must be a number of minutes that \
+                 divides 60 (\"15m\", \"30m\"), of hours that divides 24 hours (\"1h\", \"6h\", \
+                 \"12h\"), or \"1d\""
+            )),
+            "{e}"
+        );
+    }
+}
+
 #[test]
 fn the_next_reconciliation_is_the_next_multiple_from_midnight_utc() {
     let rows = [
@@ -58,7 +89,7 @@ fn the_next_reconciliation_is_the_next_multiple_from_midnight_utc() {
         ("15m", "2024-04-01T13:05:00Z", "2024-04-01T13:15:00Z"),
         ("6h", "2024-04-01T19:00:00Z", "2024-04-02T00:00:00Z"),
         ("1d", "2024-04-01T00:00:01Z", "2024-04-02T00:00:00Z"),
-        ("90m", "2024-04-01T01:29:59Z", "2024-04-01T01:30:00Z"),
+        ("30m", "2024-04-01T01:29:59Z", "2024-04-01T01:30:00Z"),
     ];
     for (every, now, want) in rows {
         let r: Reconciliation = every.parse().unwrap();
@@ -66,25 +97,33 @@ fn the_next_reconciliation_is_the_next_multiple_from_midnight_utc() {
     }
 }
 
+/// The first run after a lag began may have started before its commits were pushed: the
+/// second (and the grace) must pass before the lag is overdue.
 #[test]
-fn a_lag_is_overdue_once_a_reconciliation_and_the_grace_passed() {
+fn a_lag_is_overdue_once_the_second_reconciliation_and_the_grace_passed() {
     let hourly = Reconciliation::default();
     let rows = [
         // (lag since, now, missed)
         ("2024-04-01T12:30:00Z", "2024-04-01T12:59:00Z", None),
-        ("2024-04-01T12:30:00Z", "2024-04-01T13:09:59Z", None),
+        ("2024-04-01T12:30:00Z", "2024-04-01T13:10:00Z", None),
+        ("2024-04-01T12:30:00Z", "2024-04-01T14:09:59Z", None),
         (
             "2024-04-01T12:30:00Z",
-            "2024-04-01T13:10:00Z",
-            Some("2024-04-01T13:00:00Z"),
+            "2024-04-01T14:10:00Z",
+            Some("2024-04-01T14:00:00Z"),
         ),
         (
             "2024-04-01T09:00:00Z",
             "2024-04-01T13:05:00Z",
-            Some("2024-04-01T10:00:00Z"),
+            Some("2024-04-01T11:00:00Z"),
         ),
         // committed on the hour: that run may have started before it
-        ("2024-04-01T13:00:00Z", "2024-04-01T13:30:00Z", None),
+        ("2024-04-01T13:00:00Z", "2024-04-01T14:30:00Z", None),
+        (
+            "2024-04-01T13:00:00Z",
+            "2024-04-01T15:10:00Z",
+            Some("2024-04-01T15:00:00Z"),
+        ),
     ];
     for (since, now, want) in rows {
         assert_eq!(
@@ -93,6 +132,26 @@ fn a_lag_is_overdue_once_a_reconciliation_and_the_grace_passed() {
             "{since} {now}"
         );
     }
+}
+
+/// Issue 12's false alarm: committed at 12:55, pushed at 13:02; the 13:00 run could not
+/// bring it, so at 13:15 it is not overdue; the 14:00 run should, so at 14:10 it is.
+#[test]
+fn a_commit_made_before_a_run_and_pushed_after_it_is_not_overdue() {
+    let hourly = Reconciliation::default();
+    let since = at("2024-04-01T12:55:00Z");
+    assert_eq!(hourly.missed(since, at("2024-04-01T13:15:00Z")), None);
+    assert_eq!(hourly.missed(since, at("2024-04-01T14:09:59Z")), None);
+    assert_eq!(
+        hourly.missed(since, at("2024-04-01T14:10:00Z")),
+        Some(at("2024-04-01T14:00:00Z"))
+    );
+    let quarter: Reconciliation = "15m".parse().unwrap();
+    assert_eq!(quarter.missed(since, at("2024-04-01T13:15:00Z")), None);
+    assert_eq!(
+        quarter.missed(since, at("2024-04-01T13:25:00Z")),
+        Some(at("2024-04-01T13:15:00Z"))
+    );
 }
 
 fn example() -> Config {
@@ -223,7 +282,7 @@ fn behind() -> RefStatus {
 #[test]
 fn each_lag_is_judged_drift_or_policy() {
     let recent = "2024-04-01T13:01:00Z";
-    let old = "2024-04-01T11:30:00Z";
+    let old = "2024-04-01T10:30:00Z";
     let created = RefStatus::Created { new: c(3) };
     type Row<'a> = (
         &'a str,

@@ -369,11 +369,14 @@ fn a_tag_moved_forward_at_the_source_is_not_called_a_non_ancestor() {
             format!("            > {} next", short(&next)),
         ],
     );
-    assert!(
-        run.stdout
-            .contains("refs/tags/v2: the tag moved forward at the source"),
-        "an annotated tag is peeled: {}",
-        run.stdout
+    // An annotated tag is named by its commit, as status names it, not by the tag object.
+    has_lines(
+        &run,
+        &[format!(
+            "  DIVERGED  refs/tags/v2: the tag moved forward at the source: the standby's {} is an ancestor of the source's {}, and the mirror does not move tags; left alone (--force backs it up, then overwrites it)",
+            short(&first),
+            short(&next)
+        )],
     );
     assert!(!run.stdout.contains("is not an ancestor"), "{}", run.stdout);
     assert_eq!(w.head("osaka.git", "refs/tags/v1"), first, "left alone");
@@ -382,9 +385,11 @@ fn a_tag_moved_forward_at_the_source_is_not_called_a_non_ancestor() {
     let status = w.tozai(&["status", "-c", "tozai.toml"]);
     status.expect_code(1);
     assert!(
-        status
-            .stdout
-            .contains("the tag moved forward at the source"),
+        status.stdout.contains(&format!(
+            "DIVERGED  the tag moved forward at the source: the standby's {} is an ancestor of the source's {}",
+            short(&first),
+            short(&next)
+        )),
         "{}",
         status.stdout
     );
@@ -392,6 +397,160 @@ fn a_tag_moved_forward_at_the_source_is_not_called_a_non_ancestor() {
         !status.stdout.contains("is not an ancestor"),
         "{}",
         status.stdout
+    );
+}
+
+/// The standby moved, not the source: release/1, release/2 and v1 as the mirror pushed them
+/// (its records own them) and still so at the source; someone in osaka force-pushes them to
+/// `second`, a commit on the source's main (a descendant of release/1's, not of release/2's).
+/// Not "the source was rewound", "force-pushed" or "the tag moved at the source".
+#[test]
+fn a_standby_moved_to_a_commit_the_source_knows_is_not_blamed_on_the_source() {
+    let w = World::new();
+    let first = w.head("tokyo.git", "main");
+    git(&w.work, &["switch", "-q", "-c", "release/2"]);
+    let release2 = w.commit("release 2");
+    w.push("release/2");
+    git(&w.work, &["switch", "-q", "main"]);
+    let second = w.commit("second");
+    w.push("main");
+    w.push(&format!("{first}:refs/heads/release/1"));
+    w.push(&format!("{first}:refs/tags/v1"));
+    w.mirror(&[]).expect_code(0);
+
+    for r in [
+        "refs/heads/release/1",
+        "refs/heads/release/2",
+        "refs/tags/v1",
+    ] {
+        w.push_to_standby(&format!("{second}:{r}"));
+    }
+    let run = w.mirror(&[]);
+    run.expect_code(1).expect_no_panic();
+    let moved = |r: &str, pushed: &str| {
+        format!(
+            "  DIVERGED  {r}: the standby was moved (to {}) since the mirror pushed {}, which the source still has; left alone (--force backs it up, then overwrites it)",
+            short(&second),
+            short(pushed)
+        )
+    };
+    has_lines(
+        &run,
+        &[
+            moved("refs/heads/release/1", &first),
+            format!("            < {} second", short(&second)),
+            moved("refs/heads/release/2", &release2),
+            moved("refs/tags/v1", &first),
+        ],
+    );
+    for wrong in [
+        "rewound",
+        "force-pushed",
+        "moved at the source",
+        "moved forward",
+    ] {
+        assert!(!run.stdout.contains(wrong), "{wrong}: {}", run.stdout);
+    }
+    assert_eq!(w.head("osaka.git", "release/1"), second, "left alone");
+
+    let status = w.tozai(&["status", "-c", "tozai.toml"]);
+    status.expect_code(1);
+    assert!(
+        status.stdout.contains(&format!(
+            "DIVERGED  the standby was moved (to {}) since the mirror pushed {}, which the source still has",
+            short(&second),
+            short(&first)
+        )),
+        "{}",
+        status.stdout
+    );
+    let json = w.tozai(&["status", "-c", "tozai.toml", "--json"]);
+    json.expect_code(1);
+    let v = json.json();
+    for r in [
+        "refs/heads/release/1",
+        "refs/heads/release/2",
+        "refs/tags/v1",
+    ] {
+        assert_eq!(json_ref(&v, r)["cause"], "moved_on_standby", "{r}");
+    }
+}
+
+/// The standby's diverged refs are fetched into the cache under names that cannot collide:
+/// `hotfix` fetched once, then `hotfix/a` (a directory where a file was) is fetched too,
+/// and its commits listed.
+#[test]
+fn a_standby_branch_under_one_fetched_before_is_fetched_and_listed() {
+    let w = World::new();
+    std::fs::write(
+        w.root().join("tozai.toml"),
+        CONFIG.replace(
+            "branches = [\"main\", \"release/*\"]",
+            "branches = [\"**\"]",
+        ),
+    )
+    .unwrap();
+    w.mirror(&[]).expect_code(0);
+    git(&w.work, &["switch", "-q", "-c", "osaka"]);
+    let one = w.commit("osaka one");
+    w.push_to_standby("HEAD:refs/heads/hotfix");
+    let first = w.mirror(&[]);
+    first.expect_code(1);
+    has_lines(
+        &first,
+        &[format!("            < {} osaka one", short(&one))],
+    );
+
+    let two = w.commit("osaka two");
+    w.push_to_standby(":refs/heads/hotfix");
+    w.push_to_standby("HEAD:refs/heads/hotfix/a");
+    let run = w.mirror(&[]);
+    run.expect_code(1).expect_no_panic();
+    has_lines(
+        &run,
+        &[
+            format!(
+                "  DIVERGED  refs/heads/hotfix/a: not on the source, and the mirror never pushed the standby's {} (made on the standby?); left alone (--force backs it up, then deletes it)",
+                short(&two)
+            ),
+            format!("            < {} osaka two", short(&two)),
+            format!("            < {} osaka one", short(&one)),
+        ],
+    );
+    assert!(!run.stderr.contains("cannot fetch"), "{}", run.stderr);
+}
+
+/// A commit fetched from the standby is never taken for the source's, even once the
+/// standby's ref is reset to an older one of them: main pushed to twice on the standby
+/// (fetched by a first run), then reset to the first of those commits.
+#[test]
+fn an_older_standby_commit_fetched_before_is_not_taken_for_the_sources() {
+    let w = World::new();
+    w.mirror(&[]).expect_code(0);
+    let base = w.head("tokyo.git", "main");
+    let one = w.commit("osaka one");
+    w.commit("osaka two");
+    w.push_to_standby("HEAD:refs/heads/main");
+    git(&w.work, &["reset", "-q", "--hard", &base]);
+    let feature = w.commit("tokyo feature");
+    w.push("main");
+    w.mirror(&[]).expect_code(1);
+
+    w.push_to_standby(&format!("{one}:refs/heads/main"));
+    let run = w.mirror(&[]);
+    run.expect_code(1).expect_no_panic();
+    has_lines(
+        &run,
+        &[format!(
+            "  DIVERGED  refs/heads/main: the standby was pushed to: its {} is unknown to the source (at {}); left alone (--force backs it up, then overwrites it)",
+            short(&one),
+            short(&feature)
+        )],
+    );
+    let json = w.tozai(&["status", "-c", "tozai.toml", "--json"]);
+    assert_eq!(
+        json_ref(&json.json(), "refs/heads/main")["cause"],
+        "standby_pushed_to"
     );
 }
 
@@ -526,6 +685,44 @@ fn forced_runs_say_in_json_what_they_discarded_and_where_it_is_kept() {
         side(&main["log"], "standby_only"),
         [(hotfix, "osaka hotfix".to_owned())]
     );
+}
+
+/// A dry run checks the backups the real run pushes first: a standby commit the mirror
+/// cannot fetch (its object is corrupt on the standby) cannot be backed up, so the dry run
+/// says the ref would not be forced, as the real run then does. Not "backed up first".
+#[test]
+fn a_dry_run_reports_a_backup_the_real_run_would_refuse() {
+    let w = World::new();
+    let (hotfix, _) = standby_pushed_to(&w);
+    let object = w
+        .root()
+        .join("osaka.git/objects")
+        .join(&hotfix[..2])
+        .join(&hotfix[2..]);
+    std::fs::remove_file(&object).expect("the standby's commit is a loose object");
+    std::fs::write(&object, "not a git object").unwrap();
+
+    let refused = |run: &Run| {
+        // A dry run's column is wider ("would update").
+        let (_, why) = (run.stdout.lines())
+            .filter(|l| l.trim_start().starts_with("REJECTED "))
+            .find_map(|l| l.split_once(" refs/heads/main: "))
+            .unwrap_or_else(|| panic!("{}\n{}", run.stdout, run.stderr));
+        assert!(
+            why.starts_with("not forced: its backup refs/heads/tozai-backup/")
+                && why.ends_with("/heads/main could not be pushed first: the standby's commit could not be fetched"),
+            "{why}"
+        );
+    };
+    let dry = w.mirror(&["--force", "--dry-run"]);
+    dry.expect_code(1).expect_no_panic();
+    refused(&dry);
+    assert!(!dry.stdout.contains("backed up first"), "{}", dry.stdout);
+    let real = w.mirror(&["--force"]);
+    real.expect_code(1).expect_no_panic();
+    refused(&real);
+    assert_eq!(w.head("osaka.git", "main"), hotfix, "not forced");
+    assert!(w.backups().is_empty());
 }
 
 #[test]

@@ -285,8 +285,9 @@ fn a_path_only_a_standby_target_deploys_matters() {
     );
 }
 
-/// A lag by policy that a scheduled reconciliation should already have brought: the
-/// reconciliation is overdue, which is drift.
+/// A lag by policy that a scheduled reconciliation should already have brought (the second
+/// after the lag began: the first may have run before the push): the reconciliation is
+/// overdue, which is drift.
 #[test]
 fn an_overdue_reconciliation_is_drift() {
     let w = World::new();
@@ -312,7 +313,7 @@ fn an_overdue_reconciliation_is_drift() {
              commit missing)",
             short(&standby),
             short(&change),
-            shown(&next_hour(dated)),
+            shown(&next_hour(next_hour(dated))),
             shown(&dated)
         )
     );
@@ -327,7 +328,7 @@ fn an_overdue_reconciliation_is_drift() {
     assert_eq!(main["policy"], true);
     assert_eq!(
         main["missed_reconciliation"],
-        next_hour(dated).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        next_hour(next_hour(dated)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
     assert_eq!(
         main["lag_since"],
@@ -519,5 +520,36 @@ fn a_reconcile_that_does_not_divide_a_day_is_a_config_error() {
             && run.stderr.contains("divides 24 hours"),
         "{}",
         run.stderr
+    );
+}
+
+/// A commit whose subject is 5 MB on one line: status lists it cut to 200 bytes (with `…`),
+/// in text and in JSON, so the whole output stays small.
+#[test]
+fn a_huge_commit_subject_is_cut() {
+    let w = World::new();
+    std::fs::create_dir_all(w.work.join("primary")).unwrap();
+    std::fs::write(w.work.join("primary/a.yaml"), "tokyo only").unwrap();
+    git(&w.work, &["add", "-A"]);
+    let message = w.root().join("message.txt");
+    std::fs::write(&message, "x".repeat(5 << 20)).unwrap();
+    git(&w.work, &["commit", "-q", "-F", message.to_str().unwrap()]);
+    let change = rev(&w.work, "HEAD");
+    w.push("main");
+
+    let (run, _) = w.status(&[]);
+    run.expect_code(0);
+    assert_eq!(
+        line(&run, short(&change)),
+        format!("{} {}…", short(&change), "x".repeat(197))
+    );
+    assert!(run.stdout.len() < 2048, "{} bytes", run.stdout.len());
+    assert!(run.stderr.len() < 1024, "{}", run.stderr);
+    let json = w.status(&["--json"]).0;
+    assert!(json.stdout.len() < 4096, "{} bytes", json.stdout.len());
+    let main = json_ref(&json.json(), "refs/heads/main").clone();
+    assert_eq!(
+        main["commits"][0]["subject"],
+        format!("{}…", "x".repeat(197))
     );
 }

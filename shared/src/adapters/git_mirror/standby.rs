@@ -4,8 +4,14 @@
 //!
 //! **The private namespaces.** The standby's diverged refs whose commits the cache lacks
 //! are fetched (with the target's credentials, the authenticated fetch the source uses) to
-//! `refs/tozai/standby/heads/...` and `refs/tozai/standby/tags/...`, where they also say
-//! which objects came from the standby rather than the source; a backup's commit is named locally by
+//! `refs/tozai/standby/<SHA-256 of the full ref name, in hex>` ([`standby_ref`]): one flat
+//! name per ref, so that `hotfix` fetched once never blocks `hotfix/a` later (a file where
+//! a directory must go), and short enough for a file name whatever the ref's length. There
+//! they also say which objects came from the standby rather than the source: a commit any
+//! of them reaches, and no source ref does, is never taken for the source's
+//! ([`from_the_source`]). (Caches of earlier versions hold them under
+//! `refs/tozai/standby/heads/...` and `.../tags/...`: still read, never written again.) A
+//! backup's commit is named locally by
 //! `refs/tozai/heads/tozai-backup/...` while it is pushed. The mirror never plans, pushes
 //! or prunes anything there: the source's refs are read ([`local_refs`](super::local_refs))
 //! and pruned ([`prune_to`](super::prune_to)) under `refs/heads/` and `refs/tags/` only. The
@@ -56,7 +62,8 @@ fn forced(action: &RefAction) -> bool {
 
 /// Fetches the standby's refs that `steps` leave behind into the cache, plans again with
 /// their commits known (the actions are the same; the causes may now be told: a rewind, a
-/// tag's commit), and lists both sides' commits of each. A fetch that fails is logged:
+/// tag's commit), and lists both sides' commits of each. A diverged ref's values are
+/// returned peeled ([`peeled`]). A fetch that fails is logged:
 /// the run goes on, without those lists (and a `--force` then cannot back them up).
 pub(super) fn explain(
     repo: &Repository,
@@ -71,7 +78,11 @@ pub(super) fn explain(
         .map(|s| &s.reference)
         .collect();
     let value = |r: &RefName| target_refs.get(r).map(to_oid);
-    let seen = from_the_source(repo, wanted.iter().filter_map(|r| target_refs.get(r)));
+    let seen = from_the_source(
+        repo,
+        source_refs,
+        wanted.iter().filter_map(|r| target_refs.get(r)),
+    );
     // Only what the cache lacks is fetched: a commit it holds comes with its history.
     let absent: Vec<&RefName> = (wanted.iter().copied())
         .filter(|r| value(r).is_some_and(|v| repo.find_object(v, None).is_err()))
@@ -107,26 +118,82 @@ pub(super) fn explain(
             Some((s.reference.clone(), log))
         })
         .collect();
-    (steps, logs)
+    (
+        steps.into_iter().map(|s| peeled(s, &history)).collect(),
+        logs,
+    )
 }
 
-/// Of the standby's `values`, those the cache holds before this run fetches anything from
-/// the standby: the source sent them once (a force-push may have left them behind), but
-/// for what runs fetched from the standby (the values under `refs/tozai/standby/`, never
-/// pruned). An older commit of what was fetched there would pass for the source's, should
-/// the standby's ref be reset to it.
+/// A diverged step named by commits: an annotated tag's values peeled (when the cache
+/// has them), so the report's sentence names what status names. A diverged step is never
+/// pushed, so no lease checks these values.
+fn peeled(step: RefStep, history: &impl History) -> RefStep {
+    let RefAction::Diverged {
+        source,
+        standby,
+        cause,
+    } = step.action
+    else {
+        return step;
+    };
+    let peel = |id: CommitId| history.commit_of(&id).unwrap_or(id);
+    RefStep {
+        reference: step.reference,
+        action: RefAction::Diverged {
+            source: source.map(peel),
+            standby: peel(standby),
+            cause,
+        },
+    }
+}
+
+/// Of the standby's `values`, those the cache holds because the source sent them once (a
+/// force-push may have left them behind): not those that runs fetched from the standby,
+/// that is, no value any ref under `refs/tozai/standby/` (never pruned) reaches unless a
+/// source ref reaches it too (then it is the source's anyway). One revwalk: the standby's
+/// fetched tips pushed, the source's refs hidden.
 fn from_the_source<'a>(
     repo: &Repository,
+    source_refs: &RefMap,
     values: impl Iterator<Item = &'a CommitId>,
 ) -> BTreeSet<CommitId> {
     let fetched: BTreeSet<Oid> = repo
         .references_glob(&format!("{STANDBY_REFS}*"))
         .map(|refs| refs.flatten().filter_map(|r| r.target()).collect())
         .unwrap_or_default();
-    values
-        .filter(|v| !fetched.contains(&to_oid(v)) && repo.find_object(to_oid(v), None).is_ok())
-        .cloned()
-        .collect()
+    let from_standby = standby_only(repo, &fetched, source_refs);
+    let peeled = |v: Oid| {
+        repo.find_object(v, None)
+            .and_then(|o| o.peel_to_commit())
+            .map(|c| c.id())
+    };
+    let sent_by_source = |v: &CommitId| {
+        let Some(from_standby) = &from_standby else {
+            return false;
+        };
+        let v = to_oid(v);
+        !fetched.contains(&v) && peeled(v).is_ok_and(|c| !from_standby.contains(&c))
+    };
+    values.filter(|v| sent_by_source(v)).cloned().collect()
+}
+
+/// The commits the standby's fetched `tips` reach that no source ref reaches; `None` when
+/// the walk fails (then nothing counts as the source's but what its refs reach).
+fn standby_only(
+    repo: &Repository,
+    tips: &BTreeSet<Oid>,
+    source_refs: &RefMap,
+) -> Option<BTreeSet<Oid>> {
+    let mut walk = repo.revwalk().ok()?;
+    for tip in tips {
+        // A fetched tag that is not a commit's is skipped: it reaches no commit.
+        let _ = walk.push(*tip);
+    }
+    for source in source_refs.values() {
+        // A source ref the cache cannot walk hides nothing.
+        let _ = walk.hide(to_oid(source));
+    }
+    walk.collect::<Result<_, _>>().ok()
 }
 
 /// The cache's history, knowing which of the standby's values the source sent once.
@@ -173,7 +240,7 @@ pub(super) fn backup_names(steps: &[RefStep], stamp: &str) -> BTreeMap<RefName, 
 }
 
 /// Gives each result its commits (`logs`) and, when it was forced, its backup.
-pub(super) fn annotate(
+fn annotate(
     refs: &mut [RefResult],
     logs: &BTreeMap<RefName, LeftRight>,
     backups: &BTreeMap<RefName, RefName>,
@@ -273,8 +340,7 @@ struct BackupPlan {
 
 /// The backup of each ref `steps` force: at the standby's old commit, named locally for the
 /// push (`refs/tozai/heads/...`). One already on the standby at that commit (pushed by an
-/// earlier attempt of this run) goes in `backed_up`; a commit the cache lacks, or another
-/// branch of that name, fails it.
+/// earlier attempt of this run) goes in `backed_up`; one [`check_backup`] refuses fails it.
 fn plan_backups(
     repo: &Repository,
     target_refs: &RefMap,
@@ -288,19 +354,13 @@ fn plan_backups(
         failed: BTreeMap::new(),
     };
     for (reference, backup) in backup_names(steps, stamp) {
-        let step = steps.iter().find(|s| s.reference == reference);
-        let old = step.and_then(|s| s.action.expected_old());
-        let why = match (
-            old.and_then(|o| history.commit_of(o)),
-            target_refs.get(&backup),
-        ) {
-            (None, _) => "the standby's commit could not be fetched".to_owned(),
-            (Some(commit), Some(there)) if *there == commit => {
+        let why = match check_backup(&history, target_refs, steps, &reference, &backup) {
+            Err(why) => why,
+            Ok(None) => {
                 backed_up.insert(reference, backup);
                 continue;
             }
-            (Some(_), Some(_)) => "a branch of that name is already there".to_owned(),
-            (Some(commit), None) => {
+            Ok(Some(commit)) => {
                 let local = backup_source_ref(&backup);
                 match repo.reference(&local, to_oid(&commit), true, "tozai backup") {
                     Ok(_) => {
@@ -319,6 +379,49 @@ fn plan_backups(
         plan.failed.insert(reference, why);
     }
     plan
+}
+
+/// Whether the forced `reference` can be backed up to `backup`, before anything is
+/// created: `Ok(Some(commit))` to push at the standby's old commit, `Ok(None)` when it is
+/// there already, or why not (the cache lacks that commit, or another branch has the name).
+fn check_backup(
+    history: &RepoHistory<'_>,
+    target_refs: &RefMap,
+    steps: &[RefStep],
+    reference: &RefName,
+    backup: &RefName,
+) -> Result<Option<CommitId>, String> {
+    let step = steps.iter().find(|s| &s.reference == reference);
+    let old = step.and_then(|s| s.action.expected_old());
+    match (
+        old.and_then(|o| history.commit_of(o)),
+        target_refs.get(backup),
+    ) {
+        (None, _) => Err("the standby's commit could not be fetched".to_owned()),
+        (Some(commit), Some(there)) if *there == commit => Ok(None),
+        (Some(_), Some(_)) => Err("a branch of that name is already there".to_owned()),
+        (Some(commit), None) => Ok(Some(commit)),
+    }
+}
+
+/// For a dry run: the forced refs whose backup the real run would refuse before pushing
+/// anything ([`check_backup`]), taken out of `steps` and returned rejected, as
+/// [`push_backups`] does. Nothing is created, in the cache or on the standby (a refusal by
+/// the server itself cannot be foreseen).
+pub(super) fn refuse_unbackable(
+    repo: &Repository,
+    target_refs: &RefMap,
+    steps: &mut Vec<RefStep>,
+    stamp: &str,
+) -> Vec<RefResult> {
+    let history = RepoHistory(repo);
+    let failed = (backup_names(steps, stamp).into_iter())
+        .filter_map(|(reference, backup)| {
+            let why = check_backup(&history, target_refs, steps, &reference, &backup).err()?;
+            Some((reference, why))
+        })
+        .collect();
+    refuse(steps, failed, stamp)
 }
 
 /// Takes the steps whose backup failed out of `steps`, as rejected results.
@@ -347,10 +450,15 @@ fn refuse(
 /// Where the standby's diverged refs are fetched in the cache.
 const STANDBY_REFS: &str = "refs/tozai/standby/";
 
-/// The cache ref holding the standby's `reference`: `refs/tozai/standby/heads/main`.
+/// The cache ref holding the standby's `reference`: `refs/tozai/standby/` and the SHA-256
+/// of its full name in hex. A flat name cannot collide with another ref's (`hotfix` and
+/// `hotfix/a`), and stays 64 characters however long the ref's name (a ref's name in hex
+/// could pass the 255 bytes a file name may have).
 pub(super) fn standby_ref(reference: &RefName) -> String {
-    let full = reference.full();
-    format!("{STANDBY_REFS}{}", &full["refs/".len()..])
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(reference.full().as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{STANDBY_REFS}{hex}")
 }
 
 /// The cache ref a backup branch is pushed from: `refs/tozai/heads/tozai-backup/...`.
@@ -374,9 +482,10 @@ pub(super) fn backup_name(reference: &RefName, stamp: &str) -> RefName {
     ))
 }
 
-/// Fetches the standby's `refs` from `target` to `refs/tozai/standby/`: their commits are
-/// then in the cache, to list and to back up. Nothing there is ever pruned: each value
-/// says that its objects came from the standby, not the source ([`from_the_source`]).
+/// Fetches the standby's `refs` from `target` to `refs/tozai/standby/` ([`standby_ref`]):
+/// their commits are then in the cache, to list and to back up. Nothing there is ever
+/// pruned: each value says that its objects came from the standby, not the source
+/// ([`from_the_source`]).
 pub(super) fn fetch_standby_refs(
     repo: &Repository,
     target: &GitRemote,
@@ -503,9 +612,10 @@ mod tests {
                 format!("refs/tozai/heads/{want}")
             );
         }
+        // printf %s refs/tags/v1.0 | sha256sum
         assert_eq!(
             standby_ref(&RefName::tag("v1.0").unwrap()),
-            "refs/tozai/standby/tags/v1.0"
+            "refs/tozai/standby/9c00a1ce4a9c499fa4cd2f11fca0d82863bd9b3228ca4df2c63f657a32ba3787"
         );
     }
 }

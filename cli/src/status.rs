@@ -336,6 +336,28 @@ fn backups(s: &Status) -> String {
 }
 
 /// The last line: ready to fail over, or not.
+/// What an operator can do about the drift shown: a mirror fast-forwards what is behind or
+/// missing; a diverged or stale ref needs a decision (`--force` keeps a backup).
+fn remedies(s: &Status, config: &str) -> String {
+    let drifting = |kind: fn(&Drift) -> bool| s.refs.iter().any(|r| r.drift && kind(&r.state));
+    let mut out = Vec::new();
+    if drifting(|d| matches!(d, Drift::Behind { .. } | Drift::Missing { .. })) {
+        out.push(format!(
+            "`tozai mirror -c {config}` fast-forwards what is behind or missing"
+        ));
+    }
+    if drifting(|d| matches!(d, Drift::Diverged { .. } | Drift::Stale { .. })) {
+        out.push(format!(
+            "a diverged or stale ref is left alone until you decide: `tozai mirror -c {config} \
+             --force` backs up the standby's commits, then overwrites or deletes it"
+        ));
+    }
+    if out.is_empty() {
+        out.push("see above".to_owned());
+    }
+    out.join("; ")
+}
+
 fn verdict(s: &Status, config: &str) -> String {
     let total = s.refs.len();
     if total == 0 {
@@ -351,9 +373,8 @@ fn verdict(s: &Status, config: &str) -> String {
     let drifted = s.drifted();
     if drifted > 0 {
         return format!(
-            "DRIFT: {drifted} of {total} refs: the standby is not ready to fail over (`tozai \
-             mirror -c {}` fast-forwards what is behind or missing)",
-            quoted(config)
+            "DRIFT: {drifted} of {total} refs: the standby is not ready to fail over ({})",
+            remedies(s, &quoted(config))
         );
     }
     if s.in_sync {

@@ -212,6 +212,15 @@ fn a_commit_pushed_straight_to_the_standby_is_said_so_with_both_sides() {
         "{}",
         status.stdout
     );
+    // The verdict says what to do about a diverged ref: a plain mirror leaves it alone.
+    assert!(
+        status.stdout.lines().last().is_some_and(|l| l.ends_with(
+            "a diverged or stale ref is left alone until you decide: `tozai mirror -c \
+             tozai.toml --force` backs up the standby's commits, then overwrites or deletes it)"
+        )),
+        "{}",
+        status.stdout
+    );
     for line in [
         format!("< {} osaka hotfix", short(&hotfix)),
         format!("> {} tokyo feature", short(&feature)),

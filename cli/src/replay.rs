@@ -225,7 +225,7 @@ fn local_repo(o: &Options, primary: &Region) -> anyhow::Result<Option<PathBuf>> 
 /// The push the sync-judge would have seen for `after` on `reference`.
 fn push(primary: &Region, reference: &RefName, before: Option<CommitId>, after: CommitId) -> Push {
     Push {
-        repository: primary.repository.to_string(),
+        repository: primary.repository.shown(),
         region: primary.name.clone(),
         reference: reference.clone(),
         before,

@@ -32,7 +32,7 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
     let results = ruletest::run(&config);
     let failed = results.iter().filter(|r| !r.passed()).count();
     if o.json {
-        crate::output::json(&Report::of(&config, &results))?;
+        crate::output::json(&Report::of(&config, &results, &o.config))?;
     } else {
         text(&config, &results);
     }
@@ -92,7 +92,8 @@ fn explanation<'a>(config: &Config, r: &'a TestResult) -> Vec<Explanation<'a>> {
 /// `tozai check --json`.
 #[derive(Serialize)]
 struct Report<'a> {
-    config: &'a str,
+    /// The config file's path, exact (text output quotes it).
+    config: String,
     regions: Vec<RegionJson<'a>>,
     tests: Vec<TestJson<'a>>,
     passed: usize,
@@ -124,7 +125,7 @@ struct Explanation<'a> {
 }
 
 impl<'a> Report<'a> {
-    fn of(config: &'a Config, results: &'a [TestResult]) -> Self {
+    fn of(config: &'a Config, results: &'a [TestResult], path: &std::path::Path) -> Self {
         let roles = [(config.primary(), "primary"), (config.standby(), "standby")];
         let tests: Vec<TestJson> = results
             .iter()
@@ -138,7 +139,7 @@ impl<'a> Report<'a> {
             .collect();
         let passed = tests.iter().filter(|t| t.passed).count();
         Report {
-            config: &config.origin,
+            config: path.display().to_string(),
             regions: roles
                 .into_iter()
                 .map(|(r, role)| RegionJson {

@@ -69,7 +69,7 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
     };
     let (before, after) = git.resolve_range(&o.range)?;
     let push = Push {
-        repository: region.repository.to_string(),
+        repository: region.repository.shown(),
         region: region.name.clone(),
         reference,
         before,

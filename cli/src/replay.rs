@@ -5,9 +5,15 @@
 //! It first checks its premises, and stops with exit 2 naming both when one fails: the ref
 //! exists on the primary, and the commit is on it (the ref's head or one of its
 //! ancestors). They are read from the local repository (the primary itself, or the clone
-//! `--repo` names), or through CodeCommit's API (`GetBranch`, `GetMergeOptions`) for a
-//! CodeCommit primary. CodeCommit's API reads no tags: a tag there is checked only with
-//! `--repo`, and a warning says so.
+//! `--repo` names, where a branch is its remote-tracking `origin/BRANCH` when there is
+//! one: a local branch may hold commits never pushed), or through CodeCommit's API
+//! (`GetBranch`, `GetMergeOptions`) for a CodeCommit primary. Then, with `--repo` (a clone
+//! may be stale) and for a tag on CodeCommit (whose API reads no tags), they are checked
+//! again on the primary's own refs, fetched into the mirror's source cache, before
+//! anything is mirrored or published.
+//!
+//! `--ref NAME` names the branch `NAME`, or the tag `NAME` when the primary has no such
+//! branch, as `tozai mirror --ref` resolves it.
 //!
 //! Its last lines say what happened: after a dry run, what the mirror would do; after
 //! `--execute`, what it did, and what the standby's judge starts only when the standby's
@@ -46,7 +52,8 @@ pub struct Options {
     /// The commit whose sync to re-run (full id, or anything git resolves with --repo).
     #[arg(long, value_name = "SHA")]
     pub commit: String,
-    /// The branch or tag it was pushed to (default: the config's base branch).
+    /// The branch or tag it was pushed to (default: the config's base branch); a short
+    /// name is the branch, or the tag when the primary has no such branch.
     #[arg(long = "ref", value_name = "REF")]
     pub reference: Option<String>,
     /// Mirror now (fast-forward only unless --force), instead of showing what would happen.
@@ -62,7 +69,9 @@ pub struct Options {
     #[arg(long, value_name = "NAME", default_value = "default")]
     pub event_bus: String,
     /// A local clone of the primary to read the commit from (default: the primary itself
-    /// when it is local, CodeCommit's API when it is CodeCommit).
+    /// when it is local, CodeCommit's API when it is CodeCommit). Use a fresh clone (or
+    /// `git fetch` first): its `origin/BRANCH` stands for the primary's branch, and the
+    /// premises are checked again on the primary's refs once the mirror has fetched them.
     #[arg(long, value_name = "DIR")]
     pub repo: Option<PathBuf>,
     /// The cache of source repositories (default: the user's cache directory).
@@ -78,26 +87,49 @@ pub struct Options {
 pub fn run(o: Options) -> anyhow::Result<ExitCode> {
     let cache = crate::mirror::cache_root(o.cache.as_deref())?;
     let config = Config::load(&o.config)?;
-    let reference: RefName = match &o.reference {
-        Some(r) => r.parse()?,
-        None => RefName::branch(&config.base_branch)?,
+    let asked = Asked {
+        reference: match &o.reference {
+            Some(r) => r.parse()?,
+            None => RefName::branch(&config.base_branch)?,
+        },
+        bare: o
+            .reference
+            .as_deref()
+            .is_some_and(|r| !r.starts_with("refs/")),
     };
     let aws = Aws::new(&config.primary().aws_region)?;
     // What the sync-judge decides for this commit, diffed against its first parent, once
     // the commit is known to be on the ref.
     let plan = match local_repo(&o, config.primary())? {
-        Some(dir) => local_plan(&aws.runtime, &config, &o, &reference, &dir)?,
-        None => codecommit_plan(&aws, &config, &o.commit, &reference)?,
+        Some(dir) => local_plan(&aws.runtime, &config, &o, &asked, &dir)?,
+        None => codecommit_plan(&aws, &config, &o.commit, &asked)?,
     };
+    let reference = plan.push.reference.clone();
     let mirror = plan.decisions.sync.mirror;
     let executed = o.execute && mirror;
+
+    // A clone may be stale and CodeCommit's API reads no tags: then the premises are
+    // checked again on the primary's refs, as the mirror fetches them (a dry run).
+    let codecommit = matches!(config.primary().repository, Location::CodeCommit { .. });
+    let fetched = if o.repo.is_some() || (codecommit && reference.is_tag()) {
+        let (dry, dir) = mirror_ref(&o, &config, &reference, cache.clone(), true)?;
+        check_fetched(&aws.runtime, &config, &asked, &plan.push, &dir)?;
+        Some(dry)
+    } else {
+        None
+    };
 
     // The mirror: a dry run, the real thing, or the event that asks the Lambda for it.
     let outcome: Option<MirrorOutcome> = if o.publish {
         publish(&aws, &o, &config, &plan)?;
         None
-    } else if mirror || !o.execute {
-        Some(mirror_ref(&o, &config, &reference, cache, !executed)?)
+    } else if executed {
+        Some(mirror_ref(&o, &config, &reference, cache, false)?.0)
+    } else if !o.execute {
+        match fetched {
+            Some(dry) => Some(dry),
+            None => Some(mirror_ref(&o, &config, &reference, cache, true)?.0),
+        }
     } else {
         None
     };
@@ -117,6 +149,59 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
         Some(out) if !out.in_sync() => ExitCode::from(crate::EXIT_FAILED),
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// The ref `--ref` names, and whether it was a short name (a branch, else a tag).
+struct Asked {
+    reference: RefName,
+    bare: bool,
+}
+
+impl Asked {
+    /// The tag a short name names when the primary has no such branch.
+    fn as_tag(&self) -> anyhow::Result<Option<RefName>> {
+        Ok(match &self.reference {
+            RefName::Branch(b) if self.bare => Some(RefName::tag(b)?),
+            _ => None,
+        })
+    }
+}
+
+/// The premises again, on the primary's refs as the mirror fetched them into its source
+/// cache `dir`: the ref is there and the commit is on it. A ref that is not there is named
+/// as it was asked for (a short name as the branch).
+fn check_fetched(
+    runtime: &tokio::runtime::Runtime,
+    config: &Config,
+    asked: &Asked,
+    push: &Push,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let git = Git2Changes::open(dir).with_context(|| {
+        format!(
+            "cannot read the source cache {}",
+            quoted(&dir.display().to_string())
+        )
+    })?;
+    let reference = &push.reference;
+    let Some(head) = ref_head(&git, &reference.full())? else {
+        bail!(
+            "{} does not exist {}",
+            quoted(&asked.reference.full()),
+            on_primary(config.primary())
+        );
+    };
+    let on = match runtime.block_on(is_on(&git, &push.after, &head)) {
+        Ok(on) => on,
+        // Not fetched: the primary does not have the commit at all.
+        Err(ChangeError::UnknownRevision { .. }) => false,
+        Err(e) => return Err(e.into()),
+    };
+    if !on {
+        return Err(not_on_ref(&push.after, reference, &head)
+            .context(format!("the primary {} as fetched", config.primary().name)));
+    }
+    Ok(())
 }
 
 /// The runtime AWS is called on, and the SDK's configuration for the primary's AWS region,
@@ -225,7 +310,7 @@ fn local_repo(o: &Options, primary: &Region) -> anyhow::Result<Option<PathBuf>> 
 /// The push the sync-judge would have seen for `after` on `reference`.
 fn push(primary: &Region, reference: &RefName, before: Option<CommitId>, after: CommitId) -> Push {
     Push {
-        repository: primary.repository.to_string(),
+        repository: primary.repository.shown(),
         region: primary.name.clone(),
         reference: reference.clone(),
         before,
@@ -234,22 +319,18 @@ fn push(primary: &Region, reference: &RefName, before: Option<CommitId>, after: 
 }
 
 /// The plan, read from a local repository (the primary, or `--repo`'s clone, where a
-/// branch may be a remote-tracking `origin/BRANCH`), once the premises hold.
+/// branch is preferably its remote-tracking `origin/BRANCH`), once the premises hold.
 fn local_plan(
     runtime: &tokio::runtime::Runtime,
     config: &Config,
     o: &Options,
-    reference: &RefName,
+    asked: &Asked,
     dir: &Path,
 ) -> anyhow::Result<Plan> {
     let primary = config.primary();
     let git = Git2Changes::open(dir)?;
     let (before, after) = git.resolve_range(&o.commit)?;
-    let mut head = ref_head(&git, &reference.full())?;
-    if let (None, Some(_), RefName::Branch(b)) = (&head, &o.repo, reference) {
-        head = ref_head(&git, &format!("refs/remotes/origin/{b}"))?;
-    }
-    let Some(head) = head else {
+    let Some((reference, head)) = local_head(&git, asked, o.repo.is_some())? else {
         let place = match &o.repo {
             Some(clone) => format!(
                 "in {}, the clone of the primary {} given with --repo",
@@ -258,13 +339,40 @@ fn local_plan(
             ),
             None => on_primary(primary),
         };
-        bail!("{} does not exist {place}", quoted(&reference.full()));
+        bail!("{} does not exist {place}", quoted(&asked.reference.full()));
     };
     if !runtime.block_on(is_on(&git, &after, &head))? {
-        return Err(not_on_ref(&after, reference, &head));
+        return Err(not_on_ref(&after, &reference, &head));
     }
-    let push = push(primary, reference, before, after);
+    let push = push(primary, &reference, before, after);
     Ok(runtime.block_on(tozai::service::plan_push(config, &git, push))?)
+}
+
+/// The ref asked for and its head in a local repository, `None` when it has no such ref.
+/// In a clone (`--repo`), a branch is its remote-tracking `origin/BRANCH` when there is
+/// one (what the primary had at the last fetch), else the local branch; a short name that
+/// is no branch there is the tag of that name.
+fn local_head(
+    git: &Git2Changes,
+    asked: &Asked,
+    clone: bool,
+) -> anyhow::Result<Option<(RefName, CommitId)>> {
+    let reference = &asked.reference;
+    let mut candidates = Vec::new();
+    if let (RefName::Branch(b), true) = (reference, clone) {
+        candidates.push((reference.clone(), format!("refs/remotes/origin/{b}")));
+    }
+    candidates.push((reference.clone(), reference.full()));
+    if let Some(tag) = asked.as_tag()? {
+        let full = tag.full();
+        candidates.push((tag, full));
+    }
+    for (reference, full) in candidates {
+        if let Some(head) = ref_head(git, &full)? {
+            return Ok(Some((reference, head)));
+        }
+    }
+    Ok(None)
 }
 
 /// The commit a full ref name points at in a local repository (a tag peeled), `None`
@@ -278,12 +386,13 @@ fn ref_head(git: &Git2Changes, full: &str) -> anyhow::Result<Option<CommitId>> {
 }
 
 /// The plan, read through CodeCommit's API (the commit must be a full id), once the
-/// premises hold.
+/// premises hold. CodeCommit's API reads no tags: a tag (or a short name that is no
+/// branch, taken for a tag) is checked once the mirror has fetched it ([`check_fetched`]).
 fn codecommit_plan(
     aws: &Aws,
     config: &Config,
     commit: &str,
-    reference: &RefName,
+    asked: &Asked,
 ) -> anyhow::Result<Plan> {
     let primary = config.primary();
     let after: CommitId = commit
@@ -298,33 +407,29 @@ fn codecommit_plan(
         e @ ChangeError::UnknownRevision { .. } => anyhow::Error::new(e),
         e => aws_failed(&what, e),
     };
-    match reference {
-        RefName::Branch(branch) => {
-            let head = (aws.runtime.block_on(repo.branch_head(branch)))
-                .map_err(failed)?
-                .ok_or_else(|| {
-                    anyhow!(
-                        "{} does not exist {}",
-                        quoted(&reference.full()),
-                        on_primary(primary)
-                    )
-                })?;
-            if !aws
-                .runtime
-                .block_on(is_on(&repo, &after, &head))
-                .map_err(failed)?
-            {
-                return Err(not_on_ref(&after, reference, &head));
+    let mut reference = asked.reference.clone();
+    if let RefName::Branch(branch) = &asked.reference {
+        let head = (aws.runtime.block_on(repo.branch_head(branch))).map_err(failed)?;
+        match (head, asked.as_tag()?) {
+            (Some(head), _) => {
+                if !aws
+                    .runtime
+                    .block_on(is_on(&repo, &after, &head))
+                    .map_err(failed)?
+                {
+                    return Err(not_on_ref(&after, &reference, &head));
+                }
             }
+            (None, Some(tag)) => reference = tag,
+            (None, None) => bail!(
+                "{} does not exist {}",
+                quoted(&reference.full()),
+                on_primary(primary)
+            ),
         }
-        RefName::Tag(_) => errln!(
-            "tozai: warning: not checked that {} exists and holds {}: CodeCommit's API reads no tags (give a clone with --repo to check)",
-            quoted(&reference.full()),
-            after.short()
-        ),
     }
     let before = (aws.runtime.block_on(repo.first_parent(&after))).map_err(failed)?;
-    let push = push(primary, reference, before, after);
+    let push = push(primary, &reference, before, after);
     (aws.runtime
         .block_on(tozai::service::plan_push(config, &repo, push)))
     .map_err(|e| aws_failed(&what, e))
@@ -385,18 +490,21 @@ fn publish(aws: &Aws, o: &Options, config: &Config, plan: &Plan) -> anyhow::Resu
     .map_err(|e| aws_failed(&what, e.context))
 }
 
-/// Mirrors the one ref (or shows what the mirror would do).
+/// Mirrors the one ref (or shows what the mirror would do); with the source cache the
+/// mirror fetched the primary into.
 fn mirror_ref(
     o: &Options,
     config: &Config,
     reference: &RefName,
     cache: PathBuf,
     dry_run: bool,
-) -> anyhow::Result<MirrorOutcome> {
+) -> anyhow::Result<(MirrorOutcome, PathBuf)> {
     let ledger = o.state.ledger(&cache, &config.standby().repository)?;
     // `_aws` keeps the runtime a CodeCommit target is read on while the mirror runs.
     let (source, target, _aws) =
         crate::mirror::remotes(&config.primary().repository, &config.standby().repository)?;
+    let mirror = Git2Mirror::new(cache);
+    let dir = mirror.cache_dir(&source);
     let request = MirrorRequest {
         source,
         target,
@@ -405,9 +513,10 @@ fn mirror_ref(
         dry_run,
         ledger: Some(ledger),
     };
-    Git2Mirror::new(cache)
+    let outcome = mirror
         .mirror(&request, None)
-        .map_err(crate::mirror::mirror_failed)
+        .map_err(crate::mirror::mirror_failed)?;
+    Ok((outcome, dir))
 }
 
 /// The readable report: the plan, then what happened.
@@ -502,6 +611,14 @@ impl Standby<'_> {
                     at.short()
                 )
             }
+            // Checked to exist, yet gone from the primary by the time the mirror fetched it
+            // (deleted meanwhile): the mirror deletes it on the standby too.
+            (None, Some(RefStatus::Deleted { .. }), true) => format!(
+                "would delete {s}'s {r}: the primary no longer has it, so {s}'s judge would start nothing"
+            ),
+            (None, Some(RefStatus::Deleted { .. }), false) => format!(
+                "{s}'s {r} was deleted: the primary no longer has it, so {s}'s judge starts nothing"
+            ),
             (None, status, dry_run) => {
                 let why = match status {
                     Some(RefStatus::Diverged { .. }) => " (diverged; --force overwrites it)",
@@ -594,6 +711,15 @@ mod tests {
         assert_eq!(
             line(None, false),
             "osaka's refs/heads/main was not updated: osaka's judge starts nothing"
+        );
+        let deleted = RefStatus::Deleted { old: id('a') };
+        assert_eq!(
+            line(Some(deleted.clone()), false),
+            "osaka's refs/heads/main was deleted: the primary no longer has it, so osaka's judge starts nothing"
+        );
+        assert_eq!(
+            line(Some(deleted), true),
+            "would delete osaka's refs/heads/main: the primary no longer has it, so osaka's judge would start nothing"
         );
     }
 

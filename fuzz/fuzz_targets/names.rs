@@ -17,7 +17,7 @@ use globset::GlobMatcher;
 use libfuzzer_sys::fuzz_target;
 use tozai::change::{Change, RepoPath};
 use tozai::location::{
-    CREDENTIALS_SHOWN, Location, QUERY_SHOWN, check_aws_region, check_codecommit_name, redact,
+    CREDENTIALS_SHOWN, FRAGMENT_SHOWN, Location, QUERY_SHOWN, check_aws_region, check_codecommit_name, redact,
 };
 use tozai::refs::{CommitId, RefName};
 use tozai::rules::{NameFilter, PathRule, RuleSet, compile_glob};
@@ -63,11 +63,9 @@ fn location(s: &str) {
                     assert_eq!(again.as_ref(), Ok(&loc), "{shown:?} does not round-trip");
                 }
                 Location::Url(url) => {
-                    let authority = url.split("://").nth(1).unwrap_or("").split('/').next();
-                    assert!(
-                        !authority.unwrap_or("").contains('@'),
-                        "credentials accepted: {url:?}"
-                    );
+                    // No `@` at all: a password may hold `/`, `?` or `#`.
+                    let rest = url.split_once("://").map_or("", |(_, r)| r);
+                    assert!(!rest.contains('@'), "credentials accepted: {url:?}");
                     let again = Location::parse(&shown, "us-east-1", base);
                     assert_eq!(again.as_ref(), Ok(&loc), "{shown:?} does not round-trip");
                 }
@@ -78,7 +76,8 @@ fn location(s: &str) {
 }
 
 /// `redact`: idempotent; the text outside what it hides is kept; in its output every
-/// URL's user part is `***@` and every query string `?***` to the end of the URL.
+/// URL's user part (to its last `@`) is `***@` and every query string or fragment `?***`
+/// or `#***` to the end of the URL.
 fn redaction(text: &str) {
     let shown = redact(text);
     assert_eq!(redact(&shown), shown, "redact is idempotent on {text:?}");
@@ -92,20 +91,24 @@ fn redaction(text: &str) {
             || matches!(c, '"' | '\'' | '`' | '<' | '>' | '\u{2400}'..='\u{2421}')
     };
     for token in shown.split(ends).filter(|t| t.contains("://")) {
+        // The user part runs from the first `://` to the token's last `@`, past any `/`,
+        // `?` or `#` (a password may hold them); then a query string or fragment, the
+        // first `?` or `#` after it, runs to the end of the token.
         let first = token.find("://").expect("filtered") + 3;
-        if let Some(q) = token[first..].find('?').map(|q| first + q) {
-            assert_eq!(&token[q..], QUERY_SHOWN, "a query string is left in {token:?}");
+        let mut after = first;
+        if let Some(at) = token[first..].rfind('@').map(|at| first + at) {
+            assert_eq!(
+                &token[first..=at],
+                CREDENTIALS_SHOWN,
+                "a user part is left in {token:?}"
+            );
+            after = at + 1;
         }
-        for (i, _) in token.match_indices("://") {
-            let rest = &token[i + 3..];
-            let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-            if let Some(at) = authority.rfind('@') {
-                assert_eq!(
-                    &authority[..=at],
-                    CREDENTIALS_SHOWN,
-                    "a user part is left in {token:?}"
-                );
-            }
+        if let Some(q) = token[after..].find(['?', '#']).map(|q| after + q) {
+            assert!(
+                [QUERY_SHOWN, FRAGMENT_SHOWN].contains(&&token[q..]),
+                "a query string or fragment is left in {token:?}"
+            );
         }
     }
 }

@@ -166,8 +166,8 @@ impl Location {
     }
 
     /// The repository this location names, however it was written, so that two locations
-    /// can be compared: CodeCommit as region and name; a URL with its scheme and host in
-    /// lower case and without a trailing `/` or `.git`; a local path absolute, with `.`,
+    /// can be compared: CodeCommit as region and name; a URL as [`normal_url`] spells it
+    /// (default port dropped) and without a trailing `/` or `.git`; a local path absolute, with `.`,
     /// `..` and symlinks resolved as far as it exists (this reads the file system).
     pub fn canonical(&self) -> Location {
         match self {
@@ -179,18 +179,37 @@ impl Location {
 }
 
 fn canonical_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let path = path.trim_end_matches('/');
-    let path = path
-        .strip_suffix(".git")
-        .unwrap_or(path)
-        .trim_end_matches('/');
-    format!(
-        "{}://{}{path}",
-        scheme.to_ascii_lowercase(),
-        authority.to_ascii_lowercase()
-    )
+    let url = normal_url(url);
+    let url = url.strip_suffix(".git").unwrap_or(&url);
+    url.trim_end_matches('/').to_owned()
+}
+
+/// A URL as one spelling of it: its scheme and authority in lower case, without the
+/// scheme's default port (`:443` for https, `:80` for http) and without trailing `/`s
+/// (a query string or fragment is kept as it is). Text without `://` is returned as it is.
+/// Repositories are compared ([`Location::canonical`]) and source caches named with it.
+///
+/// ```
+/// use tozai::location::normal_url;
+/// assert_eq!(normal_url("HTTPS://Git.Example.com:443/x/"), "https://git.example.com/x");
+/// assert_eq!(normal_url("http://h:8080/x"), "http://h:8080/x");
+/// ```
+pub fn normal_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    let authority = authority.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "https" => Some(":443"),
+        "http" => Some(":80"),
+        _ => None,
+    };
+    let authority = default_port
+        .and_then(|port| authority.strip_suffix(port))
+        .unwrap_or(&authority);
+    format!("{scheme}://{authority}{}", path.trim_end_matches('/'))
 }
 
 fn canonical_path(path: &Path) -> PathBuf {
@@ -230,12 +249,16 @@ fn canonical_path(path: &Path) -> PathBuf {
 
 /// What a URL's user part (`user:password@`) is shown as.
 pub const CREDENTIALS_SHOWN: &str = "***@";
-/// What a URL's query string (and fragment) is shown as.
+/// What a URL's query string (and a fragment after it) is shown as.
 pub const QUERY_SHOWN: &str = "?***";
+/// What a URL's fragment, without a query string before it, is shown as.
+pub const FRAGMENT_SHOWN: &str = "#***";
 
 /// `text` with the secrets of every URL in it hidden: the user part of a URL's authority
-/// (`https://user:password@host` → `https://***@host`) and its query string, with the
-/// fragment (`?token=...` → `?***`). A URL is found by its `://` and ends at whitespace,
+/// (`https://user:password@host` → `https://***@host`, up to the URL's last `@`, so that a
+/// password holding `/`, `?` or `#` is hidden whole; a path or query holding an `@` is
+/// hidden with it) and its query string, with the fragment (`?token=...` → `?***`; a
+/// fragment alone: `#frag` → `#***`). A URL is found by its `://` and ends at whitespace,
 /// a control character (or its Unicode picture, `␛`), a quote, a backtick, `<` or `>`. Text without `://` is returned as
 /// it is. Every error excerpt, warning and report that may hold a location goes through
 /// this one function.
@@ -288,41 +311,34 @@ pub fn secrets(text: &str) -> Vec<(std::ops::Range<usize>, &'static str)> {
     found
 }
 
-/// The secrets of the URLs in one token (no character that ends a URL), at `offset`.
+/// The secrets of the URL in one token (no character that ends a URL), at `offset`: the
+/// user part, from its first `://` to the token's LAST `@`, whatever lies between (a
+/// password may hold `/`, `?` and `#`: CodeCommit's generated ones are base64, with `/`);
+/// then, after that `@` (or the `://`), everything from the first `?` (query string) or
+/// `#` (fragment) to the end of the token, nested URLs and all. A path or query holding an
+/// `@` is hidden with the user part: over-redacting is the safe side.
 fn url_secrets(
     token: &str,
     offset: usize,
     found: &mut Vec<(std::ops::Range<usize>, &'static str)>,
 ) {
-    // The first `?` at or after the URL looked at (found again only once passed).
-    let mut query = token.find('?');
-    let mut from = 0;
-    while let Some(i) = token[from..].find("://") {
-        let authority = from + i + 3;
-        let rest = &token[authority..];
-        let length = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        if let Some(at) = rest[..length].rfind('@') {
-            found.push((
-                offset + authority..offset + authority + at + 1,
-                CREDENTIALS_SHOWN,
-            ));
-        }
-        let next = rest[length..].find("://").map(|j| authority + length + j);
-        if query.is_some_and(|q| q < authority) {
-            query = rest.find('?').map(|j| authority + j);
-        }
-        match query {
-            // The query string runs to the end of the token, nested URLs and all.
-            Some(q) if next.is_none_or(|n| q < n) => {
-                found.push((offset + q..offset + token.len(), QUERY_SHOWN));
-                return;
-            }
-            _ => {}
-        }
-        match next {
-            Some(n) => from = n,
-            None => return,
-        }
+    let Some(scheme_end) = token.find("://") else {
+        return;
+    };
+    let authority = scheme_end + 3;
+    let mut after = authority;
+    if let Some(at) = token[authority..].rfind('@') {
+        after = authority + at + 1;
+        found.push((offset + authority..offset + after, CREDENTIALS_SHOWN));
+    }
+    if let Some(i) = token[after..].find(['?', '#']) {
+        let tail = after + i;
+        let shown = if token[tail..].starts_with('?') {
+            QUERY_SHOWN
+        } else {
+            FRAGMENT_SHOWN
+        };
+        found.push((offset + tail..offset + token.len(), shown));
     }
 }
 
@@ -330,13 +346,15 @@ fn url_secrets(
 pub(crate) const CREDENTIALS_HIDDEN: &str = "(a URL with credentials, not shown)";
 
 /// True when `text` is a URL (other than CodeCommit's own `codecommit::` forms, where an
-/// `@` names an AWS profile) whose authority has a user part: it may carry a password.
+/// `@` names an AWS profile) with a user part as [`redact`] finds one (up to its last `@`,
+/// past any `/`, `?` or `#`): it may carry a password. A URL whose path or query holds an
+/// `@` is refused with it: the safe side.
 pub(crate) fn has_credentials(text: &str) -> bool {
     if text.starts_with("codecommit:") {
         return false;
     }
     text.split_once("://")
-        .is_some_and(|(_, rest)| rest.split('/').next().unwrap_or("").contains('@'))
+        .is_some_and(|(_, rest)| rest.contains('@'))
 }
 
 /// `Some` when the URL is CodeCommit's own git endpoint (`git-codecommit.REGION.amazonaws.com`,
@@ -367,11 +385,12 @@ fn parse_codecommit_url(url: &str) -> Option<Result<Location, String>> {
     }))
 }
 
-/// Checks the shape of an AWS region name (`ap-northeast-1`, `us-gov-west-1`).
+/// Checks the shape of an AWS region name (`ap-northeast-1`, `us-gov-west-1`, the
+/// European Sovereign Cloud's `eusc-de-east-1`): a first part of 2 to 4 letters.
 pub fn check_aws_region(region: &str) -> Result<(), String> {
     let parts: Vec<&str> = region.split('-').collect();
     let ok = parts.len() >= 3
-        && parts[0].len() == 2
+        && (2..=4).contains(&parts[0].len())
         && parts[..parts.len() - 1]
             .iter()
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
@@ -526,11 +545,25 @@ mod tests {
                 "https://user:s3cret@git.example.com/x.git",
                 "credentials in URLs",
             ),
+            (
+                "https://user:s3c/r3t@git.example.com/x.git",
+                "credentials in URLs",
+            ),
+            (
+                "https://user:s3c#r3t@git.example.com/x.git",
+                "credentials in URLs",
+            ),
+            (
+                "https://user:s3c?r3t@git.example.com/x.git",
+                "credentials in URLs",
+            ),
         ];
         for (input, why) in rows {
             let err = parse(input).unwrap_err().to_string();
             assert!(err.contains(why), "{input:?}: {err}");
-            assert!(!err.contains("s3cret"), "the secret is echoed: {err}");
+            for part in ["s3cret", "s3c", "r3t"] {
+                assert!(!err.contains(part), "the secret is echoed: {err}");
+            }
             assert!(err.contains("://***@"), "{err}");
         }
     }
@@ -548,8 +581,20 @@ mod tests {
             ("https://h/x.git?token=abc&b=1", "https://h/x.git?***"),
             ("https://h?token=abc", "https://h?***"),
             ("https://u:pw@h/x?t=1#f", "https://***@h/x?***"),
-            ("https://h?u=a@b/x", "https://h?***"),
-            ("https://h/x#frag", "https://h/x#frag"),
+            // a query holding an `@` is hidden as if it were a user part: the safe side
+            ("https://h?u=a@b/x", "https://***@b/x"),
+            ("https://h/x#frag", "https://h/x#***"),
+            ("https://h/x#a?b", "https://h/x#***"),
+            ("https://h/x?a#b", "https://h/x?***"),
+            // a password holding `/`, `#` or `?` (CodeCommit's generated ones are base64)
+            (
+                "https://user-at-123:AbC/dEf+g=@git-codecommit.us-east-1.amazonaws.com/v1/repos/x",
+                "https://***@git-codecommit.us-east-1.amazonaws.com/v1/repos/x",
+            ),
+            ("https://u:a#b@h/x", "https://***@h/x"),
+            ("https://u:a?b@h/x", "https://***@h/x"),
+            ("https://u:a/?#b@h/x?t=1", "https://***@h/x?***"),
+            ("https://u:a@b/c@h/x#f", "https://***@h/x#***"),
             // in an excerpt, quoted, with more text around it
             (
                 "repository = \"https://u:pw@h/x.git?t=1\" x",
@@ -560,9 +605,10 @@ mod tests {
                 "cannot reach http://127.0.0.1:1/x.git?*** while fetching",
             ),
             // a URL nested in another's path, and another after it
+            ("https://proxy/https://u:pw@h/x", "https://***@h/x"),
             (
-                "https://proxy/https://u:pw@h/x",
-                "https://proxy/https://***@h/x",
+                "https://proxy/https://h/x?t=1",
+                "https://proxy/https://h/x?***",
             ),
             (
                 "a https://u:pw@h b https://h/x?t=1 c",
@@ -614,6 +660,22 @@ mod tests {
             url("https://git.example.com/Infra"),
             url("https://git.example.com/infra")
         );
+        // the scheme's default port is the same repository; another port is not
+        let rows = [
+            ("https://git.example.com:443/infra", true),
+            ("HTTPS://GIT.example.com:443/infra.git/", true),
+            ("https://git.example.com:8443/infra", false),
+            ("http://git.example.com:80/infra", false),
+        ];
+        for (other, same) in rows {
+            let eq = url(other) == url("https://git.example.com/infra");
+            assert_eq!(eq, same, "{other}");
+        }
+        assert_eq!(
+            url("http://h:80/x"),
+            Location::Url("http://h/x".into()).canonical()
+        );
+        assert_ne!(url("http://h:443/x"), url("http://h/x"));
         let dir = tempfile::tempdir().unwrap();
         let real = dir.path().join("real.git");
         std::fs::create_dir(&real).unwrap();
@@ -636,6 +698,7 @@ mod tests {
             "ap-northeast-3",
             "us-gov-west-1",
             "eu-central-2",
+            "eusc-de-east-1",
         ] {
             assert!(check_aws_region(ok).is_ok(), "{ok}");
         }
@@ -645,17 +708,9 @@ mod tests {
             "AP-NORTHEAST-1",
             "ap-northeast-123",
             "a-b-1",
+            "eusco-de-east-1",
         ] {
             assert!(check_aws_region(bad).is_err(), "{bad}");
         }
-    }
-}
-#[cfg(test)]
-mod probe {
-    #[test]
-    fn probe() {
-        let t = "a = \"https://u:pw@h/x?t=tok\u{1b}[2J\" [ \u{7}a";
-        eprintln!("{:?}", super::secrets(t));
-        eprintln!("{:?}", super::redact(t));
     }
 }

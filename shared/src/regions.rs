@@ -3,8 +3,8 @@
 //! Lambda first calls AWS there.
 //!
 //! The table holds every region open to customers as of late 2026 in the commercial
-//! partition (`aws`), China (`aws-cn`) and AWS GovCloud (US) (`aws-us-gov`), as the AWS
-//! SDK's partition data lists them. Regions of other partitions (the isolated `us-iso-*`,
+//! partition (`aws`), China (`aws-cn`), AWS GovCloud (US) (`aws-us-gov`) and the AWS
+//! European Sovereign Cloud (`aws-eusc`), as the AWS SDK's partition data lists them. Regions of other partitions (the isolated `us-iso-*`,
 //! `us-isob-*`...), and any region AWS opens after this release, are allowed by the
 //! config's top-level `extra_aws_regions = ["xx-new-1"]`: a config key, so the CLI and the
 //! Lambdas, which read the same file, give the same answer.
@@ -46,6 +46,7 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("eu-west-1", "aws"),            // Europe (Ireland)
     ("eu-west-2", "aws"),            // Europe (London)
     ("eu-west-3", "aws"),            // Europe (Paris)
+    ("eusc-de-east-1", "aws-eusc"),  // AWS European Sovereign Cloud (Germany)
     ("il-central-1", "aws"),         // Israel (Tel Aviv)
     ("me-central-1", "aws"),         // Middle East (UAE)
     ("me-south-1", "aws"),           // Middle East (Bahrain)
@@ -97,6 +98,8 @@ mod tests {
             ("cn-northwest-1", true),
             ("ap-east-2", true),
             ("mx-central-1", true),
+            ("eusc-de-east-1", true),
+            ("eusc-de-west-1", false),
             ("ap-northeast-4", false),
             ("ap-north-1", false),
             ("us-iso-east-1", false),
@@ -107,5 +110,6 @@ mod tests {
             assert_eq!(is_known(region, &[]), known, "{region}");
         }
         assert!(is_known("us-iso-east-1", &["us-iso-east-1".to_owned()]));
+        assert_eq!(partition("eusc-de-east-1"), Some("aws-eusc"));
     }
 }

@@ -9,6 +9,8 @@
 //!
 //! [`quoted`] shows a path or ref name on a terminal the way git's `core.quotePath` does
 //! (with non-ASCII letters kept): text output uses it, JSON keeps names exact.
+//! [`printable`] shows free text from outside (a config's line, a server's message) with
+//! its control characters as their Unicode pictures.
 //!
 //! Limits are in bytes: a value of at most N bytes is at most N characters however the
 //! service counts them (code points or UTF-16 units).
@@ -140,6 +142,31 @@ pub fn quoted(name: &str) -> std::borrow::Cow<'_, str> {
     }
     out.push('"');
     std::borrow::Cow::Owned(out)
+}
+
+/// `message` with each control character but newline shown as its Unicode control
+/// picture (`\u{1b}` as `␛`, a tab as `␉`; other control characters as `\u{fffd}`): one
+/// column wide, so a caret under a line still points at it, and an escape sequence from
+/// a file or a server can neither recolour the terminal nor move its cursor. CRLF line
+/// ends become plain newlines.
+///
+/// ```
+/// use tozai::text::printable;
+/// assert_eq!(printable("\u{1b}[31mdenied\u{1b}[0m"), "␛[31mdenied␛[0m");
+/// assert_eq!(printable("a\r\nb"), "a\nb");
+/// ```
+pub fn printable(message: &str) -> String {
+    message
+        .replace("\r\n", "\n")
+        .chars()
+        .map(|c| match c {
+            '\n' => c,
+            '\u{0}'..='\u{1f}' => char::from_u32(0x2400 + c as u32).unwrap_or('\u{fffd}'),
+            '\u{7f}' => '\u{2421}',
+            c if c.is_control() => '\u{fffd}',
+            c => c,
+        })
+        .collect()
 }
 
 #[cfg(test)]

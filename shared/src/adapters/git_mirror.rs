@@ -174,7 +174,10 @@ impl Git2Mirror {
     /// two sources never share one.
     pub fn cache_dir(&self, source: &GitRemote) -> PathBuf {
         let key = cache_key(&source.url);
-        let readable: String = key
+        // Readable from the URL without its query string or fragment, which may hold a
+        // token; the hash of the whole key keeps two such URLs' caches apart.
+        let plain = key.split(['?', '#']).next().unwrap_or(&key);
+        let readable: String = plain
             .chars()
             .rev()
             .take(48)
@@ -198,27 +201,15 @@ impl Git2Mirror {
 /// `..` resolved (as given, made absolute, when it cannot be resolved); a URL with its
 /// scheme and host in lower case, without the scheme's default port or trailing slashes.
 fn cache_key(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    if !url.contains("://") {
         let path = Path::new(url);
         return std::fs::canonicalize(path)
             .or_else(|_| std::path::absolute(path))
             .unwrap_or_else(|_| path.to_owned())
             .display()
             .to_string();
-    };
-    let scheme = scheme.to_ascii_lowercase();
-    let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
-    let authority = authority.to_ascii_lowercase();
-    let default_port = match scheme.as_str() {
-        "https" => ":443",
-        "http" => ":80",
-        _ => "",
-    };
-    let authority = match authority.strip_suffix(default_port) {
-        Some(host) if !default_port.is_empty() => host,
-        _ => &authority,
-    };
-    format!("{scheme}://{authority}{}", path.trim_end_matches('/'))
+    }
+    crate::location::normal_url(url)
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -1097,7 +1088,9 @@ fn results(steps: &[RefStep], statuses: &BTreeMap<String, Option<String>>) -> Ve
 const MAX_SERVER_MESSAGE: usize = 2048;
 
 /// The server's printed lines, trimmed and joined; progress chatter ("Resolving deltas")
-/// and carriage-return updates are dropped.
+/// and carriage-return updates are dropped, and control characters (a hook's colour
+/// codes) are shown as their [pictures](crate::text::printable), in the text report and
+/// in JSON alike: a rejected ref's reason is one safe line wherever it goes.
 fn server_message(raw: &str) -> Option<String> {
     let lines: Vec<&str> = raw
         .split(['\n', '\r'])
@@ -1106,7 +1099,8 @@ fn server_message(raw: &str) -> Option<String> {
         .filter(|l| !l.contains("Resolving deltas") && !l.contains("Counting objects"))
         .collect();
     (!lines.is_empty()).then(|| {
-        let mut joined = lines.join("; ");
+        // A hook's colours and cursor moves are shown, not obeyed.
+        let mut joined = crate::text::printable(&lines.join("; "));
         if joined.len() > MAX_SERVER_MESSAGE {
             let mut cut = MAX_SERVER_MESSAGE;
             while !joined.is_char_boundary(cut) {
@@ -1641,6 +1635,42 @@ mod tests {
             mirror.cache_dir(&remote("https://host/x")),
             mirror.cache_dir(&remote("https://host/y"))
         );
+    }
+
+    #[test]
+    fn a_hooks_control_characters_are_shown_not_obeyed() {
+        let said = server_message("remote: \u{1b}[31mdenied\u{1b}[0m\r\nremote: bye\u{7}\n");
+        assert_eq!(
+            said.as_deref(),
+            Some("remote: ␛[31mdenied␛[0m; remote: bye␇")
+        );
+    }
+
+    /// A token in a source URL's query string (or fragment) is not written into the
+    /// cache directory's name, yet two tokens keep two caches.
+    #[test]
+    fn a_cache_name_holds_no_query_string() {
+        let mirror = Git2Mirror::new("/cache");
+        let dir = |url: &str| {
+            let remote = GitRemote {
+                url: url.into(),
+                shown: "shown".into(),
+                credentials: None,
+                default_branch: None,
+            };
+            mirror.cache_dir(&remote).display().to_string()
+        };
+        let with_token = dir("https://host/infra/x.git?token=s3cr3t");
+        assert!(!with_token.contains("s3cr3t"), "{with_token}");
+        assert!(!with_token.contains("token"), "{with_token}");
+        assert!(
+            with_token.starts_with("/cache/https___host_infra_x_git-"),
+            "{with_token}"
+        );
+        let fragment = dir("https://host/infra/x.git#s3cr3t");
+        assert!(!fragment.contains("s3cr3t"), "{fragment}");
+        assert_ne!(with_token, dir("https://host/infra/x.git?token=other"));
+        assert_ne!(with_token, dir("https://host/infra/x.git"));
     }
 
     #[test]

@@ -25,7 +25,9 @@
 //! - is waited for when libgit2 is done with the stream, whether the push ended or failed:
 //!   its standard input is closed (the end of the conversation), its output drained, and
 //!   it exits by itself once its `post-receive` hook has run, as `git push` waits for it.
-//!   One still running [`WAIT`] later is killed. Either way it is reaped: no zombie is left.
+//!   One still running [`WAIT`] later is killed with its hooks: it runs in a process group
+//!   of its own, and the whole group is killed (`killpg`), so a hung hook is not left
+//!   behind. Either way it is reaped: no zombie is left.
 //!
 //! ```
 //! use tozai::adapters::local_push::server_url;
@@ -181,7 +183,10 @@ struct ServerProcess {
 
 impl ServerProcess {
     fn spawn(mut command: Command, what: String, wait: Duration) -> io::Result<Self> {
+        use std::os::unix::process::CommandExt;
         let mut child = command
+            // A group of its own, with its hooks: killed together (`kill_group`).
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -262,8 +267,8 @@ impl Drop for ServerProcess {
                 tracing::debug!(server = %self.what, pid, status = %status, "the local standby's git server ended");
             }
             None => {
-                tracing::warn!(server = %self.what, pid, wait_s = self.wait.as_secs(), "the local standby's git server still runs (its post-receive hook?); killing it");
-                if let Err(e) = self.child.kill() {
+                tracing::warn!(server = %self.what, pid, wait_s = self.wait.as_secs(), "the local standby's git server still runs (its post-receive hook?); killing it and its hooks");
+                if let Err(e) = kill_group(&self.child) {
                     tracing::warn!(server = %self.what, pid, error = %e, "cannot kill the local standby's git server");
                 }
                 if let Err(e) = self.child.wait() {
@@ -271,6 +276,19 @@ impl Drop for ServerProcess {
                 }
             }
         }
+    }
+}
+
+/// Kills the process group `child` leads (it was spawned with `process_group(0)`): the
+/// server and the hooks it started.
+fn kill_group(child: &Child) -> io::Result<()> {
+    let group = libc::pid_t::try_from(child.id()).map_err(io::Error::other)?;
+    // SAFETY: killpg only sends a signal. `group` is the group the child leads; the child
+    // is not reaped yet, so its id cannot have been reused by another process.
+    if unsafe { libc::killpg(group, libc::SIGKILL) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -407,6 +425,47 @@ mod tests {
         drop(server);
         assert!(started.elapsed() < Duration::from_secs(5));
         assert!(reaped(pid), "sleep {pid} is left");
+    }
+
+    /// Regression (review of issue 12): only the server was killed, and its hung hook
+    /// was left running.
+    #[test]
+    fn a_server_killed_takes_its_hung_hook_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let hook_pid = dir.path().join("hook.pid");
+        // The "server" starts a "hook" that hangs, records its pid, and waits for it.
+        let mut command = Command::new("sh");
+        command.arg("-c").arg(format!(
+            "sleep 30 & echo $! > '{}'; wait",
+            hook_pid.display()
+        ));
+        let server =
+            ServerProcess::spawn(command, "sh".into(), Duration::from_millis(300)).unwrap();
+        let pid = server.child.id();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let hook = loop {
+            if let Some(p) = std::fs::read_to_string(&hook_pid)
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok())
+            {
+                break p;
+            }
+            assert!(Instant::now() < deadline, "the hook never started");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let started = Instant::now();
+        drop(server);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(reaped(pid), "the server {pid} is left");
+        // The hook, a child of the killed server, is reaped by init once dead.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Path::new(&format!("/proc/{hook}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{hook}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+        {
+            assert!(Instant::now() < deadline, "the hook {hook} still runs");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! redacted and cut the same way.
 
 use crate::location::{redact, secrets};
-use crate::text::{CUT_MARKER, cut};
+use crate::text::{CUT_MARKER, cut, printable};
 
 /// Bytes of the line shown on each side of the column.
 const SIDE: usize = 120;
@@ -76,25 +76,6 @@ pub(super) fn message(text: &str) -> String {
     let head = cut(&text, MESSAGE_MAX * 2 / 3);
     let tail = &text[ceil(&text, text.len() - MESSAGE_MAX / 4)..];
     format!("{head}{tail}")
-}
-
-/// toml quotes the offending line of the file as it is, and keys are echoed, so a control
-/// character in the file (an escape sequence, a carriage return) would reach the terminal
-/// or the log. Each one but newline is shown as its Unicode control picture (`\u{1b}` as
-/// `␛`, a tab as `␉`): one column wide, so the caret still points at it. Line ends of CRLF
-/// files are plain newlines.
-pub(super) fn printable(message: &str) -> String {
-    message
-        .replace("\r\n", "\n")
-        .chars()
-        .map(|c| match c {
-            '\n' => c,
-            '\u{0}'..='\u{1f}' => char::from_u32(0x2400 + c as u32).unwrap_or('\u{fffd}'),
-            '\u{7f}' => '\u{2421}',
-            c if c.is_control() => '\u{fffd}',
-            c => c,
-        })
-        .collect()
 }
 
 /// The largest character boundary of `text` at most `at`.

@@ -793,3 +793,210 @@ fn no_config_anywhere_up_is_an_error_saying_what_to_do() {
         assert_eq!(run.stderr, want, "{args:?}");
     }
 }
+
+// ---- review of issue 12: what the first fixes missed ----
+
+/// Regression: a password holding `/` (CodeCommit's generated git passwords are base64),
+/// `#` or `?` ended the user part early: the URL was accepted and printed whole by
+/// `check`, its JSON and `plan --json`.
+#[test]
+fn a_password_holding_a_slash_hash_or_question_mark_is_refused_and_never_shown() {
+    let s = Scratch::new();
+    for password in ["AbC/dEf+g=", "AbC#dEf+g=", "AbC?dEf+g="] {
+        let url = format!(
+            "https://user-at-123:{password}@git-codecommit.us-east-1.amazonaws.com/v1/repos/x"
+        );
+        s.write("tozai.toml", &config("./tokyo.git", "us-east-1", &url));
+        let runs: [&[&str]; 3] = [
+            &["check"],
+            &["check", "--json"],
+            &["plan", "--json", "HEAD"],
+        ];
+        for args in runs {
+            let run = s.tozai(args);
+            run.expect_code(2).expect_no_panic();
+            for part in [password, "AbC", "dEf+g=", "user-at-123"] {
+                assert_lacks(&run, part);
+            }
+            assert_eq!(
+                run.stderr,
+                "tozai: error: tozai.toml:7:14: invalid repository location \"https://***@git-codecommit.us-east-1.amazonaws.com/v1/repos/x\": credentials in URLs are refused: tozai keeps no static git credentials (CodeCommit uses IAM-signed logins)\n",
+                "{password}: {args:?}"
+            );
+        }
+    }
+}
+
+/// git's smart HTTP, read-only and without authentication, for a primary reached by a
+/// plain `http://` URL: `git http-backend` behind Python's `http.server`.
+const SMART_HTTP: &str = r#""""git's smart HTTP, read-only and without authentication: `git http-backend` behind
+Python's http.server, for a source reached by a plain http:// URL. Prints its port."""
+import http.server
+import os
+import subprocess
+import sys
+
+ROOT = sys.argv[1]
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def serve(self):
+        path, _, query = self.path.partition("?")
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        env = dict(
+            os.environ,
+            GIT_PROJECT_ROOT=ROOT,
+            GIT_HTTP_EXPORT_ALL="1",
+            PATH_INFO=path,
+            QUERY_STRING=query,
+            REQUEST_METHOD=self.command,
+            CONTENT_TYPE=self.headers.get("Content-Type", ""),
+            CONTENT_LENGTH=str(len(body)),
+        )
+        out = subprocess.run(
+            ["git", "http-backend"], input=body, env=env, capture_output=True
+        ).stdout
+        head, _, rest = out.partition(b"\r\n\r\n")
+        status, headers = 200, []
+        for line in head.decode().split("\r\n"):
+            name, _, value = line.partition(":")
+            if name.lower() == "status":
+                status = int(value.split()[0])
+            elif name:
+                headers.append((name, value.strip()))
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(rest)))
+        self.end_headers()
+        self.wfile.write(rest)
+
+    do_GET = do_POST = serve
+
+    def log_message(self, *args):
+        pass
+
+
+server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+/// A plain smart-HTTP git server over loopback, serving the bare repositories under a
+/// directory; killed when dropped.
+struct PlainHttp {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl PlainHttp {
+    fn start(root: &Path) -> Self {
+        use std::io::BufRead;
+        let script = root.join("smart_http.py");
+        std::fs::write(&script, SMART_HTTP).unwrap();
+        let python = std::env::var_os("TOZAI_TEST_PYTHON").unwrap_or_else(|| "python3".into());
+        let mut child = Command::new(&python)
+            .arg(&script)
+            .arg(root)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {python:?} (install python3): {e}"));
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("the smart-HTTP server did not start: {line:?}"));
+        Self { child, port }
+    }
+}
+
+impl Drop for PlainHttp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Regression: `plan --json` and `replay --json` gave the pushed repository as written,
+/// a `?token=...` query string and all.
+#[test]
+fn a_query_string_token_stays_out_of_plan_and_replay_json() {
+    let (s, head) = world();
+    let server = PlainHttp::start(&s.path());
+    let primary = format!("http://127.0.0.1:{}/tokyo.git?token=abc", server.port);
+    s.write(
+        "tozai.toml",
+        &config(&primary, "ap-northeast-3", "./osaka.git"),
+    );
+    let shown = format!("http://127.0.0.1:{}/tokyo.git?***", server.port);
+    let plan = s.tozai(&["plan", "--json", "--repo", "work", "HEAD"]);
+    plan.expect_code(0).expect_no_panic();
+    assert_lacks(&plan, "abc");
+    assert_eq!(plan.json()["repository"], shown.as_str());
+    let replay = s.tozai(&[
+        "replay", "--json", "--repo", "work", "--commit", &head, "--cache", "cache",
+    ]);
+    replay.expect_code(0).expect_no_panic();
+    assert_lacks(&replay, "abc");
+    let v = replay.json();
+    assert_eq!(v["plan"]["repository"], shown.as_str());
+    assert_eq!(v["mirror"]["source"], shown.as_str());
+}
+
+/// Regression: the search for `tozai.toml` climbed past one that is not a readable file
+/// (a dangling symlink here) and read a parent's config: with `mirror`, another standby.
+#[test]
+fn a_tozai_toml_that_is_not_a_file_stops_the_search() {
+    let (s, head) = world();
+    std::os::unix::fs::symlink("gone.toml", s.path().join("a/b/tozai.toml")).unwrap();
+    for args in [&["mirror", "--cache", "../../cache"][..], &["check"][..]] {
+        let run = s.tozai_in("a/b", args);
+        run.expect_code(2).expect_no_panic();
+        assert_eq!(
+            run.stderr,
+            "tozai: error: cannot read config tozai.toml: No such file or directory (os error 2)\n",
+            "{args:?}"
+        );
+    }
+    std::fs::create_dir(s.path().join("a/tozai.toml")).unwrap();
+    let run = s.tozai_in("a", &["mirror", "--cache", "../cache"]);
+    run.expect_code(2).expect_no_panic();
+    assert_eq!(
+        run.stderr,
+        "tozai: error: cannot read config tozai.toml: Is a directory (os error 21)\n"
+    );
+    assert_eq!(
+        tozai_tests::mirror::try_git(
+            &s.path().join("osaka.git"),
+            &["rev-parse", "--verify", "-q", "main"]
+        ),
+        None,
+        "nothing mirrored (the parent's config would have mirrored {head})"
+    );
+}
+
+/// Regression: `check --json` gave the config's path quoted for a terminal.
+#[test]
+fn check_json_gives_the_configs_exact_path() {
+    let s = Scratch::new();
+    let name = "my \"dr\"\tconfig.toml";
+    s.write(
+        name,
+        &config("./tokyo.git", "ap-northeast-3", "./osaka.git"),
+    );
+    let run = s.tozai(&["check", "--json", "-c", name]);
+    run.expect_code(0);
+    assert_eq!(run.json()["config"], name);
+    let run = s.tozai(&["check", "-c", name]);
+    run.expect_code(0);
+    assert!(
+        run.stdout
+            .starts_with("\"my \\\"dr\\\"\\tconfig.toml\": primary tokyo"),
+        "{}",
+        run.stdout
+    );
+}

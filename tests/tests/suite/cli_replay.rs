@@ -10,6 +10,7 @@ use std::process::Command;
 use tempfile::TempDir;
 use tozai::git_auth::Credentials;
 use tozai_tests::mirror::{commit_file, git, rev, try_git};
+use tozai_tests::server::GitServer;
 use tozai_tests::stand_ins::CodeCommitApi;
 use tozai_tests::{Run, Sandbox, tozai, tozai_command};
 
@@ -241,6 +242,128 @@ fn replay_with_a_clone_checks_its_branches_and_remote_tracking_ones() {
     );
 }
 
+/// Regression (review of issue 12): with `--repo`, a local branch holding a commit never
+/// pushed passed "the commit is on the ref", and `--publish` would have sent a commit the
+/// primary does not have. The clone's `origin/BRANCH` is what the primary had.
+#[test]
+fn replay_with_a_clone_takes_origin_branch_over_a_local_branch_ahead_of_it() {
+    let w = World::new();
+    let pushed = rev(&w.work, "main");
+    let unpushed = w.commit("common/vpc.yaml", "never pushed");
+    git(&w.work, &["fetch", "-q", "origin"]);
+    for extra in [&[][..], &["--execute"][..]] {
+        let mut args = vec![
+            "replay",
+            "-c",
+            "tozai.toml",
+            "--repo",
+            "work",
+            "--commit",
+            &unpushed,
+            "--ref",
+            "main",
+        ];
+        args.extend(extra);
+        let run = w.tozai(&args);
+        run.expect_code(2).expect_no_panic();
+        assert_eq!(
+            run.stderr,
+            format!(
+                "tozai: error: commit {} is not on refs/heads/main (its head is {}): replay a commit of the ref\n",
+                short(&unpushed),
+                short(&pushed)
+            ),
+            "{extra:?}"
+        );
+        assert_eq!(run.stdout, "");
+    }
+    assert_eq!(w.head("osaka.git", "main"), None, "nothing mirrored");
+    assert_eq!(w.head("tokyo.git", "main").unwrap(), pushed);
+}
+
+/// Regression: a clone whose `origin/main` is stale (a commit the primary has since lost
+/// to a force-push) is checked again on the primary's refs as the mirror fetched them.
+#[test]
+fn replay_with_a_stale_clone_is_checked_on_the_primarys_fetched_refs() {
+    let w = World::new();
+    let first = rev(&w.work, "main");
+    let gone = w.commit("common/vpc.yaml", "rewound later");
+    w.push("main");
+    git(&w.work, &["fetch", "-q", "origin"]);
+    // The primary is rewound behind the clone's back.
+    git(
+        &w.root().join("tokyo.git"),
+        &["update-ref", "refs/heads/main", &first],
+    );
+    let run = w.tozai(&[
+        "replay",
+        "-c",
+        "tozai.toml",
+        "--repo",
+        "work",
+        "--commit",
+        &gone,
+    ]);
+    run.expect_code(2).expect_no_panic();
+    assert_eq!(
+        run.stderr,
+        format!(
+            "tozai: error: the primary tokyo as fetched: commit {} is not on refs/heads/main (its head is {}): replay a commit of the ref\n",
+            short(&gone),
+            short(&first)
+        )
+    );
+    assert_eq!(w.head("osaka.git", "main"), None, "nothing mirrored");
+}
+
+/// Regression: `replay --ref v1.2.0` parsed the tag's short name as a branch, while
+/// `mirror --ref v1.2.0` mirrors the tag. A short name is the branch, else the tag.
+#[test]
+fn replay_ref_short_name_of_a_tag_replays_the_tag() {
+    let w = World::new();
+    let tagged = w.commit("common/vpc.yaml", "v1.2.0");
+    git(&w.work, &["tag", "v1.2.0"]);
+    w.push("v1.2.0");
+    for repo in [&[][..], &["--repo", "work"][..]] {
+        let mut args = vec![
+            "replay",
+            "-c",
+            "tozai.toml",
+            "--commit",
+            &tagged,
+            "--ref",
+            "v1.2.0",
+        ];
+        args.extend(repo);
+        let run = w.tozai(&args);
+        run.expect_code(0).expect_no_panic();
+        assert_eq!(
+            last_lines(&run.stdout, 2)[0],
+            format!(
+                "would move osaka's refs/tags/v1.2.0 to {}: then osaka's judge would start: nothing",
+                short(&tagged)
+            ),
+            "{repo:?}: {}",
+            run.stdout
+        );
+    }
+    let run = w.tozai(&[
+        "replay",
+        "-c",
+        "tozai.toml",
+        "--commit",
+        &tagged,
+        "--ref",
+        "v1.2.0",
+        "--execute",
+        "--json",
+    ]);
+    run.expect_code(0).expect_no_panic();
+    assert_eq!(run.json()["plan"]["ref"], "refs/tags/v1.2.0");
+    assert_eq!(w.head("osaka.git", "refs/tags/v1.2.0").unwrap(), tagged);
+    assert_eq!(w.head("osaka.git", "refs/heads/v1.2.0"), None);
+}
+
 #[test]
 fn replay_says_what_a_dry_run_would_do_and_what_execute_did() {
     let w = World::new();
@@ -421,6 +544,8 @@ fn replay_checks_its_premises_with_codecommits_api() {
         session_token: None,
     };
     let api = CodeCommitApi::start(&repos, std::slice::from_ref(&credentials));
+    // The same repositories over git (a tag is checked once the mirror fetched it).
+    let server = GitServer::start(&repos, std::slice::from_ref(&credentials));
     let replay = |args: &[&str]| {
         let mut all = vec!["replay", "-c", "tozai.toml", "--cache", "cache"];
         all.extend(args);
@@ -428,7 +553,8 @@ fn replay_checks_its_premises_with_codecommits_api() {
         no_aws_credentials(&mut cmd);
         cmd.env("AWS_ACCESS_KEY_ID", &credentials.access_key_id)
             .env("AWS_SECRET_ACCESS_KEY", &credentials.secret_access_key)
-            .env("AWS_ENDPOINT_URL_CODECOMMIT", api.endpoint_url());
+            .env("AWS_ENDPOINT_URL_CODECOMMIT", api.endpoint_url())
+            .env("TOZAI_CODECOMMIT_ENDPOINT", server.url_prefix());
         Run::of(cmd, format!("tozai replay {args:?} (CodeCommit primary)"))
     };
 
@@ -466,6 +592,37 @@ fn replay_checks_its_premises_with_codecommits_api() {
         !api.requests_of("GetMergeOptions").is_empty(),
         "asked CodeCommit for the merge base"
     );
+
+    // Regression (review of issue 12): a tag on a CodeCommit primary got only a warning.
+    // CodeCommit's API reads no tags: the tag is checked once the mirror fetched it.
+    let cc = "codecommit::ap-northeast-1://core-infra";
+    for (reference, named) in [("refs/tags/v9", "refs/tags/v9"), ("v9", "refs/heads/v9")] {
+        let missing = replay(&["--commit", &head, "--ref", reference]);
+        missing.expect_code(2).expect_no_panic();
+        assert_eq!(
+            missing.stderr,
+            format!("tozai: error: {named} does not exist on the primary tokyo ({cc})\n"),
+            "{}",
+            server.log()
+        );
+    }
+    git(&w.work, &["tag", "v9", &head]);
+    let tags = repos.join("core-infra");
+    git(&w.work, &["push", "-q", tags.to_str().unwrap(), "v9"]);
+    let off = replay(&["--commit", &elsewhere, "--ref", "v9"]);
+    off.expect_code(2).expect_no_panic();
+    assert_eq!(
+        off.stderr,
+        format!(
+            "tozai: error: the primary tokyo as fetched: commit {} is not on refs/tags/v9 (its head is {}): replay a commit of the ref\n",
+            short(&elsewhere),
+            short(&head)
+        )
+    );
+    let tagged = replay(&["--commit", &head, "--ref", "v9"]);
+    tagged.expect_code(0).expect_no_panic();
+    assert_eq!(tagged.stderr, "", "no warning");
+    assert!(tagged.stdout.contains("refs/tags/v9"), "{}", tagged.stdout);
 }
 
 // ---- mirror -c stays inside the config's selection ----

@@ -434,3 +434,34 @@ fn a_ref_moved_after_the_negotiation_fails_receive_packs_lease_and_is_replanned(
     assert_eq!(json_status(&run.json(), "refs/heads/main"), "diverged");
     assert_eq!(rev(&w.dst(), "refs/heads/main"), moved);
 }
+
+/// Regression (review of issue 12): a hook's output reached the terminal raw in the
+/// `REJECTED` line, escape sequences and all. Its control characters are shown as their
+/// pictures, in the report and in JSON.
+#[test]
+fn a_hooks_escape_sequences_are_shown_not_obeyed() {
+    let w = World::new();
+    w.hook(
+        "pre-receive",
+        "#!/bin/sh\nprintf '\\033[31mdenied\\033[0m\\a\\n' >&2\nexit 1\n",
+    );
+    let run = w.mirror(&[]);
+    run.expect_code(1);
+    for (stream, text) in [("stdout", &run.stdout), ("stderr", &run.stderr)] {
+        assert!(
+            !text.bytes().any(|b| b == 0x1b || b == 0x07),
+            "{stream} holds a raw control character: {text:?}"
+        );
+    }
+    assert_eq!(
+        line_of(&run, "refs/heads/main"),
+        "REJECTED  refs/heads/main: pre-receive hook declined: ␛[31mdenied␛[0m␇"
+    );
+    let run = tozai(w.root(), &w.sandbox, w.args(&["--json"]));
+    run.expect_code(1).expect_no_panic();
+    assert!(!run.stdout.contains('\u{1b}'), "{}", run.stdout);
+    assert_eq!(
+        run.json()["refs"][0]["reason"],
+        "pre-receive hook declined: ␛[31mdenied␛[0m␇"
+    );
+}

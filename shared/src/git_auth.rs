@@ -317,6 +317,7 @@ impl GitEndpoint {
 /// `git-codecommit.REGION.amazonaws.com` (the `aws` and `aws-us-gov` partitions) or
 /// `git-codecommit.REGION.amazonaws.com.cn` (`aws-cn`: `cn-north-1`, `cn-northwest-1`).
 /// Regions of the isolated partitions (`us-iso-*`, `us-isob-*`, `us-isof-*`, `eu-isoe-*`)
+/// and of the European Sovereign Cloud (`eusc-*`, whose hosts are under `amazonaws.eu`)
 /// are refused: CodeCommit documents no git endpoint there.
 pub fn git_host(region: &str) -> Result<String, String> {
     check_aws_region(region)?;
@@ -328,6 +329,10 @@ pub fn git_host(region: &str) -> Result<String, String> {
         Partition::Isolated => Err(format!(
             "{region} is in an isolated AWS partition, where CodeCommit has no documented git \
              endpoint: set {ENDPOINTS_ENV} to reach it"
+        )),
+        Partition::AwsEusc => Err(format!(
+            "{region} is in the AWS European Sovereign Cloud, where CodeCommit has no \
+             documented git endpoint: set {ENDPOINTS_ENV} to reach it"
         )),
     }
 }
@@ -343,6 +348,8 @@ pub enum Partition {
     AwsUsGov,
     /// `aws-iso`, `aws-iso-b`, `aws-iso-e`, `aws-iso-f`: no documented CodeCommit git host.
     Isolated,
+    /// `aws-eusc`: `eusc-*`, hosts under `amazonaws.eu`; no documented CodeCommit git host.
+    AwsEusc,
 }
 
 impl Partition {
@@ -351,6 +358,7 @@ impl Partition {
         let first_two: Vec<&str> = region.splitn(3, '-').take(2).collect();
         match first_two.as_slice() {
             ["cn", ..] => Self::AwsCn,
+            ["eusc", ..] => Self::AwsEusc,
             [_, "gov"] => Self::AwsUsGov,
             [_, area] if area.starts_with("iso") => Self::Isolated,
             _ => Self::Aws,
@@ -710,6 +718,7 @@ mod tests {
             ("us-isob-east-1", Err("isolated AWS partition")),
             ("eu-isoe-west-1", Err("isolated AWS partition")),
             ("us-isof-south-1", Err("isolated AWS partition")),
+            ("eusc-de-east-1", Err("European Sovereign Cloud")),
         ];
         for (region, want) in rows {
             let got = GitEndpoint::codecommit(region, "r", None);

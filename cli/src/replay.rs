@@ -621,7 +621,7 @@ impl Standby<'_> {
             ),
             (None, status, dry_run) => {
                 let why = match status {
-                    Some(RefStatus::Diverged { .. }) => " (diverged; --force overwrites it)",
+                    Some(RefStatus::Diverged { .. }) => " (diverged; --force backs it up, then overwrites it)",
                     Some(RefStatus::Rejected { .. }) => " (rejected)",
                     _ => "",
                 };
@@ -693,11 +693,11 @@ mod tests {
         };
         assert_eq!(
             line(Some(diverged.clone()), false),
-            "osaka's refs/heads/main was not updated (diverged; --force overwrites it): osaka's judge starts nothing"
+            "osaka's refs/heads/main was not updated (diverged; --force backs it up, then overwrites it): osaka's judge starts nothing"
         );
         assert_eq!(
             line(Some(diverged), true),
-            "osaka's refs/heads/main would not be updated (diverged; --force overwrites it): osaka's judge would start nothing"
+            "osaka's refs/heads/main would not be updated (diverged; --force backs it up, then overwrites it): osaka's judge would start nothing"
         );
         assert_eq!(
             line(

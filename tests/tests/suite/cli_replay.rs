@@ -453,7 +453,7 @@ fn replay_execute_ending_diverged_says_the_standby_was_not_updated() {
     assert_eq!(
         last_lines(&run.stdout, 1),
         [
-            "osaka's refs/heads/main was not updated (diverged; --force overwrites it): osaka's judge starts nothing"
+            "osaka's refs/heads/main was not updated (diverged; --force backs it up, then overwrites it): osaka's judge starts nothing"
         ]
     );
     assert_eq!(w.head("osaka.git", "main").unwrap(), direct, "left alone");

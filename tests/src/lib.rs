@@ -13,6 +13,7 @@ pub mod server;
 pub mod stand_ins;
 pub mod timing;
 pub mod tls;
+pub mod two_regions;
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;

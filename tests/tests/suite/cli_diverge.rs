@@ -5,12 +5,14 @@
 //! backup branch a `--force` pushes before it overwrites or deletes a diverged ref. The
 //! backup refused by the server is at the end, over the git stand-in (its hooks run).
 
-use std::path::{Path, PathBuf};
+use std::ops::Deref;
+use std::path::Path;
 
 use serde_json::Value;
 use tempfile::TempDir;
+use tozai_tests::Run;
 use tozai_tests::mirror::{git, rev, try_git};
-use tozai_tests::{Run, Sandbox, tozai};
+use tozai_tests::two_regions::TwoRegions;
 
 const CONFIG: &str = r#"
 primary = "tokyo"
@@ -30,70 +32,39 @@ paths = ["**"]
 "#;
 
 /// Two bare "regions" (`tokyo.git` the primary, `osaka.git` the standby) and a work tree
-/// whose `origin` is tokyo, with `main` at one commit pushed.
-struct World {
-    tmp: TempDir,
-    work: PathBuf,
-    sandbox: Sandbox,
-}
+/// whose `origin` is tokyo ([`TwoRegions`]), with `main` at one commit pushed. `commit`
+/// and `push` are this module's own: a line added to one log file, and a forced push.
+struct World(TwoRegions);
 
 impl World {
     fn new() -> Self {
-        let tmp = TempDir::new().unwrap();
-        let root = tmp.path();
-        std::fs::write(root.join("tozai.toml"), CONFIG).unwrap();
-        for bare in ["tokyo.git", "osaka.git"] {
-            git(root, &["init", "-q", "--bare", "-b", "main", bare]);
-        }
-        let work = root.join("work");
-        std::fs::create_dir(&work).unwrap();
-        git(&work, &["init", "-q", "-b", "main"]);
-        git(&work, &["remote", "add", "origin", "../tokyo.git"]);
-        let w = Self {
-            sandbox: Sandbox::new(&root.join("home")),
-            tmp,
-            work,
-        };
+        let w = Self(TwoRegions::unborn(CONFIG));
         w.commit("first");
         w.push("main");
         w
     }
 
-    fn root(&self) -> &Path {
-        self.tmp.path()
-    }
-
     /// Commits a change with `subject` as its message; returns its id.
     fn commit(&self, subject: &str) -> String {
-        let file = self.work.join("common/log.txt");
+        let file = self.work().join("common/log.txt");
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         let before = std::fs::read_to_string(&file).unwrap_or_default();
         std::fs::write(&file, format!("{before}{subject}\n")).unwrap();
-        git(&self.work, &["add", "-A"]);
-        git(&self.work, &["commit", "-q", "-m", subject]);
-        rev(&self.work, "HEAD")
+        git(self.work(), &["add", "-A"]);
+        git(self.work(), &["commit", "-q", "-m", subject]);
+        rev(self.work(), "HEAD")
     }
 
     fn push(&self, refspec: &str) {
-        git(&self.work, &["push", "-q", "--force", "origin", refspec]);
+        git(self.work(), &["push", "-q", "--force", "origin", refspec]);
     }
 
     /// Pushes `refspec` straight to the standby, as someone in osaka would.
     fn push_to_standby(&self, refspec: &str) {
         git(
-            &self.work,
+            self.work(),
             &["push", "-q", "--force", "../osaka.git", refspec],
         );
-    }
-
-    fn head(&self, bare: &str, reference: &str) -> String {
-        rev(&self.root().join(bare), reference)
-    }
-
-    fn tozai(&self, args: &[&str]) -> Run {
-        let mut all = args.to_vec();
-        all.extend(["--cache", "cache"]);
-        tozai(self.root(), &self.sandbox, all)
     }
 
     fn mirror(&self, extra: &[&str]) -> Run {
@@ -118,6 +89,14 @@ impl World {
                 (name.to_owned(), id.to_owned())
             })
             .collect()
+    }
+}
+
+impl Deref for World {
+    type Target = TwoRegions;
+
+    fn deref(&self) -> &TwoRegions {
+        &self.0
     }
 }
 
@@ -169,7 +148,7 @@ fn standby_pushed_to(w: &World) -> (String, String) {
     w.mirror(&[]).expect_code(0);
     let hotfix = w.commit("osaka hotfix");
     w.push_to_standby("HEAD:refs/heads/main");
-    git(&w.work, &["reset", "-q", "--hard", "HEAD~1"]);
+    git(w.work(), &["reset", "-q", "--hard", "HEAD~1"]);
     let feature = w.commit("tokyo feature");
     w.push("main");
     (hotfix, feature)
@@ -264,7 +243,7 @@ fn a_force_pushed_or_rewound_source_is_said_so_with_both_sides() {
     w.mirror(&[]).expect_code(0);
 
     // main rewritten at the source; release/1 rewound to its first commit.
-    git(&w.work, &["reset", "-q", "--hard", &first]);
+    git(w.work(), &["reset", "-q", "--hard", &first]);
     let rewrite = w.commit("second, rewritten");
     w.push("main");
     w.push(&format!("{first}:refs/heads/release/1"));
@@ -326,7 +305,7 @@ fn a_force_pushed_source_is_told_without_the_mirrors_records() {
     // Mirrored with records kept elsewhere, as the Lambda's are.
     w.mirror(&["--state", "lambda-records"]).expect_code(0);
     w.tozai(&["status", "-c", "tozai.toml"]).expect_code(0);
-    git(&w.work, &["reset", "-q", "--hard", &first]);
+    git(w.work(), &["reset", "-q", "--hard", &first]);
     let rewrite = w.commit("second, rewritten");
     w.push("main");
 
@@ -350,16 +329,16 @@ fn a_force_pushed_source_is_told_without_the_mirrors_records() {
 fn a_tag_moved_forward_at_the_source_is_not_called_a_non_ancestor() {
     let w = World::new();
     let first = w.head("tokyo.git", "main");
-    git(&w.work, &["tag", "v1"]);
-    git(&w.work, &["tag", "-a", "-m", "release 2", "v2"]);
+    git(w.work(), &["tag", "v1"]);
+    git(w.work(), &["tag", "-a", "-m", "release 2", "v2"]);
     w.push("refs/tags/*:refs/tags/*");
     w.mirror(&[]).expect_code(0);
 
     let next = w.commit("next");
     w.push("main");
-    git(&w.work, &["tag", "-f", "v1"]);
+    git(w.work(), &["tag", "-f", "v1"]);
     git(
-        &w.work,
+        w.work(),
         &["tag", "-f", "-a", "-m", "release 2, again", "v2"],
     );
     w.push("refs/tags/*:refs/tags/*");
@@ -417,10 +396,10 @@ fn a_tag_moved_forward_at_the_source_is_not_called_a_non_ancestor() {
 fn a_standby_moved_to_a_commit_the_source_knows_is_not_blamed_on_the_source() {
     let w = World::new();
     let first = w.head("tokyo.git", "main");
-    git(&w.work, &["switch", "-q", "-c", "release/2"]);
+    git(w.work(), &["switch", "-q", "-c", "release/2"]);
     let release2 = w.commit("release 2");
     w.push("release/2");
-    git(&w.work, &["switch", "-q", "main"]);
+    git(w.work(), &["switch", "-q", "main"]);
     let second = w.commit("second");
     w.push("main");
     w.push(&format!("{first}:refs/heads/release/1"));
@@ -500,7 +479,7 @@ fn a_standby_branch_under_one_fetched_before_is_fetched_and_listed() {
     )
     .unwrap();
     w.mirror(&[]).expect_code(0);
-    git(&w.work, &["switch", "-q", "-c", "osaka"]);
+    git(w.work(), &["switch", "-q", "-c", "osaka"]);
     let one = w.commit("osaka one");
     w.push_to_standby("HEAD:refs/heads/hotfix");
     let first = w.mirror(&[]);
@@ -540,7 +519,7 @@ fn an_older_standby_commit_fetched_before_is_not_taken_for_the_sources() {
     let one = w.commit("osaka one");
     w.commit("osaka two");
     w.push_to_standby("HEAD:refs/heads/main");
-    git(&w.work, &["reset", "-q", "--hard", &base]);
+    git(w.work(), &["reset", "-q", "--hard", &base]);
     let feature = w.commit("tokyo feature");
     w.push("main");
     w.mirror(&[]).expect_code(1);
@@ -568,10 +547,10 @@ fn force_backs_up_and_lists_what_it_discards() {
     let w = World::new();
     let (hotfix, feature) = standby_pushed_to(&w);
     // And a release branch made on the standby only.
-    git(&w.work, &["switch", "-q", "-c", "direct"]);
+    git(w.work(), &["switch", "-q", "-c", "direct"]);
     let direct = w.commit("made in osaka");
     w.push_to_standby("HEAD:refs/heads/release/direct");
-    git(&w.work, &["switch", "-q", "main"]);
+    git(w.work(), &["switch", "-q", "main"]);
 
     let dry = w.mirror(&["--force", "--dry-run"]);
     dry.expect_code(0).expect_no_panic();
@@ -813,7 +792,7 @@ fn a_refused_backup_leaves_the_ref_unforced() {
     };
     let publish = |to: &Path, refspec: &str| {
         git(
-            &w.work,
+            w.work(),
             &["push", "-q", "--force", to.to_str().unwrap(), refspec],
         );
     };
@@ -821,7 +800,7 @@ fn a_refused_backup_leaves_the_ref_unforced() {
     assert!(mirror(false).in_sync());
     let hotfix = w.commit("osaka hotfix");
     publish(&dst, "HEAD:refs/heads/main");
-    git(&w.work, &["reset", "-q", "--hard", "HEAD~1"]);
+    git(w.work(), &["reset", "-q", "--hard", "HEAD~1"]);
     w.commit("tokyo feature");
     publish(&src, "main");
     {

@@ -4,15 +4,15 @@
 //! CodeCommit primary against the CodeCommit API stand-in; `--publish` with no AWS
 //! credentials at all.
 
-use std::path::{Path, PathBuf};
+use std::ops::Deref;
 use std::process::Command;
 
-use tempfile::TempDir;
 use tozai::git_auth::Credentials;
-use tozai_tests::mirror::{commit_file, git, rev, try_git};
+use tozai_tests::mirror::{git, rev};
 use tozai_tests::server::GitServer;
 use tozai_tests::stand_ins::CodeCommitApi;
-use tozai_tests::{Run, Sandbox, tozai, tozai_command};
+use tozai_tests::two_regions::TwoRegions;
+use tozai_tests::{Run, tozai_command};
 
 const CONFIG: &str = r#"
 primary = "tokyo"
@@ -37,12 +37,9 @@ branches = ["main", "release/*"]
 paths = ["common/**", "secondary/**"]
 "#;
 
-/// Two local regions, tokyo (the primary) and osaka, and a work tree pushing to tokyo.
-struct World {
-    tmp: TempDir,
-    work: PathBuf,
-    sandbox: Sandbox,
-}
+/// Two local regions, tokyo (the primary) and osaka, and a work tree pushing to tokyo
+/// ([`TwoRegions`]); here `head` is `None` for a ref the repository does not have.
+struct World(TwoRegions);
 
 impl World {
     fn new() -> Self {
@@ -50,57 +47,27 @@ impl World {
     }
 
     fn with_config(config: &str) -> Self {
-        let tmp = TempDir::new().unwrap();
-        let root = tmp.path();
-        std::fs::write(root.join("tozai.toml"), config).unwrap();
-        for bare in ["tokyo.git", "osaka.git"] {
-            git(root, &["init", "-q", "--bare", "-b", "main", bare]);
-        }
-        let work = root.join("work");
-        std::fs::create_dir(&work).unwrap();
-        git(&work, &["init", "-q", "-b", "main"]);
-        git(&work, &["remote", "add", "origin", "../tokyo.git"]);
-        let sandbox = Sandbox::new(&root.join("home"));
-        let w = Self { tmp, work, sandbox };
-        w.commit("common/vpc.yaml", "v1");
-        w.push("main");
-        w
-    }
-
-    fn root(&self) -> &Path {
-        self.tmp.path()
-    }
-
-    fn commit(&self, file: &str, text: &str) -> String {
-        commit_file(&self.work, file, text)
-    }
-
-    fn push(&self, refspec: &str) {
-        git(&self.work, &["push", "-q", "origin", refspec]);
+        Self(TwoRegions::new(config))
     }
 
     /// The commit `reference` names in the bare repository `bare`, `None` when it has no
     /// such ref.
     fn head(&self, bare: &str, reference: &str) -> Option<String> {
-        try_git(
-            &self.root().join(bare),
-            &["rev-parse", "--verify", "-q", reference],
-        )
-    }
-
-    /// `--cache cache` is added unless the arguments name a cache.
-    fn tozai(&self, args: &[&str]) -> Run {
-        let mut all = args.to_vec();
-        if !all.contains(&"--cache") {
-            all.extend(["--cache", "cache"]);
-        }
-        tozai(self.root(), &self.sandbox, all)
+        self.0.try_head(bare, reference)
     }
 
     /// A bare repository as tozai shows it: its path as the config (or --from/--to) gives
     /// it, normalised.
     fn shown(&self, bare: &str) -> String {
         bare.to_owned()
+    }
+}
+
+impl Deref for World {
+    type Target = TwoRegions;
+
+    fn deref(&self) -> &TwoRegions {
+        &self.0
     }
 }
 
@@ -145,10 +112,10 @@ fn replay_of_a_ref_that_does_not_exist_is_an_error_naming_it() {
 #[test]
 fn replay_of_a_commit_not_on_the_ref_is_an_error_naming_both() {
     let w = World::new();
-    git(&w.work, &["switch", "-q", "-c", "release/1"]);
+    git(w.work(), &["switch", "-q", "-c", "release/1"]);
     let release = w.commit("secondary/release.yaml", "r1");
     w.push("release/1");
-    git(&w.work, &["switch", "-q", "main"]);
+    git(w.work(), &["switch", "-q", "main"]);
     let on_main = w.commit("secondary/root.yaml", "main only");
     w.push("main");
 
@@ -190,7 +157,7 @@ fn replay_of_a_commit_not_on_the_ref_is_an_error_naming_both() {
         [format!(
             "osaka's refs/heads/main moved to {}, the head of the ref, past {}: osaka's judge judges that push, not this commit",
             short(&on_main),
-            short(&rev(&w.work, "main~1"))
+            short(&rev(w.work(), "main~1"))
         )]
     );
 }
@@ -198,11 +165,11 @@ fn replay_of_a_commit_not_on_the_ref_is_an_error_naming_both() {
 #[test]
 fn replay_with_a_clone_checks_its_branches_and_remote_tracking_ones() {
     let w = World::new();
-    git(&w.work, &["switch", "-q", "-c", "release/1"]);
+    git(w.work(), &["switch", "-q", "-c", "release/1"]);
     let release = w.commit("secondary/release.yaml", "r1");
     w.push("release/1");
-    git(&w.work, &["switch", "-q", "main"]);
-    git(&w.work, &["branch", "-q", "-D", "release/1"]);
+    git(w.work(), &["switch", "-q", "main"]);
+    git(w.work(), &["branch", "-q", "-D", "release/1"]);
 
     let missing = w.tozai(&[
         "replay",
@@ -248,9 +215,9 @@ fn replay_with_a_clone_checks_its_branches_and_remote_tracking_ones() {
 #[test]
 fn replay_with_a_clone_takes_origin_branch_over_a_local_branch_ahead_of_it() {
     let w = World::new();
-    let pushed = rev(&w.work, "main");
+    let pushed = rev(w.work(), "main");
     let unpushed = w.commit("common/vpc.yaml", "never pushed");
-    git(&w.work, &["fetch", "-q", "origin"]);
+    git(w.work(), &["fetch", "-q", "origin"]);
     for extra in [&[][..], &["--execute"][..]] {
         let mut args = vec![
             "replay",
@@ -286,10 +253,10 @@ fn replay_with_a_clone_takes_origin_branch_over_a_local_branch_ahead_of_it() {
 #[test]
 fn replay_with_a_stale_clone_is_checked_on_the_primarys_fetched_refs() {
     let w = World::new();
-    let first = rev(&w.work, "main");
+    let first = rev(w.work(), "main");
     let gone = w.commit("common/vpc.yaml", "rewound later");
     w.push("main");
-    git(&w.work, &["fetch", "-q", "origin"]);
+    git(w.work(), &["fetch", "-q", "origin"]);
     // The primary is rewound behind the clone's back.
     git(
         &w.root().join("tokyo.git"),
@@ -322,7 +289,7 @@ fn replay_with_a_stale_clone_is_checked_on_the_primarys_fetched_refs() {
 fn replay_ref_short_name_of_a_tag_replays_the_tag() {
     let w = World::new();
     let tagged = w.commit("common/vpc.yaml", "v1.2.0");
-    git(&w.work, &["tag", "v1.2.0"]);
+    git(w.work(), &["tag", "v1.2.0"]);
     w.push("v1.2.0");
     for repo in [&[][..], &["--repo", "work"][..]] {
         let mut args = vec![
@@ -429,13 +396,13 @@ fn replay_execute_ending_diverged_says_the_standby_was_not_updated() {
     let w = World::new();
     w.tozai(&["mirror", "-c", "tozai.toml"]).expect_code(0);
     // Someone commits straight to the standby's main.
-    let base = rev(&w.work, "main");
+    let base = rev(w.work(), "main");
     let direct = w.commit("secondary/direct.yaml", "made on the standby");
     git(
-        &w.work,
+        w.work(),
         &["push", "-q", "../osaka.git", "HEAD:refs/heads/main"],
     );
-    git(&w.work, &["reset", "-q", "--hard", &base]);
+    git(w.work(), &["reset", "-q", "--hard", &base]);
     let change = w.commit("common/vpc.yaml", "v2");
     w.push("main");
 
@@ -466,7 +433,7 @@ fn replay_publish_without_credentials_prints_one_error_naming_the_region_and_bus
     w.push("main");
     let mut cmd = tozai_command(
         w.root(),
-        &w.sandbox,
+        w.sandbox(),
         &[
             "replay",
             "-c",
@@ -537,7 +504,7 @@ fn replay_checks_its_premises_with_codecommits_api() {
         &repos,
         &["clone", "-q", "--bare", "../tokyo.git", "core-infra"],
     );
-    let head = rev(&w.work, "main");
+    let head = rev(w.work(), "main");
     let credentials = Credentials {
         access_key_id: "AKIDREPLAYTEST".into(),
         secret_access_key: "replay-secret".into(),
@@ -549,7 +516,7 @@ fn replay_checks_its_premises_with_codecommits_api() {
     let replay = |args: &[&str]| {
         let mut all = vec!["replay", "-c", "tozai.toml", "--cache", "cache"];
         all.extend(args);
-        let mut cmd = tozai_command(w.root(), &w.sandbox, &all);
+        let mut cmd = tozai_command(w.root(), w.sandbox(), &all);
         no_aws_credentials(&mut cmd);
         cmd.env("AWS_ACCESS_KEY_ID", &credentials.access_key_id)
             .env("AWS_SECRET_ACCESS_KEY", &credentials.secret_access_key)
@@ -567,10 +534,10 @@ fn replay_checks_its_premises_with_codecommits_api() {
     assert!(!api.requests_of("GetBranch").is_empty(), "asked GetBranch");
 
     // A commit CodeCommit has, on another branch only.
-    git(&w.work, &["switch", "-q", "-c", "release/1"]);
+    git(w.work(), &["switch", "-q", "-c", "release/1"]);
     let elsewhere = w.commit("common/other.yaml", "x");
     git(
-        &w.work,
+        w.work(),
         &[
             "push",
             "-q",
@@ -606,9 +573,9 @@ fn replay_checks_its_premises_with_codecommits_api() {
             server.log()
         );
     }
-    git(&w.work, &["tag", "v9", &head]);
+    git(w.work(), &["tag", "v9", &head]);
     let tags = repos.join("core-infra");
-    git(&w.work, &["push", "-q", tags.to_str().unwrap(), "v9"]);
+    git(w.work(), &["push", "-q", tags.to_str().unwrap(), "v9"]);
     let off = replay(&["--commit", &elsewhere, "--ref", "v9"]);
     off.expect_code(2).expect_no_panic();
     assert_eq!(
@@ -630,7 +597,7 @@ fn replay_checks_its_premises_with_codecommits_api() {
 #[test]
 fn mirror_c_refuses_a_ref_outside_the_configs_selection() {
     let w = World::new();
-    git(&w.work, &["switch", "-q", "-c", "feature/x"]);
+    git(w.work(), &["switch", "-q", "-c", "feature/x"]);
     w.commit("common/x.yaml", "x");
     w.push("feature/x");
 
@@ -664,14 +631,14 @@ fn mirror_c_refuses_a_ref_outside_the_configs_selection() {
 #[test]
 fn mirror_c_ref_narrows_the_configs_selection() {
     let w = World::new();
-    git(&w.work, &["switch", "-q", "-c", "release/1"]);
+    git(w.work(), &["switch", "-q", "-c", "release/1"]);
     w.commit("common/r1.yaml", "r1");
     w.push("release/1");
-    git(&w.work, &["switch", "-q", "-c", "release/2"]);
+    git(w.work(), &["switch", "-q", "-c", "release/2"]);
     w.commit("common/r2.yaml", "r2");
     w.push("release/2");
 
-    git(&w.work, &["switch", "-q", "-c", "feature/x"]);
+    git(w.work(), &["switch", "-q", "-c", "feature/x"]);
     w.commit("common/x.yaml", "x");
     w.push("feature/x");
 
@@ -699,7 +666,7 @@ fn mirror_c_ref_narrows_the_configs_selection() {
 #[test]
 fn mirror_ref_short_name_of_a_tag_mirrors_the_tag() {
     let w = World::new();
-    git(&w.work, &["tag", "-a", "-m", "release", "v1.2.0"]);
+    git(w.work(), &["tag", "-a", "-m", "release", "v1.2.0"]);
     w.push("v1.2.0");
 
     let run = w.tozai(&["mirror", "-c", "tozai.toml", "--ref", "v1.2.0"]);
@@ -715,9 +682,9 @@ fn mirror_ref_short_name_of_a_tag_mirrors_the_tag() {
 #[test]
 fn mirror_ref_naming_a_branch_and_a_tag_takes_the_branch_and_says_so() {
     let w = World::new();
-    git(&w.work, &["tag", "v2"]);
+    git(w.work(), &["tag", "v2"]);
     w.push("v2");
-    git(&w.work, &["switch", "-q", "-c", "v2"]);
+    git(w.work(), &["switch", "-q", "-c", "v2"]);
     w.commit("common/v2.yaml", "the branch");
     w.push("refs/heads/v2");
 
@@ -785,9 +752,9 @@ fn mirror_ref_matching_nothing_is_an_error_before_anything_is_pushed() {
 
     // A ref only the standby has still matches: its deletion is what --ref asks for.
     w.tozai(&["mirror", "-c", "tozai.toml"]).expect_code(0);
-    git(&w.work, &["push", "-q", "origin", "main:release/old"]);
+    git(w.work(), &["push", "-q", "origin", "main:release/old"]);
     w.tozai(&["mirror", "-c", "tozai.toml"]).expect_code(0);
-    git(&w.work, &["push", "-q", "origin", ":release/old"]);
+    git(w.work(), &["push", "-q", "origin", ":release/old"]);
     let run = w.tozai(&["mirror", "-c", "tozai.toml", "--ref", "release/old"]);
     run.expect_code(0);
     assert_eq!(w.head("osaka.git", "refs/heads/release/old"), None);

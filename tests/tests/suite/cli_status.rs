@@ -3,14 +3,14 @@
 //! sync rule (`sync.to.osaka.paths = ["common/**", "secondary/**"]`), checked with the git
 //! CLI. Commit dates are set with `GIT_COMMITTER_DATE` (the binary reads the real clock).
 
-use std::path::{Path, PathBuf};
+use std::ops::Deref;
 use std::process::Command;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde_json::Value;
-use tempfile::TempDir;
-use tozai_tests::mirror::{commit_file, git, rev};
-use tozai_tests::{Run, Sandbox, tozai};
+use tozai_tests::Run;
+use tozai_tests::mirror::{git, rev};
+use tozai_tests::two_regions::TwoRegions;
 
 const CONFIG: &str = r#"
 primary = "tokyo"
@@ -45,55 +45,29 @@ paths = ["common/**", "secondary/**", "osaka-only/**"]
 exclude = ["**/*.md", "docs/**"]
 "#;
 
-struct World {
-    tmp: TempDir,
-    work: PathBuf,
-    sandbox: Sandbox,
-}
+/// Both regions in step at one `common/` commit: [`TwoRegions`], mirrored once.
+struct World(TwoRegions);
 
 impl World {
-    /// Both regions in step at one `common/` commit.
     fn new() -> Self {
         Self::with_config(CONFIG)
     }
 
     fn with_config(config: &str) -> Self {
-        let tmp = TempDir::new().unwrap();
-        let root = tmp.path();
-        std::fs::write(root.join("tozai.toml"), config).unwrap();
-        for bare in ["tokyo.git", "osaka.git"] {
-            git(root, &["init", "-q", "--bare", "-b", "main", bare]);
-        }
-        let work = root.join("work");
-        std::fs::create_dir(&work).unwrap();
-        git(&work, &["init", "-q", "-b", "main"]);
-        git(&work, &["remote", "add", "origin", "../tokyo.git"]);
-        let sandbox = Sandbox::new(&root.join("home"));
-        let w = Self { tmp, work, sandbox };
-        w.commit("common/vpc.yaml", "v1");
-        w.push("main");
+        let w = Self(TwoRegions::new(config));
         w.tozai(&["mirror", "-c", "tozai.toml"]).expect_code(0);
         w
     }
 
-    fn root(&self) -> &Path {
-        self.tmp.path()
-    }
-
-    /// A commit dated now.
-    fn commit(&self, file: &str, text: &str) -> String {
-        commit_file(&self.work, file, text)
-    }
-
     /// A commit whose committer date is `date` (RFC 3339).
     fn commit_dated(&self, file: &str, text: &str, date: &str) -> String {
-        let path = self.work.join(file);
+        let path = self.work().join(file);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, text).unwrap();
-        git(&self.work, &["add", "-A"]);
+        git(self.work(), &["add", "-A"]);
         let out = Command::new("git")
             .arg("-C")
-            .arg(&self.work)
+            .arg(self.work())
             .args(["-c", "user.name=t", "-c", "user.email=t@tozai.invalid"])
             .args(["commit", "-q", "-m", &format!("change {file}")])
             .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -103,21 +77,7 @@ impl World {
             .output()
             .unwrap();
         assert!(out.status.success(), "git commit: {out:?}");
-        rev(&self.work, "HEAD")
-    }
-
-    fn push(&self, refspec: &str) {
-        git(&self.work, &["push", "-q", "origin", refspec]);
-    }
-
-    fn head(&self, bare: &str, reference: &str) -> String {
-        rev(&self.root().join(bare), reference)
-    }
-
-    fn tozai(&self, args: &[&str]) -> Run {
-        let mut all = args.to_vec();
-        all.extend(["--cache", "cache"]);
-        tozai(self.root(), &self.sandbox, all)
+        rev(self.work(), "HEAD")
     }
 
     /// `tozai status`, with the next hourly reconciliations the run could have seen (the
@@ -129,6 +89,14 @@ impl World {
         let run = self.tozai(&all);
         let after = next_hour(Utc::now());
         (run, vec![before, after])
+    }
+}
+
+impl Deref for World {
+    type Target = TwoRegions;
+
+    fn deref(&self) -> &TwoRegions {
+        &self.0
     }
 }
 
@@ -372,7 +340,7 @@ fn strict_counts_a_lag_by_policy_as_drift() {
 #[test]
 fn a_missing_branch_that_changes_nothing_the_standby_needs_is_missing_by_policy() {
     let w = World::new();
-    git(&w.work, &["switch", "-q", "-c", "release/tokyo"]);
+    git(w.work(), &["switch", "-q", "-c", "release/tokyo"]);
     let tokyo = w.commit("primary/a.yaml", "tokyo only");
     w.push("release/tokyo");
     let (run, next) = w.status(&[]);
@@ -392,8 +360,8 @@ fn a_missing_branch_that_changes_nothing_the_standby_needs_is_missing_by_policy(
         )
     });
 
-    git(&w.work, &["switch", "-q", "main"]);
-    git(&w.work, &["tag", "v1.0"]);
+    git(w.work(), &["switch", "-q", "main"]);
+    git(w.work(), &["tag", "v1.0"]);
     w.push("v1.0");
     let (run, _) = w.status(&[]);
     run.expect_code(1);
@@ -418,7 +386,7 @@ fn json_has_structured_fields_and_peels_annotated_tags() {
     let standby = w.head("osaka.git", "main");
     w.commit("primary/a.yaml", "tokyo only");
     let head = w.commit("primary/b.yaml", "tokyo only");
-    git(&w.work, &["tag", "-a", "v2.0", "-m", "release 2.0"]);
+    git(w.work(), &["tag", "-a", "v2.0", "-m", "release 2.0"]);
     w.push("main");
     w.push("v2.0");
     let tag_object = w.head("tokyo.git", "refs/tags/v2.0");
@@ -528,13 +496,13 @@ fn a_reconcile_that_does_not_divide_a_day_is_a_config_error() {
 #[test]
 fn a_huge_commit_subject_is_cut() {
     let w = World::new();
-    std::fs::create_dir_all(w.work.join("primary")).unwrap();
-    std::fs::write(w.work.join("primary/a.yaml"), "tokyo only").unwrap();
-    git(&w.work, &["add", "-A"]);
+    std::fs::create_dir_all(w.work().join("primary")).unwrap();
+    std::fs::write(w.work().join("primary/a.yaml"), "tokyo only").unwrap();
+    git(w.work(), &["add", "-A"]);
     let message = w.root().join("message.txt");
     std::fs::write(&message, "x".repeat(5 << 20)).unwrap();
-    git(&w.work, &["commit", "-q", "-F", message.to_str().unwrap()]);
-    let change = rev(&w.work, "HEAD");
+    git(w.work(), &["commit", "-q", "-F", message.to_str().unwrap()]);
+    let change = rev(w.work(), "HEAD");
     w.push("main");
 
     let (run, _) = w.status(&[]);

@@ -2,13 +2,11 @@
 //! local "regions" (bare repositories), checked with the git CLI; `replay --publish` against
 //! moto's EventBridge.
 
-use std::path::{Path, PathBuf};
-
 use serde_json::{Value, json};
-use tempfile::TempDir;
-use tozai_tests::mirror::{commit_file, git, rev};
+use tozai_tests::mirror::git;
 use tozai_tests::stand_ins::Moto;
-use tozai_tests::{Run, Sandbox, tozai, tozai_command};
+use tozai_tests::two_regions::TwoRegions;
+use tozai_tests::{Run, tozai_command};
 
 const CONFIG: &str = r#"
 primary = "tokyo"
@@ -39,52 +37,9 @@ branches = ["main"]
 paths = ["common/**", "secondary/**"]
 "#;
 
-struct World {
-    tmp: TempDir,
-    work: PathBuf,
-    sandbox: Sandbox,
-}
-
-impl World {
-    fn new() -> Self {
-        let tmp = TempDir::new().unwrap();
-        let root = tmp.path();
-        std::fs::write(root.join("tozai.toml"), CONFIG).unwrap();
-        for bare in ["tokyo.git", "osaka.git"] {
-            git(root, &["init", "-q", "--bare", "-b", "main", bare]);
-        }
-        let work = root.join("work");
-        std::fs::create_dir(&work).unwrap();
-        git(&work, &["init", "-q", "-b", "main"]);
-        git(&work, &["remote", "add", "origin", "../tokyo.git"]);
-        let sandbox = Sandbox::new(&root.join("home"));
-        let w = Self { tmp, work, sandbox };
-        w.commit("common/vpc.yaml", "v1");
-        w.push("main");
-        w
-    }
-
-    fn root(&self) -> &Path {
-        self.tmp.path()
-    }
-
-    fn commit(&self, file: &str, text: &str) -> String {
-        commit_file(&self.work, file, text)
-    }
-
-    fn push(&self, refspec: &str) {
-        git(&self.work, &["push", "-q", "origin", refspec]);
-    }
-
-    fn head(&self, bare: &str, reference: &str) -> String {
-        rev(&self.root().join(bare), reference)
-    }
-
-    fn tozai(&self, args: &[&str]) -> Run {
-        let mut all = args.to_vec();
-        all.extend(["--cache", "cache"]);
-        tozai(self.root(), &self.sandbox, all)
-    }
+/// Both regions, the work tree, and the first commit pushed to tokyo.
+fn world() -> TwoRegions {
+    TwoRegions::new(CONFIG)
 }
 
 fn states(run: &Run) -> Vec<(String, String)> {
@@ -103,7 +58,7 @@ fn states(run: &Run) -> Vec<(String, String)> {
 
 #[test]
 fn status_reports_behind_missing_and_diverged_and_exits_1_on_drift() {
-    let w = World::new();
+    let w = world();
     w.tozai(&["mirror", "-c", "tozai.toml"]).expect_code(0);
     let quiet = w.tozai(&["status", "-c", "tozai.toml"]);
     quiet.expect_code(0);
@@ -117,13 +72,13 @@ fn status_reports_behind_missing_and_diverged_and_exits_1_on_drift() {
         w.commit("common/vpc.yaml", &format!("v{}", i + 2));
     }
     w.push("main");
-    git(&w.work, &["tag", "v1.0"]);
+    git(w.work(), &["tag", "v1.0"]);
     w.push("v1.0");
     // Someone pushes a release branch, with a commit of their own, straight to the standby.
-    git(&w.work, &["switch", "-q", "-c", "hotfix"]);
+    git(w.work(), &["switch", "-q", "-c", "hotfix"]);
     w.commit("common/hotfix.yaml", "made on the standby");
     git(
-        &w.work,
+        w.work(),
         &[
             "push",
             "-q",
@@ -131,9 +86,9 @@ fn status_reports_behind_missing_and_diverged_and_exits_1_on_drift() {
             "HEAD:refs/heads/release/direct",
         ],
     );
-    git(&w.work, &["switch", "-q", "main"]);
+    git(w.work(), &["switch", "-q", "main"]);
     // And a tag the sync does not select never counts.
-    git(&w.work, &["tag", "nightly"]);
+    git(w.work(), &["tag", "nightly"]);
     w.push("nightly");
 
     let drift = w.tozai(&["status", "-c", "tozai.toml", "--json"]);
@@ -186,7 +141,7 @@ fn status_reports_behind_missing_and_diverged_and_exits_1_on_drift() {
 
 #[test]
 fn replay_is_a_dry_run_until_executed_and_follows_the_sync_rule() {
-    let w = World::new();
+    let w = world();
     w.tozai(&["mirror", "-c", "tozai.toml"]).expect_code(0);
     let standby_before = w.head("osaka.git", "main");
     let osaka_change = w.commit("secondary/root.yaml", "dr");
@@ -258,7 +213,7 @@ fn replay_is_a_dry_run_until_executed_and_follows_the_sync_rule() {
     let common = w.commit("common/vpc.yaml", "v9");
     w.push("main");
     git(
-        &w.work,
+        w.work(),
         &[
             "push",
             "-q",
@@ -269,7 +224,7 @@ fn replay_is_a_dry_run_until_executed_and_follows_the_sync_rule() {
     );
     let other = w.commit("secondary/other.yaml", "x");
     git(
-        &w.work,
+        w.work(),
         &[
             "push",
             "-q",
@@ -278,7 +233,7 @@ fn replay_is_a_dry_run_until_executed_and_follows_the_sync_rule() {
             "HEAD:refs/heads/main",
         ],
     );
-    git(&w.work, &["reset", "-q", "--hard", &common]);
+    git(w.work(), &["reset", "-q", "--hard", &common]);
     let diverged = w.tozai(&[
         "replay",
         "-c",
@@ -312,7 +267,7 @@ fn replay_is_a_dry_run_until_executed_and_follows_the_sync_rule() {
 
 #[test]
 fn replay_can_publish_the_sync_judges_event() {
-    let w = World::new();
+    let w = world();
     let change = w.commit("common/vpc.yaml", "v2");
     w.push("main");
     let moto = Moto::start();
@@ -324,7 +279,7 @@ fn replay_can_publish_the_sync_judges_event() {
     let credentials = Moto::credentials();
     let mut cmd = tozai_command(
         w.root(),
-        &w.sandbox,
+        w.sandbox(),
         &[
             "replay",
             "-c",

@@ -621,7 +621,9 @@ impl Standby<'_> {
             ),
             (None, status, dry_run) => {
                 let why = match status {
-                    Some(RefStatus::Diverged { .. }) => " (diverged; --force backs it up, then overwrites it)",
+                    Some(RefStatus::Diverged { .. }) => {
+                        " (diverged; --force backs it up, then overwrites it)"
+                    }
                     Some(RefStatus::Rejected { .. }) => " (rejected)",
                     _ => "",
                 };

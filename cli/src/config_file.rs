@@ -31,7 +31,7 @@ pub fn find() -> anyhow::Result<PathBuf> {
 
 /// The first `dir/tozai.toml` that exists in any form (its symlink metadata reads, or
 /// fails for a reason other than "not found"), for `dir` and each of its parents.
-fn nearest(dir: &Path) -> Option<PathBuf> {
+pub fn nearest(dir: &Path) -> Option<PathBuf> {
     dir.ancestors().map(|d| d.join(NAME)).find(|candidate| {
         !matches!(std::fs::symlink_metadata(candidate),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound)

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use tozai::config::Config;
 use tozai::location::check_aws_region;
+use tozai::text::quoted;
 
 use crate::config_file::NAME;
 
@@ -86,37 +87,81 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
     let text = render(&primary, &standby);
     let config = Config::parse(&text, Path::new(NAME))
         .context("the regions given make a config that is not valid")?;
-    write(&text, o.force)?;
+    let kept = write(&text, o.force)?;
     outln!(
         "wrote {NAME}: {}, {} pipeline targets, {} rule tests",
         crate::report::regions(&config),
         config.targets.len(),
         config.tests.len()
     );
+    if let Some(kept) = kept {
+        outln!("{kept}");
+    }
     outln!("next: name your pipelines in it, then run `tozai check`");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes the file, never over an existing one unless `force`.
-fn write(text: &str, force: bool) -> anyhow::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true);
-    if force {
-        options.create(true).truncate(true);
-    } else {
-        options.create_new(true);
-    }
-    let mut file = match options.open(NAME) {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            bail!("{NAME} already exists (give --force to overwrite it)")
+/// Writes the file, never over an existing one unless `force`; nor, unless `force`, in a
+/// directory where a parent's `tozai.toml` applies (the new one would shadow it for every
+/// command run here). With `force` the text goes to a temporary file first, then replaces
+/// `tozai.toml` by a rename: a full disk or a kill leaves the old config whole, a symlink
+/// named `tozai.toml` is replaced rather than followed, and the old one is kept as
+/// `tozai.toml.bak`.
+fn write(text: &str, force: bool) -> anyhow::Result<Option<&'static str>> {
+    if !force {
+        let cwd = std::env::current_dir().context("cannot read the working directory")?;
+        if let Some(parent) = crate::config_file::nearest(&cwd)
+            && parent.parent() != Some(cwd.as_path())
+        {
+            bail!(
+                "{} applies here already (give --force to write another {NAME} here, which \
+                 commands run below this directory would read instead)",
+                quoted(&parent.display().to_string())
+            );
         }
-        other => other
-            .with_context(|| format!("cannot create {NAME}"))
-            .map_err(crate::OperationFailed::wrap)?,
+        let mut file = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(NAME)
+        {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                bail!("{NAME} already exists (give --force to overwrite it)")
+            }
+            other => other
+                .with_context(|| format!("cannot create {NAME}"))
+                .map_err(crate::OperationFailed::wrap)?,
+        };
+        file.write_all(text.as_bytes())
+            .with_context(|| format!("cannot write {NAME}"))
+            .map_err(crate::OperationFailed::wrap)?;
+        return Ok(None);
+    }
+    let temporary = format!("{NAME}.{}.tmp", std::process::id());
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temporary)
+        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(crate::OperationFailed::wrap(
+            anyhow::Error::new(e).context(format!("cannot write {temporary}")),
+        ));
+    }
+    let backup = format!("{NAME}.bak");
+    let kept = match std::fs::symlink_metadata(NAME) {
+        Ok(_) => {
+            std::fs::rename(NAME, &backup)
+                .with_context(|| format!("cannot keep the old {NAME} as {backup}"))
+                .map_err(crate::OperationFailed::wrap)?;
+            Some("kept the old one as tozai.toml.bak")
+        }
+        Err(_) => None,
     };
-    file.write_all(text.as_bytes())
-        .with_context(|| format!("cannot write {NAME}"))
-        .map_err(crate::OperationFailed::wrap)
+    std::fs::rename(&temporary, NAME)
+        .with_context(|| format!("cannot rename {temporary} to {NAME}"))
+        .map_err(crate::OperationFailed::wrap)?;
+    Ok(kept)
 }
 
 /// A TOML basic string holding `value` exactly.

@@ -47,8 +47,12 @@ fn location(s: &str) {
             check_message("location error", &message);
             // A URL's credentials and query string are never echoed, whatever else is
             // wrong with it: the location is shown redacted (every reason for a URL with
-            // credentials is fixed text).
-            assert_eq!(e.location, redact(s), "{message:?}");
+            // credentials is fixed text), or not at all when its user part holds what
+            // ends a URL for `redact` (a space, a quote).
+            assert!(
+                e.location == redact(s) || e.location == "(a URL with credentials, not shown)",
+                "{message:?}"
+            );
         }
         Ok(loc) => {
             let shown = loc.to_string();
@@ -88,7 +92,7 @@ fn redaction(text: &str) {
     let ends = |c: char| {
         c.is_whitespace()
             || c.is_control()
-            || matches!(c, '"' | '\'' | '`' | '<' | '>' | '\u{2400}'..='\u{2421}')
+            || matches!(c, '"' | '`' | '<' | '>' | '\u{2400}'..='\u{2421}')
     };
     for token in shown.split(ends).filter(|t| t.contains("://")) {
         // The user part runs from the first `://` to the token's last `@`, past any `/`,

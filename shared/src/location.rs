@@ -48,8 +48,15 @@ impl Location {
     /// Parses a location; `default_region` is used for bare CodeCommit names, `base` for
     /// relative paths.
     pub fn parse(text: &str, default_region: &str, base: &Path) -> Result<Self, LocationError> {
-        // A URL's credentials and query string are never echoed, whatever else is wrong.
-        let shown = redact(text);
+        // A URL's credentials and query string are never echoed, whatever else is wrong;
+        // a location with a user part and a character that ends a URL for `redact` (a
+        // password may hold a space or a quote) is not shown at all.
+        let breaks = |c: char| c.is_whitespace() || c.is_control() || "\"`<>".contains(c);
+        let shown = if has_credentials(text) && text.chars().any(breaks) {
+            std::borrow::Cow::Borrowed(CREDENTIALS_HIDDEN)
+        } else {
+            redact(text)
+        };
         let fail = |reason: &str| LocationError {
             location: shown.clone().into_owned(),
             reason: reason.to_owned(),
@@ -259,7 +266,8 @@ pub const FRAGMENT_SHOWN: &str = "#***";
 /// password holding `/`, `?` or `#` is hidden whole; a path or query holding an `@` is
 /// hidden with it) and its query string, with the fragment (`?token=...` → `?***`; a
 /// fragment alone: `#frag` → `#***`). A URL is found by its `://` and ends at whitespace,
-/// a control character (or its Unicode picture, `␛`), a quote, a backtick, `<` or `>`. Text without `://` is returned as
+/// a control character (or its Unicode picture, `␛`), a double quote, a backtick, `<` or
+/// `>` (not at `'`, which a password or a query may hold as it is). Text without `://` is returned as
 /// it is. Every error excerpt, warning and report that may hold a location goes through
 /// this one function.
 ///
@@ -293,7 +301,7 @@ pub fn secrets(text: &str) -> Vec<(std::ops::Range<usize>, &'static str)> {
     let ends_url = |c: char| {
         c.is_whitespace()
             || c.is_control()
-            || matches!(c, '"' | '\'' | '`' | '<' | '>' | '\u{2400}'..='\u{2421}')
+            || matches!(c, '"' | '`' | '<' | '>' | '\u{2400}'..='\u{2421}')
     };
     let mut found = Vec::new();
     let mut start = 0;
@@ -309,6 +317,34 @@ pub fn secrets(text: &str) -> Vec<(std::ops::Range<usize>, &'static str)> {
         start = end + text[end..].chars().next().map_or(1, char::len_utf8);
     }
     found
+}
+
+/// The secrets of one line of a config file, for its excerpt: [`secrets`], and also, when
+/// the line holds a `://` followed anywhere by an `@`, everything from that `://` to the
+/// line's last `@`, whatever lies between: a password holding a space or a `"` (not valid
+/// in a URL, but written by hand) is hidden whole too. Over-redacting is the safe side.
+pub fn line_secrets(line: &str) -> Vec<(std::ops::Range<usize>, &'static str)> {
+    let found = secrets(line);
+    let Some(scheme) = line.find("://") else {
+        return found;
+    };
+    let authority = scheme + 3;
+    let Some(last_at) = line[authority..].rfind('@') else {
+        return found;
+    };
+    let mut user = authority..authority + last_at + 1;
+    let mut kept = Vec::with_capacity(found.len() + 1);
+    for (range, shown) in found {
+        if range.end <= user.start || range.start >= user.end {
+            kept.push((range, shown));
+        } else {
+            // Overlapping secrets are hidden as one.
+            user = user.start.min(range.start)..user.end.max(range.end);
+        }
+    }
+    kept.push((user, CREDENTIALS_SHOWN));
+    kept.sort_by_key(|(range, _)| range.start);
+    kept
 }
 
 /// The secrets of the URL in one token (no character that ends a URL), at `offset`: the
@@ -558,13 +594,26 @@ mod tests {
                 "credentials in URLs",
             ),
         ];
+        // A password holding what ends a URL for `redact`: not shown at all.
+        for input in [
+            "https://bob:Sup3r SECRET@h/x.git",
+            "https://bob:Sup3r\"SECRET@h/x.git",
+            "https://bob:Sup3r`SECRET@h/x.git",
+        ] {
+            let err = parse(input).unwrap_err().to_string();
+            assert!(!err.contains("SECRET"), "the secret is echoed: {err}");
+            assert!(err.contains(CREDENTIALS_HIDDEN), "{err}");
+        }
         for (input, why) in rows {
             let err = parse(input).unwrap_err().to_string();
             assert!(err.contains(why), "{input:?}: {err}");
             for part in ["s3cret", "s3c", "r3t"] {
                 assert!(!err.contains(part), "the secret is echoed: {err}");
             }
-            assert!(err.contains("://***@"), "{err}");
+            assert!(
+                err.contains("://***@") || err.contains(CREDENTIALS_HIDDEN),
+                "{err}"
+            );
         }
     }
 
@@ -622,6 +671,16 @@ mod tests {
             (
                 "https://h/x?t=1\u{241b}[2J\"",
                 "https://h/x?***\u{241b}[2J\"",
+            ),
+            // a `'` is a legal character of a password and of a query
+            ("https://bob:Sup3r'SECRET2@h/x.git", "https://***@h/x.git"),
+            (
+                "http://127.0.0.1:1/x.git?token=ab'SECRETTAIL",
+                "http://127.0.0.1:1/x.git?***",
+            ),
+            (
+                "repository = 'https://u:pw@h/x' x",
+                "repository = 'https://***@h/x' x",
             ),
             // CodeCommit's own forms carry no secret
             (

@@ -5,7 +5,7 @@
 //! bytes around the column, so a 5 MB one-line file gives a line, not 10 MB. Messages are
 //! redacted and cut the same way.
 
-use crate::location::{redact, secrets};
+use crate::location::{line_secrets, redact};
 use crate::text::{CUT_MARKER, cut, printable};
 
 /// Bytes of the line shown on each side of the column.
@@ -55,15 +55,24 @@ pub(super) fn excerpt(text: &str, offset: usize, line: usize) -> String {
 /// `line` redacted, and where byte `column` of it is in the redacted line (at the start of
 /// the replacement when the column was inside a secret).
 fn redacted(line: &str, column: usize) -> (String, usize) {
+    let hidden = line_secrets(line);
     let mut moved = column;
-    for (range, shown) in secrets(line).iter().rev() {
+    for (range, shown) in hidden.iter().rev() {
         if column >= range.end {
             moved = moved + shown.len() - range.len();
         } else if column >= range.start {
             moved = range.start;
         }
     }
-    (redact(line).into_owned(), moved)
+    let mut out = String::with_capacity(line.len());
+    let mut at = 0;
+    for (range, shown) in &hidden {
+        out.push_str(&line[at..range.start]);
+        out.push_str(shown);
+        at = range.end;
+    }
+    out.push_str(&line[at..]);
+    (out, moved)
 }
 
 /// A message safe to print: redacted, cut to [`MESSAGE_MAX`] (keeping its start and its
@@ -119,6 +128,22 @@ mod tests {
             "{inside}"
         );
         assert!(!inside.contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_password_holding_a_space_a_quote_or_an_apostrophe_is_hidden_whole() {
+        for line in [
+            "repository = \"https://bob:Sup3r SECRET@git.example.com/x.git\" x",
+            "repository = \"https://bob:Sup\\\"SECRET@git.example.com/x.git\" x",
+            "repository = \"https://bob:Sup3r'SECRET@git.example.com/x.git\" x",
+        ] {
+            let shown = excerpt(line, line.len() - 1, 4);
+            assert!(!shown.contains("SECRET"), "{line}: {shown}");
+            assert!(
+                shown.contains("\"https://***@git.example.com/x.git\" x"),
+                "{shown}"
+            );
+        }
     }
 
     #[test]

@@ -363,15 +363,18 @@ fn a_5_mb_junk_config_gives_under_4_kb_of_output() {
             "{what}: {}",
             run.stderr
         );
+        // Cut and marked; the hostile line is instead hidden from its first URL to its
+        // last `@` (5 MB later), a line's secrets being hidden whole.
         assert!(
-            run.stderr.contains('…'),
+            run.stderr.contains('…') || (what == "hostile" && run.stderr.contains("://***@")),
             "{what}: the cut is marked: {}",
             run.stderr
         );
         if what == "hostile" {
             assert!(
-                run.stderr.contains("\"https://***@h/x?***␛[2J\" [ ␇a"),
-                "the line is shown, its secrets hidden: {}",
+                run.stderr
+                    .contains("1 | a = \"https://***@h/x?***␛[2J\" [ ␇\n"),
+                "the line is shown, its secrets hidden (from its first URL to its last `@`): {}",
                 run.stderr
             );
         }
@@ -570,6 +573,60 @@ fn init_writes_a_commented_config_that_passes_check() {
     );
     s.tozai(&["init", "--force"]).expect_code(0);
     s.tozai(&["check"]).expect_code(0);
+}
+
+/// Regression (second review): `init --force` truncated `tozai.toml` in place, following
+/// a symlink of that name, and kept nothing of the old config; `init` below a directory
+/// with a `tozai.toml` silently shadowed it.
+#[test]
+fn init_force_keeps_the_old_config_and_never_writes_through_a_symlink() {
+    let s = Scratch::new();
+    std::fs::write(s.path().join("other.txt"), "not a config\n").unwrap();
+    std::os::unix::fs::symlink("other.txt", s.path().join("tozai.toml")).unwrap();
+    let run = s.tozai(&["init", "--force"]);
+    run.expect_code(0).expect_no_panic();
+    assert!(
+        run.stdout
+            .contains("\nkept the old one as tozai.toml.bak\n"),
+        "{}",
+        run.stdout
+    );
+    let read = |name: &str| std::fs::read_to_string(s.path().join(name)).unwrap();
+    assert_eq!(
+        read("other.txt"),
+        "not a config\n",
+        "the link's target is untouched"
+    );
+    assert!(read("tozai.toml").starts_with("# tozai.toml"));
+    let backup = std::fs::symlink_metadata(s.path().join("tozai.toml.bak")).unwrap();
+    assert!(
+        backup.file_type().is_symlink(),
+        "the old link itself is kept"
+    );
+    assert!(
+        !std::fs::symlink_metadata(s.path().join("tozai.toml"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+
+    // Below a directory with a tozai.toml, init would shadow it: refused unless --force.
+    let below = s.path().join("infra/team");
+    std::fs::create_dir_all(&below).unwrap();
+    let run = s.tozai_in("infra/team", &["init"]);
+    run.expect_code(2);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "tozai: error: {} applies here already (give --force to write another tozai.toml \
+             here, which commands run below this directory would read instead)\n",
+            s.path().join("tozai.toml").display()
+        )
+    );
+    assert!(!below.join("tozai.toml").exists());
+    s.tozai_in("infra/team", &["init", "--force"])
+        .expect_code(0);
+    assert!(below.join("tozai.toml").is_file());
 }
 
 #[test]
@@ -823,6 +880,55 @@ fn a_password_holding_a_slash_hash_or_question_mark_is_refused_and_never_shown()
                 "tozai: error: tozai.toml:7:14: invalid repository location \"https://***@git-codecommit.us-east-1.amazonaws.com/v1/repos/x\": credentials in URLs are refused: tozai keeps no static git credentials (CodeCommit uses IAM-signed logins)\n",
                 "{password}: {args:?}"
             );
+        }
+    }
+}
+
+/// Regression (second review): `'` ended a URL for the redaction, and so did a space: a
+/// password or a query token holding one was printed from that character on, in the
+/// refusal, in a config's syntax-error excerpt and in every retry warning.
+#[test]
+fn a_secret_holding_an_apostrophe_or_a_space_is_never_shown() {
+    let s = Scratch::new();
+    git(&s.path(), &["init", "-q", "--bare", "standby.git"]);
+    git(&s.path(), &["init", "-q", "--bare", "src.git"]);
+    let runs: [&[&str]; 2] = [
+        &[
+            "mirror",
+            "--from",
+            "./src.git",
+            "--to",
+            "https://bob:Sup3r'SECRET2@git.example.com/x.git",
+            "--dry-run",
+        ],
+        &[
+            "-v",
+            "mirror",
+            "--from",
+            "http://127.0.0.1:1/x.git?token=ab'SECRETTAIL",
+            "--to",
+            "./standby.git",
+            "--cache",
+            "cache",
+        ],
+    ];
+    for args in runs {
+        let run = s.tozai(args);
+        run.expect_no_panic();
+        assert_ne!(run.code, Some(0), "{args:?}");
+        assert_lacks(&run, "SECRET");
+    }
+    for password in ["Sup3r'SECRET", "Sup3r SECRET", "Sup3r\\\"SECRET"] {
+        let url = format!("https://bob:{password}@git.example.com/x.git");
+        let text = config("./tokyo.git", "ap-northeast-3", &url);
+        // As it is (the location is refused), and with a syntax error on its line.
+        let on_its_line = text.replace(&format!("\"{url}\""), &format!("\"{url}\" x"));
+        assert_ne!(on_its_line, text);
+        for broken in [text.clone(), on_its_line] {
+            s.write("tozai.toml", &broken);
+            let run = s.tozai(&["check"]);
+            run.expect_code(2).expect_no_panic();
+            assert_lacks(&run, "SECRET");
         }
     }
 }

@@ -32,6 +32,10 @@ pub struct Options {
         default_value = "osaka=ap-northeast-3:core-infra"
     )]
     pub standby: String,
+    /// An AWS region newer than tozai's table of known regions, written into the config's
+    /// `extra_aws_regions` (repeatable).
+    #[arg(long = "extra-aws-region", value_name = "AWS_REGION")]
+    pub extra_aws_regions: Vec<String>,
     /// Overwrite an existing tozai.toml.
     #[arg(long)]
     pub force: bool,
@@ -84,9 +88,14 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
             primary.name
         );
     }
-    let text = render(&primary, &standby);
-    let config = Config::parse(&text, Path::new(NAME))
-        .context("the regions given make a config that is not valid")?;
+    for region in &o.extra_aws_regions {
+        check_aws_region(region).map_err(|m| anyhow::anyhow!("--extra-aws-region: {m}"))?;
+    }
+    let text = render(&primary, &standby, &o.extra_aws_regions);
+    let config = Config::parse(&text, Path::new(NAME)).context(
+        "the regions given make a config that is not valid (for an AWS region newer than \
+             tozai's table, give --extra-aws-region REGION)",
+    )?;
     let kept = write(&text, o.force)?;
     outln!(
         "wrote {NAME}: {}, {} pipeline targets, {} rule tests",
@@ -179,14 +188,45 @@ fn toml_string(value: &str) -> String {
     out
 }
 
-fn render(primary: &RegionFlag, standby: &RegionFlag) -> String {
-    TEMPLATE
-        .replace("@P@", &primary.name)
-        .replace("@S@", &standby.name)
-        .replace("@PA@", &primary.aws_region)
-        .replace("@SA@", &standby.aws_region)
-        .replace("@PR@", &toml_string(&primary.repository))
-        .replace("@SR@", &toml_string(&standby.repository))
+/// The template with its placeholders filled in, in one pass: a value is never read
+/// again for placeholders (a repository path holding `@SR@` is written as it is).
+fn render(primary: &RegionFlag, standby: &RegionFlag, extra_aws_regions: &[String]) -> String {
+    let extra = if extra_aws_regions.is_empty() {
+        String::new()
+    } else {
+        let regions: Vec<String> = extra_aws_regions.iter().map(|r| toml_string(r)).collect();
+        format!(
+            "\n# AWS regions newer than tozai's table of known regions.\nextra_aws_regions = [{}]\n",
+            regions.join(", ")
+        )
+    };
+    let values = [
+        ("@PA@", primary.aws_region.clone()),
+        ("@SA@", standby.aws_region.clone()),
+        ("@PR@", toml_string(&primary.repository)),
+        ("@SR@", toml_string(&standby.repository)),
+        ("@P@", primary.name.clone()),
+        ("@S@", standby.name.clone()),
+        ("@EXTRA@", extra),
+    ];
+    let mut out = String::with_capacity(TEMPLATE.len() + 256);
+    let mut rest = TEMPLATE;
+    while let Some(at) = rest.find('@') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        match values.iter().find(|(key, _)| rest.starts_with(key)) {
+            Some((key, value)) => {
+                out.push_str(value);
+                rest = &rest[key.len()..];
+            }
+            None => {
+                out.push('@');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 const TEMPLATE: &str = r#"# tozai.toml, written by `tozai init`. Check it with `tozai check`; reference: tozai's README.
@@ -201,7 +241,7 @@ primary = "@P@"
 
 # New branches are compared with this branch to find what they changed.
 base_branch = "main"
-
+@EXTRA@
 [regions.@P@]
 aws_region = "@PA@"
 repository = @PR@
@@ -338,15 +378,51 @@ mod tests {
         let text = render(
             &o("tokyo=ap-northeast-1:core-infra"),
             &o("osaka=ap-northeast-3:a\"b\\c"),
+            &[],
         );
         assert!(text.contains("repository = \"a\\\"b\\\\c\""), "{text}");
         let text = render(
             &o("tokyo=ap-northeast-1:core-infra"),
             &o("osaka=ap-northeast-3:core-infra"),
+            &[],
         );
+        assert!(!text.contains('@'), "every placeholder is filled: {text}");
         let config = Config::parse(&text, Path::new(NAME)).unwrap();
         let results = tozai::ruletest::run(&config);
         assert_eq!(results.len(), 10);
         assert!(results.iter().all(|r| r.passed()));
+    }
+
+    /// Regression (second review): placeholders were replaced one after another, so a
+    /// value holding one (`@SR@`) was filled in again.
+    #[test]
+    fn a_value_holding_a_placeholder_is_written_as_it_is() {
+        let o = |s: &str| RegionFlag::parse("--x", s).unwrap();
+        let text = render(
+            &o("tokyo=ap-northeast-1:./t@SR@.git"),
+            &o("osaka=ap-northeast-3:./o.git"),
+            &[],
+        );
+        assert!(text.contains("repository = \"./t@SR@.git\""), "{text}");
+        assert!(text.contains("repository = \"./o.git\""), "{text}");
+    }
+
+    /// A region newer than tozai's table: `--extra-aws-region` writes the key that allows
+    /// it, and the config then passes.
+    #[test]
+    fn an_extra_aws_region_is_written_at_the_top() {
+        let o = |s: &str| RegionFlag::parse("--x", s).unwrap();
+        let (tokyo, newer) = (
+            o("tokyo=ap-northeast-1:core-infra"),
+            o("osaka=xx-new-1:core-infra"),
+        );
+        let refused = render(&tokyo, &newer, &[]);
+        assert!(Config::parse(&refused, Path::new(NAME)).is_err());
+        let text = render(&tokyo, &newer, &["xx-new-1".to_owned()]);
+        assert!(
+            text.contains("\nextra_aws_regions = [\"xx-new-1\"]\n"),
+            "{text}"
+        );
+        Config::parse(&text, Path::new(NAME)).unwrap();
     }
 }

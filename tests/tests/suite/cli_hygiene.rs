@@ -665,7 +665,8 @@ fn init_takes_the_regions_as_flags() {
         ),
         (
             vec!["init", "--standby", "osaka=ap-northeast-9:core-infra"],
-            "unknown AWS region \"ap-northeast-9\" for region osaka",
+            "(for an AWS region newer than tozai's table, give --extra-aws-region REGION): \
+             tozai.toml:19:14: unknown AWS region \"ap-northeast-9\" for region osaka",
         ),
         (
             vec![
@@ -687,6 +688,16 @@ fn init_takes_the_regions_as_flags() {
             "{args:?} wrote a file"
         );
     }
+    // ...and the flag that allows it
+    let run = t.tozai(&[
+        "init",
+        "--standby",
+        "osaka=ap-northeast-9:core-infra",
+        "--extra-aws-region",
+        "ap-northeast-9",
+    ]);
+    run.expect_code(0).expect_no_panic();
+    t.tozai(&["check"]).expect_code(0);
 }
 
 #[test]

@@ -315,8 +315,8 @@ fn short(id: &tozai::refs::CommitId) -> &str {
     id.short()
 }
 
-/// How a report names a ref or a path: git's `core.quotePath` quoting.
-fn name(r: &tozai::refs::RefName) -> String {
+/// How a report names a ref: its full name with git's `core.quotePath` quoting.
+pub fn name(r: &tozai::refs::RefName) -> String {
     tozai::text::quoted(&r.full()).into_owned()
 }
 

@@ -440,7 +440,7 @@ fn on_primary(primary: &Region) -> String {
     format!(
         "on the primary {} ({})",
         primary.name,
-        quoted(&primary.repository.to_string())
+        quoted(&primary.repository.shown())
     )
 }
 
@@ -580,7 +580,11 @@ impl Standby<'_> {
     /// What the mirror did (or would do) to the standby's ref, and what the standby's judge
     /// starts: the plan's targets only when the ref moved to the commit itself.
     fn conclusion(&self, status: Option<&RefStatus>, starts: &str) -> String {
-        let (s, r, c) = (self.name, quoted_ref(self.reference), self.commit.short());
+        let (s, r, c) = (
+            self.name,
+            crate::mirror::name(self.reference),
+            self.commit.short(),
+        );
         let moved = match status {
             Some(RefStatus::Created { new } | RefStatus::Updated { new, .. }) => Some(new),
             _ => None,
@@ -635,10 +639,6 @@ impl Standby<'_> {
             }
         }
     }
-}
-
-fn quoted_ref(reference: &RefName) -> String {
-    quoted(&reference.full()).into_owned()
 }
 
 #[cfg(test)]

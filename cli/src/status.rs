@@ -138,7 +138,7 @@ impl Facts for Cache<'_> {
                 Some(s) => Some(s.clone()),
                 None => self.base(reference, source)?,
             };
-            let (behind, commits) = self.git.log_between(base.as_ref(), source, LISTED)?;
+            let lacked = self.git.log_between(base.as_ref(), source, LISTED)?;
             let first = self.git.first_lacking(base.as_ref(), source)?;
             let push = Push {
                 repository: self.repository.to_owned(),
@@ -151,8 +151,8 @@ impl Facts for Cache<'_> {
                 self.runtime
                     .block_on(tozai::service::plan_push(self.config, &self.git, push))?;
             Ok(Lag {
-                behind,
-                commits,
+                behind: lacked.total,
+                commits: lacked.commits,
                 selected_by: tozai::status::selected_by(self.config, &plan),
                 since: first.and_then(|(_, time)| DateTime::from_timestamp(time, 0)),
             })

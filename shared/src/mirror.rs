@@ -82,7 +82,7 @@ use serde::Serialize;
 
 use crate::divergence::{self, Cause, LeftRight};
 use crate::refs::{CommitId, RefName};
-use crate::rules::{GlobError, NameFilter};
+use crate::rules::NameFilter;
 
 /// The refs of one repository: name to object id (a commit, or an annotated tag object).
 pub type RefMap = BTreeMap<RefName, CommitId>;
@@ -134,35 +134,6 @@ impl RefSelection {
     /// Every branch and every tag.
     pub fn all() -> Self {
         Self::default()
-    }
-
-    /// From `--ref` arguments: `refs/heads/GLOB` and bare `GLOB` select branches,
-    /// `refs/tags/GLOB` tags. With any argument, what is not named is not selected.
-    pub fn from_args(args: &[String]) -> Result<Self, GlobError> {
-        if args.is_empty() {
-            return Ok(Self::all());
-        }
-        let mut branches = Vec::new();
-        let mut tags = Vec::new();
-        for a in args {
-            if let Some(t) = a.strip_prefix("refs/tags/") {
-                tags.push(t.to_owned());
-            } else if let Some(b) = a.strip_prefix("refs/heads/") {
-                branches.push(b.to_owned());
-            } else if a.starts_with("refs/") {
-                return Err(GlobError {
-                    rule: "--ref".into(),
-                    glob: a.clone(),
-                    reason: "only refs/heads/... and refs/tags/... are mirrored".into(),
-                });
-            } else {
-                branches.push(a.clone());
-            }
-        }
-        Ok(Self {
-            branches: Some(NameFilter::new("--ref", &branches)?),
-            tags: Some(NameFilter::new("--ref", &tags)?),
-        })
     }
 
     /// Exactly one branch or tag (its name taken literally, not as a glob).
@@ -960,7 +931,7 @@ mod tests {
     #[test]
     fn backup_branches_are_never_planned_even_forced_or_selected() {
         let backup = "tozai-backup/20260102T030405Z/heads/main";
-        let sel = RefSelection::from_args(&["**".into()]).unwrap();
+        let sel = selection(&["**"], &[]);
         for (selection, force) in [(RefSelection::all(), false), (sel, true)] {
             let opts = MirrorOptions {
                 force,
@@ -977,7 +948,7 @@ mod tests {
 
     #[test]
     fn unselected_refs_are_never_touched() {
-        let sel = RefSelection::from_args(&["main".into(), "refs/tags/v*".into()]).unwrap();
+        let sel = selection(&["main"], &["v*"]);
         let steps = plan_refs(
             &map(&[
                 ("main", 'c'),
@@ -1015,10 +986,16 @@ mod tests {
         assert!(!RefSelection::exactly_these([]).selects(&"refs/heads/main".parse().unwrap()));
     }
 
-    #[test]
-    fn ref_args_outside_heads_and_tags_are_refused() {
-        let e = RefSelection::from_args(&["refs/notes/*".into()]).unwrap_err();
-        assert!(e.to_string().contains("refs/notes/*"), "{e}");
+    /// The branches and tags these globs select, and nothing else.
+    fn selection(branches: &[&str], tags: &[&str]) -> RefSelection {
+        let filter = |globs: &[&str]| {
+            let globs: Vec<String> = globs.iter().map(|g| (*g).to_owned()).collect();
+            Some(NameFilter::new("test", &globs).unwrap())
+        };
+        RefSelection {
+            branches: filter(branches),
+            tags: filter(tags),
+        }
     }
 
     fn outcome_of(refs: Vec<(String, RefStatus)>) -> MirrorOutcome {

@@ -56,7 +56,7 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::Serialize;
 
 use crate::config::{Config, sync_rule_name};
-use crate::divergence::{Cause, LeftRight};
+use crate::divergence::{Cause, LeftRight, LoggedCommit};
 use crate::mirror::{Backup, MirrorOutcome, RefResult, RefStatus};
 use crate::plan::{Plan, decide};
 use crate::refs::{CommitId, RefName};
@@ -161,22 +161,13 @@ impl Serialize for UtcTime {
     }
 }
 
-/// One commit, for a list of what a standby lacks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CommitLine {
-    pub commit: CommitId,
-    /// The first line of its message, cut to
-    /// [`SUBJECT_BYTES`](crate::divergence::SUBJECT_BYTES).
-    pub subject: String,
-}
-
 /// What the source's history says of the commits a standby ref lacks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Lag {
     /// How many commits it lacks.
     pub behind: u64,
     /// The first [`LISTED`] of them, newest first.
-    pub commits: Vec<CommitLine>,
+    pub commits: Vec<LoggedCommit>,
     /// What selects a path they change: the sync rule (`sync.to.STANDBY`) and the standby's
     /// targets for this ref ([`selected_by`]). Empty: they do not matter.
     pub selected_by: Vec<String>,
@@ -317,7 +308,7 @@ pub struct RefState {
     /// Commits the source has that the standby lacks (`None`: unknown).
     pub behind: Option<u64>,
     /// The first of the commits the standby lacks, newest first.
-    pub commits: Vec<CommitLine>,
+    pub commits: Vec<LoggedCommit>,
     /// The commits the standby lacks change a path the sync rule or a standby target
     /// selects (a missing tag always matters).
     pub matters: bool,

@@ -11,10 +11,9 @@ use std::path::{Path, PathBuf};
 use git2::{Delta, DiffFindOptions, DiffOptions, ErrorCode, Oid, Repository};
 
 use crate::change::{Change, ChangeKind, RepoPath};
-use crate::divergence::SUBJECT_BYTES;
+use crate::divergence::{LoggedCommit, Side};
 use crate::ports::{ChangeError, ChangeSource};
 use crate::refs::{CommitId, RefName};
-use crate::status::CommitLine;
 
 /// git's `diff.renameLimit`: content-similarity rename detection among this many files.
 const INEXACT_RENAME_LIMIT: usize = 1000;
@@ -267,39 +266,25 @@ impl Git2Changes {
     }
 
     /// The commits `new` has that `old` lacks (`git log old..new`; without `old`, every
-    /// commit of `new`): how many, and the first `limit` of them, newest first, their
-    /// subjects cut to [`SUBJECT_BYTES`].
+    /// commit of `new`): how many, and the first `limit` of them, newest first.
     pub fn log_between(
         &self,
         old: Option<&CommitId>,
         new: &CommitId,
         limit: usize,
-    ) -> Result<(u64, Vec<CommitLine>), ChangeError> {
+    ) -> Result<Side, ChangeError> {
         let repo = self.repo()?;
-        let walking = |e| self.backend("cannot walk history", e);
-        let mut walk = repo.revwalk().map_err(walking)?;
-        walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)
-            .map_err(walking)?;
-        walk.push(self.oid(new)?)
-            .map_err(|_| self.unknown(new.as_str()))?;
-        if let Some(old) = old {
-            walk.hide(self.oid(old)?)
-                .map_err(|_| self.unknown(old.as_str()))?;
-        }
-        let (mut count, mut lines) = (0, Vec::new());
-        for step in walk {
-            let oid = step.map_err(walking)?;
-            count += 1;
-            if lines.len() < limit {
-                let commit = repo.find_commit(oid).map_err(walking)?;
-                let subject = String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default());
-                lines.push(CommitLine {
-                    commit: to_id(oid),
-                    subject: crate::text::cut(&subject, SUBJECT_BYTES),
-                });
-            }
-        }
-        Ok((count, lines))
+        let exists = |id: &CommitId| {
+            let oid = self.oid(id)?;
+            repo.find_object(oid, None)
+                .map(|_| oid)
+                .map_err(|_| self.unknown(id.as_str()))
+        };
+        let from = exists(new)?;
+        let hidden: Vec<Oid> = old.map(exists).transpose()?.into_iter().collect();
+        let sorting = git2::Sort::TOPOLOGICAL | git2::Sort::TIME;
+        log_side(&repo, from, &hidden, sorting, limit)
+            .map_err(|e| self.backend("cannot walk history", e))
     }
 
     /// The oldest commit on `new`'s first-parent chain that `old` does not contain (walking
@@ -330,6 +315,36 @@ impl Git2Changes {
         }
         Ok(last.map(|c| (to_id(c.id()), c.committer().when().seconds())))
     }
+}
+
+/// The commits `from` reaches and none of `hidden` does (`git log ^HIDDEN... FROM`), in
+/// `sorting`'s order: how many, and the first `limit` of them, each with its subject (cut
+/// to a bounded size by [`LoggedCommit::new`]). `tozai status`'s lists of what a standby
+/// lacks and both sides of a divergence are read this way.
+pub(super) fn log_side(
+    repo: &Repository,
+    from: Oid,
+    hidden: &[Oid],
+    sorting: git2::Sort,
+    limit: usize,
+) -> Result<Side, git2::Error> {
+    let mut walk = repo.revwalk()?;
+    walk.set_sorting(sorting)?;
+    walk.push(from)?;
+    for h in hidden {
+        walk.hide(*h)?;
+    }
+    let mut side = Side::default();
+    for oid in walk {
+        let oid = oid?;
+        side.total += 1;
+        if side.commits.len() < limit {
+            let commit = repo.find_commit(oid)?;
+            let subject = String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default());
+            side.commits.push(LoggedCommit::new(to_id(oid), &subject));
+        }
+    }
+    Ok(side)
 }
 
 /// git2's id as a [`CommitId`]: infallible, git2 writes ids in hexadecimal.
@@ -443,7 +458,8 @@ mod tests {
         let repo = Git2Changes::open(dir).unwrap();
         assert_eq!(repo.peel_to_commit(&tag).unwrap(), head);
         assert_eq!(repo.peel_to_commit(&head).unwrap(), head);
-        let (count, lines) = repo.log_between(Some(&standby), &head, 2).unwrap();
+        let side = repo.log_between(Some(&standby), &head, 2).unwrap();
+        let (count, lines) = (side.total, side.commits);
         let git_count: u64 = git(dir, &["rev-list", "--count", &format!("{standby}..{head}")])
             .parse()
             .unwrap();
@@ -456,7 +472,7 @@ mod tests {
             (&head, "merge feature")
         );
         assert!(["main 1", "feature 2"].contains(&lines[1].subject.as_str()));
-        assert_eq!(repo.log_between(None, &standby, 5).unwrap().0, 1);
+        assert_eq!(repo.log_between(None, &standby, 5).unwrap().total, 1);
         // main 1 is the first commit on the first-parent chain the standby lacks.
         let (first, time) = repo.first_lacking(Some(&standby), &head).unwrap().unwrap();
         assert_eq!(first, main1);

@@ -235,10 +235,7 @@ impl Facts for Fake {
 fn lag(selected: &[&str], since: &str) -> Lag {
     Lag {
         behind: 2,
-        commits: vec![CommitLine {
-            commit: c(3),
-            subject: "change primary/a.yaml".into(),
-        }],
+        commits: vec![LoggedCommit::new(c(3), "change primary/a.yaml")],
         selected_by: selected.iter().map(|s| s.to_string()).collect(),
         since: Some(at(since)),
     }

@@ -253,7 +253,7 @@ fn selection_limits_what_is_touched() {
     git(&w.src, &["branch", "feature"]);
     git(&w.src, &["tag", "v1"]);
     let mut req = w.request(false, false);
-    req.selection = RefSelection::from_args(&["main".into()]).unwrap();
+    req.selection = RefSelection::exactly(&"refs/heads/main".parse().unwrap());
     let o = w.mirror_with(&req);
     assert_eq!(o.refs.len(), 1);
     let got = refs(&w.dst);

@@ -33,8 +33,7 @@ use git2::{AutotagOption, FetchOptions, Oid, Repository, Sort};
 use super::{
     AuthState, PushResult, RepoHistory, proxy_options, push_steps, to_oid, with_network_retries,
 };
-use crate::adapters::git::to_id;
-use crate::divergence::{LOG_COMMITS, LeftRight, LoggedCommit, Side};
+use crate::divergence::{LOG_COMMITS, LeftRight, Side};
 use crate::mirror::{
     Backup, History, MirrorOptions, MirrorOutcome, RefAction, RefMap, RefResult, RefStatus,
     RefStep, plan_refs,
@@ -561,23 +560,7 @@ pub(super) fn left_right(
 /// The commits of `from` that none of `hidden` reaches, newest first: the first
 /// [`LOG_COMMITS`] with their subjects, and how many there are.
 fn side(repo: &Repository, from: Oid, hidden: &[Oid]) -> Result<Side, git2::Error> {
-    let mut walk = repo.revwalk()?;
-    walk.set_sorting(Sort::TIME)?;
-    walk.push(from)?;
-    for h in hidden {
-        walk.hide(*h)?;
-    }
-    let mut out = Side::default();
-    for oid in walk {
-        let oid = oid?;
-        out.total += 1;
-        if out.commits.len() < LOG_COMMITS {
-            let commit = repo.find_commit(oid)?;
-            let subject = String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default());
-            out.commits.push(LoggedCommit::new(to_id(oid), &subject));
-        }
-    }
-    Ok(out)
+    crate::adapters::git::log_side(repo, from, hidden, Sort::TIME, LOG_COMMITS)
 }
 
 #[cfg(test)]

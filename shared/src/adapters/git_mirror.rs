@@ -648,10 +648,38 @@ fn fetch(
     source: &GitRemote,
     progress: Option<&dyn Fn(TransferProgress)>,
 ) -> Result<(), MirrorError> {
-    with_network_retries(source, "fetching from the source", || {
+    let refspecs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
+    fetch_refspecs(
+        repo,
+        source,
+        "fetching from the source",
+        &refspecs,
+        progress,
+        |remote| {
+            // Prune: the cache keeps exactly the source's branches and tags.
+            let advertised: Vec<String> = (remote.list()?.iter())
+                .map(|h| h.name().to_owned())
+                .collect();
+            prune_to(repo, &advertised)
+        },
+    )
+}
+
+/// Fetches `refspecs` from `from` into the cache: its credentials on each request, the
+/// proxy git would use, no tag followed, network failures retried; then `after` reads the
+/// still-connected remote (the source's advertisement, to prune by).
+fn fetch_refspecs<S: AsRef<str> + git2::IntoCString + Clone>(
+    repo: &Repository,
+    from: &GitRemote,
+    context: &'static str,
+    refspecs: &[S],
+    progress: Option<&dyn Fn(TransferProgress)>,
+    after: impl Fn(&git2::Remote<'_>) -> Result<(), git2::Error>,
+) -> Result<(), MirrorError> {
+    with_network_retries(from, context, || {
         let auth = AuthState::default();
         let mut callbacks = RemoteCallbacks::new();
-        auth.install(&mut callbacks, source);
+        auth.install(&mut callbacks, from);
         if let Some(p) = progress {
             callbacks.transfer_progress(move |s| {
                 p(TransferProgress::Fetch {
@@ -669,23 +697,12 @@ fn fetch(
             .download_tags(AutotagOption::None)
             .update_fetchhead(false);
         let mut remote = repo
-            .remote_anonymous(&source.url)
+            .remote_anonymous(&from.url)
             .map_err(|e| (e, auth.failed()))?;
         remote
-            .fetch(
-                &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
-                Some(&mut options),
-                None,
-            )
+            .fetch(refspecs, Some(&mut options), None)
             .map_err(|e| (e, auth.failed()))?;
-        // Prune: the cache keeps exactly the source's branches and tags.
-        let advertised: Vec<String> = remote
-            .list()
-            .map_err(|e| (e, false))?
-            .iter()
-            .map(|h| h.name().to_owned())
-            .collect();
-        prune_to(repo, &advertised).map_err(|e| (e, false))
+        after(&remote).map_err(|e| (e, false))
     })
 }
 

@@ -28,11 +28,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
-use git2::{AutotagOption, FetchOptions, Oid, Repository, Sort};
+use git2::{Oid, Repository, Sort};
 
-use super::{
-    AuthState, PushResult, RepoHistory, proxy_options, push_steps, to_oid, with_network_retries,
-};
+use super::{PushResult, RepoHistory, fetch_refspecs, push_steps, to_oid};
 use crate::divergence::{LOG_COMMITS, LeftRight, Side};
 use crate::mirror::{
     Backup, History, MirrorOptions, MirrorOutcome, RefAction, RefMap, RefResult, RefStatus,
@@ -496,23 +494,8 @@ pub(super) fn fetch_standby_refs(
     let refspecs: Vec<String> = (refs.iter())
         .map(|r| format!("+{}:{}", r.full(), standby_ref(r)))
         .collect();
-    with_network_retries(target, "fetching the standby's diverged refs", || {
-        let auth = AuthState::default();
-        let mut callbacks = git2::RemoteCallbacks::new();
-        auth.install(&mut callbacks, target);
-        let mut options = FetchOptions::new();
-        options
-            .remote_callbacks(callbacks)
-            .proxy_options(proxy_options())
-            .download_tags(AutotagOption::None)
-            .update_fetchhead(false);
-        let mut remote = repo
-            .remote_anonymous(&target.url)
-            .map_err(|e| (e, auth.failed()))?;
-        remote
-            .fetch(&refspecs, Some(&mut options), None)
-            .map_err(|e| (e, auth.failed()))
-    })
+    let context = "fetching the standby's diverged refs";
+    fetch_refspecs(repo, target, context, &refspecs, None, |_| Ok(()))
 }
 
 /// Deletes the cache's refs under `prefix`.

@@ -1,7 +1,6 @@
 //! `tozai check`: validate the config and run its rule tests, as a report or as JSON.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde::Serialize;
@@ -13,26 +12,19 @@ use crate::report;
 
 #[derive(clap::Args)]
 pub struct Options {
-    /// The config file [default: the nearest tozai.toml, here or in a parent directory].
-    #[arg(
-        short,
-        long,
-        value_name = "FILE",
-        default_value = "tozai.toml",
-        hide_default_value = true
-    )]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub config: crate::config_file::ConfigArg,
     /// Print the regions and each rule test's result as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(o: Options) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&o.config)?;
+    let config = Config::load(&o.config.path)?;
     let results = ruletest::run(&config);
     let failed = results.iter().filter(|r| !r.passed()).count();
     if o.json {
-        crate::output::json(&Report::of(&config, &results, &o.config))?;
+        crate::output::json(&Report::of(&config, &results, &o.config.path))?;
     } else {
         text(&config, &results);
     }

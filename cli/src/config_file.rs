@@ -15,6 +15,22 @@ use tozai::text::quoted;
 /// The config's file name.
 pub const NAME: &str = "tozai.toml";
 
+/// `-c FILE`, for every command that reads a config (but `mirror`, whose `-c` competes
+/// with `--from`/`--to`): without it, `main` puts the nearest `tozai.toml` here ([`find`]).
+#[derive(clap::Args)]
+pub struct ConfigArg {
+    /// The config file [default: the nearest tozai.toml, here or in a parent directory].
+    #[arg(
+        id = "config",
+        short = 'c',
+        long = "config",
+        value_name = "FILE",
+        default_value = NAME,
+        hide_default_value = true
+    )]
+    pub path: PathBuf,
+}
+
 /// The nearest `tozai.toml` from the working directory up: `tozai.toml` when it is in the
 /// working directory itself, otherwise its absolute path.
 pub fn find() -> anyhow::Result<PathBuf> {

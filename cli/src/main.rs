@@ -181,10 +181,10 @@ fn find_config(mut cli: Cli, matches: &ArgMatches) -> anyhow::Result<Cli> {
             .is_some_and(|(_, m)| m.value_source("config") == Some(ValueSource::DefaultValue))
     };
     match &mut cli.command {
-        Command::Check(o) if defaulted() => o.config = config_file::find()?,
-        Command::Plan(o) if defaulted() => o.config = config_file::find()?,
-        Command::Status(o) if defaulted() => o.config = config_file::find()?,
-        Command::Replay(o) if defaulted() => o.config = config_file::find()?,
+        Command::Check(o) if defaulted() => o.config.path = config_file::find()?,
+        Command::Plan(o) if defaulted() => o.config.path = config_file::find()?,
+        Command::Status(o) if defaulted() => o.config.path = config_file::find()?,
+        Command::Replay(o) if defaulted() => o.config.path = config_file::find()?,
         Command::Mirror(o) if o.config.is_none() && o.from.is_none() && o.to.is_none() => {
             o.config = Some(config_file::find()?);
         }

@@ -15,15 +15,8 @@ use crate::report;
 
 #[derive(clap::Args)]
 pub struct Options {
-    /// The config file [default: the nearest tozai.toml, here or in a parent directory].
-    #[arg(
-        short,
-        long,
-        value_name = "FILE",
-        default_value = "tozai.toml",
-        hide_default_value = true
-    )]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub config: crate::config_file::ConfigArg,
     /// The local git repository holding the commits.
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub repo: PathBuf,
@@ -41,7 +34,7 @@ pub struct Options {
 }
 
 pub fn run(o: Options) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&o.config)?;
+    let config = Config::load(&o.config.path)?;
     let region = match o.region {
         Some(name) => match config.region(&name) {
             Some(r) => r,

@@ -40,15 +40,8 @@ use crate::OperationFailed;
 
 #[derive(clap::Args)]
 pub struct Options {
-    /// The config file [default: the nearest tozai.toml, here or in a parent directory].
-    #[arg(
-        short,
-        long,
-        value_name = "FILE",
-        default_value = "tozai.toml",
-        hide_default_value = true
-    )]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub config: crate::config_file::ConfigArg,
     /// The commit whose sync to re-run (full id, or anything git resolves with --repo).
     #[arg(long, value_name = "SHA")]
     pub commit: String,
@@ -86,7 +79,7 @@ pub struct Options {
 
 pub fn run(o: Options) -> anyhow::Result<ExitCode> {
     let cache = crate::mirror::cache_root(o.cache.as_deref())?;
-    let config = Config::load(&o.config)?;
+    let config = Config::load(&o.config.path)?;
     let asked = Asked {
         reference: match &o.reference {
             Some(r) => r.parse()?,
@@ -470,7 +463,7 @@ fn publish(aws: &Aws, o: &Options, config: &Config, plan: &Plan) -> anyhow::Resu
             "the sync-judge would not mirror {} ({}): nothing to publish; `tozai mirror -c {} --ref {}` mirrors it anyway",
             commit.short(),
             plan.decisions.sync.reason.describe(),
-            quoted(&o.config.display().to_string()),
+            quoted(&o.config.path.display().to_string()),
             quoted(&reference.full())
         );
     }
@@ -547,7 +540,7 @@ fn report(o: &Options, config: &Config, plan: &Plan, outcome: Option<&MirrorOutc
         outln!(
             "not mirrored: {} (`tozai mirror -c {} --ref {}` mirrors it anyway)",
             plan.decisions.sync.reason.describe(),
-            quoted(&o.config.display().to_string()),
+            quoted(&o.config.path.display().to_string()),
             quoted(&reference.full())
         );
     } else if let Some(out) = outcome {

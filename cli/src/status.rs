@@ -20,15 +20,8 @@ use tozai::text::quoted;
 
 #[derive(clap::Args)]
 pub struct Options {
-    /// The config file [default: the nearest tozai.toml, here or in a parent directory].
-    #[arg(
-        short,
-        long,
-        value_name = "FILE",
-        default_value = "tozai.toml",
-        hide_default_value = true
-    )]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub config: crate::config_file::ConfigArg,
     /// The cache of source repositories (default: the user's cache directory).
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
@@ -43,7 +36,7 @@ pub struct Options {
 }
 
 pub fn run(o: Options) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&o.config)?;
+    let config = Config::load(&o.config.path)?;
     let cache = crate::mirror::cache_root(o.cache.as_deref())?;
     let ledger = o.state.ledger(&cache, &config.standby().repository)?;
     let (source, target, _aws) =
@@ -82,7 +75,7 @@ pub fn run(o: Options) -> anyhow::Result<ExitCode> {
     if o.json {
         crate::output::json(&status)?;
     } else {
-        out!("{}", table(&status, &o.config.display().to_string()));
+        out!("{}", table(&status, &o.config.path.display().to_string()));
     }
     Ok(if status.drift {
         ExitCode::from(crate::EXIT_FAILED)
